@@ -1,0 +1,3 @@
+from joedefender.hosts.cli import main
+
+main()
