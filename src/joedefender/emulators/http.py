@@ -38,9 +38,7 @@ INSPECTION_PREFIX = "/_emulator/"
 class ApiError(Exception):
     """Raised by a handler to answer with the emulated service's own error body."""
 
-    def __init__(
-        self, status: int, code: str | int, message: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str | int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -283,9 +281,7 @@ class EmulatorServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> EmulatorServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"{self.name}-emulator", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.name}-emulator", daemon=True)
         self._thread.start()
         return self
 

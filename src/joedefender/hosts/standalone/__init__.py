@@ -1,1 +1,1 @@
-"""hosts/standalone."""
+"""The standalone service: one process, SQLite for state and queue, worker threads, webhook, poller."""

@@ -1,0 +1,329 @@
+"""The request loop every Defender call goes through: limiter, token, send, and the retry rules.
+
+- 429: wait `Retry-After` (or back off when it is missing), within the retry budget.
+- 5xx, timeouts, broken connections: exponential backoff with full jitter, within the budget.
+- 401: drop the token, get a fresh one and try once more; a second 401 is an auth error.
+- Other 4xx: no retry, the typed error at once.
+
+The budget is `max_retry` retries and `retry_timeout` in total, whichever runs out first. Waiting
+here and in the limiter is the only sleeping this client does. Tokens and download links (their
+signature is a credential) are never logged or put into errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from joedefender import __version__
+from joedefender.clients.mde.auth import TokenProvider
+from joedefender.clients.mde.errors import (
+    DefenderError,
+    DefenderTransportError,
+    error_for,
+)
+from joedefender.clients.mde.limiter import Family, RateLimiter
+
+logger = logging.getLogger("joedefender.clients.mde")
+
+USER_AGENT = f"joedefender/{__version__}"
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
+_MAX_ERROR_TEXT = 300
+# Failures that prove the request never reached the server, so even a non-idempotent one may repeat.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_SIGNATURE = re.compile(r"(?i)(sig=)[^&\s\"']+")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: `max_retry` retries after the first attempt, all within `timeout`."""
+
+    max_retry: int = 5
+    timeout: timedelta = timedelta(minutes=5)
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+
+    def backoff(self, retry: int, rand: Callable[[], float]) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**retry)]."""
+        return rand() * min(self.backoff_cap, self.backoff_base * 2.0**retry)
+
+
+def redact_signature(text: str) -> str:
+    """A download link with its SAS signature blanked, safe for a log line."""
+    return _SIGNATURE.sub(r"\1***", text)
+
+
+class _RedactSignatures(logging.Filter):
+    """httpx logs every URL at INFO; a result link's `sig=` is a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any("sig=" in str(arg).lower() for arg in record.args):
+            record.args = tuple(
+                redact_signature(str(arg)) if "sig=" in str(arg).lower() else arg for arg in record.args
+            )
+        return True
+
+
+def _install_log_redaction() -> None:
+    httpx_logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactSignatures) for f in httpx_logger.filters):
+        httpx_logger.addFilter(_RedactSignatures())
+
+
+_install_log_redaction()
+
+
+def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext | bool:
+    """TLS verification against the bundle when one is set (emulators, TLS-inspecting proxies)."""
+    return ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle is not None else True
+
+
+def retry_after_seconds(value: str | None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+    """`Retry-After` as seconds: Defender sends a number; an HTTP date is accepted too."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now()).total_seconds())
+
+
+def error_details(response: httpx.Response) -> tuple[str | None, str, str | None]:
+    """(code, message, target) from Defender's `{"error": {...}}` body, or what the body has."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message")
+        target = error.get("target")
+        return (
+            str(code) if code is not None else None,
+            str(message) if message else response.reason_phrase or "no message",
+            str(target) if target is not None else None,
+        )
+    text = response.text.strip()[:_MAX_ERROR_TEXT] if response.content else ""
+    return None, text or response.reason_phrase or "no message", None
+
+
+class Transport:
+    """One httpx client for the API (bearer token) and one for result downloads (no token)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenProvider,
+        *,
+        limiter: RateLimiter,
+        retry: RetryPolicy,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        ca_bundle: Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._tokens = tokens
+        self._limiter = limiter
+        self._retry = retry
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._rand = rand
+        verify = ssl_context(ca_bundle)
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._api = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, verify=verify, headers=headers, trust_env=True
+        )
+        self._blobs = httpx.Client(
+            timeout=timeout, verify=verify, headers={"User-Agent": USER_AGENT}, follow_redirects=True
+        )
+
+    def close(self) -> None:
+        self._api.close()
+        self._blobs.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        family: Family,
+        operation: str,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        files: Mapping[str, Any] | None = None,
+        data: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Send one API request with the retry rules; returns the (read) answer whose status is in `ok`.
+
+        With `idempotent=False`, a request that may have reached Defender is not repeated after a
+        timeout or dropped connection (a second comment, a second live response): the error says so.
+        """
+        budget = _Budget(self._retry, self._monotonic)
+        refreshed = False
+        while True:
+            with self._limiter.slot(family):
+                token = self._tokens.token()
+                response, failure = self._send(method, path, token, params=params, json=json, files=files, data=data)
+            if response is None:
+                assert failure is not None
+                error: DefenderError = _transport_error(failure, operation, idempotent)
+                if isinstance(error, DefenderTransportError) and error.maybe_applied:
+                    raise error from None
+                wait = budget.backoff(self._rand)
+            elif response.status_code in ok:
+                return response
+            else:
+                status = response.status_code
+                code, message, target = error_details(response)
+                if status == 401 and not refreshed:
+                    refreshed = True
+                    logger.info("%s: 401 %s (target %s); refreshing the token once", operation, code, target)
+                    self._tokens.invalidate(token)
+                    continue
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                error = error_for(status, code, message, target=target, operation=operation, retry_after=retry_after)
+                if status == 429:
+                    wait = retry_after if retry_after is not None else budget.backoff(self._rand)
+                elif status >= 500:
+                    wait = budget.backoff(self._rand)
+                else:
+                    raise error
+            if not budget.allows(wait):
+                raise error
+            logger.warning(
+                "%s: %s; retry %d of %d in %.2fs",
+                operation,
+                error,
+                budget.used + 1,
+                self._retry.max_retry,
+                wait,
+            )
+            budget.spend()
+            self._sleep(wait)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        params: Mapping[str, str] | None,
+        json: Any,
+        files: Mapping[str, Any] | None,
+        data: Mapping[str, str] | None,
+    ) -> tuple[httpx.Response | None, httpx.TransportError | None]:
+        try:
+            response = self._api.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                files=files,
+                data=data,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.TransportError as exc:
+            return None, exc
+        return response, None
+
+    @contextmanager
+    def download(self, url: str, *, operation: str) -> Iterator[httpx.Response]:
+        """Open a result link (a SAS URL: no bearer token) as a stream, retrying until bytes flow.
+
+        Failures after the first byte are not retried here: the caller has consumed part of it.
+        """
+        response = self._open_download(url, operation)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def _open_download(self, url: str, operation: str) -> httpx.Response:
+        budget = _Budget(self._retry, self._monotonic)
+        while True:
+            request = self._blobs.build_request("GET", url, headers={"Accept-Encoding": "identity"})
+            try:
+                response = self._blobs.send(request, stream=True)
+            except httpx.TransportError as exc:
+                error: DefenderError = DefenderTransportError(
+                    f"the result download failed: {type(exc).__name__}", operation=operation
+                )
+                wait = budget.backoff(self._rand)
+            else:
+                if response.status_code == 200:
+                    return response
+                response.read()
+                response.close()
+                code, message, target = error_details(response)
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                error = error_for(
+                    response.status_code,
+                    code,
+                    redact_signature(message),
+                    target=target,
+                    operation=operation,
+                    retry_after=retry_after,
+                )
+                if response.status_code == 429 and retry_after is not None:
+                    wait = retry_after
+                elif response.status_code == 429 or response.status_code >= 500:
+                    wait = budget.backoff(self._rand)
+                else:
+                    raise error
+            if not budget.allows(wait):
+                raise error from None
+            logger.warning("%s: %s; retry %d in %.2fs", operation, error, budget.used + 1, wait)
+            budget.spend()
+            self._sleep(wait)
+
+
+def _transport_error(failure: httpx.TransportError, operation: str, idempotent: bool) -> DefenderTransportError:
+    detail = str(failure)
+    return DefenderTransportError(
+        f"{type(failure).__name__}: {detail}" if detail else type(failure).__name__,
+        operation=operation,
+        maybe_applied=not idempotent and not isinstance(failure, _UNSENT),
+    )
+
+
+class _Budget:
+    """Retries left and time left for one call."""
+
+    def __init__(self, policy: RetryPolicy, monotonic: Callable[[], float]) -> None:
+        self._policy = policy
+        self._monotonic = monotonic
+        self._deadline = monotonic() + policy.timeout.total_seconds()
+        self.used = 0
+
+    def backoff(self, rand: Callable[[], float]) -> float:
+        return self._policy.backoff(self.used, rand)
+
+    def allows(self, wait: float) -> bool:
+        return self.used < self._policy.max_retry and self._monotonic() + wait <= self._deadline
+
+    def spend(self) -> None:
+        self.used += 1

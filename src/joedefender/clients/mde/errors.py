@@ -1,0 +1,153 @@
+"""Defender API failures as types, so the pipeline can react to each case without reading text.
+
+Every error carries Defender's `code`, `message` and correlation `target` (what Microsoft support
+asks for) and never the token, the client secret or a download link's signature.
+"""
+
+from __future__ import annotations
+
+import re
+
+from joedefender.errors import JoeDefenderError
+
+# Defender's 403 text names permissions like "Alert.ReadWrite.All" or "Machine.LiveResponse".
+_PERMISSION = re.compile(r"\b[A-Z][A-Za-z]*(?:\.[A-Z][A-Za-z]*)+\b")
+
+
+class DefenderError(JoeDefenderError):
+    """A Defender API call failed; `status` is None when no HTTP answer was received."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        target: str | None = None,
+        operation: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.target = target
+        self.operation = operation
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        head = f"{self.operation}: " if self.operation else ""
+        answer = " ".join(str(part) for part in (self.status, self.code) if part is not None)
+        tail = f" (target {self.target})" if self.target else ""
+        return f"{head}{answer + ': ' if answer else ''}{self.message}{tail}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r}, target={self.target!r}, operation={self.operation!r})"
+        )
+
+
+class DefenderAuthError(DefenderError):
+    """No usable token: the token request was refused, or the API refused a freshly issued token."""
+
+
+class ForbiddenError(DefenderError):
+    """403 `Forbidden`/`DisallowedOperation`: the app lacks a permission (named when Defender says which)."""
+
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        """Every permission name the message mentions, in order."""
+        return tuple(dict.fromkeys(_PERMISSION.findall(self.message)))
+
+    @property
+    def missing_permission(self) -> str | None:
+        found = self.permissions
+        return found[0] if found else None
+
+
+class FeatureDisabledError(DefenderError):
+    """403 `DisabledFeature`: a tenant feature (live response, unsigned scripts...) is switched off."""
+
+
+class NotFoundError(DefenderError):
+    """404: the alert, machine, action, indicator or library file does not exist (or not yet)."""
+
+
+class BadRequestError(DefenderError):
+    """400 other than a busy machine: our request is wrong and retrying it will not help."""
+
+
+class MachineBusyError(BadRequestError):
+    """400 `ActiveRequestAlreadyExists`: another live response holds the machine; try again later."""
+
+
+class ThrottledError(DefenderError):
+    """429 still answered when the retry budget ran out; `retry_after` is Defender's last hint (s)."""
+
+    retry_after: float | None = None
+
+
+class DefenderServerError(DefenderError):
+    """5xx still answered when the retry budget ran out."""
+
+
+class DefenderTransportError(DefenderError):
+    """Timeouts or broken connections outlasted the retry budget.
+
+    `maybe_applied` is True when a request that must not be repeated (a comment, a live response)
+    may have reached Defender before the connection failed: look before trying again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        maybe_applied: bool = False,
+        status: int | None = None,
+        code: str | None = None,
+        target: str | None = None,
+        operation: str | None = None,
+    ) -> None:
+        self.maybe_applied = maybe_applied
+        if maybe_applied:
+            message += " (the request may have reached Defender: look before repeating it)"
+        super().__init__(message, status=status, code=code, target=target, operation=operation)
+
+
+class InvalidResponseError(DefenderError):
+    """Defender (or the result blob) answered with something we cannot read: bad JSON, truncated gzip."""
+
+
+class DownloadTooLargeError(DefenderError):
+    """A live response result is larger than the caller's cap; the download was stopped."""
+
+
+_BY_STATUS: dict[int, type[DefenderError]] = {
+    400: BadRequestError,
+    401: DefenderAuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    429: ThrottledError,
+}
+_BY_CODE: dict[str, type[DefenderError]] = {
+    "activerequestalreadyexists": MachineBusyError,
+    "disabledfeature": FeatureDisabledError,
+}
+
+
+def error_for(
+    status: int,
+    code: str | None,
+    message: str,
+    *,
+    target: str | None = None,
+    operation: str | None = None,
+    retry_after: float | None = None,
+) -> DefenderError:
+    """The typed error for an HTTP error answer that will not be (or no longer be) retried."""
+    cls = _BY_CODE.get((code or "").lower()) or _BY_STATUS.get(status)
+    if cls is None:
+        cls = DefenderServerError if status >= 500 else DefenderError
+    error = cls(message, status=status, code=code, target=target, operation=operation)
+    if isinstance(error, ThrottledError):
+        error.retry_after = retry_after
+    return error

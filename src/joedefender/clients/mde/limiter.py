@@ -1,0 +1,148 @@
+"""Client-side rate limits per Defender endpoint family, so we stay under the quotas instead of
+finding them by 429s (mde-api.md section 7).
+
+Each family has a sliding one-minute and one-hour window. A slot counts from the moment its
+request is answered (not when it was sent): Defender counts arrivals, and an arrival lies between
+the two, so a window measured from the answer can never be shorter than Defender's. While a
+request is in flight its slot holds the window open.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+
+MINUTE = 60.0
+HOUR = 3600.0
+
+
+class Family(StrEnum):
+    """Endpoints that share one documented quota."""
+
+    ALERTS = "alerts"
+    ALERTS_BATCH_UPDATE = "alerts.batchUpdate"
+    MACHINES = "machines"
+    MACHINE_ACTIONS = "machineactions"
+    LIVE_RESPONSE = "runliveresponse"
+    DOWNLOAD_LINK = "liveresponse.downloadLink"
+    LIBRARY = "libraryfiles"
+    INDICATORS = "indicators"
+    INDICATORS_IMPORT = "indicators.import"
+    INDICATORS_BATCH_DELETE = "indicators.batchDelete"
+
+
+@dataclass(frozen=True)
+class Rate:
+    per_minute: int
+    per_hour: int | None = None
+
+
+DOCUMENTED_RATES: Mapping[Family, Rate] = {
+    Family.ALERTS: Rate(100, 1500),
+    Family.ALERTS_BATCH_UPDATE: Rate(10, 500),
+    Family.MACHINES: Rate(100, 1500),
+    Family.MACHINE_ACTIONS: Rate(100, 1500),
+    Family.LIVE_RESPONSE: Rate(10),
+    Family.DOWNLOAD_LINK: Rate(100, 1500),
+    Family.LIBRARY: Rate(100, 1500),
+    Family.INDICATORS: Rate(100, 1500),
+    Family.INDICATORS_IMPORT: Rate(30),
+    Family.INDICATORS_BATCH_DELETE: Rate(30, 1500),
+}
+
+
+class _Window:
+    """The answered slots of one family (oldest first) and the slots still in flight."""
+
+    def __init__(self, rate: Rate) -> None:
+        self.rate = rate
+        self.answered: deque[float] = deque()
+        self.in_flight = 0
+
+    def wait_needed(self, now: float, minute: float, hour: float) -> float:
+        """0 when a slot is free now, else how long until one may be (a lower bound)."""
+        horizon = hour if self.rate.per_hour is not None else minute
+        while self.answered and self.answered[0] <= now - horizon:
+            self.answered.popleft()
+        wait = self._wait(now, minute, self.rate.per_minute)
+        if self.rate.per_hour is not None:
+            wait = max(wait, self._wait(now, hour, self.rate.per_hour))
+        return wait
+
+    def _wait(self, now: float, length: float, limit: int) -> float:
+        recent = [t for t in self.answered if t > now - length]
+        excess = len(recent) + self.in_flight - limit + 1
+        if excess <= 0:
+            return 0.0
+        if excess > len(recent):  # only in-flight slots block: they end no sooner than a window from now
+            return length
+        return recent[excess - 1] + length - now
+
+
+class RateLimiter:
+    """Per-family sliding windows shared by all threads of a process; a lock guards the state.
+
+    `time_scale` is the number of real seconds per documented second: against an emulator running
+    a scaled clock, 0.01 makes "100 a minute" mean 100 per 0.6 real seconds.
+    """
+
+    def __init__(
+        self,
+        rates: Mapping[Family, Rate] = DOCUMENTED_RATES,
+        *,
+        time_scale: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self._minute = MINUTE * time_scale
+        self._hour = HOUR * time_scale
+        self._windows = {family: _Window(rate) for family, rate in rates.items()}
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    @property
+    def time_scale(self) -> float:
+        return self._minute / MINUTE
+
+    def acquire(self, family: Family) -> None:
+        """Block until `family` has a free slot and take it, counted from now."""
+        self._take(family)
+        with self._lock:
+            window = self._windows.get(family)
+            if window is not None:
+                window.in_flight -= 1
+                window.answered.append(self._monotonic())
+
+    @contextmanager
+    def slot(self, family: Family) -> Iterator[None]:
+        """Block until a slot is free; hold it while the block runs (the request is in flight)
+        and count it from the moment the block ends (the answer arrived)."""
+        self._take(family)
+        try:
+            yield
+        finally:
+            with self._lock:
+                window = self._windows.get(family)
+                if window is not None:
+                    window.in_flight -= 1
+                    window.answered.append(self._monotonic())
+
+    def _take(self, family: Family) -> None:
+        while True:
+            with self._lock:
+                window = self._windows.get(family)
+                if window is None:
+                    return
+                wait = window.wait_needed(self._monotonic(), self._minute, self._hour)
+                if wait <= 0:
+                    window.in_flight += 1
+                    return
+            self._sleep(wait)

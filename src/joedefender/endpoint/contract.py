@@ -1,0 +1,470 @@
+"""The contract between the connector, the MDE emulator and the endpoint collection script.
+
+``joedefender-collect.ps1`` runs as SYSTEM on a Windows endpoint through live response. The
+connector builds its arguments and reads its one JSON output line with this module; the MDE
+emulator uses the same module to play the script on its fake endpoints. Keeping both sides
+here means they cannot drift apart: the tests check the ``.ps1`` against the rules below.
+
+Everything passed to the script may come from the attacker's side (threat names, file paths),
+so every value is validated here with the same rules as the script's ``param`` block, and
+quoted as a PowerShell verbatim string so that it is only ever data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources.abc import Traversable
+from typing import Literal, Protocol, get_args
+
+from joedefender.errors import JoeDefenderError
+
+SCRIPT_NAME = "joedefender-collect.ps1"
+WORK_ROOT = r"C:\ProgramData\joedefender"
+SAMPLE_FILE_NAME = "sample.bin"
+
+# Not a secret: it only keeps the sample inert on the endpoint's disk (real-time protection does
+# not act on it, and it cannot run) until GetFile has fetched it. Arbitrary fixed bytes with no
+# 0x00, so every byte of the sample changes.
+DEFANG_KEY = bytes.fromhex("5fb389bf97028e347a9c1f073a4ad2f7bad7b7b934fa23e7d86fa685a3e1742e")
+
+EXIT_FOUND, EXIT_ERROR, EXIT_NOT_FOUND = 0, 1, 2
+
+Mode = Literal["Collect", "Cleanup"]
+Status = Literal["found", "not_found", "error", "cleaned"]
+Source = Literal["quarantine", "restore"]
+MODES: tuple[str, ...] = get_args(Mode)
+STATUSES: tuple[str, ...] = get_args(Status)
+SOURCES: tuple[str, ...] = get_args(Source)
+OUTPUT_VERSION = 1
+
+# Characters PowerShell's tokenizer takes as a single quote; inside a verbatim string each one
+# is escaped by doubling it.
+_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
+class ContractError(JoeDefenderError):
+    """Arguments the script would refuse, or script output that does not follow the contract."""
+
+
+@dataclass(frozen=True)
+class ParameterRule:
+    """One string parameter of the script: its ``ValidateLength`` and ``ValidatePattern``.
+
+    ``pattern`` is the .NET regular expression exactly as written in the script (PowerShell
+    matches it case-insensitively; ``\\z`` is the absolute end, so a trailing newline cannot
+    slip past ``$``). Lengths count UTF-16 code units, as .NET does.
+    """
+
+    name: str
+    min_length: int
+    max_length: int
+    pattern: str
+
+    def check(self, value: str) -> None:
+        """Raise ContractError unless PowerShell would bind ``value`` to this parameter."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ContractError(f"{self.name} is not valid Unicode text") from None
+        length = len(value.encode("utf-16-le")) // 2
+        if not self.min_length <= length <= self.max_length:
+            raise ContractError(
+                f"{self.name} must be {self.min_length} to {self.max_length} characters long, got {length}"
+            )
+        if _python_regex(self.pattern).search(value) is None:
+            raise ContractError(f"{self.name} must match the pattern {self.pattern}")
+
+
+@cache
+def _python_regex(dotnet_pattern: str) -> re.Pattern[str]:
+    """Translate the few .NET-only escapes our patterns use (``\\z``) into Python's spelling."""
+    return re.compile(dotnet_pattern.replace(r"\z", r"\Z"), re.IGNORECASE)
+
+
+_PATH_PART = r'[^\x00-\x1f"*?<>|:/\[\]\\]+'
+
+# Rules of the script's parameters, in the order format_args emits them (Mode is a ValidateSet).
+PARAMETER_RULES: Mapping[str, ParameterRule] = {
+    rule.name: rule
+    for rule in (
+        ParameterRule("JobId", 1, 64, r"^[A-Za-z0-9-]{1,64}\z"),
+        ParameterRule("Sha256", 64, 64, r"^[0-9a-fA-F]{64}\z"),
+        ParameterRule("ThreatName", 1, 256, r'^[^\x00-\x1f\x7f"]+\z'),
+        # An absolute drive path; no wildcard characters, so MpCmdRun cannot match several
+        # entries; no double quote or trailing backslash, which Windows PowerShell 5.1 would
+        # pass to MpCmdRun unescaped.
+        ParameterRule("OriginalPath", 4, 1024, rf"^[A-Za-z]:\\(?:{_PATH_PART}\\)*{_PATH_PART}\z"),
+    )
+}
+PARAMETER_NAMES: tuple[str, ...] = ("Mode", *PARAMETER_RULES)
+
+_FIELD_BY_PARAMETER = {
+    "Mode": "mode",
+    "JobId": "job_id",
+    "Sha256": "sha256",
+    "ThreatName": "threat_name",
+    "OriginalPath": "original_path",
+}
+
+
+@dataclass(frozen=True)
+class CollectRequest:
+    """One run of the script: collect a quarantined sample into a job folder, or clean it up."""
+
+    mode: Mode
+    job_id: str
+    sha256: str | None = None
+    threat_name: str | None = None
+    original_path: str | None = None
+
+    def validate(self) -> None:
+        """Apply the script's own rules, so a bad request fails here rather than on the endpoint."""
+        self._validate_parameters()
+        if self.mode == "Collect" and self.sha256 is None:
+            raise ContractError("Sha256 is required in Collect mode")
+
+    def _validate_parameters(self) -> None:
+        """The checks of the script's param block (binding), without the body's own checks."""
+        if self.mode not in MODES:
+            raise ContractError(f"Mode must be one of {', '.join(MODES)}")
+        for name, value in self._values():
+            if name != "Mode":
+                PARAMETER_RULES[name].check(value)
+
+    def _values(self) -> list[tuple[str, str]]:
+        """The parameters that are set, in emission order."""
+        pairs: list[tuple[str, str]] = []
+        for name in PARAMETER_NAMES:
+            value = getattr(self, _FIELD_BY_PARAMETER[name])
+            if value is not None:
+                pairs.append((name, value))
+        return pairs
+
+
+def script_path() -> Traversable:
+    """The bundled script, as package data (uploaded to the live response library as is)."""
+    return importlib.resources.files("joedefender.endpoint").joinpath("scripts", SCRIPT_NAME)
+
+
+def script_bytes() -> bytes:
+    return script_path().read_bytes()
+
+
+def _quote(value: str) -> str:
+    """A PowerShell verbatim string: nothing inside is expanded, quotes are doubled."""
+    return "'" + "".join(ch * 2 if ch in _SINGLE_QUOTES else ch for ch in value) + "'"
+
+
+def format_args(request: CollectRequest) -> str:
+    """The RunScript ``Args`` value for ``request``; raises ContractError if the script would refuse it."""
+    request.validate()
+    return " ".join(f"-{name} {_quote(value)}" for name, value in request._values())
+
+
+def parse_args(args: str) -> CollectRequest:
+    """Read back what format_args wrote; anything else (bare words, unknown or repeated
+    parameters, unquoted values) is a ContractError, as is a request that fails validation."""
+    request = _parse_unvalidated(args)
+    request.validate()
+    return request
+
+
+def _parse_unvalidated(args: str) -> CollectRequest:
+    values: dict[str, str] = {}
+    for name, value in _tokenize(args):
+        if name not in PARAMETER_NAMES:
+            raise ContractError(f"unknown parameter -{name}")
+        if name in values:
+            raise ContractError(f"parameter -{name} given more than once")
+        values[name] = value
+    if "Mode" not in values:
+        raise ContractError("parameter -Mode is missing")
+    if "JobId" not in values:
+        raise ContractError("parameter -JobId is missing")
+    mode = values["Mode"]
+    if mode not in MODES:
+        raise ContractError(f"Mode must be one of {', '.join(MODES)}")
+    return CollectRequest(
+        mode="Collect" if mode == "Collect" else "Cleanup",
+        job_id=values["JobId"],
+        sha256=values.get("Sha256"),
+        threat_name=values.get("ThreatName"),
+        original_path=values.get("OriginalPath"),
+    )
+
+
+_PARAMETER_NAME_RE = re.compile(r"-([A-Za-z0-9]+)")
+
+
+def _tokenize(args: str) -> list[tuple[str, str]]:
+    """Split ``-Name 'value' ...`` pairs; values must be PowerShell single-quoted strings."""
+    pairs: list[tuple[str, str]] = []
+    pos, end = 0, len(args)
+    while True:
+        pos = _skip_blanks(args, pos)
+        if pos == end:
+            return pairs
+        match = _PARAMETER_NAME_RE.match(args, pos)
+        if match is None:
+            raise ContractError(f"expected a parameter name at offset {pos}")
+        name = match.group(1)
+        pos = match.end()
+        if pos == end or args[pos] not in " \t":
+            raise ContractError(f"expected a blank after -{name}")
+        pos = _skip_blanks(args, pos)
+        if pos == end or args[pos] not in _SINGLE_QUOTES:
+            raise ContractError(f"the value of -{name} must be a single-quoted string")
+        value, pos = _read_quoted(args, pos + 1, name)
+        pairs.append((name, value))
+
+
+def _skip_blanks(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _read_quoted(text: str, pos: int, name: str) -> tuple[str, int]:
+    """Read a verbatim string body as PowerShell's tokenizer does; returns (value, end offset)."""
+    chars: list[str] = []
+    while pos < len(text):
+        ch = text[pos]
+        if ch in _SINGLE_QUOTES:
+            if pos + 1 < len(text) and text[pos + 1] in _SINGLE_QUOTES:
+                chars.append(text[pos + 1])
+                pos += 2
+                continue
+            pos += 1
+            if pos < len(text) and text[pos] not in " \t":
+                raise ContractError(f"unexpected text after the value of -{name}")
+            return "".join(chars), pos
+        chars.append(ch)
+        pos += 1
+    raise ContractError(f"the value of -{name} has no closing quote")
+
+
+def job_folder(job_id: str) -> str:
+    PARAMETER_RULES["JobId"].check(job_id)
+    return f"{WORK_ROOT}\\{job_id}"
+
+
+def sample_path(job_id: str) -> str:
+    return f"{job_folder(job_id)}\\{SAMPLE_FILE_NAME}"
+
+
+def defang(data: bytes, offset: int = 0) -> bytes:
+    """XOR ``data`` with DEFANG_KEY, as if it started at ``offset`` of the whole stream.
+
+    The same call undoes it. Works on big chunks at C speed (one big-integer XOR).
+    """
+    if offset < 0:
+        raise ValueError("offset must not be negative")
+    if not data:
+        return b""
+    start = offset % len(DEFANG_KEY)
+    rotated = DEFANG_KEY[start:] + DEFANG_KEY[:start]
+    keystream = (rotated * (len(data) // len(rotated) + 1))[: len(data)]
+    mixed = int.from_bytes(data, "little") ^ int.from_bytes(keystream, "little")
+    return mixed.to_bytes(len(data), "little")
+
+
+class Refanger:
+    """Undoes defang on a stream that arrives in chunks of any size."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        plain = defang(chunk, self.offset)
+        self.offset += len(chunk)
+        return plain
+
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class ScriptOutcome:
+    """The script's one machine-readable stdout line."""
+
+    status: Status
+    sha256: str | None = None
+    size: int | None = None
+    path: str | None = None
+    source: Source | None = None
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ContractError(f"unknown status {self.status!r}")
+        if self.source is not None and self.source not in SOURCES:
+            raise ContractError(f"unknown source {self.source!r}")
+        if self.sha256 is not None and _SHA256_RE.fullmatch(self.sha256) is None:
+            raise ContractError("sha256 must be 64 lowercase hex digits")
+        if self.size is not None and (isinstance(self.size, bool) or self.size < 0):
+            raise ContractError("size must be a non-negative integer")
+        if self.status == "found" and None in (self.sha256, self.size, self.path, self.source):
+            raise ContractError("a found outcome needs sha256, size, path and source")
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code the script ends with for this outcome."""
+        return {"found": EXIT_FOUND, "cleaned": EXIT_FOUND, "not_found": EXIT_NOT_FOUND}.get(self.status, EXIT_ERROR)
+
+    def to_output_line(self) -> str:
+        document = {
+            "joedefender": OUTPUT_VERSION,
+            "status": self.status,
+            "sha256": self.sha256,
+            "size": self.size,
+            "path": self.path,
+            "source": self.source,
+            "message": self.message,
+        }
+        return json.dumps(document, separators=(",", ":"))
+
+    @classmethod
+    def from_script_output(cls, script_output: str) -> ScriptOutcome:
+        """Find the one joedefender line among whatever else the endpoint printed."""
+        documents = [doc for doc in map(_json_object, script_output.splitlines()) if doc is not None]
+        ours = [doc for doc in documents if "joedefender" in doc]
+        if not ours:
+            raise ContractError("the script output has no joedefender result line")
+        if len(ours) > 1:
+            raise ContractError(f"the script output has {len(ours)} joedefender result lines, expected one")
+        return cls._from_document(ours[0])
+
+    @classmethod
+    def _from_document(cls, doc: Mapping[str, object]) -> ScriptOutcome:
+        if doc.get("joedefender") != OUTPUT_VERSION:
+            raise ContractError(f"unsupported joedefender output version {doc.get('joedefender')!r}")
+        status = doc.get("status")
+        source = doc.get("source")
+        size = doc.get("size")
+        message = doc.get("message", "")
+        if status not in STATUSES:
+            raise ContractError(f"unknown status {status!r}")
+        if source is not None and source not in SOURCES:
+            raise ContractError(f"unknown source {source!r}")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            raise ContractError("size must be an integer")
+        if message is None:
+            message = ""
+        if not isinstance(message, str):
+            raise ContractError("message must be a string")
+        return cls(
+            status=status,  # type: ignore[arg-type]  # checked against STATUSES above
+            sha256=_optional_str(doc, "sha256"),
+            size=size,
+            path=_optional_str(doc, "path"),
+            source=source,  # type: ignore[arg-type]  # checked against SOURCES above
+            message=message,
+        )
+
+
+def _json_object(line: str) -> dict[str, object] | None:
+    text = line.strip().lstrip("\ufeff")
+    if not text.startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _optional_str(doc: Mapping[str, object], key: str) -> str | None:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ContractError(f"{key} must be a string")
+    return value
+
+
+@dataclass(frozen=True)
+class QuarantinedItem:
+    """What a simulated endpoint's Defender quarantine holds for one detected file."""
+
+    threat_name: str
+    original_path: str
+    content: bytes
+
+
+class SimulatedEndpoint(Protocol):
+    """The little of an emulated Windows machine that simulate() touches."""
+
+    def quarantine(self) -> Sequence[QuarantinedItem]: ...
+
+    def write_file(self, path: str, content: bytes) -> None: ...
+
+    def delete_tree(self, folder: str) -> None:
+        """Delete ``folder`` and everything under it; paths compare case-insensitively."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """A RunScript result: the fields of live response's result JSON."""
+
+    exit_code: int
+    script_output: str
+    script_errors: str
+
+    def to_result(self) -> dict[str, object]:
+        """The live response RunScript result document for this run."""
+        return {
+            "script_name": SCRIPT_NAME,
+            "exit_code": self.exit_code,
+            "script_output": self.script_output,
+            "script_errors": self.script_errors,
+        }
+
+    @classmethod
+    def from_result(cls, document: Mapping[str, object]) -> ScriptRun:
+        exit_code = document.get("exit_code")
+        if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+            raise ContractError("the RunScript result has no integer exit_code")
+        output = document.get("script_output") or ""
+        errors = document.get("script_errors") or ""
+        if not isinstance(output, str) or not isinstance(errors, str):
+            raise ContractError("script_output and script_errors must be strings")
+        return cls(exit_code=exit_code, script_output=output, script_errors=errors)
+
+
+def simulate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
+    """Do on an emulated endpoint what the real script does on Windows (quarantine decoding
+    aside: the emulated quarantine holds plain contents)."""
+    try:
+        request = _parse_unvalidated(args)
+        request._validate_parameters()
+    except ContractError as exc:
+        # PowerShell refuses to bind the parameters: no output line, exit code 1.
+        return ScriptRun(EXIT_ERROR, "", f"{SCRIPT_NAME} : Cannot validate the arguments: {exc}")
+    if request.mode == "Cleanup":
+        outcome = _simulate_cleanup(request, endpoint)
+    else:
+        outcome = _simulate_collect(request, endpoint)
+    return ScriptRun(outcome.exit_code, outcome.to_output_line() + "\n", "")
+
+
+def _simulate_cleanup(request: CollectRequest, endpoint: SimulatedEndpoint) -> ScriptOutcome:
+    endpoint.delete_tree(job_folder(request.job_id))
+    return ScriptOutcome(status="cleaned")
+
+
+def _simulate_collect(request: CollectRequest, endpoint: SimulatedEndpoint) -> ScriptOutcome:
+    if request.sha256 is None:
+        return ScriptOutcome(status="error", message="Sha256 is required in Collect mode")
+    wanted = request.sha256.lower()
+    endpoint.delete_tree(job_folder(request.job_id))
+    for item in endpoint.quarantine():
+        if hashlib.sha256(item.content).hexdigest() == wanted:
+            path = sample_path(request.job_id)
+            endpoint.write_file(path, defang(item.content))
+            return ScriptOutcome(status="found", sha256=wanted, size=len(item.content), path=path, source="quarantine")
+    return ScriptOutcome(status="not_found", message="no quarantined file has this SHA-256")

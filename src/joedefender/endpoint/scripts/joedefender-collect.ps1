@@ -1,0 +1,638 @@
+<#
+.SYNOPSIS
+    joedefender: recover ONE quarantined file, by its SHA-256, for a sandbox analysis.
+
+.DESCRIPTION
+    Run by the joedefender connector through Microsoft Defender for Endpoint live response
+    (RunScript, as SYSTEM). Contract: joedefender.endpoint.contract in the joedefender package.
+
+    Collect mode
+      1. Deletes job folders under C:\ProgramData\joedefender older than 24 hours, and any
+         Defender exclusion left for them.
+      2. Creates C:\ProgramData\joedefender\<JobId>, readable by SYSTEM only.
+      3. Decodes the Defender quarantine in memory (RC4 with Defender's public key, then the
+         BackupRead stream layout) and hashes each entry's DATA stream. Nothing is restored.
+      4. Only if nothing matched and -OriginalPath is given: adds a temporary exclusion for the
+         job folder and restores that one path with MpCmdRun into it (this takes the entry out
+         of the quarantine), keeps the file whose hash matches and deletes every other one.
+      5. Writes the match XOR-defanged (public key below; not a secret, it keeps the sample
+         inert on disk) to <job folder>\sample.bin, for a GetFile in the same action.
+      6. Always removes the exclusion and every plaintext copy (finally).
+    -ThreatName is accepted for the record (live response logs the arguments); the hash alone
+    decides which entry is taken.
+    Cleanup mode deletes the job folder and any exclusion for it.
+
+    Output: exactly one JSON line on stdout,
+      {"joedefender":1,"status":"found|not_found|error|cleaned","sha256":...,"size":...,
+       "path":...,"source":"quarantine|restore"|null,"message":"..."}
+    Exit code: 0 found or cleaned, 2 not found, 1 error.
+
+    Hygiene: no secrets, no network access, no dynamic code from arguments. Threat names and
+    paths come from the attacker's side: they are only ever data.
+#>
+[CmdletBinding(PositionalBinding = $false)]
+param(
+    [ValidateSet('Collect', 'Cleanup')]
+    [string]$Mode = '',
+
+    [ValidateLength(1, 64)]
+    [ValidatePattern('^[A-Za-z0-9-]{1,64}\z')]
+    [string]$JobId = '',
+
+    [ValidateLength(64, 64)]
+    [ValidatePattern('^[0-9a-fA-F]{64}\z')]
+    [string]$Sha256 = '',
+
+    [ValidateLength(1, 256)]
+    [ValidatePattern('^[^\x00-\x1f\x7f"]+\z')]
+    [string]$ThreatName = '',
+
+    [ValidateLength(4, 1024)]
+    [ValidatePattern('^[A-Za-z]:\\(?:[^\x00-\x1f"*?<>|:/\[\]\\]+\\)*[^\x00-\x1f"*?<>|:/\[\]\\]+\z')]
+    [string]$OriginalPath = ''
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+$WorkRoot = 'C:\ProgramData\joedefender'
+$SampleFileName = 'sample.bin'
+$QuarantineData = Join-Path $env:ProgramData 'Microsoft\Windows Defender\Quarantine\ResourceData'
+$ProgramFiles64 = [System.Environment]::GetEnvironmentVariable('ProgramW6432')
+if (-not $ProgramFiles64) {
+    $ProgramFiles64 = $env:ProgramFiles
+}
+$MpCmdRun = Join-Path $ProgramFiles64 'Windows Defender\MpCmdRun.exe'
+$MaxFileBytes = 536870912
+$StaleAfterHours = 24
+$ExclusionWaitSeconds = 60
+$SystemSid = 'S-1-5-18'
+$AdministratorsSid = 'S-1-5-32-544'
+
+# Defender's quarantine RC4 key (public: it is in mpengine.dll and in every open-source decoder).
+$DefenderRc4KeyHex = '1E87781B8DBAA844CE69702C0C78B786A3F623B738F5EDF9AF83530FB3FC54FAA21EB9CF1331FD0F0DA954F687CB9E18279697900E53FB317C9CBCE48E23D05371ECC15951B8F3649D7CA33ED68DC9047E82C9BAAD9799D0D458CB847CA9FFBE3C8A775233557DDE13A8B14087CC1BC8F10F6ECDD083A959CFF84A9D1D50755E3E191818AF23E2293558766D2C07E25712B2CA0B535ED8F6C56CE73D24BDD0291771861A54B4C285A9A3DB7ACA6D224AEACD621DB9F2A22ED1E9E11D75BED7DC0ECB0A8E68A2FF1263408DC808DFFD164B116774CD0B9B8D05411ED6262E429BA495676B8398DB2F35D3C1B9CED52636F2765E1A95CB7CA4C3DDABDDBFF38253'
+
+# joedefender's defang key (public, joedefender.endpoint.contract.DEFANG_KEY): sample.bin is the
+# payload XOR this key, repeated, from offset 0.
+$DefangKeyHex = '5fb389bf97028e347a9c1f073a4ad2f7bad7b7b934fa23e7d86fa685a3e1742e'
+
+# Byte work in compiled code: a PowerShell loop would need hours for a large quarantine.
+# C# 5 (what Windows PowerShell 5.1 compiles); no network, no process, no reflection.
+$CollectorSource = @'
+using System;
+using System.IO;
+using System.Security.Cryptography;
+
+namespace JoeDefender
+{
+    public sealed class Payload
+    {
+        public string Sha256;
+        public long Size;
+    }
+
+    internal sealed class Rc4
+    {
+        private readonly byte[] s = new byte[256];
+        private int x;
+        private int y;
+
+        public Rc4(byte[] key)
+        {
+            for (int k = 0; k < 256; k++)
+            {
+                s[k] = (byte)k;
+            }
+            int j = 0;
+            for (int k = 0; k < 256; k++)
+            {
+                j = (j + s[k] + key[k % key.Length]) & 0xFF;
+                byte t = s[k];
+                s[k] = s[j];
+                s[j] = t;
+            }
+        }
+
+        public void Apply(byte[] buffer, int count)
+        {
+            for (int k = 0; k < count; k++)
+            {
+                x = (x + 1) & 0xFF;
+                y = (y + s[x]) & 0xFF;
+                byte t = s[x];
+                s[x] = s[y];
+                s[y] = t;
+                buffer[k] ^= s[(s[x] + s[y]) & 0xFF];
+            }
+        }
+    }
+
+    internal sealed class Reader : IDisposable
+    {
+        private readonly FileStream file;
+        private readonly Rc4 rc4;
+
+        public Reader(string path, byte[] rc4Key)
+        {
+            file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 65536, FileOptions.SequentialScan);
+            rc4 = rc4Key == null ? null : new Rc4(rc4Key);
+            Remaining = file.Length;
+        }
+
+        public long Remaining { get; private set; }
+
+        // Reads count bytes into buffer[0..count), fewer only at the end of the file.
+        public int Read(byte[] buffer, int count)
+        {
+            int total = 0;
+            while (total < count)
+            {
+                int n = file.Read(buffer, total, count - total);
+                if (n <= 0)
+                {
+                    break;
+                }
+                total += n;
+            }
+            if (rc4 != null)
+            {
+                rc4.Apply(buffer, total);
+            }
+            Remaining -= total;
+            return total;
+        }
+
+        public void Dispose()
+        {
+            file.Dispose();
+        }
+    }
+
+    public static class Collector
+    {
+        private const int ChunkSize = 1048576;
+        private const int StreamHeaderSize = 20;
+        private const uint BackupData = 1;
+        private const uint MaxStreamId = 11;
+
+        public static byte[] FromHex(string hex)
+        {
+            byte[] bytes = new byte[hex.Length / 2];
+            for (int k = 0; k < bytes.Length; k++)
+            {
+                bytes[k] = Convert.ToByte(hex.Substring(2 * k, 2), 16);
+            }
+            return bytes;
+        }
+
+        // The DATA stream of an RC4-encrypted BackupRead blob (a ResourceData file): hashed, and
+        // written defanged to defangedOut unless that is empty. Null if the blob has no DATA
+        // stream or is not a quarantine file.
+        public static Payload FromQuarantine(string path, byte[] rc4Key, string defangedOut, byte[] defangKey, HashAlgorithm hasher)
+        {
+            using (Reader reader = new Reader(path, rc4Key))
+            {
+                byte[] header = new byte[StreamHeaderSize];
+                byte[] buffer = new byte[ChunkSize];
+                // WIN32_STREAM_ID: DWORD id, DWORD attributes, QWORD size, DWORD name size, name.
+                while (reader.Read(header, StreamHeaderSize) == StreamHeaderSize)
+                {
+                    uint id = BitConverter.ToUInt32(header, 0);
+                    long size = BitConverter.ToInt64(header, 8);
+                    uint nameSize = BitConverter.ToUInt32(header, 16);
+                    if (id == 0 || id > MaxStreamId || size < 0 || nameSize > reader.Remaining || size > reader.Remaining - nameSize)
+                    {
+                        return null;
+                    }
+                    Skip(reader, nameSize, buffer);
+                    if (id == BackupData)
+                    {
+                        return Pump(reader, size, defangedOut, defangKey, hasher, buffer);
+                    }
+                    Skip(reader, size, buffer);
+                }
+                return null;
+            }
+        }
+
+        // A plain file (restored by MpCmdRun): hashed, and written defanged unless defangedOut is empty.
+        public static Payload FromPlainFile(string path, string defangedOut, byte[] defangKey, HashAlgorithm hasher)
+        {
+            using (Reader reader = new Reader(path, null))
+            {
+                return Pump(reader, reader.Remaining, defangedOut, defangKey, hasher, new byte[ChunkSize]);
+            }
+        }
+
+        private static void Skip(Reader reader, long count, byte[] buffer)
+        {
+            while (count > 0)
+            {
+                int want = (int)Math.Min(count, (long)buffer.Length);
+                if (reader.Read(buffer, want) != want)
+                {
+                    throw new InvalidDataException("truncated stream");
+                }
+                count -= want;
+            }
+        }
+
+        private static Payload Pump(Reader reader, long size, string defangedOut, byte[] defangKey, HashAlgorithm hasher, byte[] buffer)
+        {
+            hasher.Initialize();
+            FileStream output = null;
+            try
+            {
+                if (!String.IsNullOrEmpty(defangedOut))
+                {
+                    output = new FileStream(defangedOut, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+                }
+                long done = 0;
+                while (done < size)
+                {
+                    int want = (int)Math.Min(size - done, (long)buffer.Length);
+                    if (reader.Read(buffer, want) != want)
+                    {
+                        throw new InvalidDataException("truncated stream");
+                    }
+                    hasher.TransformBlock(buffer, 0, want, null, 0);
+                    if (output != null)
+                    {
+                        for (int k = 0; k < want; k++)
+                        {
+                            buffer[k] ^= defangKey[(int)((done + k) % defangKey.Length)];
+                        }
+                        output.Write(buffer, 0, want);
+                    }
+                    done += want;
+                }
+                hasher.TransformFinalBlock(new byte[0], 0, 0);
+                Payload payload = new Payload();
+                payload.Sha256 = BitConverter.ToString(hasher.Hash).Replace("-", "").ToLowerInvariant();
+                payload.Size = size;
+                return payload;
+            }
+            finally
+            {
+                if (output != null)
+                {
+                    output.Dispose();
+                }
+            }
+        }
+    }
+}
+'@
+
+$script:Outcome = $null
+$script:Notes = New-Object 'System.Collections.Generic.List[string]'
+
+function Add-Note {
+    param([string]$Text)
+    $script:Notes.Add($Text)
+}
+
+function Set-Outcome {
+    param(
+        [string]$Status,
+        [string]$Message = '',
+        [object]$Hash = $null,
+        [object]$Size = $null,
+        [object]$Path = $null,
+        [object]$Source = $null
+    )
+    $script:Outcome = [ordered]@{
+        joedefender = 1
+        status      = $Status
+        sha256      = $Hash
+        size        = $Size
+        path        = $Path
+        source      = $Source
+        message     = $Message
+    }
+}
+
+function Format-OutputLine {
+    # The one stdout line; notes gathered after the outcome was set (by finally blocks) included.
+    $parts = @(@($script:Outcome.message) + @($script:Notes) | Where-Object { $_ })
+    $text = $parts -join '; '
+    if ($text.Length -gt 1000) {
+        $text = $text.Substring(0, 1000)
+    }
+    $script:Outcome.message = $text
+    return ($script:Outcome | ConvertTo-Json -Compress)
+}
+
+function Get-JobFolder {
+    return (Join-Path $WorkRoot $JobId)
+}
+
+function New-SystemOnlySecurity {
+    # SYSTEM only, inheritance from ProgramData cut (any local user may write there).
+    param([bool]$AllowAdministrators)
+    $security = New-Object System.Security.AccessControl.DirectorySecurity
+    $security.SetAccessRuleProtection($true, $false)
+    $sids = @($SystemSid)
+    if ($AllowAdministrators) {
+        $sids += $AdministratorsSid
+    }
+    foreach ($sid in $sids) {
+        $identity = New-Object System.Security.Principal.SecurityIdentifier($sid)
+        $rule = New-Object System.Security.AccessControl.FileSystemAccessRule(
+            $identity,
+            [System.Security.AccessControl.FileSystemRights]::FullControl,
+            [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit',
+            [System.Security.AccessControl.PropagationFlags]::None,
+            [System.Security.AccessControl.AccessControlType]::Allow)
+        $security.AddAccessRule($rule)
+    }
+    return $security
+}
+
+function Assert-TrustedFolder {
+    # A folder some user made (to plant a junction, or to keep write access) is never used.
+    param([string]$Folder)
+    $item = Get-Item -LiteralPath $Folder -Force
+    if ($item.Attributes -band [System.IO.FileAttributes]::ReparsePoint) {
+        throw "$Folder is a reparse point; refusing to use it"
+    }
+    $owner = $item.GetAccessControl().GetOwner([System.Security.Principal.SecurityIdentifier]).Value
+    if ($owner -ne $SystemSid -and $owner -ne $AdministratorsSid) {
+        throw "$Folder is owned by $owner, not SYSTEM or Administrators; refusing to use it"
+    }
+}
+
+function New-ProtectedFolder {
+    # Created with its ACL in one call, so there is no moment where it inherits a looser one.
+    param([string]$Folder, [bool]$AllowAdministrators)
+    $security = New-SystemOnlySecurity -AllowAdministrators $AllowAdministrators
+    if (-not (Test-Path -LiteralPath $Folder)) {
+        $null = [System.IO.Directory]::CreateDirectory($Folder, $security)
+    }
+    Assert-TrustedFolder -Folder $Folder
+    Set-Acl -LiteralPath $Folder -AclObject $security
+}
+
+function Remove-Tree {
+    param([string]$Folder)
+    if (-not (Test-Path -LiteralPath $Folder)) {
+        return
+    }
+    $item = Get-Item -LiteralPath $Folder -Force
+    if ($item.Attributes -band [System.IO.FileAttributes]::ReparsePoint) {
+        # Delete the link itself, never what it points to.
+        [System.IO.Directory]::Delete($Folder, $false)
+        return
+    }
+    Remove-Item -LiteralPath $Folder -Recurse -Force
+}
+
+function Get-JobExclusions {
+    # Defender path exclusions under our work root (ours: no one else writes there).
+    $prefix = $WorkRoot + '\'
+    $paths = @((Get-MpPreference).ExclusionPath)
+    return @($paths | Where-Object { $_ -and ([string]$_).StartsWith($prefix, [System.StringComparison]::OrdinalIgnoreCase) })
+}
+
+function Remove-JobExclusion {
+    param([string]$Folder)
+    foreach ($path in @(Get-JobExclusions)) {
+        if ($path.TrimEnd('\') -eq $Folder) {
+            Remove-MpPreference -ExclusionPath $path
+        }
+    }
+}
+
+function Remove-StaleJobs {
+    # Leftovers of runs that live response killed (RunScript stops after 10 minutes) or whose
+    # cleanup action never came. Best effort: a failure here must not stop this run.
+    $cutoff = (Get-Date).ToUniversalTime().AddHours(-$StaleAfterHours)
+    if (Test-Path -LiteralPath $WorkRoot) {
+        Assert-TrustedFolder -Folder $WorkRoot
+        foreach ($dir in @(Get-ChildItem -LiteralPath $WorkRoot -Directory -Force)) {
+            if ($dir.CreationTimeUtc -ge $cutoff) {
+                continue
+            }
+            try {
+                Remove-JobExclusion -Folder $dir.FullName
+                Remove-Tree -Folder $dir.FullName
+            }
+            catch {
+                Add-Note ('could not remove a stale job folder: ' + $_.Exception.Message)
+            }
+        }
+    }
+    try {
+        foreach ($path in @(Get-JobExclusions)) {
+            if (-not (Test-Path -LiteralPath $path)) {
+                Remove-MpPreference -ExclusionPath $path
+            }
+        }
+    }
+    catch {
+        Add-Note ('could not check Defender exclusions: ' + $_.Exception.Message)
+    }
+}
+
+function Initialize-Collector {
+    if (-not ('JoeDefender.Collector' -as [type])) {
+        Add-Type -TypeDefinition $CollectorSource -Language CSharp
+    }
+}
+
+function New-Hasher {
+    # The CSP implementation also works where FIPS mode forbids the managed one.
+    return (New-Object System.Security.Cryptography.SHA256CryptoServiceProvider)
+}
+
+function Find-InQuarantine {
+    # Returns the matching ResourceData path, or $null. Nothing is written while searching.
+    param([string]$Wanted, [byte[]]$DefenderKey, $Hasher)
+    $scanned = 0
+    $skipped = 0
+    if (Test-Path -LiteralPath $QuarantineData) {
+        foreach ($file in @(Get-ChildItem -LiteralPath $QuarantineData -Recurse -File -Force)) {
+            if ($file.Length -gt $MaxFileBytes) {
+                $skipped++
+                continue
+            }
+            $payload = $null
+            try {
+                $payload = [JoeDefender.Collector]::FromQuarantine($file.FullName, $DefenderKey, '', $null, $Hasher)
+            }
+            catch {
+                $skipped++
+                continue
+            }
+            $scanned++
+            if ($null -ne $payload -and $payload.Sha256 -eq $Wanted) {
+                return $file.FullName
+            }
+        }
+    }
+    Add-Note ("quarantine: $scanned entries decoded, $skipped skipped")
+    return $null
+}
+
+function Wait-Exclusion {
+    param([string]$Folder)
+    $deadline = (Get-Date).AddSeconds($ExclusionWaitSeconds)
+    while ((Get-Date) -lt $deadline) {
+        if (@(Get-JobExclusions) -contains $Folder) {
+            return
+        }
+        Start-Sleep -Seconds 2
+    }
+    throw 'the temporary Defender exclusion did not show up in Get-MpPreference'
+}
+
+function Invoke-Restore {
+    # MpCmdRun gets its arguments as an array: each one stays one argument, nothing is parsed.
+    param([string]$Destination)
+    if (-not (Test-Path -LiteralPath $MpCmdRun)) {
+        throw "MpCmdRun.exe not found at $MpCmdRun"
+    }
+    $arguments = @('-Restore', '-FilePath', $OriginalPath, '-Path', $Destination)
+    $previous = $ErrorActionPreference
+    $ErrorActionPreference = 'Continue'
+    try {
+        $null = & $MpCmdRun @arguments 2>&1
+        $code = $LASTEXITCODE
+    }
+    finally {
+        $ErrorActionPreference = $previous
+    }
+    if ($code -ne 0) {
+        Add-Note ("MpCmdRun -Restore exited with $code")
+    }
+}
+
+function Invoke-Collect {
+    if ($Sha256 -eq '') {
+        Set-Outcome -Status 'error' -Message 'Sha256 is required in Collect mode'
+        return
+    }
+    $wanted = $Sha256.ToLowerInvariant()
+    $jobFolder = Get-JobFolder
+    $samplePath = Join-Path $jobFolder $SampleFileName
+    $restoreFolder = Join-Path $jobFolder 'restore'
+    $exclusionAdded = $false
+
+    New-ProtectedFolder -Folder $WorkRoot -AllowAdministrators $true
+    Remove-StaleJobs
+    try {
+        Remove-JobExclusion -Folder $jobFolder
+    }
+    catch {
+        Add-Note ('could not check Defender exclusions: ' + $_.Exception.Message)
+    }
+    Remove-Tree -Folder $jobFolder
+    New-ProtectedFolder -Folder $jobFolder -AllowAdministrators $false
+    Initialize-Collector
+    $hasher = New-Hasher
+    $rc4Key = [JoeDefender.Collector]::FromHex($DefenderRc4KeyHex)
+    $defangKey = [JoeDefender.Collector]::FromHex($DefangKeyHex)
+
+    try {
+        $entry = Find-InQuarantine -Wanted $wanted -DefenderKey $rc4Key -Hasher $hasher
+        if ($null -ne $entry) {
+            $payload = [JoeDefender.Collector]::FromQuarantine($entry, $rc4Key, $samplePath, $defangKey, $hasher)
+            if ($null -eq $payload -or $payload.Sha256 -ne $wanted) {
+                throw 'the quarantine entry changed while it was being read'
+            }
+            Set-Outcome -Status 'found' -Hash $wanted -Size $payload.Size -Path $samplePath -Source 'quarantine'
+            return
+        }
+        if ($OriginalPath -eq '') {
+            Set-Outcome -Status 'not_found' -Message 'no quarantined file has this SHA-256'
+            return
+        }
+
+        # Fallback: restore that one path into the excluded job folder, keep only the match.
+        $exclusionAdded = $true
+        Add-MpPreference -ExclusionPath $jobFolder
+        Wait-Exclusion -Folder $jobFolder
+        $null = New-Item -ItemType Directory -Path $restoreFolder -Force
+        Invoke-Restore -Destination $restoreFolder
+        foreach ($file in @(Get-ChildItem -LiteralPath $restoreFolder -Recurse -File -Force)) {
+            if ($file.Length -gt $MaxFileBytes) {
+                continue
+            }
+            $payload = [JoeDefender.Collector]::FromPlainFile($file.FullName, '', $null, $hasher)
+            if ($payload.Sha256 -eq $wanted) {
+                $payload = [JoeDefender.Collector]::FromPlainFile($file.FullName, $samplePath, $defangKey, $hasher)
+                if ($payload.Sha256 -ne $wanted) {
+                    throw 'the restored file changed while it was being read'
+                }
+                Set-Outcome -Status 'found' -Hash $wanted -Size $payload.Size -Path $samplePath -Source 'restore'
+                return
+            }
+        }
+        Set-Outcome -Status 'not_found' -Message 'no quarantined file has this SHA-256, and restoring the original path gave no match'
+    }
+    finally {
+        # Whatever happened: no exclusion and no plaintext stay behind.
+        if ($exclusionAdded) {
+            try {
+                Remove-MpPreference -ExclusionPath $jobFolder
+            }
+            catch {
+                Add-Note ('could not remove the temporary exclusion: ' + $_.Exception.Message)
+            }
+        }
+        try {
+            if (Test-Path -LiteralPath $restoreFolder) {
+                Remove-Item -LiteralPath $restoreFolder -Recurse -Force
+            }
+        }
+        catch {
+            Add-Note ('could not delete the restored files: ' + $_.Exception.Message)
+        }
+        $hasher.Dispose()
+    }
+}
+
+function Invoke-Cleanup {
+    $jobFolder = Get-JobFolder
+    if (Test-Path -LiteralPath $WorkRoot) {
+        Assert-TrustedFolder -Folder $WorkRoot
+    }
+    try {
+        Remove-JobExclusion -Folder $jobFolder
+    }
+    catch {
+        Add-Note ('could not check Defender exclusions: ' + $_.Exception.Message)
+    }
+    Remove-Tree -Folder $jobFolder
+    Remove-StaleJobs
+    Set-Outcome -Status 'cleaned'
+}
+
+try {
+    if ($Mode -eq '' -or $JobId -eq '') {
+        Set-Outcome -Status 'error' -Message 'Mode and JobId are required'
+    }
+    elseif ($Mode -eq 'Cleanup') {
+        $null = Invoke-Cleanup
+    }
+    else {
+        $null = Invoke-Collect
+    }
+}
+catch {
+    Set-Outcome -Status 'error' -Message ('failed: ' + $_.Exception.Message)
+}
+if ($null -eq $script:Outcome) {
+    Set-Outcome -Status 'error' -Message 'the script ended without an outcome'
+}
+
+$exitCode = 1
+if ($script:Outcome.status -eq 'found' -or $script:Outcome.status -eq 'cleaned') {
+    $exitCode = 0
+}
+elseif ($script:Outcome.status -eq 'not_found') {
+    $exitCode = 2
+}
+Write-Output (Format-OutputLine)
+exit $exitCode

@@ -1,0 +1,96 @@
+"""`joedefender check`: are the settings, the credentials and the permissions what the connector needs?
+
+Each Defender permission is tried with one harmless call where one exists; the rest are read from
+the token's `roles` claim (Defender puts an application's permissions there).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from joedefender.clients.joe.client import JoeSandboxClient
+from joedefender.clients.joe.errors import JoeSandboxError
+from joedefender.clients.mde.auth import TokenProvider
+from joedefender.clients.mde.client import DefenderClient
+from joedefender.clients.mde.errors import DefenderError, ForbiddenError, NotFoundError
+from joedefender.settings import Settings
+
+_NO_MACHINE = "0" * 40
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def token_roles(token: str) -> set[str]:
+    """The `roles` claim of a JWT access token (read, not verified: Defender verifies it)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return set()
+    roles = claims.get("roles") if isinstance(claims, dict) else None
+    return {str(r) for r in roles} if isinstance(roles, list) else set()
+
+
+def _probe(name: str, call: Callable[[], object], *, absent_is_ok: bool = False) -> CheckResult:
+    try:
+        call()
+    except NotFoundError:
+        if absent_is_ok:
+            return CheckResult(name, True, "allowed")
+        return CheckResult(name, False, "not found")
+    except ForbiddenError as exc:
+        return CheckResult(name, False, f"forbidden: {exc.message}")
+    except DefenderError as exc:
+        return CheckResult(name, False, f"{type(exc).__name__}: {exc.message}")
+    return CheckResult(name, True, "allowed")
+
+
+def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResult]:
+    results = [CheckResult("settings", True, "valid")]
+    tokens = TokenProvider.from_settings(settings)
+    try:
+        roles = token_roles(tokens.token())
+        results.append(CheckResult("Entra token", True, f"granted roles: {', '.join(sorted(roles)) or 'none'}"))
+    except DefenderError as exc:
+        results.append(CheckResult("Entra token", False, exc.message))
+        roles = set()
+    finally:
+        tokens.close()
+    if roles:
+        for permission, alternatives in (
+            ("Alert.ReadWrite.All", {"Alert.ReadWrite.All"}),
+            ("Machine.LiveResponse", {"Machine.LiveResponse"}),
+        ):
+            granted = bool(roles & alternatives)
+            results.append(CheckResult(permission, granted, "granted" if granted else "not granted to the app"))
+    with DefenderClient.from_settings(settings, time_scale=time_scale) as defender:
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        results.append(
+            _probe("Alert.Read.All (list alerts)", lambda: next(defender.list_alerts(since, page_size=1), None))
+        )
+        results.append(
+            _probe("Machine.Read.All (read a machine)", lambda: defender.get_machine(_NO_MACHINE), absent_is_ok=True)
+        )
+        results.append(_probe("Library.Manage (list the library)", defender.list_library_files))
+    with JoeSandboxClient.from_settings(settings) as joe:
+        try:
+            online = joe.is_online()
+            results.append(CheckResult("Joe Sandbox online", online, "online" if online else "offline"))
+            account = joe.account()
+            quota = (
+                f"plan {account.type}; submissions left today: {account.daily_remaining}, "
+                f"this month: {account.monthly_remaining}"
+            )
+            results.append(CheckResult("Joe Sandbox quota", account.daily_remaining != 0, quota))
+        except JoeSandboxError as exc:
+            results.append(CheckResult("Joe Sandbox", False, f"{type(exc).__name__}: {exc}"))
+    return results

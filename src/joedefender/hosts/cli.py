@@ -1,0 +1,203 @@
+"""The `joedefender` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from joedefender import __version__
+from joedefender.emulators.scenario import ScenarioError
+from joedefender.errors import ConfigurationError
+from joedefender.settings import Settings
+
+app = typer.Typer(
+    name="joedefender",
+    help="Enriches Microsoft Defender for Endpoint alerts with Joe Sandbox analyses.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+SettingsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--settings",
+        help="A KEY=VALUE file or an Azure Functions local.settings.json; the environment overrides it.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=errors, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+    for noisy in ("azure", "httpx", "httpcore", "urllib3", "msal"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _settings(file: Path | None) -> Settings:
+    try:
+        return Settings.load(file=file)
+    except ConfigurationError as exc:
+        errors.print(f"[red]Configuration error[/]\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def emulate(
+    scenario: Annotated[Path | None, typer.Option(help="Scenario file (default: the bundled demo).")] = None,
+    defender_port: Annotated[int, typer.Option(help="MDE emulator port (0: any free port).")] = 0,
+    joe_port: Annotated[int, typer.Option(help="Joe Sandbox emulator port (0: any free port).")] = 0,
+) -> None:
+    """Run the MDE and Joe Sandbox emulators; print the settings that reach them, then serve."""
+    from joedefender.emulators.runner import Emulators
+    from joedefender.emulators.scenario import load_scenario
+
+    _logging(False)
+    try:
+        loaded = load_scenario(scenario)
+    except ScenarioError as exc:
+        errors.print(f"[red]Scenario error[/]: {exc}")
+        raise typer.Exit(2) from exc
+    stop = threading.Event()
+    with Emulators(loaded, defender_port=defender_port, joe_port=joe_port) as emulators:
+        for name, value in emulators.settings().items():
+            print(f"{name}={value}", flush=True)
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def run(
+    settings_file: SettingsFile = None,
+    until_idle: Annotated[bool, typer.Option(help="Process what is due and pending, then exit.")] = False,
+    poll: Annotated[bool, typer.Option(help="Run the built-in poller.")] = True,
+    webhook: Annotated[bool, typer.Option(help="Serve the webhook.")] = True,
+    verbose: Verbose = False,
+) -> None:
+    """Run the service: poller, webhook and workers, until SIGTERM or SIGINT."""
+    from joedefender.hosts.standalone.connector import open_connector
+    from joedefender.hosts.standalone.service import Service, ServiceOptions
+
+    _logging(verbose)
+    settings = _settings(settings_file)
+    with open_connector(settings) as connector:
+        service = Service(connector, ServiceOptions(poll=poll, webhook=webhook, until_idle=until_idle))
+        service.install_signal_handlers()
+        service.run()
+
+
+@app.command()
+def process(
+    alert_ids: Annotated[list[str], typer.Argument(help="Defender alert ids.")],
+    settings_file: SettingsFile = None,
+    verbose: Verbose = False,
+) -> None:
+    """Enrich the given alerts now, then show how each ended."""
+    from joedefender.hosts.standalone.connector import open_connector
+    from joedefender.hosts.standalone.status import alerts_table
+    from joedefender.hosts.standalone.workers import WorkerPool
+    from joedefender.pipeline.intake import InvalidAlertError
+
+    _logging(verbose)
+    settings = _settings(settings_file)
+    with open_connector(settings) as connector:
+        engine = connector.engine
+        try:
+            for alert_id in alert_ids:
+                engine.intake.receive(alert_id, source="cli")
+        except InvalidAlertError as exc:
+            errors.print(f"[red]Bad alert id[/]: {exc}")
+            raise typer.Exit(2) from exc
+        workers = WorkerPool(engine, settings.workers)
+        workers.start()
+        try:
+            workers.wait_idle()
+        finally:
+            workers.stop()
+        console.print(alerts_table(engine.ctx))
+
+
+@app.command()
+def status(
+    alert_id: Annotated[str | None, typer.Argument(help="Show one alert's samples and step history.")] = None,
+    settings_file: SettingsFile = None,
+) -> None:
+    """Show jobs, their state and step history, from the state store."""
+    from joedefender.hosts.standalone.status import print_status
+    from joedefender.pipeline.config import PipelineConfig
+    from joedefender.pipeline.context import Context
+    from joedefender.stores.sqlite import SqliteStore
+
+    settings = _settings(settings_file)
+    if not settings.state_path.exists():
+        errors.print(f"No state at {settings.state_path}: the connector has not run with this StatePath.")
+        raise typer.Exit(1)
+    store = SqliteStore(settings.state_path)
+    try:
+        ctx = Context(store, None, None, PipelineConfig())  # type: ignore[arg-type]  # reads the store only
+        if not print_status(ctx, console, alert_id):
+            errors.print(f"Alert {alert_id} is not known to the connector.")
+            raise typer.Exit(1)
+    finally:
+        store.close()
+
+
+@app.command()
+def check(settings_file: SettingsFile = None) -> None:
+    """Validate the settings, get a token, try each permission, check Joe Sandbox and its quota."""
+    from joedefender.hosts.check import run_checks
+
+    _logging(False)
+    settings = _settings(settings_file)
+    results = run_checks(settings)
+    table = Table(title="joedefender check")
+    for column in ("check", "result", "detail"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        table.add_row(result.name, "[green]ok[/]" if result.ok else "[red]problem[/]", result.detail)
+    console.print(table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    scenario: Annotated[Path | None, typer.Option(help="Scenario file (default: the bundled demo).")] = None,
+) -> None:
+    """The whole flow against the emulators on the bundled scenario, with a live view."""
+    from joedefender.hosts.demo import run_demo
+
+    _logging(False)
+    raise typer.Exit(run_demo(console, scenario))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

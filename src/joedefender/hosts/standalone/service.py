@@ -1,0 +1,93 @@
+"""The standalone service: workers, webhook and poller in one process, stopped cleanly by a signal.
+
+Stopping loses nothing: every step's state is in the store, a step under way finishes, and an
+item whose worker died is claimed again once its lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+from joedefender.hosts.standalone.connector import Connector
+from joedefender.hosts.standalone.poller import Poller
+from joedefender.hosts.standalone.webhook import Webhook
+from joedefender.hosts.standalone.workers import WorkerPool
+
+logger = logging.getLogger("joedefender.service")
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    poll: bool = True
+    webhook: bool = True
+    until_idle: bool = False
+
+
+class Service:
+    def __init__(self, connector: Connector, options: ServiceOptions) -> None:
+        self._connector = connector
+        self._options = options
+        self._stop = threading.Event()
+        settings = connector.settings
+        engine = connector.engine
+        self.workers = WorkerPool(engine, settings.workers)
+        self.poller: Poller | None = None
+        if options.poll and settings.poll_interval.total_seconds() > 0:
+            self.poller = Poller(
+                engine.ctx,
+                engine.intake,
+                interval=settings.poll_interval.total_seconds(),
+                lookback=settings.poll_lookback,
+                on_new=self.workers.notify,
+            )
+        self.webhook: Webhook | None = None
+        if options.webhook:
+            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            host = "0.0.0.0" if secret else "127.0.0.1"  # noqa: S104 - only with a shared secret
+            if secret is None:
+                logger.warning("WebhookSecret is not set: the webhook listens on 127.0.0.1 only")
+            self.webhook = Webhook(
+                engine.intake, secret=secret, host=host, port=settings.webhook_port, on_new=self.workers.notify
+            )
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            logger.info("received %s: finishing the steps under way", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> None:
+        self.workers.start()
+        try:
+            if self.webhook is not None:
+                self.webhook.start()
+                logger.info("webhook listening on %s/api/alerts", self.webhook.url)
+            if self.poller is not None:
+                if self._options.until_idle:
+                    self.poller.poll_once()
+                else:
+                    self.poller.start()
+            if self._options.until_idle:
+                waiter = threading.Thread(target=self._wait_idle, daemon=True)
+                waiter.start()
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            if self.webhook is not None:
+                self.webhook.stop()
+            if self.poller is not None:
+                self.poller.stop()
+            self.workers.stop()
+
+    def _wait_idle(self) -> None:
+        self.workers.wait_idle()
+        self._stop.set()

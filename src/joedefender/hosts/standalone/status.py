@@ -1,0 +1,112 @@
+"""`joedefender status`: what the connector did, from the store alone (no API calls)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from joedefender.domain.jobs import AlertRecord, SampleJob
+from joedefender.pipeline.context import Context
+
+_STYLE = {
+    "done": "green",
+    "failed": "red",
+    "skipped": "yellow",
+    "accepted": "cyan",
+    "received": "cyan",
+    "commented": "green",
+    "pending": "cyan",
+}
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _styled(value: str) -> str:
+    style = _STYLE.get(value)
+    return f"[{style}]{value}[/]" if style else value
+
+
+def job_outcome(job: SampleJob) -> str:
+    if job.verdict:
+        score = job.verdict.get("score")
+        reused = " (known)" if job.verdict_source == "lookup" else ""
+        return f"{job.verdict.get('detection')} {score}{reused}"
+    return job.failure or ""
+
+
+def alerts_table(ctx: Context) -> Table:
+    table = Table(title="Alerts", expand=True)
+    for column in ("alert", "state", "sample", "sample state", "outcome", "comment"):
+        table.add_column(column, overflow="fold")
+    for stored in ctx.alerts.list():
+        alert = stored.record
+        if not alert.samples:
+            table.add_row(alert.alert_id, _styled(alert.state.value), "", "", alert.reason, "")
+        for key in alert.samples:
+            job = ctx.jobs.get(key)
+            link = ctx.links.get(f"{key}|{alert.alert_id}")
+            table.add_row(
+                alert.alert_id,
+                _styled(alert.state.value),
+                key[:24] + ("…" if len(key) > 24 else ""),
+                _styled(job.record.state.value) if job else "",
+                job_outcome(job.record) if job else "",
+                _styled(link.record.state.value) if link else "",
+            )
+    return table
+
+
+def jobs_table(ctx: Context) -> Table:
+    table = Table(title="Sample jobs", expand=True)
+    for column in ("sample", "state", "alerts", "attempts", "outcome", "updated (UTC)"):
+        table.add_column(column, overflow="fold")
+    for stored in ctx.jobs.list():
+        job = stored.record
+        alerts = len({c.alert_id for c in job.candidates}) or len(ctx.links.list(prefix=f"{job.key}|"))
+        table.add_row(
+            job.sha256 or job.url or job.key,
+            _styled(job.state.value),
+            str(alerts),
+            str(len(job.attempts)),
+            job_outcome(job),
+            _when(job.updated_at),
+        )
+    return table
+
+
+def history_table(ctx: Context, subject: str, title: str) -> Table:
+    table = Table(title=title, expand=True)
+    for column in ("time (UTC)", "step", "outcome", "detail"):
+        table.add_column(column, overflow="fold")
+    for entry in ctx.store.history(subject):
+        table.add_row(_when(entry.at), entry.step, _styled(entry.outcome), entry.detail)
+    return table
+
+
+def alert_detail(ctx: Context, alert: AlertRecord) -> Group:
+    parts: list[Table] = [history_table(ctx, f"alert:{alert.alert_id}", f"Alert {alert.alert_id}: {alert.state.value}")]
+    for key in alert.samples:
+        job = ctx.jobs.get(key)
+        state = job.record.state.value if job else "unknown"
+        parts.append(history_table(ctx, key, f"Sample {key}: {state}"))
+    return Group(*parts)
+
+
+def print_status(ctx: Context, console: Console, alert_id: str | None = None) -> bool:
+    """False when the alert asked for is unknown."""
+    if alert_id is None:
+        console.print(alerts_table(ctx))
+        console.print(jobs_table(ctx))
+        console.print(f"work items queued: {ctx.store.pending()}")
+        return True
+    stored = ctx.alerts.get(alert_id)
+    if stored is None:
+        return False
+    console.print(alert_detail(ctx, stored.record))
+    return True

@@ -1,0 +1,85 @@
+"""A pool of worker threads running the engine's steps as they come due.
+
+An idle worker waits on a condition until the next item is due or new work is enqueued; it never
+sleeps a fixed time hoping the work is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+
+from joedefender.pipeline.engine import Engine
+
+logger = logging.getLogger("joedefender.workers")
+_MAX_IDLE_WAIT = 1.0  # re-read the queue at least this often: another process may share the store
+
+
+class WorkerPool:
+    def __init__(self, engine: Engine, size: int) -> None:
+        self._engine = engine
+        self._size = size
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+    def start(self) -> None:
+        for n in range(self._size):
+            thread = threading.Thread(target=self._work, args=(f"{self._prefix}-{n}",), name=f"worker-{n}")
+            thread.start()
+            self._threads.append(thread)
+
+    def notify(self) -> None:
+        """New work was enqueued: wake an idle worker."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def stop(self) -> None:
+        """Finish the steps under way, start no new ones."""
+        self._stopping.set()
+        self.notify()
+        for thread in self._threads:
+            thread.join()
+
+    def wait_idle(self) -> None:
+        """Return once the queue is empty and no worker is busy (for --until-idle)."""
+        while not self.wait_idle_for(_MAX_IDLE_WAIT):
+            pass
+
+    def wait_idle_for(self, timeout: float) -> bool:
+        """Wait at most `timeout` for the pool to go idle; True if it is."""
+        store = self._engine.ctx.store
+        with self._wake:
+            if not self._stopping.is_set() and (self._busy or store.pending()):
+                self._wake.wait(timeout)
+            return self._stopping.is_set() or not (self._busy or store.pending())
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _work(self, owner: str) -> None:
+        engine = self._engine
+        while not self._stopping.is_set():
+            with self._wake:
+                self._busy += 1
+            try:
+                ran = engine.run_next(owner)
+            except Exception:  # the store itself failed; keep the worker alive
+                logger.exception("worker %s could not run a step", owner)
+                ran = False
+            finally:
+                with self._wake:
+                    self._busy -= 1
+                    self._wake.notify_all()
+            if ran:
+                continue
+            due = engine.ctx.store.next_due()
+            wait = _MAX_IDLE_WAIT if due is None else min(_MAX_IDLE_WAIT, max(0.0, due - engine.ctx.now()))
+            with self._wake:
+                if not self._stopping.is_set():
+                    self._wake.wait(wait)

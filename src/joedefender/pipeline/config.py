@@ -1,0 +1,108 @@
+"""The pipeline's knobs, derived from the settings once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from joedefender.domain.policy import ResubmitPolicy
+from joedefender.domain.triage import AlertFilters
+from joedefender.settings import Settings
+
+# Nominal waits, in seconds, before `time_scale`. Live response: JoeAz polls every 30 s and
+# gives an action 600 s; RunScript itself times out at 10 minutes (mde-api.md section 4).
+_ACTION_POLL = 30.0
+_ACTION_TIMEOUT = 1800.0
+_ANALYSIS_POLL_FIRST = 30.0
+_ANALYSIS_POLL_MAX = 300.0
+_MACHINE_RECHECK_FIRST = 60.0
+_BUSY_RETRY = 30.0
+_STEP_LEASE = 600.0
+_ERROR_RETRY_FIRST = 15.0
+_ERROR_RETRY_MAX = 900.0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every wait is nominal seconds times `time_scale` (1.0 in production; the demo and the tests
+    run the emulators on a faster clock and scale the connector's waits to match)."""
+
+    filters: AlertFilters = field(default_factory=AlertFilters)
+    resubmit: ResubmitPolicy = field(default_factory=lambda: ResubmitPolicy("always"))
+    analysis_timeout: float = 30 * 60.0
+    machine_availability_timeout: float = 10 * 60.0
+    machine_availability_retry: int = 5
+    fetch_quarantined_files: bool = True
+    max_live_response_sessions: int = 20
+    max_sample_bytes: int = 3 * 1024**3
+    joe_params: dict[str, Any] = field(default_factory=dict)  # per-call extras; settings' own are the client's
+    time_scale: float = 1.0
+    max_step_attempts: int = 25
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, time_scale: float = 1.0) -> PipelineConfig:
+        return cls(
+            filters=AlertFilters.of(
+                settings.defender_alert_detection_source,
+                settings.defender_alert_severity,
+                settings.defender_alert_status,
+                settings.defender_alert_title_filter,
+            ),
+            resubmit=ResubmitPolicy.from_settings(
+                settings.joe_sandbox_resubmit, settings.joe_sandbox_resubmit_after_days
+            ),
+            analysis_timeout=_seconds(settings.joe_sandbox_analysis_job_timeout),
+            machine_availability_timeout=_seconds(settings.machine_availability_timeout),
+            machine_availability_retry=settings.machine_availability_retry,
+            fetch_quarantined_files=settings.fetch_quarantined_files,
+            time_scale=time_scale,
+        )
+
+    def scaled(self, nominal_seconds: float) -> float:
+        return nominal_seconds * self.time_scale
+
+    @property
+    def action_poll(self) -> float:
+        return self.scaled(_ACTION_POLL)
+
+    @property
+    def action_timeout(self) -> float:
+        return self.scaled(_ACTION_TIMEOUT)
+
+    @property
+    def busy_retry(self) -> float:
+        return self.scaled(_BUSY_RETRY)
+
+    @property
+    def step_lease(self) -> float:
+        return max(self.scaled(_STEP_LEASE), 2.0)
+
+    @property
+    def machine_wait_limit(self) -> float:
+        """How long to wait for a machine that carries the file to come online: JoeAz's
+        MachineAvailabilityTimeout for each of MachineAvailabilityRetry tries."""
+        return self.scaled(self.machine_availability_timeout * max(1, self.machine_availability_retry))
+
+    @property
+    def analysis_limit(self) -> float:
+        return self.scaled(self.analysis_timeout)
+
+    def backoff(self, attempt: int, first: float = _ERROR_RETRY_FIRST, cap: float = _ERROR_RETRY_MAX) -> float:
+        """Exponential backoff for step `attempt` (1-based), scaled."""
+        return self.scaled(min(cap, first * 2 ** max(0, attempt - 1)))
+
+    def analysis_poll(self, previous: float | None) -> float:
+        """Nominal seconds until the next look at a running analysis: 30 s, growing to 5 min."""
+        if previous is None:
+            return _ANALYSIS_POLL_FIRST
+        return min(_ANALYSIS_POLL_MAX, previous * 1.5)
+
+    def machine_recheck(self, previous: float | None) -> float:
+        if previous is None:
+            return _MACHINE_RECHECK_FIRST
+        return min(self.machine_availability_timeout, previous * 2)
+
+
+def _seconds(value: timedelta) -> float:
+    return value.total_seconds()

@@ -1,0 +1,67 @@
+"""Intake: record an alert id and answer at once. A repeated delivery is a no-op."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from joedefender.domain.jobs import AlertRecord
+from joedefender.errors import JoeDefenderError
+from joedefender.pipeline.context import Context
+
+# Defender alert ids look like "da637472900382838869_1364969609"; older ones are GUID-like.
+_ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
+_MACHINE_ID = re.compile(r"^[0-9a-fA-F]{40}$")
+
+
+class InvalidAlertError(JoeDefenderError):
+    """The alert reference is malformed; the message says how."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    alert_id: str
+    created: bool  # False: the alert was known already
+
+
+def triage_key(alert_id: str) -> str:
+    return f"triage:{alert_id}"
+
+
+def validate_alert_id(alert_id: object) -> str:
+    if not isinstance(alert_id, str) or not alert_id.strip():
+        raise InvalidAlertError("the alert id is missing or not a string")
+    value = alert_id.strip()
+    if not _ALERT_ID.fullmatch(value):
+        raise InvalidAlertError(
+            "the alert id may hold only letters, digits, '_' and '-' (at most 128), "
+            f"got {value[:40]!r}{'...' if len(value) > 40 else ''}"
+        )
+    return value
+
+
+def validate_machine_id(machine_id: object) -> str | None:
+    if machine_id is None or machine_id == "":
+        return None
+    if not isinstance(machine_id, str) or not _MACHINE_ID.fullmatch(machine_id):
+        raise InvalidAlertError("machineId must be 40 hexadecimal characters")
+    return machine_id.lower()
+
+
+class Intake:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def receive(self, alert_id: str, *, machine_id: str | None = None, source: str = "cli") -> Accepted:
+        alert_id = validate_alert_id(alert_id)
+        record = AlertRecord(
+            alert_id=alert_id,
+            machine_id=validate_machine_id(machine_id),
+            source=source,
+            received_at=self._ctx.now(),
+        )
+        created = self._ctx.alerts.create(alert_id, record) is not None
+        if created:
+            self._ctx.record(f"alert:{alert_id}", "intake", "received", f"from {source}")
+            self._ctx.enqueue(triage_key(alert_id))
+        return Accepted(alert_id, created)

@@ -1,0 +1,158 @@
+"""The sample job's state machine: lookup, collection, submission, waiting for the verdict.
+
+Each call does a bounded amount of work (a few API calls), saves the job, and says when to look
+again. Side effects are recorded as intents first (an attempt's nonce, a submission's nonce) so a
+retried step finds what a crashed one did instead of doing it twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from joedefender.domain.jobs import JobState, SampleJob, Submission
+from joedefender.pipeline.collection import Collector
+from joedefender.pipeline.context import DONE, Context, Outcome, again
+from joedefender.pipeline.records import Versioned
+from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
+from joedefender.pipeline.triage_step import comment_key
+
+
+class SampleStep:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._collector = Collector(ctx, self)
+
+    def __call__(self, key: str) -> Outcome:
+        stored = self._ctx.jobs.get(key)
+        if stored is None:
+            return DONE
+        state = stored.record.state
+        if state == JobState.LOOKUP:
+            return self._lookup(stored)
+        if state in (JobState.COLLECT, JobState.COLLECTING):
+            return self._collector.step(stored)
+        if state == JobState.SUBMIT:
+            return self._submit(stored)
+        if state == JobState.ANALYSING:
+            return self._poll(stored)
+        return self.announce(stored)
+
+    # -- shared by the collector ------------------------------------------------------------
+
+    def save(self, stored: Versioned[SampleJob]) -> None:
+        stored.record.updated_at = self._ctx.now()
+        self._ctx.jobs.save(stored)
+
+    def fail(self, stored: Versioned[SampleJob], reason: str) -> Outcome:
+        stored.record.state = JobState.FAILED
+        stored.record.failure = reason
+        self.save(stored)
+        self._ctx.record(stored.record.key, "job", "failed", reason)
+        return self.announce(stored)
+
+    def announce(self, stored: Versioned[SampleJob]) -> Outcome:
+        """A final job asks for write-back on every alert linked to it so far."""
+        for link in self._ctx.links.list(prefix=f"{stored.record.key}|"):
+            self._ctx.enqueue(comment_key(link.doc.key))
+        return DONE
+
+    def start_submission(self, stored: Versioned[SampleJob]) -> None:
+        """Record the intent to submit (with the marker Joe will carry) before submitting."""
+        stored.record.state = JobState.SUBMIT
+        stored.record.submission = Submission(nonce=new_nonce())
+        self.save(stored)
+
+    def submitted(self, stored: Versioned[SampleJob], submission_id: str) -> Outcome:
+        job = stored.record
+        assert job.submission is not None
+        job.submission.submission_id = submission_id
+        job.submission.submitted_at = self._ctx.now()
+        job.state = JobState.ANALYSING
+        job.poll_interval = None
+        self.save(stored)
+        self._ctx.record(job.key, "submit", "submitted", f"submission {submission_id}")
+        return self._next_poll(stored)
+
+    # -- the states --------------------------------------------------------------------------
+
+    def _lookup(self, stored: Versioned[SampleJob]) -> Outcome:
+        ctx, job = self._ctx, stored.record
+        if job.kind == "file":
+            assert job.sha256 is not None
+            known = ctx.sandbox.lookup(job.sha256)
+        else:
+            assert job.url is not None
+            known = ctx.sandbox.lookup_url(job.url)
+        now = datetime.fromtimestamp(ctx.now(), UTC)
+        if known is not None and not ctx.config.resubmit.resubmit(known.time, now):
+            job.verdict = known.model_dump(mode="json")
+            job.verdict_source = "lookup"
+            job.state = JobState.DONE
+            self.save(stored)
+            ctx.record(job.key, "lookup", "known", f"{known.detection} (analysis {known.webid}), not resubmitted")
+            return self.announce(stored)
+        detail = "unknown to Joe Sandbox" if known is None else f"known, {ctx.config.resubmit.describe()}"
+        job.state = JobState.COLLECT if job.kind == "file" else JobState.SUBMIT
+        self.save(stored)
+        ctx.record(job.key, "lookup", "analyse", detail)
+        return again(0)
+
+    def _submit(self, stored: Versioned[SampleJob]) -> Outcome:
+        ctx, job = self._ctx, stored.record
+        if job.submission is not None and job.submission.submission_id is None:
+            webid = ctx.sandbox.find_analysis(submission_marker(job))
+            if webid is not None:  # a crash came between submitting and recording it
+                job.submission.webid = webid
+                job.submission.submitted_at = job.submission.submitted_at or ctx.now()
+                job.state = JobState.ANALYSING
+                self.save(stored)
+                ctx.record(job.key, "submit", "recovered", f"analysis {webid} found by its marker")
+                return self._next_poll(stored)
+        if job.kind == "file":
+            return self._collector.resubmit_collected(stored)
+        assert job.url is not None
+        if job.submission is None:
+            self.start_submission(stored)
+        submission_id = ctx.sandbox.submit_url(
+            job.url,
+            tags=submission_tags(job),
+            comments=submission_marker(job),
+            params=ctx.config.joe_params,
+        )
+        return self.submitted(stored, submission_id)
+
+    def _poll(self, stored: Versioned[SampleJob]) -> Outcome:
+        ctx, job = self._ctx, stored.record
+        submission = job.submission
+        assert submission is not None
+        webid = submission.webid
+        if submission.submission_id is not None:
+            info = ctx.sandbox.submission_info(submission.submission_id)
+            finished = info.status == "finished"
+            if finished and info.webid is None:
+                return self.fail(stored, "Joe Sandbox finished the submission without an analysis")
+            webid = info.webid
+        else:
+            assert webid is not None
+            finished = ctx.sandbox.analysis_status(webid) == "finished"
+        if finished:
+            assert webid is not None
+            verdict = ctx.sandbox.verdict(webid)
+            job.verdict = verdict.model_dump(mode="json")
+            job.verdict_source = "analysis"
+            submission.webid = webid
+            job.state = JobState.DONE
+            self.save(stored)
+            ctx.record(job.key, "analysis", "finished", f"{verdict.detection}, score {verdict.score}")
+            return self.announce(stored)
+        started = submission.submitted_at or job.updated_at
+        if ctx.now() - started > ctx.config.analysis_limit:
+            minutes = round(ctx.config.analysis_timeout / 60)
+            return self.fail(stored, f"the analysis did not finish within {minutes} minutes")
+        return self._next_poll(stored)
+
+    def _next_poll(self, stored: Versioned[SampleJob]) -> Outcome:
+        job = stored.record
+        job.poll_interval = self._ctx.config.analysis_poll(job.poll_interval)
+        self.save(stored)
+        return again(self._ctx.config.scaled(job.poll_interval))

@@ -1,0 +1,54 @@
+"""Write-back: exactly one comment per (alert, sample).
+
+Before writing, the alert's comments are read: if our marker for this sample is there (a crash
+came between the PATCH and saving the link), the link is only marked done.
+"""
+
+from __future__ import annotations
+
+from joedefender.domain.comments import has_marker, render_failure, render_verdict
+from joedefender.domain.jobs import AlertSampleLink, JobState, LinkState, SampleJob
+from joedefender.pipeline.context import DONE, Context, Outcome
+
+
+def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
+    file_name = next((c.file_name for c in job.candidates if c.alert_id == link.alert_id), None)
+    file_name = file_name or job.file_name
+    subject = job.sha256 or job.url or job.key
+    if job.state == JobState.DONE and job.verdict is not None:
+        return render_verdict(
+            job.verdict,
+            sample_key=job.key,
+            subject=subject,
+            file_name=file_name,
+            reused=job.verdict_source == "lookup",
+        )
+    return render_failure(
+        sample_key=job.key, subject=subject, file_name=file_name, reason=job.failure or "unknown error"
+    )
+
+
+class WriteBackStep:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __call__(self, link_id: str) -> Outcome:
+        ctx = self._ctx
+        stored = ctx.links.get(link_id)
+        if stored is None or stored.record.state == LinkState.COMMENTED:
+            return DONE
+        link = stored.record
+        job = ctx.jobs.get(link.sample_key)
+        if job is None or not job.record.state.final:
+            return DONE  # the job announces itself when it ends
+        alert = ctx.defender.get_alert(link.alert_id)
+        subject = f"alert:{link.alert_id}"
+        if has_marker([c.comment for c in alert.comments], link.sample_key):
+            ctx.record(subject, "write-back", "already commented", link.sample_key)
+        else:
+            ctx.defender.add_comment(link.alert_id, comment_text(job.record, link))
+            ctx.record(subject, "write-back", "commented", f"{link.sample_key} ({job.record.state.value})")
+        link.state = LinkState.COMMENTED
+        link.commented_at = ctx.now()
+        ctx.links.save(stored)
+        return DONE

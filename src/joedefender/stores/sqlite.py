@@ -1,0 +1,423 @@
+"""The embedded store: all ports in one SQLite file, safe to share between threads and processes.
+
+Every write is one `BEGIN IMMEDIATE` transaction, so each check-and-set (create, update, claim,
+acquire) is atomic across processes, and a process killed at any point leaves the database as
+it was before or after that write, never between. WAL keeps readers from blocking the writer.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from joedefender.stores.base import (
+    Document,
+    HistoryEntry,
+    SchemaVersionError,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+    WorkItem,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data JSON NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject TEXT NOT NULL,
+    at REAL NOT NULL,
+    step TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_subject ON history (subject, at, id);
+CREATE TABLE IF NOT EXISTS work (
+    key TEXT PRIMARY KEY,
+    due_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 1,
+    -- when a claim can take it: a free item when it is due, a leased one when its lease ends
+    ready_at REAL GENERATED ALWAYS AS (CASE WHEN owner = '' THEN due_at ELSE lease_until END) VIRTUAL
+);
+CREATE INDEX IF NOT EXISTS work_due ON work (due_at);
+CREATE INDEX IF NOT EXISTS work_ready ON work (ready_at);
+CREATE TABLE IF NOT EXISTS machine_leases (
+    machine_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until REAL NOT NULL
+);
+"""
+# `work.due_at` is NULL while a claim holds the item and nobody re-enqueued it since: the claim
+# consumed that due time, so a later enqueue sets its own due time rather than the minimum.
+
+
+def _encode(kind: str, key: str, data: dict[str, Any]) -> str:
+    """Serialise document data, refusing what would not read back as written."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{kind} {key!r}: document data must be a dict, not {type(data).__name__}")
+    try:
+        _check_keys(data)
+        return json.dumps(data, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{kind} {key!r}: document data is not JSON-serialisable: {exc}") from exc
+
+
+def _check_keys(value: Any) -> None:
+    """json would silently turn int keys into strings; a record must read back as it was written."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise TypeError(f"keys must be str, not {type(name).__name__} ({name!r})")
+            _check_keys(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item)
+
+
+def _document(row: sqlite3.Row) -> Document:
+    return Document(
+        kind=row["kind"],
+        key=row["key"],
+        version=row["version"],
+        data=json.loads(row["data"]),
+        updated_at=row["updated_at"],
+    )
+
+
+def _work_item(row: sqlite3.Row) -> WorkItem:
+    return WorkItem(
+        key=row["key"],
+        due_at=float(row["ready_at"]),  # a leased item shows when it could be claimed again
+        attempts=row["attempts"],
+        owner=row["owner"],
+        lease_until=float(row["lease_until"]),
+        generation=row["generation"],
+    )
+
+
+class SqliteStore(Store):
+    """All the ports on one SQLite file; one connection per thread, and fresh ones after a fork.
+
+    Meant for a fixed pool of threads: a connection lives until `close`, even after its thread ends.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._busy_timeout = busy_timeout
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: builtins.list[sqlite3.Connection] = []
+        self._inherited: builtins.list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+        try:
+            self._create_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- connections and transactions ---------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        if os.getpid() != self._pid:
+            self._forget_parent_connections()
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._open()
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _forget_parent_connections(self) -> None:
+        """A forked child must not use, nor close, the connections it inherited (SQLite forbids
+        both), so they are kept referenced and never touched; the child opens its own."""
+        with self._lock:
+            if os.getpid() != self._pid:
+                self._inherited.extend(self._connections)
+                self._connections = []
+                self._local = threading.local()
+                self._pid = os.getpid()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: the sqlite3 module opens no transaction of its own; we issue
+            # BEGIN IMMEDIATE ourselves so a write takes the lock before it reads.
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the SQLite store {str(self.path)!r}: {exc}") from exc
+        try:
+            connection.row_factory = sqlite3.Row
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            connection.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreUnavailable(f"cannot open the SQLite store {str(self.path)!r}: {exc}") from exc
+            raise StoreError(f"{str(self.path)!r} is not a usable SQLite database: {exc}") from exc
+        return connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"{self!r}: {exc}") from exc
+
+    def _read(self, sql: str, parameters: tuple[Any, ...] = ()) -> builtins.list[sqlite3.Row]:
+        """A single SELECT, which SQLite runs as one consistent snapshot."""
+        try:
+            return self._connection().execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"{self!r}: {exc}") from exc
+
+    def _create_schema(self) -> None:
+        try:
+            with self._write() as db:
+                found = db.execute("PRAGMA user_version").fetchone()[0]
+                if found > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{self!r} has schema version {found}; this joedefender knows up to "
+                        f"{SCHEMA_VERSION}: upgrade joedefender or use another database"
+                    )
+                if found < SCHEMA_VERSION:
+                    # One statement at a time: executescript would COMMIT our transaction first.
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:  # for example "file is not a database"
+            raise StoreError(f"{self!r} is not a usable SQLite database: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+            self._closed = True
+        for connection in connections:
+            connection.close()
+
+    # -- StateStore ---------------------------------------------------------------------------
+
+    def get(self, kind: str, key: str) -> Document | None:
+        rows = self._read("SELECT * FROM documents WHERE kind = ? AND key = ?", (kind, key))
+        return _document(rows[0]) if rows else None
+
+    def create(self, kind: str, key: str, data: dict[str, Any]) -> Document | None:
+        text = _encode(kind, key, data)
+        now = self._clock()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO documents (kind, key, version, data, updated_at) VALUES (?, ?, 1, ?, ?) "
+                "ON CONFLICT (kind, key) DO NOTHING",
+                (kind, key, text, now),
+            )
+            if cursor.rowcount != 1:
+                return None
+        return Document(kind=kind, key=key, version=1, data=json.loads(text), updated_at=now)
+
+    def update(self, doc: Document, data: dict[str, Any]) -> Document:
+        text = _encode(doc.kind, doc.key, data)
+        now = self._clock()
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE documents SET version = version + 1, data = ?, updated_at = ? "
+                "WHERE kind = ? AND key = ? AND version = ?",
+                (text, now, doc.kind, doc.key, doc.version),
+            )
+            if cursor.rowcount != 1:
+                raise VersionConflict(doc.kind, doc.key, doc.version)
+        return Document(kind=doc.kind, key=doc.key, version=doc.version + 1, data=json.loads(text), updated_at=now)
+
+    def list(self, kind: str, prefix: str = "") -> builtins.list[Document]:
+        # `key >= prefix` lets the primary key index find the range; substr checks where it ends.
+        rows = self._read(
+            "SELECT * FROM documents WHERE kind = ? AND key >= ? AND substr(key, 1, ?) = ? ORDER BY key",
+            (kind, prefix, len(prefix), prefix),
+        )
+        return [_document(row) for row in rows]
+
+    def append_history(self, subject: str, step: str, outcome: str, detail: str = "", at: float | None = None) -> None:
+        when = self._clock() if at is None else at
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO history (subject, at, step, outcome, detail) VALUES (?, ?, ?, ?, ?)",
+                (subject, when, step, outcome, detail),
+            )
+
+    def history(self, subject: str) -> builtins.list[HistoryEntry]:
+        rows = self._read(
+            "SELECT subject, at, step, outcome, detail FROM history WHERE subject = ? ORDER BY at, id",
+            (subject,),
+        )
+        return [HistoryEntry(**dict(row)) for row in rows]
+
+    # -- WorkQueue ----------------------------------------------------------------------------
+
+    def enqueue(self, key: str, due_at: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO work (key, due_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "due_at = CASE WHEN due_at IS NULL THEN excluded.due_at "
+                "ELSE min(due_at, excluded.due_at) END, "
+                "generation = generation + 1",
+                (key, due_at),
+            )
+
+    def claim(self, owner: str, now: float, lease_seconds: float) -> WorkItem | None:
+        if not owner:
+            raise ValueError("a claim needs an owner")
+        until = float(now + lease_seconds)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT * FROM work WHERE ready_at <= ? ORDER BY ready_at, key LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE work SET owner = ?, lease_until = ?, attempts = attempts + 1, due_at = NULL WHERE key = ?",
+                (owner, until, row["key"]),
+            )
+        return WorkItem(
+            key=row["key"],
+            due_at=float(row["ready_at"]),
+            attempts=row["attempts"] + 1,
+            owner=owner,
+            lease_until=until,
+            generation=row["generation"],
+        )
+
+    @staticmethod
+    def _lease(item: WorkItem) -> dict[str, Any]:
+        """A lease is identified by its holder, claim count and expiry: any later claim, even by
+        the same owner, changes at least one of them."""
+        return {
+            "key": item.key,
+            "owner": item.owner,
+            "attempts": item.attempts,
+            "lease_until": item.lease_until,
+            "generation": item.generation,
+            "due_at": item.due_at,
+        }
+
+    def reschedule(self, item: WorkItem, due_at: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE work SET owner = '', lease_until = 0, due_at = CASE "
+                "WHEN generation = :generation OR due_at IS NULL THEN :new_due "
+                "ELSE min(due_at, :new_due) END "
+                "WHERE key = :key AND owner = :owner AND attempts = :attempts AND lease_until = :lease_until",
+                {**self._lease(item), "new_due": due_at},
+            )
+
+    def complete(self, item: WorkItem) -> None:
+        lease = self._lease(item)
+        with self._write() as db:
+            deleted = db.execute(
+                "DELETE FROM work WHERE key = :key AND owner = :owner AND attempts = :attempts "
+                "AND lease_until = :lease_until AND generation = :generation",
+                lease,
+            )
+            if deleted.rowcount == 0:  # re-enqueued while we held it, or the lease was lost
+                db.execute(
+                    "UPDATE work SET owner = '', lease_until = 0, due_at = coalesce(due_at, :due_at) "
+                    "WHERE key = :key AND owner = :owner AND attempts = :attempts "
+                    "AND lease_until = :lease_until",
+                    lease,
+                )
+
+    def next_due(self) -> float | None:
+        rows = self._read("SELECT min(ready_at) FROM work")
+        found: float | None = rows[0][0]
+        return None if found is None else float(found)
+
+    def pending(self) -> int:
+        count: int = self._read("SELECT count(*) FROM work")[0][0]
+        return count
+
+    def items(self) -> builtins.list[WorkItem]:
+        rows = self._read("SELECT * FROM work ORDER BY ready_at, key")
+        return [_work_item(row) for row in rows]
+
+    # -- MachineLeases ------------------------------------------------------------------------
+
+    def acquire(self, machine_id: str, owner: str, now: float, until: float, max_active: int) -> bool:
+        if not owner:
+            raise ValueError("a machine lease needs an owner")
+        with self._write() as db:
+            row = db.execute("SELECT owner, until FROM machine_leases WHERE machine_id = ?", (machine_id,)).fetchone()
+            live = row is not None and row["until"] > now
+            if live and row["owner"] != owner:
+                return False
+            if not live:  # a new session: it counts against the tenant's cap
+                active = db.execute("SELECT count(*) FROM machine_leases WHERE until > ?", (now,)).fetchone()
+                if active[0] >= max_active:
+                    return False
+                db.execute("DELETE FROM machine_leases WHERE until <= ?", (now,))
+            db.execute(
+                "INSERT INTO machine_leases (machine_id, owner, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (machine_id) DO UPDATE SET owner = excluded.owner, until = excluded.until",
+                (machine_id, owner, until),
+            )
+        return True
+
+    def release(self, machine_id: str, owner: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM machine_leases WHERE machine_id = ? AND owner = ?", (machine_id, owner))
+
+    def holder(self, machine_id: str, now: float) -> str | None:
+        rows = self._read("SELECT owner FROM machine_leases WHERE machine_id = ? AND until > ?", (machine_id, now))
+        return str(rows[0]["owner"]) if rows else None
+
+    def active(self, now: float) -> int:
+        count: int = self._read("SELECT count(*) FROM machine_leases WHERE until > ?", (now,))[0][0]
+        return count

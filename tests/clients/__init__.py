@@ -1,0 +1,1 @@
+"""Tests of the MDE and Joe Sandbox clients."""

@@ -1,0 +1,139 @@
+"""Helpers for the MDE client tests: a scenario, a client wired to the emulator, emulator controls."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from joedefender.clients.mde import DefenderClient, RateLimiter, TokenProvider
+from joedefender.emulators.runner import Emulators
+from joedefender.emulators.scenario import parse_scenario
+from joedefender.settings import Settings
+
+MACHINE = "1a" * 20
+BUSY_MACHINE = "2b" * 20
+LINUX_PATH = "/tmp/sample.bin"
+WINDOWS_PATH = "C:\\Users\\alice\\Downloads\\invoice.exe"
+SECRET = "emulator-client-secret"  # the scenario default, set explicitly below
+WINDOW_START = "2024-05-01T10:00:00Z"
+
+
+def alert(number: int, *, status: str = "New", minute: int | None = None, **extra: Any) -> dict[str, Any]:
+    at = f"2024-05-01T10:{minute if minute is not None else number:02d}:00.1234567Z"
+    return {
+        "id": f"da6374729003828388{number:02d}_1364969609",
+        "title": f"Alert {number}",
+        "severity": "High",
+        "status": status,
+        "detectionSource": "WindowsDefenderAv",
+        "machineId": MACHINE,
+        "alertCreationTime": at,
+        "lastUpdateTime": at,
+        "evidence": [{"entityType": "File", "fileName": "invoice.exe", "$sample": "small"}],
+        **extra,
+    }
+
+
+def scenario(**defender: Any) -> dict[str, Any]:
+    """A tenant with two machines (one held by an analyst's session) and a few alerts."""
+    samples = defender.pop("samples", {})
+    time_scale = defender.pop("time_scale", 0.01)
+    return {
+        "name": "mde-client-tests",
+        "time_scale": time_scale,
+        "samples": {"small": {"text": "MZ this is a small sample"}, **samples},
+        "defender": {
+            "client_secret": SECRET,
+            "machines": [
+                {
+                    "id": MACHINE,
+                    "computerDnsName": "pc1.contoso.com",
+                    "files": [{"path": WINDOWS_PATH, "sample": "small"}],
+                },
+                {"id": BUSY_MACHINE, "computerDnsName": "pc2.contoso.com", "busy_until": 1e9},
+            ],
+            "alerts": [alert(n) for n in range(1, 4)],
+            **defender,
+        },
+    }
+
+
+@contextmanager
+def emulators(**defender: Any) -> Iterator[Emulators]:
+    with Emulators(parse_scenario(scenario(**defender))) as emu:
+        yield emu
+
+
+def settings_for(emu: Emulators, **overrides: str) -> Settings:
+    return Settings.from_mapping({**emu.settings(), **overrides})
+
+
+def client_for(
+    emu: Emulators,
+    *,
+    secret: str | None = None,
+    max_retry: int = 3,
+    retry_timeout: float = 30.0,
+    timeout: httpx.Timeout | float = 10.0,
+    limiter: RateLimiter | None = None,
+) -> DefenderClient:
+    """A client with the test's retry budget, fast backoff and a limiter on the emulator's time scale."""
+    settings = settings_for(emu, **({"AzureClientSecret": secret} if secret is not None else {}))
+    return DefenderClient(
+        settings.defender_api_base_url,
+        TokenProvider.from_settings(settings),
+        ca_bundle=settings.tls_ca_bundle,
+        max_retry=max_retry,
+        retry_timeout=timedelta(seconds=retry_timeout),
+        timeout=timeout,
+        limiter=limiter if limiter is not None else RateLimiter(time_scale=emu.scenario.time_scale),
+        backoff_base=0.02,
+        backoff_cap=0.2,
+    )
+
+
+def _admin(emu: Emulators) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(emu.certificates.ca_file))
+    return httpx.Client(base_url=emu.defender.url, verify=context, timeout=10.0)
+
+
+def add_fault(emu: Emulators, **rule: Any) -> None:
+    with _admin(emu) as admin:
+        admin.post("/_emulator/faults", json=rule).raise_for_status()
+
+
+def revoke_tokens(emu: Emulators) -> None:
+    with _admin(emu) as admin:
+        admin.post("/_emulator/tokens/revoke").raise_for_status()
+
+
+def calls(emu: Emulators) -> dict[str, dict[str, Any]]:
+    """Calls, statuses, 429s and drops per route, as the emulator counted them (over HTTP)."""
+    with _admin(emu) as admin:
+        response = admin.get("/_emulator/calls")
+        response.raise_for_status()
+        counted: dict[str, dict[str, Any]] = response.json()
+        return counted
+
+
+def count(emu: Emulators, route: str, what: str = "calls") -> int:
+    return int(calls(emu).get(route, {}).get(what, 0))
+
+
+def status_count(emu: Emulators, route: str, status: int) -> int:
+    return int(calls(emu).get(route, {}).get("statuses", {}).get(str(status), 0))
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float = 10.0, step: Callable[[], None]) -> None:
+    """Poll `condition`, running `step` (say, advancing the emulated clock) between looks."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        step()

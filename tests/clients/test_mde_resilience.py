@@ -1,0 +1,216 @@
+"""The MDE client against the emulator over real sockets: tokens, 429s, 5xx, timeouts, drops, limits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import httpx
+import pytest
+
+from joedefender.clients.mde import (
+    DefenderAuthError,
+    DefenderClient,
+    DefenderServerError,
+    DefenderTransportError,
+    RateLimiter,
+    ThrottledError,
+)
+from .mde_fixtures import (
+    SECRET,
+    add_fault,
+    alert,
+    calls,
+    client_for,
+    count,
+    emulators,
+    revoke_tokens,
+    settings_for,
+    status_count,
+)
+
+ALERT_ID = alert(1)["id"]
+
+
+def test_a_revoked_token_is_refreshed_once_and_the_call_succeeds(caplog):
+    caplog.set_level(logging.DEBUG)
+    with emulators() as emu, client_for(emu) as client:
+        assert client.get_alert(ALERT_ID).id == ALERT_ID
+        assert count(emu, "token") == 1
+        token = client._tokens.token()
+        revoke_tokens(emu)  # the token expires in the middle of the run
+        assert client.get_alert(ALERT_ID).id == ALERT_ID
+        assert count(emu, "token") == 2
+        assert status_count(emu, "alerts.get", 401) == 1
+        assert status_count(emu, "alerts.get", 200) == 2
+        assert client.get_alert(ALERT_ID).id == ALERT_ID  # the new token is reused
+        assert count(emu, "token") == 2
+    assert token not in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_a_second_401_after_the_refresh_is_an_auth_error():
+    with emulators() as emu, client_for(emu) as client:
+        add_fault(emu, path=r"^/api/alerts/", status=401, code="Unauthorized", times=5)
+        with pytest.raises(DefenderAuthError) as caught:
+            client.get_alert(ALERT_ID)
+        assert caught.value.status == 401
+        assert count(emu, "alerts.get") == 2  # the first try and the one retry, nothing more
+        assert count(emu, "token") == 2
+
+
+def test_a_bad_secret_is_an_auth_error_that_does_not_show_the_secret():
+    wrong = "Wr0ng-s3cret-v4lue~that-must-not-leak"
+    with emulators() as emu, client_for(emu, secret=wrong) as client:
+        with pytest.raises(DefenderAuthError) as caught:
+            client.get_alert(ALERT_ID)
+        assert "AADSTS7000215" in str(caught.value)
+        for text in (str(caught.value), repr(caught.value), repr(client), repr(client._tokens)):
+            assert wrong not in text
+        assert caught.value.__cause__ is None
+        assert count(emu, "alerts.get") == 0
+
+
+def test_from_settings_builds_a_working_client():
+    with emulators() as emu:
+        settings = settings_for(emu)
+        with DefenderClient.from_settings(settings, time_scale=emu.scenario.time_scale) as client:
+            assert client.get_alert(ALERT_ID).title == "Alert 1"
+            assert SECRET not in repr(client)
+
+
+def test_a_429_storm_is_honoured_to_the_second():
+    """The emulator's own limiter is the judge: a retry before its Retry-After would be another 429."""
+    with emulators(time_scale=0.03) as emu:  # a minute is 1.8 real seconds
+        unlimited = RateLimiter({})
+        with client_for(emu, limiter=unlimited, max_retry=2) as client:
+            client.get_alert(ALERT_ID)  # token and connection warm
+            errors: list[BaseException] = []
+
+            def burst() -> None:
+                try:
+                    for _ in range(21):
+                        client.get_alert(ALERT_ID)
+                except BaseException as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+
+            start = time.monotonic()
+            threads = [threading.Thread(target=burst) for _ in range(5)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            elapsed = time.monotonic() - start
+        assert errors == []
+        counted = calls(emu)["alerts.get"]
+        # 106 reads, 100 admitted per minute: a 429 stopped each thread once, each waited its
+        # Retry-After (one real second at least) and its single retry was admitted.
+        assert 1 <= counted["throttled"] <= 5
+        assert counted["statuses"] == {"200": 106, "429": counted["throttled"]}
+        assert elapsed >= 1.0
+
+
+def test_429_with_a_retry_after_beyond_the_budget_raises_throttled_at_once():
+    with emulators() as emu, client_for(emu, retry_timeout=5.0) as client:
+        add_fault(emu, path=r"^/api/alerts/", status=429, retry_after=60)
+        start = time.monotonic()
+        with pytest.raises(ThrottledError) as caught:
+            client.get_alert(ALERT_ID)
+        assert time.monotonic() - start < 2.0
+        assert caught.value.retry_after == 60
+        assert caught.value.target
+        assert count(emu, "alerts.get") == 1
+
+
+def test_each_429_waits_its_retry_after():
+    with emulators() as emu, client_for(emu, max_retry=3) as client:
+        add_fault(emu, path=r"^/api/alerts/", status=429, retry_after=1, times=2)
+        start = time.monotonic()
+        assert client.get_alert(ALERT_ID).id == ALERT_ID
+        assert time.monotonic() - start >= 2.0
+        assert status_count(emu, "alerts.get", 429) == 2
+        assert status_count(emu, "alerts.get", 200) == 1
+
+
+def test_a_5xx_burst_is_recovered():
+    with emulators() as emu, client_for(emu, max_retry=4) as client:
+        add_fault(emu, path=r"^/api/alerts/", status=503, times=3)
+        assert client.get_alert(ALERT_ID).id == ALERT_ID
+        assert status_count(emu, "alerts.get", 503) == 3
+        assert status_count(emu, "alerts.get", 200) == 1
+
+
+def test_5xx_beyond_max_retry_is_a_server_error():
+    with emulators() as emu, client_for(emu, max_retry=2) as client:
+        add_fault(emu, path=r"^/api/alerts/", status=500)
+        with pytest.raises(DefenderServerError) as caught:
+            client.get_alert(ALERT_ID)
+        assert caught.value.status == 500
+        assert count(emu, "alerts.get") == 3  # one try and two retries
+
+
+def test_a_response_slower_than_the_timeout_is_retried():
+    timeout = httpx.Timeout(10.0, read=0.3)
+    with emulators() as emu, client_for(emu, timeout=timeout) as client:
+        client.get_alert(ALERT_ID)
+        add_fault(emu, path=r"^/api/alerts/", delay=1.0, times=1)
+        start = time.monotonic()
+        assert client.get_alert(ALERT_ID).id == ALERT_ID
+        assert time.monotonic() - start >= 0.3
+        assert count(emu, "alerts.get") >= 2
+
+
+def test_a_response_that_is_always_too_slow_is_a_transport_error():
+    timeout = httpx.Timeout(10.0, read=0.2)
+    with emulators() as emu, client_for(emu, timeout=timeout, max_retry=1) as client:
+        client.get_alert(ALERT_ID)
+        add_fault(emu, path=r"^/api/alerts/", delay=0.6)
+        with pytest.raises(DefenderTransportError) as caught:
+            client.get_alert(ALERT_ID)
+        assert "ReadTimeout" in str(caught.value)
+        assert not caught.value.maybe_applied
+
+
+def test_a_dropped_connection_is_retried():
+    with emulators() as emu, client_for(emu) as client:
+        add_fault(emu, path=r"^/api/alerts/", drop=True, times=2)
+        assert client.get_alert(ALERT_ID).id == ALERT_ID
+        assert count(emu, "alerts.get", "dropped") == 2
+        assert status_count(emu, "alerts.get", 200) == 1
+
+
+def test_a_comment_is_not_repeated_after_a_dropped_connection():
+    with emulators() as emu, client_for(emu) as client:
+        client.get_alert(ALERT_ID)
+        add_fault(emu, method="PATCH", path=r"^/api/alerts/", drop=True, times=1)
+        with pytest.raises(DefenderTransportError) as caught:
+            client.add_comment(ALERT_ID, "Joe Sandbox: malicious")
+        assert caught.value.maybe_applied
+        assert count(emu, "alerts.update") == 1
+
+
+def test_the_limiter_keeps_a_burst_of_300_reads_under_the_documented_rate():
+    with emulators(rate_limits=True, time_scale=0.01) as emu, client_for(emu) as client:
+        start = time.monotonic()
+        failures: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                for _ in range(50):
+                    client.get_alert(ALERT_ID)
+            except BaseException as exc:  # pragma: no cover - reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        elapsed = time.monotonic() - start
+        assert failures == []
+        counted = calls(emu)["alerts.get"]
+        assert counted["calls"] == 300
+        assert counted["throttled"] == 0
+        # 300 reads at 100 per (scaled) minute take at least two full minutes: 1.2 real seconds
+        assert elapsed >= 2 * 60 * emu.scenario.time_scale

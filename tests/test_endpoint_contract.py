@@ -1,0 +1,543 @@
+"""The endpoint script's contract: arguments, defanging, the output line, and the simulation."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+from collections.abc import Sequence
+
+import pytest
+import tree_sitter_powershell as tsp
+from tree_sitter import Language, Node, Parser
+
+from joedefender.endpoint.contract import (
+    DEFANG_KEY,
+    EXIT_ERROR,
+    EXIT_FOUND,
+    EXIT_NOT_FOUND,
+    SCRIPT_NAME,
+    WORK_ROOT,
+    CollectRequest,
+    ContractError,
+    QuarantinedItem,
+    Refanger,
+    ScriptOutcome,
+    ScriptRun,
+    defang,
+    format_args,
+    job_folder,
+    parse_args,
+    sample_path,
+    script_bytes,
+    script_path,
+    simulate,
+)
+from joedefender.errors import JoeDefenderError
+
+SHA = hashlib.sha256(b"sample").hexdigest()
+TRICKY_PIECES = [
+    "'",
+    "''",
+    "\u2018",
+    "\u2019",
+    "\u201a",
+    "\u201b",
+    "`",
+    "`'",
+    "$()",
+    "$(calc.exe)",
+    "$env:TEMP",
+    "${x}",
+    "@(1)",
+    ";",
+    "; Remove-Item C:\\ -Recurse #",
+    "|",
+    "&",
+    "&&",
+    "-Mode 'Cleanup'",
+    " ",
+    "  ",
+    "\u00e9",
+    "\u4e2d\u6587",
+    "\U0001f600",
+    "\u200b",
+    "%TEMP%",
+    "!",
+    "{}",
+    "()",
+    "#",
+    "<#",
+    "#>",
+    "@'",
+    "'@",
+    "a",
+    "Z9",
+    ".",
+    "-",
+]
+
+
+def _tricky(rng: random.Random, forbidden: str = "") -> str:
+    parts = [p for p in rng.choices(TRICKY_PIECES, k=rng.randint(1, 6)) if not set(p) & set(forbidden)]
+    return "".join(parts) or "x"
+
+
+def _tricky_path(rng: random.Random) -> str:
+    parts = []
+    for _ in range(rng.randint(1, 4)):
+        part = _tricky(rng, forbidden='\\/:*?"<>|[]').strip()
+        parts.append(part or "d")
+    return rng.choice("CcDz") + ":\\" + "\\".join(parts)
+
+
+def _requests(count: int) -> list[CollectRequest]:
+    rng = random.Random(20240601)
+    requests = []
+    for _ in range(count):
+        requests.append(
+            CollectRequest(
+                mode="Collect",
+                job_id=rng.choice(["j", "job-1", "A" * 64, "0-0-0", "7f3c2a1e-0b1d-4c55-9e21-0123456789ab"]),
+                sha256=rng.choice([SHA, SHA.upper(), "0" * 64]),
+                threat_name=rng.choice([None, _tricky(rng, forbidden='"')]),
+                original_path=rng.choice([None, _tricky_path(rng)]),
+            )
+        )
+        requests.append(CollectRequest(mode="Cleanup", job_id=rng.choice(["j", "job-2"])))
+    return requests
+
+
+# ---------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize("request_", _requests(150))
+def test_format_then_parse_gives_the_request_back(request_: CollectRequest) -> None:
+    args = format_args(request_)
+    assert parse_args(args) == request_
+    assert "\n" not in args
+    assert "\r" not in args
+    assert args.startswith(f"-Mode '{request_.mode}' -JobId '{request_.job_id}'")
+
+
+def test_every_value_is_one_verbatim_string_for_powershell() -> None:
+    """PowerShell's own grammar (tree-sitter) sees each value as one literal, never as code."""
+    parser = Parser(Language(tsp.language()))
+    checked = 0
+    for request in _requests(60):
+        values = [v for v in (request.threat_name, request.original_path) if v is not None]
+        # tree-sitter-powershell does not accept digits in parameter names (PowerShell does).
+        args = format_args(request).replace("-Sha256 '", "-ShaHash '")
+        line = f"& .\\{SCRIPT_NAME} {args}".encode()
+        tree = parser.parse(line)
+        assert not tree.root_node.has_error, line
+        kinds = {n.type for n in _walk(tree.root_node)}
+        assert not kinds & {"variable", "sub_expression", "expandable_string_literal", "pipeline_chain_tail"}
+        commands = [n for n in _walk(tree.root_node) if n.type == "command"]
+        assert len(commands) == 1, line
+        literals = [
+            line[n.start_byte : n.end_byte].decode()
+            for n in _walk(tree.root_node)
+            if n.type == "verbatim_string_characters"
+        ]
+        assert len(literals) == 2 + (request.sha256 is not None) + len(values)
+        for literal, value in zip(literals[-len(values) :] if values else [], values, strict=True):
+            # tree-sitter knows only the ASCII quote; PowerShell also takes U+2018..U+201B.
+            if not set(value) & set("\u2018\u2019\u201a\u201b"):
+                assert literal[1:-1].replace("''", "'") == value
+                checked += 1
+    assert checked > 20
+
+
+def _walk(node: Node) -> list[Node]:
+    nodes = [node]
+    for child in node.children:
+        nodes.extend(_walk(child))
+    return nodes
+
+
+def test_unicode_single_quotes_are_doubled_like_ascii_ones() -> None:
+    request = CollectRequest("Collect", "j", SHA, threat_name="a\u2019; calc #\u2018b")
+    args = format_args(request)
+    assert "-ThreatName 'a\u2019\u2019; calc #\u2018\u2018b'" in args
+    assert parse_args(args) == request
+
+
+@pytest.mark.parametrize(
+    ("request_", "complaint"),
+    [
+        (CollectRequest("Collect", "j"), "Sha256 is required"),
+        (CollectRequest("Collect", "j", "a" * 63), "Sha256"),
+        (CollectRequest("Collect", "j", "g" * 64), "Sha256"),
+        (CollectRequest("Collect", "j", "a" * 63 + "\n"), "Sha256"),
+        (CollectRequest("Collect", "j", "a" * 64 + "\n"), "Sha256"),
+        (CollectRequest("Collect", "", SHA), "JobId"),
+        (CollectRequest("Collect", "a" * 65, SHA), "JobId"),
+        (CollectRequest("Collect", "..", SHA), "JobId"),
+        (CollectRequest("Collect", "a\\b", SHA), "JobId"),
+        (CollectRequest("Collect", "a b", SHA), "JobId"),
+        (CollectRequest("Collect", "job\n", SHA), "JobId"),
+        (CollectRequest("Cleanup", "a/b"), "JobId"),
+        (CollectRequest("Collect", "j", SHA, threat_name=""), "ThreatName"),
+        (CollectRequest("Collect", "j", SHA, threat_name="a\nb"), "ThreatName"),
+        (CollectRequest("Collect", "j", SHA, threat_name="a\tb"), "ThreatName"),
+        (CollectRequest("Collect", "j", SHA, threat_name='say "hi"'), "ThreatName"),
+        (CollectRequest("Collect", "j", SHA, threat_name="x" * 257), "ThreatName"),
+        (CollectRequest("Collect", "j", SHA, threat_name="\U0001f600" * 129), "ThreatName"),
+        (CollectRequest("Collect", "j", SHA, threat_name="\ud800"), "ThreatName"),
+        (CollectRequest("Collect", "j", SHA, original_path="relative\\file.exe"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="\\\\server\\share\\f.exe"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\dir\\"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\a\\\\b.exe"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\*.exe"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\a?.exe"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\[ab].exe"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path='C:\\a" -Path "C:\\x'), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\a.txt:stream"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\a/b.exe"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\a\nb.exe"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\a.exe\n"), "OriginalPath"),
+        (CollectRequest("Collect", "j", SHA, original_path="C:\\" + "a" * 1022), "OriginalPath"),
+        (CollectRequest("Recover", "j", SHA), "Mode"),  # type: ignore[arg-type]
+    ],
+)
+def test_validation_names_what_is_wrong(request_: CollectRequest, complaint: str) -> None:
+    with pytest.raises(ContractError, match=complaint):
+        request_.validate()
+    with pytest.raises(ContractError, match=complaint):
+        format_args(request_)
+
+
+def test_longest_values_still_pass() -> None:
+    request = CollectRequest(
+        "Collect",
+        "a" * 64,
+        SHA,
+        threat_name="\U0001f600" * 128,
+        original_path="C:\\" + "a" * 1021,
+    )
+    request.validate()
+    assert parse_args(format_args(request)) == request
+
+
+def test_contract_error_is_a_joedefender_error() -> None:
+    assert issubclass(ContractError, JoeDefenderError)
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        ("", "Mode is missing"),
+        ("-JobId 'j'", "Mode is missing"),
+        ("-Mode 'Cleanup'", "JobId is missing"),
+        ("-Mode 'Cleanup' -JobId 'j' -JobId 'k'", "more than once"),
+        ("-Mode 'Cleanup' -JobId 'j' -Force 'x'", "unknown parameter"),
+        ("-mode 'Cleanup' -JobId 'j'", "unknown parameter"),
+        ("-Mode Cleanup -JobId 'j'", "single-quoted"),
+        ("-Mode \"Cleanup\" -JobId 'j'", "single-quoted"),
+        ("-Mode 'Cleanup' -JobId 'j", "no closing quote"),
+        ("-Mode 'Cleanup' -JobId 'j'x", "unexpected text"),
+        ("-Mode 'Cleanup' -JobId 'j' ; calc", "parameter name"),
+        ("-Mode 'Cleanup' -JobId 'j' 'extra'", "parameter name"),
+        ("-Mode'Cleanup' -JobId 'j'", "blank"),
+        ("-Mode 'Erase' -JobId 'j'", "Mode must be"),
+        ("-Mode 'Collect' -JobId 'j'", "Sha256 is required"),
+        ("-Mode 'Collect' -JobId 'j' -Sha256 'abc'", "Sha256"),
+    ],
+)
+def test_parse_args_rejects_anything_format_args_would_not_write(args: str, complaint: str) -> None:
+    with pytest.raises(ContractError, match=complaint):
+        parse_args(args)
+
+
+def test_parse_args_tolerates_extra_blanks() -> None:
+    assert parse_args("  -Mode\t'Cleanup'   -JobId  'j' ") == CollectRequest("Cleanup", "j")
+
+
+def test_job_paths() -> None:
+    assert job_folder("job-1") == "C:\\ProgramData\\joedefender\\job-1"
+    assert sample_path("job-1") == "C:\\ProgramData\\joedefender\\job-1\\sample.bin"
+    assert job_folder("x").startswith(WORK_ROOT + "\\")
+    with pytest.raises(ContractError):
+        job_folder("..\\..\\Windows")
+
+
+def test_script_is_bundled_package_data() -> None:
+    assert script_path().name == SCRIPT_NAME
+    assert script_path().is_file()
+    assert script_bytes().startswith(b"<#")
+    assert script_bytes() == script_path().read_bytes()
+
+
+# ---------------------------------------------------------------- defanging
+
+
+def _naive_defang(data: bytes, offset: int) -> bytes:
+    return bytes(b ^ DEFANG_KEY[(offset + i) % len(DEFANG_KEY)] for i, b in enumerate(data))
+
+
+def test_defang_key_is_fixed_and_changes_every_byte() -> None:
+    assert len(DEFANG_KEY) == 32
+    assert 0 not in DEFANG_KEY
+
+
+@pytest.mark.parametrize("offset", [0, 1, 31, 32, 33, 1000, 2**40 + 5])
+def test_defang_is_a_positional_xor(offset: int) -> None:
+    data = random.Random(offset).randbytes(777)
+    assert defang(data, offset) == _naive_defang(data, offset)
+    assert defang(defang(data, offset), offset) == data
+
+
+def test_defanged_bytes_share_nothing_with_the_sample() -> None:
+    data = b"MZ\x90\x00" + bytes(200)
+    assert all(a != b for a, b in zip(defang(data), data, strict=True))
+
+
+def test_defang_edge_cases() -> None:
+    assert defang(b"") == b""
+    assert defang(b"", 5) == b""
+    with pytest.raises(ValueError, match="offset"):
+        defang(b"x", -1)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_defang_and_refanger_in_arbitrary_chunks(seed: int) -> None:
+    rng = random.Random(seed)
+    sample = rng.randbytes(rng.randint(0, 5000))
+    cuts = sorted(rng.sample(range(len(sample) + 1), k=min(len(sample) + 1, rng.randint(0, 12))))
+    bounds = [0, *cuts, len(sample)]
+    chunks = [sample[a:b] for a, b in itertools.pairwise(bounds)]
+
+    defanged = b"".join(defang(chunk, start) for chunk, start in zip(chunks, bounds, strict=False))
+    assert defanged == defang(sample)
+
+    refanger = Refanger()
+    offsets = []
+    pieces = []
+    for a, b in itertools.pairwise(bounds):
+        offsets.append(refanger.offset)
+        pieces.append(refanger.feed(defanged[a:b]))
+    assert b"".join(pieces) == sample
+    assert offsets == bounds[:-1]
+    assert refanger.offset == len(sample)
+
+
+def test_defang_is_fast_enough_for_large_chunks() -> None:
+    chunk = bytes(8 * 1024 * 1024)
+    assert defang(defang(chunk, 3), 3) == chunk
+
+
+# ---------------------------------------------------------------- the output line
+
+
+OUTCOMES = [
+    ScriptOutcome("found", SHA, 123, sample_path("job-1"), "quarantine", ""),
+    ScriptOutcome("found", SHA, 0, sample_path("job-1"), "restore", "quarantine: 3 entries decoded, 0 skipped"),
+    ScriptOutcome("not_found", message="no quarantined file has this SHA-256"),
+    ScriptOutcome("error", message='failed: C:\\Users\\o\'brien\\"x" \u4e2d \n\t{"joedefender":1}'),
+    ScriptOutcome("cleaned"),
+]
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_output_line_round_trip(outcome: ScriptOutcome) -> None:
+    line = outcome.to_output_line()
+    assert "\n" not in line
+    assert json.loads(line)["joedefender"] == 1
+    assert ScriptOutcome.from_script_output(line) == outcome
+
+
+def test_output_line_format() -> None:
+    line = OUTCOMES[0].to_output_line()
+    assert line == (
+        '{"joedefender":1,"status":"found","sha256":"' + SHA + '","size":123,'
+        '"path":"C:\\\\ProgramData\\\\joedefender\\\\job-1\\\\sample.bin","source":"quarantine","message":""}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [("found", EXIT_FOUND), ("cleaned", EXIT_FOUND), ("not_found", EXIT_NOT_FOUND), ("error", EXIT_ERROR)],
+)
+def test_exit_codes(status: str, code: int) -> None:
+    outcome = next(o for o in OUTCOMES if o.status == status)
+    assert outcome.exit_code == code
+    assert (EXIT_FOUND, EXIT_ERROR, EXIT_NOT_FOUND) == (0, 1, 2)
+
+
+def test_output_line_is_found_amid_noise() -> None:
+    outcome = OUTCOMES[1]
+    noise = "\r\n".join(
+        [
+            "WARNING: something",
+            "{not json",
+            '{"other": 1}',
+            "[1, 2]",
+            "\ufeff" + outcome.to_output_line() + "   ",
+            "",
+            "Transcript stopped",
+        ]
+    )
+    assert ScriptOutcome.from_script_output(noise) == outcome
+
+
+def test_output_as_windows_powershell_writes_it() -> None:
+    """ConvertTo-Json in Windows PowerShell 5.1 escapes quotes and < > & as \\uXXXX."""
+    line = (
+        '{"joedefender":1,"status":"error","sha256":null,"size":null,"path":null,'
+        '"source":null,"message":"failed: C:\\\\a\\u0027b \\u003cx\\u003e \\u0026"}'
+    )
+    outcome = ScriptOutcome.from_script_output(line)
+    assert outcome == ScriptOutcome("error", message="failed: C:\\a'b <x> &")
+
+
+@pytest.mark.parametrize(
+    ("output", "complaint"),
+    [
+        ("", "no joedefender result line"),
+        ("hello\nworld", "no joedefender result line"),
+        ('{"status":"found"}', "no joedefender result line"),
+        (OUTCOMES[2].to_output_line() + "\n" + OUTCOMES[4].to_output_line(), "2 joedefender result lines"),
+        ('{"joedefender":2,"status":"cleaned","message":""}', "version"),
+        ('{"joedefender":1,"status":"gone","message":""}', "unknown status"),
+        ('{"joedefender":1,"status":"found","sha256":null,"size":1,"path":"p","source":"quarantine"}', "found"),
+        ('{"joedefender":1,"status":"found","sha256":"AB","size":1,"path":"p","source":"quarantine"}', "sha256"),
+        ('{"joedefender":1,"status":"cleaned","size":"12"}', "size"),
+        ('{"joedefender":1,"status":"cleaned","size":-1}', "size"),
+        ('{"joedefender":1,"status":"cleaned","size":true}', "size"),
+        ('{"joedefender":1,"status":"cleaned","source":"disk"}', "source"),
+        ('{"joedefender":1,"status":"cleaned","path":5}', "path"),
+        ('{"joedefender":1,"status":"cleaned","message":[1]}', "message"),
+    ],
+)
+def test_bad_output_is_a_contract_error(output: str, complaint: str) -> None:
+    with pytest.raises(ContractError, match=complaint):
+        ScriptOutcome.from_script_output(output)
+
+
+def test_script_run_result_document_round_trip() -> None:
+    run = ScriptRun(EXIT_NOT_FOUND, OUTCOMES[2].to_output_line() + "\n", "")
+    document = run.to_result()
+    assert document["script_name"] == SCRIPT_NAME
+    assert ScriptRun.from_result(json.loads(json.dumps(document))) == run
+    assert ScriptRun.from_result({"exit_code": 0, "script_output": None, "script_errors": None}) == ScriptRun(0, "", "")
+    with pytest.raises(ContractError, match="exit_code"):
+        ScriptRun.from_result({"script_output": ""})
+
+
+# ---------------------------------------------------------------- simulate
+
+
+class FakeEndpoint:
+    """A Windows machine reduced to its quarantine and a case-insensitive file table."""
+
+    def __init__(self, items: Sequence[QuarantinedItem]) -> None:
+        self.items = list(items)
+        self.files: dict[str, bytes] = {}
+
+    def quarantine(self) -> Sequence[QuarantinedItem]:
+        return self.items
+
+    def write_file(self, path: str, content: bytes) -> None:
+        self.files[path.lower()] = content
+
+    def delete_tree(self, folder: str) -> None:
+        prefix = folder.lower().rstrip("\\") + "\\"
+        self.files = {p: c for p, c in self.files.items() if not p.startswith(prefix)}
+
+
+def _endpoint() -> FakeEndpoint:
+    return FakeEndpoint(
+        [
+            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\a\Downloads\one.exe", b"MZ one"),
+            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\a\Downloads\two.exe", b"MZ two"),
+            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\b\Desktop\three.exe", b"MZ three"),
+            QuarantinedItem("Virus:DOS/EICAR_Test_File", r"C:\Windows\Temp\eicar.com", b"not really eicar"),
+        ]
+    )
+
+
+def _collect_args(content: bytes, job: str = "job-1", **extra: str) -> str:
+    return format_args(CollectRequest("Collect", job, hashlib.sha256(content).hexdigest().upper(), **extra))
+
+
+def test_simulate_collects_only_the_matching_entry() -> None:
+    endpoint = _endpoint()
+    args = _collect_args(b"MZ two", threat_name="Trojan:Win32/Wacatac.B!ml")
+    run = simulate(args, endpoint)
+
+    assert run.exit_code == EXIT_FOUND
+    assert run.script_errors == ""
+    outcome = ScriptOutcome.from_script_output(run.script_output)
+    assert outcome.status == "found"
+    assert outcome.sha256 == hashlib.sha256(b"MZ two").hexdigest()
+    assert outcome.size == len(b"MZ two")
+    assert outcome.source == "quarantine"
+    assert outcome.path == sample_path("job-1")
+    assert list(endpoint.files) == [sample_path("job-1").lower()]
+    stored = endpoint.files[sample_path("job-1").lower()]
+    assert stored != b"MZ two"
+    assert Refanger().feed(stored) == b"MZ two"
+
+
+def test_simulate_collect_replaces_a_previous_attempt_of_the_same_job() -> None:
+    endpoint = _endpoint()
+    endpoint.write_file(job_folder("job-1") + "\\restore\\leftover.exe", b"plaintext")
+    simulate(_collect_args(b"MZ three"), endpoint)
+    assert list(endpoint.files) == [sample_path("job-1").lower()]
+
+
+def test_simulate_not_found_writes_nothing() -> None:
+    endpoint = _endpoint()
+    run = simulate(_collect_args(b"not quarantined here", original_path=r"C:\x.exe"), endpoint)
+    assert run.exit_code == EXIT_NOT_FOUND
+    assert ScriptOutcome.from_script_output(run.script_output).status == "not_found"
+    assert endpoint.files == {}
+
+
+def test_simulate_cleanup_deletes_the_job_folder_only() -> None:
+    endpoint = _endpoint()
+    simulate(_collect_args(b"MZ one", job="job-1"), endpoint)
+    simulate(_collect_args(b"MZ two", job="job-2"), endpoint)
+    endpoint.write_file(r"C:\Users\a\keep.txt", b"unrelated")
+
+    run = simulate(format_args(CollectRequest("Cleanup", "JOB-1")), endpoint)
+    assert run.exit_code == EXIT_FOUND
+    assert ScriptOutcome.from_script_output(run.script_output) == ScriptOutcome("cleaned")
+    assert sorted(endpoint.files) == sorted([sample_path("job-2").lower(), r"c:\users\a\keep.txt"])
+
+    again = simulate(format_args(CollectRequest("Cleanup", "job-1")), endpoint)
+    assert again.exit_code == EXIT_FOUND
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        "-Mode 'Collect' -JobId 'j' -Sha256 'abc'",
+        "-Mode 'Collect' -JobId '..\\x' -Sha256 '" + SHA + "'",
+        "-Mode 'Wipe' -JobId 'j'",
+        "-Mode 'Collect' -JobId 'j' -Sha256 '" + SHA + "' -OriginalPath 'C:\\*'",
+        "-Mode 'Cleanup' -JobId 'j'; Remove-Item C:\\",
+        "calc.exe",
+    ],
+)
+def test_simulate_refuses_bad_arguments_like_powershell(args: str) -> None:
+    endpoint = _endpoint()
+    run = simulate(args, endpoint)
+    assert run.exit_code == EXIT_ERROR
+    assert run.script_output == ""
+    assert run.script_errors.startswith(SCRIPT_NAME)
+    assert endpoint.files == {}
+    with pytest.raises(ContractError):
+        ScriptOutcome.from_script_output(run.script_output)
+
+
+def test_simulate_collect_without_hash_reports_an_error_line() -> None:
+    run = simulate("-Mode 'Collect' -JobId 'j'", _endpoint())
+    assert run.exit_code == EXIT_ERROR
+    outcome = ScriptOutcome.from_script_output(run.script_output)
+    assert outcome.status == "error"
+    assert "Sha256" in outcome.message
