@@ -27,8 +27,8 @@ class FakeClock:
         self.now += seconds
 
 
-def _limiter(clock: FakeClock, **kwargs: float) -> RateLimiter:
-    return RateLimiter(monotonic=clock.monotonic, sleep=clock.sleep, **kwargs)
+def _limiter(clock: FakeClock, time_scale: float = 1.0) -> RateLimiter:
+    return RateLimiter(time_scale=time_scale, monotonic=clock.monotonic, sleep=clock.sleep)
 
 
 def _max_in_window(stamps: list[float], window: float) -> int:
@@ -91,7 +91,7 @@ def test_time_scale_shrinks_the_windows():
 
 def test_a_slot_counts_from_the_answer_and_holds_while_in_flight():
     clock = FakeClock()
-    limiter = _limiter(clock, time_scale=1.0)
+    limiter = _limiter(clock)
     with limiter.slot(Family.LIVE_RESPONSE):
         clock.now += 30.0  # a slow request
     for _ in range(9):

@@ -17,6 +17,7 @@ from joedefender.clients.mde import (
     RateLimiter,
     ThrottledError,
 )
+
 from .mde_fixtures import (
     SECRET,
     add_fault,

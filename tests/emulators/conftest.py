@@ -3,8 +3,11 @@ small client that speaks the API exactly as mde-api.md documents it."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +133,7 @@ class MdeHarness:
         self.ssl = ssl.create_default_context(cafile=str(certificates.ca_file))
         self.http = httpx.Client(base_url=emulator.url, verify=self.ssl, timeout=30)
         self._token: str | None = None
+        self._expires = 0.0
 
     @property
     def url(self) -> str:
@@ -146,8 +150,11 @@ class MdeHarness:
         return token
 
     def token(self) -> str:
-        if self._token is None:
+        """A cached token, renewed once the emulated clock has (nearly) run it out."""
+        if self._token is None or self._expires <= self.clock.now().timestamp() + 60:
             self._token = self.fresh_token()
+            payload = self._token.split(".")[1]
+            self._expires = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
         return self._token
 
     def call(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
@@ -200,8 +207,18 @@ def mde_certificates(tmp_path: Path) -> EmulatorCertificates:
     return create_certificates(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def _mde_stoppers() -> Iterator[list[threading.Thread]]:
+    """Stopping a server waits out its poll interval (half a second): do it in the background
+    and join all of them once, at the end of the session."""
+    stoppers: list[threading.Thread] = []
+    yield stoppers
+    for thread in stoppers:
+        thread.join(timeout=10)
+
+
 @pytest.fixture
-def make_mde(mde_certificates: EmulatorCertificates) -> Iterator[MakeMde]:
+def make_mde(mde_certificates: EmulatorCertificates, _mde_stoppers: list[threading.Thread]) -> Iterator[MakeMde]:
     """Start an emulator on a scenario (default: the tests' scenario) with a fresh clock."""
     started: list[MdeHarness] = []
 
@@ -216,7 +233,9 @@ def make_mde(mde_certificates: EmulatorCertificates) -> Iterator[MakeMde]:
     yield make
     for harness in started:
         harness.close()
-        harness.emulator.stop()
+        stopper = threading.Thread(target=harness.emulator.stop, daemon=True)
+        stopper.start()
+        _mde_stoppers.append(stopper)
 
 
 @pytest.fixture

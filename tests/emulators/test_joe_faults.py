@@ -38,9 +38,8 @@ def test_a_503_with_code_5_is_server_offline_then_recovers() -> None:
     ],
 )
 def test_a_status_without_a_code_gets_the_matching_joe_code(status: int, error: type[Exception]) -> None:
-    with running_joe(_with_faults({"path": "analysis/search", "status": status})) as emulator:
-        with pytest.raises(error):
-            client(emulator).analysis_search("x")
+    with running_joe(_with_faults({"path": "analysis/search", "status": status})) as emulator, pytest.raises(error):
+        client(emulator).analysis_search("x")
 
 
 def test_a_429_is_a_plain_api_error_and_carries_retry_after() -> None:
@@ -102,3 +101,10 @@ def test_faults_added_at_run_time() -> None:
                 joe.analysis_info("1")
         with pytest.raises(jbxapi.InvalidParameterError):  # the fault is spent: the real answer
             joe.analysis_info("1")
+
+
+def test_inspection_errors_use_the_joe_envelope() -> None:
+    with running_joe() as emulator:
+        response = requests.post(f"{emulator.url}/_emulator/clock/advance", json={"seconds": -1}, timeout=10)
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["code"] == 3

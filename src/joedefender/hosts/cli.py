@@ -37,6 +37,14 @@ SettingsFile = Annotated[
     ),
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")]
+TimeScale = Annotated[
+    float,
+    typer.Option(
+        min=0.0001,
+        max=1.0,
+        help="Only against the emulators: shrink every wait by this factor, as their scenario's time_scale does.",
+    ),
+]
 
 
 def _logging(verbose: bool) -> None:
@@ -98,6 +106,7 @@ def run(
     poll: Annotated[bool, typer.Option(help="Run the built-in poller.")] = True,
     webhook: Annotated[bool, typer.Option(help="Serve the webhook.")] = True,
     verbose: Verbose = False,
+    time_scale: TimeScale = 1.0,
 ) -> None:
     """Run the service: poller, webhook and workers, until SIGTERM or SIGINT."""
     from joedefender.hosts.standalone.connector import open_connector
@@ -105,7 +114,7 @@ def run(
 
     _logging(verbose)
     settings = _settings(settings_file)
-    with open_connector(settings) as connector:
+    with open_connector(settings, time_scale=time_scale) as connector:
         service = Service(connector, ServiceOptions(poll=poll, webhook=webhook, until_idle=until_idle))
         service.install_signal_handlers()
         service.run()
@@ -116,6 +125,7 @@ def process(
     alert_ids: Annotated[list[str], typer.Argument(help="Defender alert ids.")],
     settings_file: SettingsFile = None,
     verbose: Verbose = False,
+    time_scale: TimeScale = 1.0,
 ) -> None:
     """Enrich the given alerts now, then show how each ended."""
     from joedefender.hosts.standalone.connector import open_connector
@@ -125,7 +135,7 @@ def process(
 
     _logging(verbose)
     settings = _settings(settings_file)
-    with open_connector(settings) as connector:
+    with open_connector(settings, time_scale=time_scale) as connector:
         engine = connector.engine
         try:
             for alert_id in alert_ids:

@@ -8,6 +8,7 @@ is given up with a reason the analyst will see.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -26,7 +27,7 @@ from joedefender.pipeline.intake import Intake
 from joedefender.pipeline.sample_step import SampleStep
 from joedefender.pipeline.triage_step import TriageStep
 from joedefender.pipeline.writeback import WriteBackStep
-from joedefender.stores.base import VersionConflict, WorkItem
+from joedefender.stores.base import StateStore, VersionConflict, WorkItem
 
 logger = logging.getLogger("joedefender.engine")
 
@@ -39,6 +40,7 @@ class Engine:
         self.ctx = ctx
         self.intake = Intake(ctx)
         self._samples = SampleStep(ctx)
+        self._errors = _ErrorCounts(ctx.store)
         self._steps: dict[str, Callable[[str], Outcome]] = {
             "triage": TriageStep(ctx),
             "sample": self._samples,
@@ -68,11 +70,11 @@ class Engine:
             return Outcome()
         config = self.ctx.config
         try:
-            return step(subject)
+            outcome = step(subject)
         except VersionConflict:
             return again(config.scaled(1))
         except ThrottledError as exc:
-            return again(exc.retry_after or config.backoff(item.attempts))
+            return again(exc.retry_after or config.backoff(self._errors.failed(item.key)))
         except _PASSING as exc:
             return self._retry(item, kind, subject, f"{type(exc).__name__}: {exc}")
         except _CONFIGURATION as exc:
@@ -83,13 +85,17 @@ class Engine:
         except Exception as exc:
             logger.exception("step %s failed", item.key)
             return self._retry(item, kind, subject, f"{type(exc).__name__}: {exc}")
+        self._errors.succeeded(item.key)
+        return outcome
 
     def _retry(self, item: WorkItem, kind: str, subject: str, detail: str) -> Outcome:
         ctx = self.ctx
-        if item.attempts < ctx.config.max_step_attempts:
+        failures = self._errors.failed(item.key)
+        if failures < ctx.config.max_step_attempts:
             ctx.record(item.key, kind, "will retry", detail)
-            return again(ctx.config.backoff(item.attempts))
-        reason = f"gave up after {item.attempts} tries; last error: {detail}"
+            return again(ctx.config.backoff(failures))
+        self._errors.succeeded(item.key)
+        reason = f"gave up after {failures} failed tries; last error: {detail}"
         ctx.record(item.key, kind, "gave up", reason)
         if kind == "sample":
             stored = ctx.jobs.get(subject)
@@ -101,3 +107,33 @@ class Engine:
                 alert.record.state, alert.record.reason = AlertState.FAILED, reason
                 ctx.alerts.save(alert)
         return Outcome()
+
+
+class _ErrorCounts:
+    """Consecutive failures per work item (the queue's own count includes every poll)."""
+
+    _KIND = "errors"
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def failed(self, key: str) -> int:
+        for _ in range(5):
+            doc = self._store.get(self._KIND, key)
+            if doc is None:
+                if self._store.create(self._KIND, key, {"count": 1}) is not None:
+                    return 1
+                continue
+            count = int(doc.data.get("count", 0)) + 1
+            try:
+                self._store.update(doc, {"count": count})
+            except VersionConflict:
+                continue
+            return count
+        return 1
+
+    def succeeded(self, key: str) -> None:
+        doc = self._store.get(self._KIND, key)
+        if doc is not None and doc.data.get("count"):
+            with contextlib.suppress(VersionConflict):
+                self._store.update(doc, {"count": 0})

@@ -61,13 +61,14 @@ def invalid(name: str, reason: str) -> ApiError:
 
 def render_error(error: ApiError) -> Response:
     """The `{"errors": [{"code", "message"}]}` envelope jbxapi turns into its exception classes."""
-    body = {"errors": [{"code": _numeric_code(error.code), "message": error.message}]}
+    body = {"errors": [{"code": _numeric_code(error.code, error.status), "message": error.message}]}
     return Response(error.status, json.dumps(body).encode(), dict(error.headers))
 
 
-def _numeric_code(code: str | int) -> int:
+def _numeric_code(code: str | int, status: int) -> int:
     if isinstance(code, int):
         return code
     if code.strip().isdigit():
         return int(code)
-    return _CODE_FOR_NAME.get(code, INTERNAL_SERVER_ERROR)
+    fallback = INVALID_PARAMETER if status < 500 else INTERNAL_SERVER_ERROR
+    return _CODE_FOR_NAME.get(code, fallback)

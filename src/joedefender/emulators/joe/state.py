@@ -192,6 +192,8 @@ class JoeState:
             submission = Submission(str(next(self._submission_ids)), request, self.now())
             self._submissions[submission.submission_id] = submission
             if request.chunked:
+                # jbxapi sends no chunk at all for an empty file (joe-api.md §5); docs silent on what
+                # the real server then does: here such a submission waits for chunks for good.
                 submission.upload = _Upload()
             elif request.mode == "file":
                 hasher = _Hasher()

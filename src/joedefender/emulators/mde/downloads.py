@@ -14,7 +14,7 @@ import secrets
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
@@ -53,7 +53,11 @@ class DownloadLinks:
 
     def create(self, origin: str, action_id: str, index: int) -> str:
         path = f"/investigation-actions-data/{action_id}/CustomPlaybookCommandOutput/{index}"
-        expiry = self._clock.at(self._clock.elapsed() + self._lifetime).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Whole seconds, rounded up: the link is valid at least the documented 30 minutes.
+        deadline = self._clock.at(self._clock.elapsed() + self._lifetime)
+        if deadline.microsecond:
+            deadline = deadline.replace(microsecond=0) + timedelta(seconds=1)
+        expiry = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
         query = urlencode({"se": expiry, "sp": "r", "sv": _SAS_VERSION, "sr": "b", "sig": self._sign(path, expiry)})
         return f"{origin}{path}?{query}"
 

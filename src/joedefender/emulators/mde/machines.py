@@ -81,11 +81,12 @@ class MachineDirectory:
 
 
 def _last_seen(machine: Machine, elapsed: float) -> float:
-    """Now while online; else when the machine was last online (docs: a daily report; close enough)."""
-    if machine.is_online(elapsed):
-        return elapsed
-    if isinstance(machine.online, list):
-        ends = [w.end for w in machine.online if w.end is not None and w.end <= elapsed]
-        if ends:
-            return max(ends)
-    return -86400.0
+    """When the machine last reported: the start of its current online period, else the end of
+    its last one (docs: a full report about daily; a stable value is what matters here)."""
+    if isinstance(machine.online, bool):
+        return -3600.0
+    current = [w.start for w in machine.online if w.start <= elapsed and (w.end is None or elapsed < w.end)]
+    if current:
+        return max(current)
+    ends = [w.end for w in machine.online if w.end is not None and w.end <= elapsed]
+    return max(ends) if ends else -86400.0
