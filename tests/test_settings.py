@@ -120,8 +120,7 @@ def test_defaults_with_only_the_required_settings() -> None:
 def test_a_joeaz_configuration_loads_with_the_same_meaning_and_units() -> None:
     joeaz = {
         **REQUIRED,
-        "AzureStorageConnectionString": "DefaultEndpointsProtocol=https;AccountName=joe;AccountKey="
-        + STORAGE_KEY,
+        "AzureStorageConnectionString": "DefaultEndpointsProtocol=https;AccountName=joe;AccountKey=" + STORAGE_KEY,
         "AzureStorageAccountKey": STORAGE_KEY,
         "JoeSandboxBaseURL": "https://jbxcloud.joesecurity.org",
         "JoeSandboxResubmit": "False",
@@ -264,6 +263,8 @@ def test_json_arrays_keep_commas_inside_items() -> None:
         ("https://joe.example.com/joesandbox/api/", "https://joe.example.com/joesandbox"),
         ("joe.example.com", "https://joe.example.com"),
         ("http://127.0.0.1:8443/api", "http://127.0.0.1:8443"),
+        # JoeAz's on-premise form: plain http inside the network stays allowed.
+        ("http://joe.internal.example/joesandbox/index.php/api", "http://joe.internal.example/joesandbox/index.php"),
     ],
 )
 def test_joe_base_url_is_the_web_base_without_api(given: str, expected: str) -> None:
@@ -388,9 +389,7 @@ def test_settings_can_be_built_in_code_by_field_name() -> None:
 # --- every error path ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "missing", ["AzureTenantID", "AzureClientID", "AzureClientSecret", "JoeSandboxAPIKey"]
-)
+@pytest.mark.parametrize("missing", ["AzureTenantID", "AzureClientID", "AzureClientSecret", "JoeSandboxAPIKey"])
 def test_a_required_setting_that_is_missing_is_named(missing: str) -> None:
     values = {name: value for name, value in REQUIRED.items() if name != missing}
 
@@ -436,10 +435,7 @@ def test_all_problems_are_reported_at_once() -> None:
     assert message.startswith("5 problems in the settings:")
     for setting, problem in error.problems:
         assert f"{setting}: {problem}" in message
-    assert (
-        error.setting
-        == "AzureTenantID, AzureClientSecret, JoeSandboxAPIMaxRetry, DefenderAlertSeverity, Workers"
-    )
+    assert error.setting == "AzureTenantID, AzureClientSecret, JoeSandboxAPIMaxRetry, DefenderAlertSeverity, Workers"
 
 
 @pytest.mark.parametrize(
@@ -529,7 +525,6 @@ def test_lists_report_what_is_wrong(setting: str, text: str, expected: str) -> N
         ),
         ("DefenderApiBaseURL", "https://:443", "is not a URL with a host"),
         ("DefenderApiBaseURL", "https://api.security.microsoft.com:port", "is not a URL"),
-        ("JoeSandboxBaseURL", "http://joe.internal.example", "http only for localhost or 127.0.0.1"),
         ("JoeSandboxBaseURL", "https://jbxcloud.joesecurity.org/#top", "must not have a query or fragment"),
     ],
 )
@@ -848,9 +843,7 @@ def write_env_file(path: Path, values: dict[str, str]) -> Path:
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     file = write_env_file(tmp_path / ".env", {**REQUIRED, "Workers": "2", "WebhookPort": "9000"})
 
-    settings = Settings.load(
-        environ={"Workers": "8", "WEBHOOKPORT": "9100", "PollIntervalSeconds": "5"}, file=file
-    )
+    settings = Settings.load(environ={"Workers": "8", "WEBHOOKPORT": "9100", "PollIntervalSeconds": "5"}, file=file)
 
     assert settings.workers == 8
     assert settings.webhook_port == 9100
@@ -881,9 +874,7 @@ def test_load_reports_problems_from_file_and_environment_together(tmp_path: Path
     file = write_env_file(tmp_path / ".env", {**REQUIRED, "Workers": "many"})
 
     with pytest.raises(SettingsError) as caught:
-        Settings.load(
-            environ={"webhookport": "1", "WEBHOOKPORT": "2", "JoeSandboxResubmit": "perhaps"}, file=file
-        )
+        Settings.load(environ={"webhookport": "1", "WEBHOOKPORT": "2", "JoeSandboxResubmit": "perhaps"}, file=file)
 
     assert [setting for setting, _ in caught.value.problems] == [
         "WebhookPort",

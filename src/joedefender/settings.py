@@ -225,8 +225,11 @@ def _client_id(value: object) -> str:
     return text
 
 
-def _url(value: object, *, https_only: bool, bare_host: bool = False, strip_api: bool = False) -> str:
-    """Normalise a base URL: https (http only to this machine), no trailing slash, no query."""
+def _url(
+    value: object, *, https_only: bool, bare_host: bool = False, strip_api: bool = False, http_anywhere: bool = False
+) -> str:
+    """Normalise a base URL: https (http only to this machine, unless `http_anywhere`), no trailing
+    slash, no query."""
     text = _text(value)
     if "://" not in text:
         text = f"https://{text}"  # a bare host, as azure-identity's authority constants are
@@ -241,7 +244,7 @@ def _url(value: object, *, https_only: bool, bare_host: bool = False, strip_api:
     host = (parts.hostname or "").lower()
     if not host:
         raise ValueError(f"{_echo(text)} is not a URL with a host")
-    if scheme != "https" and not (scheme == "http" and not https_only and host in _LOCAL_HOSTS):
+    if scheme != "https" and not (scheme == "http" and not https_only and (http_anywhere or host in _LOCAL_HOSTS)):
         allowed = "https" if https_only else "https (http only for localhost or 127.0.0.1)"
         raise ValueError(f"{_echo(text)} must use {allowed}")
     if parts.query or parts.fragment:
@@ -263,8 +266,10 @@ def _defender_url(value: object) -> str:
 
 
 def _joe_url(value: object) -> str:
-    """JoeAz's JoeSandboxBaseURL is the web base; a pasted API URL (…/api) is taken back to it."""
-    return _url(value, https_only=False, strip_api=True)
+    """JoeAz's JoeSandboxBaseURL is the web base; a pasted API URL (…/api) is taken back to it.
+    On-premise appliances are often served over plain http inside the network (JoeAz documents
+    `http://<server>/joesandbox/index.php`), so http stays allowed here."""
+    return _url(value, https_only=False, strip_api=True, http_anywhere=True)
 
 
 def _ca_bundle(value: object) -> Path | None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from joedefender.clients.mde import (
     Alert,
+    DefenderTransportError,
     DownloadTooLargeError,
     ForbiddenError,
     Indicator,
@@ -23,7 +26,7 @@ from joedefender.clients.mde import (
     odata_string,
 )
 from joedefender.clients.mde._stream import capped, gunzipped
-from joedefender.clients.mde._transport import redact_signature, retry_after_seconds
+from joedefender.clients.mde._transport import raw_chunks, redact_signature, retry_after_seconds
 from joedefender.clients.mde.errors import (
     BadRequestError,
     DefenderServerError,
@@ -237,6 +240,25 @@ def test_gunzip_rejects_truncated_and_non_gzip_data():
     raw_deflate = zlib.compress(b"x")
     with pytest.raises(InvalidResponseError):
         list(gunzipped([raw_deflate], max_bytes=10**7, operation="t"))
+
+
+class _BreakingStream(httpx.SyncByteStream):
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"first part"
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+def test_a_download_that_breaks_off_is_a_transport_error():
+    response = httpx.Response(200, stream=_BreakingStream())
+    received: list[bytes] = []
+
+    def drain() -> None:
+        for chunk in raw_chunks(response, "stream_result", 5):
+            received.append(chunk)
+
+    with pytest.raises(DefenderTransportError, match="broke off"):
+        drain()
+    assert received == [b"first", b" part"]  # what arrived was passed on before the error
 
 
 def test_capped_passes_up_to_the_cap_and_no_further():

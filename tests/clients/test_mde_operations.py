@@ -26,10 +26,12 @@ from .mde_fixtures import (
     MACHINE,
     SECRET,
     WINDOWS_PATH,
+    add_fault,
     alert,
     client_for,
     count,
     emulators,
+    status_count,
     wait_for,
 )
 
@@ -125,6 +127,23 @@ def test_get_file_and_run_script_results_stream_back():
             b"".join(chunks)
         with pytest.raises(NotFoundError):
             client.get_result_download_link(action.id, 5)
+
+
+def test_a_refused_or_failing_result_link_is_fetched_again():
+    with emulators() as emu, client_for(emu) as client:
+        action = client.run_live_response(MACHINE, [LiveResponseCommand.get_file(WINDOWS_PATH)], "c")
+        wait_for(
+            lambda: client.get_machine_action(action.id).status == MachineActionStatus.SUCCEEDED,
+            step=lambda: emu.clock.advance(30),
+        )
+        add_fault(emu, path="^/investigation-actions-data/", status=403, code="AuthenticationFailed", times=1)
+        add_fault(emu, path="^/investigation-actions-data/", status=503, times=1)
+        with client.stream_result(action.id, 0, gunzip=True, max_bytes=1 << 20) as chunks:
+            assert b"".join(chunks) == b"MZ this is a small sample"
+        assert count(emu, "liveresponse.downloadLink") == 2  # a fresh link after the 403
+        assert status_count(emu, "liveresponse.download", 403) == 1
+        assert status_count(emu, "liveresponse.download", 503) == 1
+        assert status_count(emu, "liveresponse.download", 200) == 1
 
 
 def test_the_library_script_is_uploaded_only_when_it_changed():

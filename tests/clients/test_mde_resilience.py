@@ -51,6 +51,15 @@ def test_a_revoked_token_is_refreshed_once_and_the_call_succeeds(caplog):
     assert SECRET not in caplog.text
 
 
+def test_a_token_that_expires_mid_run_is_replaced():
+    with emulators() as emu, client_for(emu) as client:
+        client.get_alert(ALERT_ID)
+        emu.clock.advance(3600)  # an hour on: the token's lifetime (3599 s) is over
+        assert client.get_alert(ALERT_ID).id == ALERT_ID
+        assert count(emu, "token") == 2
+        assert status_count(emu, "alerts.get", 401) == 1
+
+
 def test_a_second_401_after_the_refresh_is_an_auth_error():
     with emulators() as emu, client_for(emu) as client:
         add_fault(emu, path=r"^/api/alerts/", status=401, code="Unauthorized", times=5)

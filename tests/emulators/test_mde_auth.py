@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import pytest
 
 from .conftest import CLIENT, SCOPE, SECRET, TENANT, mde_scenario_raw
 
 
-def _claims(token: str) -> dict:
+def _claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert isinstance(claims, dict)
+    return claims
 
 
 def _form(**overrides: str) -> dict[str, str]:
@@ -123,7 +126,7 @@ def test_missing_or_invalid_token_is_401(mde, authorization):
 
 
 def test_forged_token_is_401(mde):
-    header, payload, signature = mde.token().split(".")
+    header, _, signature = mde.token().split(".")
     claims = _claims(mde.token())
     claims["roles"] = [*claims["roles"], "Extra.Role"]
     forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()

@@ -7,12 +7,14 @@ import tracemalloc
 import zlib
 
 import httpx
+import pytest
 
 from .conftest import ONLINE, command, mde_scenario_raw
 
 SIZE = 200 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_a_200_mb_sample_downloads_without_200_mb_of_memory(make_mde):
     raw = mde_scenario_raw()
     raw["samples"]["huge"] = {"generate": {"size": SIZE, "seed": 11}}

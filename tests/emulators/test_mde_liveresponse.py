@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -19,7 +20,7 @@ EVIL_PATH = "C:\\Users\\alice\\Downloads\\evil.exe"
 GET_EVIL = command("GetFile", Path=EVIL_PATH)
 
 
-def _created(mde, machine_id, commands):
+def _created(mde: Any, machine_id: str, commands: list[dict[str, Any]]) -> dict[str, Any]:
     response = mde.run_live_response(machine_id, commands)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -27,7 +28,7 @@ def _created(mde, machine_id, commands):
     return body
 
 
-def _download(mde, action_id: str, index: int) -> bytes:
+def _download(mde: Any, action_id: str, index: int) -> bytes:
     link = mde.get(f"/api/machineactions/{action_id}/GetLiveResponseResultDownloadLink(index={index})")
     assert link.status_code == 200, link.text
     assert link.json()["@odata.context"].endswith("$metadata#Edm.String")
@@ -38,8 +39,9 @@ def _download(mde, action_id: str, index: int) -> bytes:
     return response.content
 
 
-def _script_result(mde, action_id: str, index: int) -> dict:
+def _script_result(mde: Any, action_id: str, index: int) -> dict[str, Any]:
     result = json.loads(_download(mde, action_id, index))
+    assert isinstance(result, dict)
     assert set(result) == {"script_name", "exit_code", "script_output", "script_errors"}
     return result
 
@@ -263,7 +265,9 @@ def test_unsigned_scripts_can_be_disabled(make_mde):
 def test_putfile_drops_a_library_file_that_getfile_then_reads(mde):
     mde.upload("tool.exe", b"tool bytes")
     folder = r"C:\ProgramData\Microsoft\Windows Defender Advanced Threat Protection\Downloads"
-    action = _created(mde, ONLINE, [command("PutFile", FileName="tool.exe"), command("GetFile", Path=f"{folder}\\tool.exe")])
+    action = _created(
+        mde, ONLINE, [command("PutFile", FileName="tool.exe"), command("GetFile", Path=f"{folder}\\tool.exe")]
+    )
     mde.advance(60)
     assert mde.action(action["id"])["status"] == "Succeeded"
     assert gzip.decompress(_download(mde, action["id"], 1)) == b"tool bytes"
@@ -278,7 +282,7 @@ def _collect_args(job_id: str, sha256: str) -> str:
     return contract.format_args(contract.CollectRequest("Collect", job_id, sha256=sha256))
 
 
-def _files(mde, machine_id: str) -> dict[str, int]:
+def _files(mde: Any, machine_id: str) -> dict[str, int]:
     return {f["path"]: f["size"] for f in mde.inspect(f"machines/{machine_id}/files")["files"]}
 
 
@@ -345,7 +349,9 @@ def test_download_link_errors(mde):
     assert mde.get(f"{base}(index=x)").status_code == 400
     assert mde.get(f"{base}(id=0)").status_code == 400
     assert mde.get(f"{base}%28index=0%29").status_code == 200
-    unknown = mde.get("/api/machineactions/00000000-0000-0000-0000-000000000000/GetLiveResponseResultDownloadLink(index=0)")
+    unknown = mde.get(
+        "/api/machineactions/00000000-0000-0000-0000-000000000000/GetLiveResponseResultDownloadLink(index=0)"
+    )
     assert unknown.status_code == 404
 
 

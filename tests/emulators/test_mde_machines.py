@@ -110,7 +110,11 @@ def test_machine_actions_filter_get_and_cancel(mde):
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [({}, "MissingRequiredParameter"), ({"comment": "x"}, "InvalidRequestBody"), ({"Comment": 3}, "InvalidRequestBody")],
+    [
+        ({}, "MissingRequiredParameter"),
+        ({"comment": "x"}, "InvalidRequestBody"),
+        ({"Comment": 3}, "InvalidRequestBody"),
+    ],
 )
 def test_cancel_validates_its_body(mde, body, code):
     action_id = mde.run_live_response(ONLINE, [command("GetFile", Path="C:\\x")]).json()["id"]

@@ -124,8 +124,10 @@ def error_details(response: httpx.Response) -> tuple[str | None, str, str | None
             str(message) if message else response.reason_phrase or "no message",
             str(target) if target is not None else None,
         )
+    # Azure Storage answers in XML and names its error in a header
+    code = response.headers.get("x-ms-error-code")
     text = response.text.strip()[:_MAX_ERROR_TEXT] if response.content else ""
-    return None, text or response.reason_phrase or "no message", None
+    return code, text or response.reason_phrase or "no message", None
 
 
 class Transport:
@@ -214,14 +216,7 @@ class Transport:
                     raise error
             if not budget.allows(wait):
                 raise error
-            logger.warning(
-                "%s: %s; retry %d of %d in %.2fs",
-                operation,
-                error,
-                budget.used + 1,
-                self._retry.max_retry,
-                wait,
-            )
+            logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retry, wait)
             budget.spend()
             self._sleep(wait)
 
@@ -251,19 +246,22 @@ class Transport:
         return response, None
 
     @contextmanager
-    def download(self, url: str, *, operation: str) -> Iterator[httpx.Response]:
+    def download(self, link: Callable[[], str], *, operation: str) -> Iterator[httpx.Response]:
         """Open a result link (a SAS URL: no bearer token) as a stream, retrying until bytes flow.
 
-        Failures after the first byte are not retried here: the caller has consumed part of it.
+        `link` fetches a fresh link; it is called again once if storage refuses the first one
+        (expired). Failures after the first byte are not retried: the caller consumed part of it.
         """
-        response = self._open_download(url, operation)
+        response = self._open_download(link, operation)
         try:
             yield response
         finally:
             response.close()
 
-    def _open_download(self, url: str, operation: str) -> httpx.Response:
+    def _open_download(self, link: Callable[[], str], operation: str) -> httpx.Response:
         budget = _Budget(self._retry, self._monotonic)
+        url = link()
+        relinked = False
         while True:
             request = self._blobs.build_request("GET", url, headers={"Accept-Encoding": "identity"})
             try:
@@ -278,27 +276,38 @@ class Transport:
                     return response
                 response.read()
                 response.close()
+                status = response.status_code
+                if status == 403 and not relinked:
+                    relinked = True
+                    logger.info("%s: storage refused the result link; fetching a fresh one", operation)
+                    url = link()
+                    continue
                 code, message, target = error_details(response)
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 error = error_for(
-                    response.status_code,
-                    code,
-                    redact_signature(message),
-                    target=target,
-                    operation=operation,
-                    retry_after=retry_after,
+                    status, code, redact_signature(message), target=target, operation=operation, retry_after=retry_after
                 )
-                if response.status_code == 429 and retry_after is not None:
+                if status == 429 and retry_after is not None:
                     wait = retry_after
-                elif response.status_code == 429 or response.status_code >= 500:
+                elif status == 429 or status >= 500:
                     wait = budget.backoff(self._rand)
                 else:
                     raise error
             if not budget.allows(wait):
                 raise error from None
-            logger.warning("%s: %s; retry %d in %.2fs", operation, error, budget.used + 1, wait)
+            logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retry, wait)
             budget.spend()
             self._sleep(wait)
+
+
+def raw_chunks(response: httpx.Response, operation: str, chunk_size: int) -> Iterator[bytes]:
+    """The body as it arrives (no content decoding); a connection lost midway is a DefenderTransportError."""
+    try:
+        yield from response.iter_raw(chunk_size)
+    except httpx.TransportError as exc:
+        raise DefenderTransportError(
+            f"the result download broke off: {type(exc).__name__}", operation=operation
+        ) from None
 
 
 def _transport_error(failure: httpx.TransportError, operation: str, idempotent: bool) -> DefenderTransportError:

@@ -18,6 +18,7 @@ from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import AzureAuthorityHosts, ClientSecretCredential
+from pydantic import SecretStr
 
 from joedefender.clients.mde.errors import DefenderAuthError, DefenderTransportError
 
@@ -80,7 +81,7 @@ class TokenProvider:
         credential: TokenCredential | CredentialFactory,
         *,
         scope: str = DEFENDER_SCOPE,
-        redact: Sequence[str] = (),
+        redact: Sequence[SecretStr] = (),  # secrets to blank out of the token endpoint's messages
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(credential, TokenCredential):
@@ -90,7 +91,7 @@ class TokenProvider:
             self._factory = credential
             self._credential = None
         self._scope = scope
-        self._redact = tuple(secret for secret in redact if secret)
+        self._redact = tuple(secret for secret in redact if secret.get_secret_value())
         self._clock = clock
         self._token: AccessToken | None = None
         self._refresh_at = 0.0
@@ -101,7 +102,7 @@ class TokenProvider:
     def from_settings(cls, settings: Settings) -> TokenProvider:
         return cls(
             lambda: build_credential(settings),
-            redact=(settings.azure_client_secret.get_secret_value(),),
+            redact=(settings.azure_client_secret,),
         )
 
     def __repr__(self) -> str:
@@ -166,5 +167,5 @@ class TokenProvider:
     def _safe(self, message: object) -> str:
         text = str(message or "").strip()
         for secret in self._redact:
-            text = text.replace(secret, "***")
+            text = text.replace(secret.get_secret_value(), "***")
         return text[:_MAX_MESSAGE] or "no details given"

@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from joedefender.clients.mde._stream import CHUNK, capped, gunzipped, too_large
-from joedefender.clients.mde._transport import DEFAULT_TIMEOUT, RetryPolicy, Transport
+from joedefender.clients.mde._transport import DEFAULT_TIMEOUT, RetryPolicy, Transport, raw_chunks
 from joedefender.clients.mde.auth import TokenProvider
 from joedefender.clients.mde.errors import InvalidResponseError
 from joedefender.clients.mde.limiter import Family, RateLimiter
@@ -304,12 +304,15 @@ class DefenderClient:
         connection is released even when the consumer stops early.
         """
         operation = "stream_result"
-        link = self.get_result_download_link(action_id, index)
+
+        def link() -> str:
+            return self.get_result_download_link(action_id, index)
+
         with self._transport.download(link, operation=operation) as response:
             length = response.headers.get("Content-Length", "")
             if not gunzip and length.isdigit() and int(length) > max_bytes:
                 raise too_large(max_bytes, operation)
-            raw = response.iter_raw(CHUNK)
+            raw = raw_chunks(response, operation, CHUNK)
             yield gunzipped(raw, max_bytes, operation) if gunzip else capped(raw, max_bytes, operation)
 
     def get_script_result(self, action_id: str, index: int) -> ScriptResult:

@@ -10,7 +10,7 @@ from joedefender.emulators.http import Handler, Request, Response, Router, json_
 from joedefender.emulators.mde import alerts, indicators, liveresponse, machines
 from joedefender.emulators.mde.actions import CommandResult
 from joedefender.emulators.mde.auth import Caller, EntraEndpoints, TokenService, authorize
-from joedefender.emulators.mde.common import API_ORIGIN, collection, entity, not_found, origin
+from joedefender.emulators.mde.common import API_ORIGIN, collection, entity, not_found, origin, read_json
 from joedefender.emulators.mde.downloads import DOWNLOAD_PATH
 from joedefender.emulators.mde.odata import parse_page
 from joedefender.emulators.mde.ratelimit import RateLimiter
@@ -97,11 +97,11 @@ class MdeApi:
         return json_response(entity("Alerts", self._state.alerts.get(_param(request))))
 
     def _alerts_update(self, request: Request, caller: Caller) -> Response:
-        alert = self._state.alerts.update(_param(request), request.json(), caller.app_id, self._state.clock.now())
+        alert = self._state.alerts.update(_param(request), read_json(request), caller.app_id, self._state.clock.now())
         return json_response(entity("Alerts", alert))
 
     def _alerts_batch_update(self, request: Request, caller: Caller) -> Response:
-        self._state.alerts.batch_update(request.json(), caller.app_id, self._state.clock.now())
+        self._state.alerts.batch_update(read_json(request), caller.app_id, self._state.clock.now())
         return Response(200, b"")
 
     # ---- machines and machine actions ----
@@ -128,11 +128,11 @@ class MdeApi:
         return json_response(entity("MachineActions", self._state.live_response.get(_param(request))))
 
     def _actions_cancel(self, request: Request, caller: Caller) -> Response:
-        action = self._state.live_response.cancel(_param(request), request.json(), caller.app_id)
+        action = self._state.live_response.cancel(_param(request), read_json(request), caller.app_id)
         return json_response(entity("MachineActions", action))
 
     def _run_live_response(self, request: Request, caller: Caller) -> Response:
-        action = self._state.live_response.run(_param(request), request.json(), caller.app_id)
+        action = self._state.live_response.run(_param(request), read_json(request), caller.app_id)
         return json_response(entity("MachineActions", action), status=201)
 
     def _download_link(self, request: Request, _: Caller) -> Response:
@@ -167,10 +167,10 @@ class MdeApi:
     # ---- indicators ----
 
     def _indicators_submit(self, request: Request, caller: Caller) -> Response:
-        return json_response(entity("Indicators", self._state.indicators.submit(request.json(), caller)))
+        return json_response(entity("Indicators", self._state.indicators.submit(read_json(request), caller)))
 
     def _indicators_import(self, request: Request, caller: Caller) -> Response:
-        results = self._state.indicators.import_batch(request.json(), caller)
+        results = self._state.indicators.import_batch(read_json(request), caller)
         return json_response(collection("Collection(microsoft.windowsDefenderATP.api.ImportIndicatorResult)", results))
 
     def _indicators_list(self, request: Request, caller: Caller) -> Response:
@@ -182,5 +182,5 @@ class MdeApi:
         return _no_content()
 
     def _indicators_batch_delete(self, request: Request, caller: Caller) -> Response:
-        self._state.indicators.batch_delete(request.json(), caller)
+        self._state.indicators.batch_delete(read_json(request), caller)
         return _no_content()

@@ -48,6 +48,15 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "ResourceNotFound", f"{what} was not found")
 
 
+def read_json(request: Request) -> Any:
+    """The body as JSON; 400 for anything unparsable, deeply nested bodies included (the shared
+    Request.json lets RecursionError through as a 500)."""
+    try:
+        return request.json()
+    except RecursionError:
+        raise ApiError(400, "InvalidRequestBody", "The request body is nested too deeply.") from None
+
+
 def json_object(body: Any) -> dict[str, Any]:
     """The body must be a JSON object: anything else is InvalidRequestBody."""
     if not isinstance(body, dict):

@@ -97,7 +97,7 @@ class LiveResponse:
         self.settle()
         if any(a.active and a.machine.id == machine.id for a in self._actions.values()):
             raise ApiError(400, "ActiveRequestAlreadyExists", "Action is already in progress")
-        self._check_sessions()
+        self._check_sessions(machine)
         action = MachineAction(
             str(uuid.uuid4()),
             machine,
@@ -109,11 +109,14 @@ class LiveResponse:
         self._add(action)
         return action.to_json(self._clock)
 
-    def _check_sessions(self) -> None:
+    def _check_sessions(self, machine: Machine) -> None:
         """25 running sessions per tenant. docs silent on queued ones: a session counts from
         acceptance while its machine is online (so it is running or about to), not while it
-        waits queued for an offline machine."""
+        waits queued for an offline machine; so a request for an offline machine is accepted.
+        Part of section 7's table, so `rate_limits` switches it off too."""
         now = self._clock.elapsed()
+        if not self._tenant.rate_limits or not machine.is_online(now):
+            return
         running = [
             a
             for a in self._actions.values()

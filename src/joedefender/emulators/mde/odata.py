@@ -123,6 +123,7 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "le": operator.le,
 }
 _NULL = object()
+_MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class _Parser:
         self._tokens = tokens
         self._index = 0
         self._filterable = filterable
+        self._depth = 0
 
     def at_end(self) -> bool:
         return self._index >= len(self._tokens)
@@ -200,7 +202,11 @@ class _Parser:
     def _primary(self) -> Predicate:
         token = self._next("a comparison")
         if token.kind == "lparen":
+            self._depth += 1
+            if self._depth > _MAX_DEPTH:
+                raise odata_error(f"The $filter expression nests parentheses deeper than {_MAX_DEPTH}.")
             inner = self.expression()
+            self._depth -= 1
             if self._next("')'").kind != "rparen":
                 raise odata_error(f"Expected ')' in $filter at position {token.position}.")
             return inner
