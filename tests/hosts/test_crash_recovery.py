@@ -33,7 +33,7 @@ _TIME_SCALE = 0.002
 _KILLS = 20
 _KILL_DEADLINE = 60.0  # real seconds for the kill phase
 _FINAL_RUN_TIMEOUT = 60.0
-_SEED = 20261127
+_SEED = int(os.environ.get('CRASH_SEED', '20261127'))
 
 _INVOICE = "C:\\Users\\alice\\Downloads\\invoice.exe"
 _TOOL = "D:\\tools\\helper.exe"
@@ -148,7 +148,6 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
             assert connector.engine.intake.receive(alert_id, source="test").created
 
     kills, finished = _kill_repeatedly(w, tmp_path, random.Random(_SEED))
-    assert kills >= 10, f"only {kills} kills before the work was done: the test did not crash the connector enough"
     if not finished:
         final = tmp_path / "final.log"
         with final.open("ab") as out:
@@ -164,9 +163,20 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
         assert ours[0].startswith(f"Joe Sandbox: {headline}"), (alert_id, ours[0])
 
     # One submission per sample, whatever the kills interrupted.
-    submitted = Counter(s["sha256"] or s["url"] for s in w.submissions())
-    assert len(submitted) == 4, submitted
-    assert set(submitted.values()) == {1}, submitted
+    submissions = w.submissions()
+    carrying = [s for s in submissions if s["sha256"] or s["url"]]
+    submitted = Counter(s["sha256"] or s["url"] for s in carrying)
+    assert len(submitted) == 4, submissions
+    assert set(submitted.values()) == {1}, submissions
+    # A kill between jbxapi's chunked `submission/new` and its chunk leaves a submission that
+    # never got a sample (no analysis, no hash); that is all any other submission may be.
+    for orphan in (s for s in submissions if s not in carrying):
+        assert (orphan["chunked"], orphan["status"], orphan["received"], orphan["webids"]) == (
+            True,
+            "uploading",
+            0,
+            [],
+        ), orphan
 
     # Nothing left on the endpoints: every quarantine folder was cleaned up.
     for n in (1, 2, 3):
@@ -181,3 +191,4 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
         )
         assert {j.record.state for j in connector.ctx.jobs.list()} == {JobState.DONE}
         assert connector.store.pending() == 0
+    assert kills >= 10, f"only {kills} kills before the work was done: the test did not crash the connector enough"

@@ -159,8 +159,7 @@ def status(
 ) -> None:
     """Show jobs, their state and step history, from the state store."""
     from joedefender.hosts.standalone.status import print_status
-    from joedefender.pipeline.config import PipelineConfig
-    from joedefender.pipeline.context import Context
+    from joedefender.pipeline.context import Records
     from joedefender.stores.sqlite import SqliteStore
 
     settings = _settings(settings_file)
@@ -169,8 +168,7 @@ def status(
         raise typer.Exit(1)
     store = SqliteStore(settings.state_path)
     try:
-        ctx = Context(store, None, None, PipelineConfig())  # type: ignore[arg-type]  # reads the store only
-        if not print_status(ctx, console, alert_id):
+        if not print_status(Records(store), console, alert_id):
             errors.print(f"Alert {alert_id} is not known to the connector.")
             raise typer.Exit(1)
     finally:

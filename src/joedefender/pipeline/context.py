@@ -34,21 +34,26 @@ def again(delay: float) -> Outcome:
     return Outcome(max(0.0, delay))
 
 
+class Records:
+    """The store's records by kind: what `status` reads and every step works on."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.alerts: Repository[AlertRecord] = Repository(store, "alert", AlertRecord)
+        self.jobs: Repository[SampleJob] = Repository(store, "job", SampleJob)
+        self.links: Repository[AlertSampleLink] = Repository(store, "link", AlertSampleLink)
+
+
 @dataclass
-class Context:
+class Context(Records):
     store: Store
     defender: DefenderApi
     sandbox: SandboxApi
     config: PipelineConfig
-    now: Callable[[], float] = time.time
-    alerts: Repository[AlertRecord] = field(init=False)
-    jobs: Repository[SampleJob] = field(init=False)
-    links: Repository[AlertSampleLink] = field(init=False)
+    now: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
-        self.alerts = Repository(self.store, "alert", AlertRecord)
-        self.jobs = Repository(self.store, "job", SampleJob)
-        self.links = Repository(self.store, "link", AlertSampleLink)
+        Records.__init__(self, self.store)
 
     def enqueue(self, key: str, delay: float = 0.0) -> None:
         self.store.enqueue(key, self.now() + delay)

@@ -112,6 +112,7 @@ class MachineAction:
             if duration > limit:
                 if now < self._cursor + limit:
                     return
+                # docs silent on the command's own status after a timeout: Failed, with a reason.
                 command.status, command.end = "Failed", self._cursor + limit
                 command.errors = [f"The command timed out after {limit:g} seconds."]
                 self._finish("TimeOut", command.end)

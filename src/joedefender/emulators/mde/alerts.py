@@ -82,6 +82,8 @@ def _choice(body: Mapping[str, Any], key: str, allowed: Sequence[str], nullable:
 
 
 def validate_update(body: Mapping[str, Any], extra: Sequence[str] = ()) -> None:
+    """docs silent on unknown properties: refused like wrong-case ones, so a typo cannot pass
+    as a no-op update."""
     check_properties(body, (*UPDATABLE, *extra))
     _choice(body, "status", STATUSES, nullable=False)
     _choice(body, "classification", CLASSIFICATIONS, nullable=True)

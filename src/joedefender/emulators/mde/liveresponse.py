@@ -154,6 +154,7 @@ class LiveResponse:
         if not isinstance(body["Comment"], str):
             raise ApiError(400, "InvalidRequestBody", "'Comment' must be a string.")
         if not action.active:
+            # docs: only non-final actions can be cancelled; silent on the code: 400 BadRequest.
             raise ApiError(
                 400,
                 "BadRequest",

@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from joedefender.domain.jobs import AlertRecord, SampleJob
-from joedefender.pipeline.context import Context
+from joedefender.pipeline.context import Records
 
 _STYLE = {
     "done": "green",
@@ -40,7 +40,7 @@ def job_outcome(job: SampleJob) -> str:
     return job.failure or ""
 
 
-def alerts_table(ctx: Context) -> Table:
+def alerts_table(ctx: Records) -> Table:
     table = Table(title="Alerts", expand=True)
     for column in ("alert", "state", "sample", "sample state", "outcome", "comment"):
         table.add_column(column, overflow="fold")
@@ -62,7 +62,7 @@ def alerts_table(ctx: Context) -> Table:
     return table
 
 
-def jobs_table(ctx: Context) -> Table:
+def jobs_table(ctx: Records) -> Table:
     table = Table(title="Sample jobs", expand=True)
     for column in ("sample", "state", "alerts", "attempts", "outcome", "updated (UTC)"):
         table.add_column(column, overflow="fold")
@@ -80,7 +80,7 @@ def jobs_table(ctx: Context) -> Table:
     return table
 
 
-def history_table(ctx: Context, subject: str, title: str) -> Table:
+def history_table(ctx: Records, subject: str, title: str) -> Table:
     table = Table(title=title, expand=True)
     for column in ("time (UTC)", "step", "outcome", "detail"):
         table.add_column(column, overflow="fold")
@@ -89,7 +89,7 @@ def history_table(ctx: Context, subject: str, title: str) -> Table:
     return table
 
 
-def alert_detail(ctx: Context, alert: AlertRecord) -> Group:
+def alert_detail(ctx: Records, alert: AlertRecord) -> Group:
     parts: list[Table] = [history_table(ctx, f"alert:{alert.alert_id}", f"Alert {alert.alert_id}: {alert.state.value}")]
     for key in alert.samples:
         job = ctx.jobs.get(key)
@@ -98,7 +98,7 @@ def alert_detail(ctx: Context, alert: AlertRecord) -> Group:
     return Group(*parts)
 
 
-def print_status(ctx: Context, console: Console, alert_id: str | None = None) -> bool:
+def print_status(ctx: Records, console: Console, alert_id: str | None = None) -> bool:
     """False when the alert asked for is unknown."""
     if alert_id is None:
         console.print(alerts_table(ctx))
