@@ -64,6 +64,8 @@ class Request:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ApiError(400, error_code, f"The request body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ApiError(400, error_code, "The request body nests too deeply.") from exc
 
     def form(self) -> dict[str, list[FormField]]:
         """Fields of an urlencoded or multipart/form-data body (what jbxapi and curl -F send)."""
@@ -236,13 +238,6 @@ class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        connection, address = super().get_request()
-        # Headers and body go out in separate writes; without this, the client's delayed ACK
-        # holds the second one back ~40 ms on every request.
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, address
-
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up (timeouts, dropped-connection tests) are normal here.
         logger.debug("connection from %s ended with an error", client_address, exc_info=True)
@@ -355,6 +350,9 @@ class EmulatorServer:
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             timeout = 120
+            # Headers and body go out in separate writes; with Nagle's algorithm on, the client's
+            # delayed ACK would hold the second one back ~40 ms on every request.
+            disable_nagle_algorithm = True
             server_version = f"joedefender-{emulator.name}-emulator"
 
             def log_message(self, format: str, *args: Any) -> None:

@@ -39,11 +39,6 @@ class MdeEmulator:
             port=port,
             ssl_context=certificates.server_context(),
         )
-        # The shared server writes headers and body separately; with Nagle's algorithm on, each
-        # answer then stalls ~40 ms on the client's delayed ACK. Until http.py sets this itself:
-        handler_class = getattr(getattr(self.server, "_server", None), "RequestHandlerClass", None)
-        if handler_class is not None:
-            handler_class.disable_nagle_algorithm = True
 
     @property
     def url(self) -> str:
