@@ -83,7 +83,7 @@ def run(alerts: int, samples: int, machines: int, time_scale: float, workers: in
             pool.wait_idle()
             pool.stop()
             elapsed = time.perf_counter() - started
-        with httpx.Client(verify=str(emulators.certificates.ca_file)) as http:
+        with httpx.Client(verify=emulators.certificates.client_context()) as http:
             calls = http.get(f"{emulators.defender.url}/_emulator/calls").json()
             comments = sum(
                 len(a.get("comments") or [])

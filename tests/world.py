@@ -28,7 +28,7 @@ class World:
         self.state_path = state_dir / "joedefender.db"
         self.values = self.emulators.settings() | {"StatePath": str(self.state_path), "Workers": "4"} | settings
         self.settings = Settings.from_mapping(self.values)
-        self._http = httpx.Client(verify=str(self.emulators.certificates.ca_file), timeout=30)
+        self._http = httpx.Client(verify=self.emulators.certificates.client_context(), timeout=30)
 
     def close(self) -> None:
         self._http.close()

@@ -199,6 +199,17 @@ def test_file_is_streamed_in_chunks_with_a_safe_name(world: Emulators, client: J
     assert "apikey" not in sent["params"]
 
 
+def test_a_sample_of_one_chunk_or_less_goes_in_a_single_request(world: Emulators, client: JoeSandboxClient) -> None:
+    """A crash between jbxapi's 'new' and 'chunk' requests would leave a submission a retry cannot find."""
+    content = b"small sample"
+    before = calls(world, "submission/chunked-sample")
+    submission_id = client.submit_file(io.BytesIO(content), "small.exe")
+    assert calls(world, "submission/chunked-sample") == before
+    sent = next(s for s in inspect(world, "submissions") if s["id"] == submission_id)
+    assert sent["chunked"] is False
+    assert sent["sha256"] == hashlib.sha256(content).hexdigest()
+
+
 def test_url_submission_polls_through_to_a_verdict(world: Emulators, client: JoeSandboxClient) -> None:
     submission_id = client.submit_url("https://submit.example/landing", tags=["MSDefender-URL-Alert"])
     status = client.submission_info(submission_id)

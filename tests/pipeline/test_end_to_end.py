@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from joedefender.domain.comments import MARKER_PREFIX
+from joedefender.domain.jobs import LinkState
 from joedefender.emulators.scenario import load_scenario
 from joedefender.hosts.standalone.poller import Poller
 from tests.pipeline.builders import alert, file_evidence, machine, machine_id, world
@@ -252,7 +253,7 @@ def test_write_back_after_a_crash_between_patch_and_save_does_not_comment_twice(
     with w.connector() as connector:
         # Simulate the crash: the comment is on the alert but the link was never marked done.
         (link,) = connector.ctx.links.list()
-        link.record.state = "pending"  # type: ignore[assignment]
+        link.record.state = LinkState.PENDING
         connector.ctx.links.save(link)
         connector.engine.ctx.enqueue(f"comment:{link.doc.key}")
         drain(connector, 30)

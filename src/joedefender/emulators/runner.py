@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from joedefender.emulators.clock import EmulatedClock
@@ -25,6 +26,7 @@ class Emulators:
         self.scenario = scenario
         self.clock = EmulatedClock(scenario.time_scale)
         self.certificates: EmulatorCertificates = create_certificates(certificates_dir)
+        self._owns_certificates = certificates_dir is None
         self.defender = MdeEmulator(scenario, self.clock, self.certificates, port=defender_port)
         self.joe = JoeEmulator(scenario, self.clock, port=joe_port)
 
@@ -40,6 +42,8 @@ class Emulators:
     def stop(self) -> None:
         self.joe.stop()
         self.defender.stop()
+        if self._owns_certificates:
+            shutil.rmtree(self.certificates.ca_file.parent, ignore_errors=True)
 
     def __enter__(self) -> Emulators:
         return self.start()

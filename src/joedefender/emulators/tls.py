@@ -28,6 +28,10 @@ class EmulatorCertificates:
     cert_file: Path
     key_file: Path
 
+    def client_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts the emulator (for httpx's `verify`)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
     def server_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert_file, self.key_file)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from joedefender import __version__
@@ -62,7 +64,7 @@ def _settings(file: Path | None) -> Settings:
     try:
         return Settings.load(file=file)
     except ConfigurationError as exc:
-        errors.print(f"[red]Configuration error[/]\n{exc}")
+        errors.print(f"[red]Configuration error[/]\n{escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -86,9 +88,10 @@ def emulate(
     try:
         loaded = load_scenario(scenario)
     except ScenarioError as exc:
-        errors.print(f"[red]Scenario error[/]: {exc}")
+        errors.print(f"[red]Scenario error[/]: {escape(str(exc))}")
         raise typer.Exit(2) from exc
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Emulators(loaded, defender_port=defender_port, joe_port=joe_port) as emulators:
         for name, value in emulators.settings().items():
             print(f"{name}={value}", flush=True)
@@ -141,7 +144,7 @@ def process(
             for alert_id in alert_ids:
                 engine.intake.receive(alert_id, source="cli")
         except InvalidAlertError as exc:
-            errors.print(f"[red]Bad alert id[/]: {exc}")
+            errors.print(f"[red]Bad alert id[/]: {escape(str(exc))}")
             raise typer.Exit(2) from exc
         workers = WorkerPool(engine, settings.workers)
         workers.start()

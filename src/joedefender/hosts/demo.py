@@ -59,7 +59,7 @@ def _progress(connector: Connector, started: float) -> Group:
 
 
 def _defender_view(emulators: Emulators) -> list[dict[str, Any]]:
-    with httpx.Client(verify=str(emulators.certificates.ca_file), timeout=10) as http:
+    with httpx.Client(verify=emulators.certificates.client_context(), timeout=10) as http:
         response = http.get(f"{emulators.defender.url}/_emulator/alerts")
         response.raise_for_status()
         body = response.json()

@@ -341,14 +341,16 @@ class Collector:
 
     def _attempt_failed(self, stored: Versioned[SampleJob], attempt: Attempt, detail: str) -> Outcome:
         ctx, job = self._ctx, stored.record
+        if attempt.strategy == "quarantine" and attempt.action_id is not None:
+            # Before the failure is saved: a step retried after a crash sees a failed attempt as
+            # settled and would never schedule it (scheduling twice is harmless).
+            schedule_cleanup(ctx, attempt.machine_id, attempt.nonce)
         attempt.outcome = "failed"
         attempt.detail = detail
         attempt.ended_at = ctx.now()
         job.state = JobState.COLLECT
         self._jobs.save(stored)
         ctx.store.release(attempt.machine_id, job.key)
-        if attempt.strategy == "quarantine" and attempt.action_id is not None:
-            schedule_cleanup(ctx, attempt.machine_id, attempt.nonce)
         ctx.record(job.key, "collect", "attempt failed", f"{attempt.strategy} on {attempt.machine_id}: {detail}")
         return again(0)
 

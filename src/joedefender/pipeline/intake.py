@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from joedefender.domain.jobs import AlertRecord
+from joedefender.domain.jobs import AlertRecord, AlertState
 from joedefender.errors import JoeDefenderError
 from joedefender.pipeline.context import Context
 
@@ -64,4 +64,13 @@ class Intake:
         if created:
             self._ctx.record(f"alert:{alert_id}", "intake", "received", f"from {source}")
             self._ctx.enqueue(triage_key(alert_id))
+        else:
+            self._requeue_untriaged(alert_id)
         return Accepted(alert_id, created)
+
+    def _requeue_untriaged(self, alert_id: str) -> None:
+        """A crash between recording an alert and queueing its triage would leave it unseen for
+        good; the sender's retry queues it again (a key already queued only becomes due now)."""
+        stored = self._ctx.alerts.get(alert_id)
+        if stored is not None and stored.record.state == AlertState.RECEIVED:
+            self._ctx.enqueue(triage_key(alert_id))

@@ -112,6 +112,9 @@ class TriageStep:
             if reopen:
                 job.state, job.failure, job.waiting_since = JobState.COLLECT, None, None
             if not changed:
+                if not job.state.final:
+                    # A triage retried after a crash between creating the job and queueing it.
+                    ctx.enqueue(sample_key(job.key))
                 return
             try:
                 self._save(stored)

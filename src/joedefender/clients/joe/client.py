@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import tempfile
@@ -42,6 +43,9 @@ _REPORT_SPOOL_BYTES = 8 << 20
 # What jbxapi raises: its own exceptions, ValueError for unknown parameter names, and requests'
 # exceptions should any escape its wrapping.
 _JBXAPI_FAILURES = (jbxapi.JoeException, ValueError, requests.RequestException)
+
+
+_CHUNK_SIZE = 10 * 1024 * 1024  # jbxapi's upload chunk
 
 
 class JoeSandboxClient:
@@ -185,8 +189,11 @@ class JoeSandboxClient:
         comments: str | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> str:
-        """Upload a sample from a seekable stream (jbxapi sends it in 10 MiB chunks); the submission id.
+        """Upload a sample from a seekable stream; the submission id.
 
+        Samples up to one chunk go in a single request, so a crash can never leave Joe holding a
+        submission that waits for chunks (which a retry could not find, and would submit again);
+        larger ones go in jbxapi's 10 MiB chunks so they are never held whole in memory.
         Joe is given `filename` reduced to a safe character set, extension kept.
         """
         if not stream.seekable():
@@ -194,10 +201,12 @@ class JoeSandboxClient:
         name = safe_sample_name(filename)
         parameters = self._submission_parameters(tags, comments, params)
         start = stream.tell()
+        size = stream.seek(0, io.SEEK_END) - start
+        chunked = size > _CHUNK_SIZE
 
         def submit(joe: Any) -> Any:
             stream.seek(start)  # a retry sends the sample again from its start
-            return joe.submit_sample((name, stream), params=parameters)
+            return joe.submit_sample((name, stream), params=parameters, _chunked_upload=chunked)
 
         return _submission_id(self._call("submission/new", submit))
 

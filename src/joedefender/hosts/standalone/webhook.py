@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from joedefender import __version__
 from joedefender.pipeline.intake import Accepted, Intake, InvalidAlertError, triage_key
+from joedefender.stores.base import StoreError
 
 logger = logging.getLogger("joedefender.webhook")
 _MAX_BODY = 1024 * 1024
@@ -34,7 +35,7 @@ def parse_body(raw: bytes) -> tuple[str, str | None]:
     """(alert id, machine id) from a webhook body."""
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also too deep, or an integer too long to read
         raise BadBodyError(f"the body is not valid JSON ({exc})") from exc
     if not isinstance(body, dict):
         raise BadBodyError("the body must be a JSON object")
@@ -105,7 +106,9 @@ def openapi() -> dict[str, Any]:
                             "content": {"application/json": {"schema": error}},
                         },
                         "401": {"description": "The shared secret is missing or wrong."},
+                        "411": {"description": "The body came without a Content-Length (chunked)."},
                         "413": {"description": "The body is larger than 1 MiB."},
+                        "503": {"description": "The state store is unavailable; deliver again later."},
                     },
                 }
             },
@@ -159,6 +162,9 @@ class Webhook:
             accepted: Accepted = self._intake.receive(alert_id, machine_id=machine_id, source="webhook")
         except (BadBodyError, InvalidAlertError) as exc:
             return 400, {"error": str(exc)}
+        except StoreError:  # without an answer the sender retries anyway; say so plainly
+            logger.exception("webhook: could not record the alert")
+            return 503, {"error": "the connector could not record the alert; deliver it again later"}
         if accepted.created:
             self._on_new()
         status = "accepted" if accepted.created else "already known"
@@ -198,9 +204,15 @@ class Webhook:
                 if not webhook._authorised(self.headers, parse_qs(split.query)):
                     self._reply(401, {"error": "missing or wrong shared secret (x-functions-key header or code)"})
                     return
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    self.close_connection = True
+                    self._reply(411, {"error": "send the body with a Content-Length, not chunked"})
+                    return
                 try:
                     length = int(self.headers.get("Content-Length") or "0")
                 except ValueError:
+                    length = -1
+                if length < 0:
                     self._reply(400, {"error": "bad Content-Length"})
                     return
                 if length > _MAX_BODY:
