@@ -253,7 +253,7 @@ def test_write_back_after_a_crash_between_patch_and_save_does_not_comment_twice(
     with w.connector() as connector:
         # Simulate the crash: the comment is on the alert but the link was never marked done.
         (link,) = connector.ctx.links.list()
-        link.record.state = LinkState.PENDING
+        link.record.state = LinkState.WRITING
         connector.ctx.links.save(link)
         connector.engine.ctx.enqueue(f"comment:{link.doc.key}")
         drain(connector, 30)

@@ -118,6 +118,7 @@ class SampleJob(_Record):
 
 class LinkState(StrEnum):
     PENDING = "pending"
+    WRITING = "writing"  # the comment may be on the alert: look before writing again
     COMMENTED = "commented"
 
 

@@ -1,7 +1,9 @@
 """Write-back: exactly one comment per (alert, sample).
 
-Before writing, the alert's comments are read: if our marker for this sample is there (a crash
-came between the PATCH and saving the link), the link is only marked done.
+The intent is saved before the PATCH (the link goes `writing`). A link found `writing` may have
+its comment on the alert already (a crash, or a PATCH whose answer was lost), so the alert's
+comments are read first and the marker decides; a `pending` link is written straight away, which
+saves an alert read, under the 100-a-minute limit, for every comment.
 """
 
 from __future__ import annotations
@@ -41,14 +43,21 @@ class WriteBackStep:
         job = ctx.jobs.get(link.sample_key)
         if job is None or not job.record.state.final:
             return DONE  # the job announces itself when it ends
-        alert = ctx.defender.get_alert(link.alert_id)
         subject = f"alert:{link.alert_id}"
-        if has_marker([c.comment for c in alert.comments], link.sample_key):
+        if link.state == LinkState.WRITING and self._already_there(link):
             ctx.record(subject, "write-back", "already commented", link.sample_key)
         else:
+            if link.state != LinkState.WRITING:
+                link.state = LinkState.WRITING
+                stored = ctx.links.save(stored)
+                link = stored.record
             ctx.defender.add_comment(link.alert_id, comment_text(job.record, link))
             ctx.record(subject, "write-back", "commented", f"{link.sample_key} ({job.record.state.value})")
         link.state = LinkState.COMMENTED
         link.commented_at = ctx.now()
         ctx.links.save(stored)
         return DONE
+
+    def _already_there(self, link: AlertSampleLink) -> bool:
+        alert = self._ctx.defender.get_alert(link.alert_id)
+        return has_marker([c.comment for c in alert.comments], link.sample_key)
