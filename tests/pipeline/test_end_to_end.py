@@ -266,3 +266,33 @@ def _sha(text: str) -> str:
 
 def test_timestamps_are_utc() -> None:
     assert datetime.now(UTC).tzinfo is UTC
+
+
+def test_evidence_defender_adds_later_is_picked_up_by_the_next_poll(make_world: WorldFactory) -> None:
+    path = "C:\\Users\\x\\late.exe"
+    a = alert(1, 1, {"entityType": "Process", "processId": 7})
+    w = make_world(scenario(world(samples={"late": "late"}, machines=[machine(1, files={path: "late"})], alerts=[a])))
+    with w.connector() as connector:
+        # The emulated tenant's clock runs ahead of ours: the poller's window is on its time.
+        poller = Poller(
+            connector.ctx,
+            connector.engine.intake,
+            interval=0,
+            lookback=timedelta(days=3650),
+            clock=w.emulators.clock.now,
+        )
+        poller.poll_once()
+        drain(connector, 30)
+        assert connector.ctx.alerts.get(a["id"]).record.state == "skipped"  # type: ignore[union-attr]
+        # A poll with nothing new on the alert does not look at it again.
+        poller.poll_once()
+        assert connector.store.pending() == 0
+        late = file_evidence("late", path)
+        late["sha256"] = _sha("late")
+        del late["$sample"]
+        response = w._http.post(f"{w.emulators.defender.url}/_emulator/alerts/{a['id']}/evidence", json=[late])
+        assert response.status_code == 200
+        poller.poll_once()
+        drain(connector, 30)
+        assert connector.ctx.alerts.get(a["id"]).record.state == "accepted"  # type: ignore[union-attr]
+    assert len(_ours(w.comments(a["id"]))) == 1

@@ -28,6 +28,7 @@ class AlertRecord(_Record):
     machine_id: str | None = None
     source: str = "cli"
     received_at: float
+    triaged_at: float | None = None
     state: AlertState = AlertState.RECEIVED
     reason: str = ""
     samples: list[str] = []  # sample job keys

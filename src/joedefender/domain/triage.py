@@ -49,6 +49,9 @@ class AlertLike(Protocol):
     def evidence(self) -> Sequence[EvidenceLike]: ...
 
 
+NO_EVIDENCE = "no file (sha256) or URL evidence"
+
+
 @dataclass(frozen=True)
 class AlertFilters:
     """Filters matched without regard to case; an empty set lets everything through."""

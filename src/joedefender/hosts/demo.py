@@ -87,7 +87,9 @@ def run_demo(console: Console, scenario_path: Path | None = None) -> int:
         with open_connector(settings, time_scale=scenario.time_scale) as connector:
             engine = connector.engine
             workers = WorkerPool(engine, settings.workers)
-            poller = Poller(engine.ctx, engine.intake, interval=0, lookback=_lookback(scenario))
+            poller = Poller(
+                engine.ctx, engine.intake, interval=0, lookback=_lookback(scenario), clock=emulators.clock.now
+            )
             taken = poller.poll_once()
             console.print(f"The poller took in {taken} alert(s) that pass the filters.")
             workers.start()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from joedefender.domain.jobs import AlertRecord, AlertState
+from joedefender.domain.triage import NO_EVIDENCE
 from joedefender.errors import JoeDefenderError
 from joedefender.pipeline.context import Context
 
@@ -52,7 +54,16 @@ class Intake:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def receive(self, alert_id: str, *, machine_id: str | None = None, source: str = "cli") -> Accepted:
+    def receive(
+        self,
+        alert_id: str,
+        *,
+        machine_id: str | None = None,
+        source: str = "cli",
+        updated_at: datetime | None = None,
+    ) -> Accepted:
+        """Record the alert and queue its triage. `updated_at` (Defender's lastUpdateTime, from the
+        poller) lets an alert skipped for lack of evidence be looked at again once Defender adds some."""
         alert_id = validate_alert_id(alert_id)
         record = AlertRecord(
             alert_id=alert_id,
@@ -66,7 +77,24 @@ class Intake:
             self._ctx.enqueue(triage_key(alert_id))
         else:
             self._requeue_untriaged(alert_id)
+            if updated_at is not None:
+                self._retriage_if_evidence_may_have_come(alert_id, updated_at)
         return Accepted(alert_id, created)
+
+    def _retriage_if_evidence_may_have_come(self, alert_id: str, updated_at: datetime) -> None:
+        stored = self._ctx.alerts.get(alert_id)
+        if stored is None:
+            return
+        record = stored.record
+        triaged_at = record.triaged_at
+        if record.state != AlertState.SKIPPED or record.reason != NO_EVIDENCE or triaged_at is None:
+            return
+        if updated_at.timestamp() <= triaged_at:
+            return
+        record.state = AlertState.RECEIVED
+        self._ctx.alerts.save(stored)
+        self._ctx.record(f"alert:{alert_id}", "intake", "re-triage", "Defender updated an alert that had no evidence")
+        self._ctx.enqueue(triage_key(alert_id))
 
     def _requeue_untriaged(self, alert_id: str) -> None:
         """A crash between recording an alert and queueing its triage would leave it unseen for

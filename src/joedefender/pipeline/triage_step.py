@@ -38,6 +38,7 @@ class TriageStep:
             ctx.record(subject, "triage", "failed", stored.record.reason)
             return DONE
         decision = triage(alert, ctx.config.filters)
+        stored.record.triaged_at = ctx.now()
         for note in decision.skipped_evidence:
             ctx.record(subject, "triage", "evidence skipped", note)
         if not decision.accepted:

@@ -124,6 +124,15 @@ class AlertStore:
             raise not_found(f"Alert {alert_id[:100]}")
         return alert
 
+    def add_evidence(self, alert_id: str, items: Any, now: datetime) -> dict[str, Any]:
+        """What Defender does as an investigation goes on: more evidence, a newer lastUpdateTime."""
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ApiError(400, "InvalidRequestBody", "Expected a JSON array of evidence objects.")
+        alert = self._find(alert_id)
+        alert["evidence"].extend(copy.deepcopy(items))
+        alert["lastUpdateTime"] = format_time(now)
+        return copy.deepcopy(alert)
+
     def update(self, alert_id: str, body: Any, author: str, now: datetime) -> dict[str, Any]:
         body = json_object(body)
         validate_update(body)

@@ -22,6 +22,7 @@ class Inspection:
         router.add("GET", r"/_emulator/library", "inspect", self._library)
         router.add("GET", r"/_emulator/machines/(?P<id>[^/]+)/files", "inspect", self._files)
         router.add("POST", r"/_emulator/tokens/revoke", "inspect", self._revoke)
+        router.add("POST", r"/_emulator/alerts/(?P<id>[^/]+)/evidence", "inspect", self._add_evidence)
 
     def _alerts(self, _: Request) -> Response:
         with self._state.lock:
@@ -52,6 +53,13 @@ class Inspection:
             return json_response(
                 {"machineId": machine.id, "files": files.listing(), "quarantine": files.quarantine_listing()}
             )
+
+    def _add_evidence(self, request: Request) -> Response:
+        """Defender adding evidence to an alert after it was raised (as investigations do)."""
+        body = request.json()
+        with self._state.lock:
+            alert = self._state.alerts.add_evidence(unquote(request.params["id"]), body, self._state.clock.now())
+        return json_response(alert)
 
     def _revoke(self, _: Request) -> Response:
         return json_response({"revoked": self._tokens.revoke_all()})

@@ -31,8 +31,11 @@ class Poller:
         interval: float,
         lookback: timedelta,
         on_new: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`clock` is the poller's idea of Defender's time; the window [since, now) is on it."""
         self._ctx = ctx
+        self._clock = clock
         self._intake = intake
         self._interval = interval
         self._lookback = lookback
@@ -43,7 +46,7 @@ class Poller:
     def poll_once(self) -> int:
         """One poll; returns how many new alerts it took in."""
         ctx = self._ctx
-        started = datetime.now(UTC)
+        started = self._clock()
         meta = ctx.store.get("meta", _WATERMARK)
         if meta is not None:
             since = datetime.fromisoformat(meta.data["since"]) - _OVERLAP
@@ -51,11 +54,14 @@ class Poller:
             since = started - self._lookback
         filters: AlertFilters = ctx.config.filters
         new = 0
-        for alert in ctx.defender.list_alerts(since, time_field="lastUpdateTime", expand_evidence=False):
+        for alert in ctx.defender.list_alerts(since, started, time_field="lastUpdateTime", expand_evidence=False):
             if filters.rejection(alert.detection_source, alert.severity, alert.status) is not None:
                 continue
             try:
-                if self._intake.receive(alert.id, machine_id=alert.machine_id, source="poller").created:
+                accepted = self._intake.receive(
+                    alert.id, machine_id=alert.machine_id, source="poller", updated_at=alert.last_update_time
+                )
+                if accepted.created:
                     new += 1
             except InvalidAlertError as exc:
                 logger.warning("poller: skipping an alert Defender returned: %s", exc)
