@@ -278,7 +278,6 @@ class Collector:
                 self._file_name(job),
                 tags=submission_tags(job),
                 comments=submission_marker(job),
-                params=ctx.config.joe_params,
             )
         return self._jobs.submitted(stored, submission_id)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.triage import AlertFilters
@@ -36,7 +35,6 @@ class PipelineConfig:
     fetch_quarantined_files: bool = True
     max_live_response_sessions: int = 20
     max_sample_bytes: int = 3 * 1024**3
-    joe_params: dict[str, Any] = field(default_factory=dict)  # per-call extras; settings' own are the client's
     time_scale: float = 1.0
     max_step_attempts: int = 25
 

@@ -7,10 +7,10 @@ The data types are the clients' wire models.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from joedefender.clients.joe.models import SubmissionStatus, Verdict
 from joedefender.clients.mde.models import (
@@ -78,10 +78,9 @@ class SandboxApi(Protocol):
         *,
         tags: Sequence[str],
         comments: str | None,
-        params: Mapping[str, Any],
     ) -> str: ...
 
-    def submit_url(self, url: str, *, tags: Sequence[str], comments: str | None, params: Mapping[str, Any]) -> str: ...
+    def submit_url(self, url: str, *, tags: Sequence[str], comments: str | None) -> str: ...
 
     def submission_info(self, submission_id: str) -> SubmissionStatus: ...
 

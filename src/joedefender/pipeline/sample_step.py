@@ -117,7 +117,6 @@ class SampleStep:
             job.url,
             tags=submission_tags(job),
             comments=submission_marker(job),
-            params=ctx.config.joe_params,
         )
         return self.submitted(stored, submission_id)
 
