@@ -1,84 +1,79 @@
-"""What the pipeline needs from Defender and Joe Sandbox, as protocols.
+"""What the workflow needs from the world, in the core's own types: Defender, the sandbox, storage.
 
-The client adapters in `joedefender.clients` implement these; the pipeline never imports them,
-so it can be driven by any implementation (and tested against the emulators through the real ones).
-The data types are the clients' wire models.
+Adapters implement these protocols and map their wire models and errors into `joedefender.domain`
+(errors into `joedefender.domain.errors`); the core imports no adapter, so SQLite, memory and
+Azure storage, the real clients and in-memory fakes are interchangeable.
+
+Storage builds exactly-once effects from optimistic versions, atomic creation, leases on work
+items and check-and-set leases on machines, never from locks held across calls. A step's writes
+(documents, history lines, the next work items) go through one `UnitOfWork`: all or nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import builtins
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from joedefender.clients.joe.models import SubmissionStatus, Verdict
-from joedefender.clients.mde.models import (
-    Alert,
-    LibraryFile,
-    LiveResponseCommand,
-    Machine,
-    MachineAction,
-    ScriptResult,
-)
+from joedefender.domain.alerts import Alert
+from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.liveresponse import Command, LiveResponseAction, Machine
+from joedefender.domain.verdicts import SubmissionStatus, Verdict
+
+# --- Defender and the sandbox ----------------------------------------------------------------
 
 
-class DefenderApi(Protocol):
-    def list_alerts(
-        self,
-        since: datetime,
-        until: datetime | None = None,
-        *,
-        time_field: str = ...,
-        statuses: Sequence[str] = ...,
-        severities: Sequence[str] = ...,
-        detection_sources: Sequence[str] = ...,
-        expand_evidence: bool = ...,
-        page_size: int = ...,
-    ) -> Iterator[Alert]: ...
+class DefenderPort(Protocol):
+    """Defender for Endpoint. Raises `joedefender.domain.errors` types."""
 
-    def get_alert(self, alert_id: str) -> Alert: ...
+    def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
+        """Alerts whose lastUpdateTime lies in [since, until), without their evidence."""
+        ...
 
-    def add_comment(self, alert_id: str, text: str) -> Alert: ...
+    def get_alert(self, alert_id: str) -> Alert:
+        """The alert with its evidence and comments."""
+        ...
+
+    def add_comment(self, alert_id: str, text: str) -> None: ...
 
     def get_machine(self, machine_id: str) -> Machine: ...
 
-    def list_machine_actions(
-        self, *, machine_id: str | None = ..., status: str | None = ..., type: str | None = ...
-    ) -> list[MachineAction]: ...
+    def list_actions(self, machine_id: str) -> list[LiveResponseAction]:
+        """The machine's machine actions, for finding one by the nonce in its comment."""
+        ...
 
-    def get_machine_action(self, action_id: str) -> MachineAction: ...
+    def get_action(self, action_id: str) -> LiveResponseAction: ...
 
-    def cancel_machine_action(self, action_id: str, comment: str) -> MachineAction: ...
+    def cancel_action(self, action_id: str, comment: str) -> None: ...
 
-    def run_live_response(
-        self, machine_id: str, commands: Sequence[LiveResponseCommand], comment: str
-    ) -> MachineAction: ...
+    def run_live_response(self, machine_id: str, commands: Sequence[Command], comment: str) -> LiveResponseAction: ...
 
-    def stream_result(
-        self, action_id: str, index: int, *, gunzip: bool, max_bytes: int
-    ) -> AbstractContextManager[Iterator[bytes]]: ...
+    def stream_file(self, action_id: str, index: int, *, max_bytes: int) -> AbstractContextManager[Iterator[bytes]]:
+        """The file GetFile command `index` fetched, un-gzipped, as chunks read as consumed."""
+        ...
 
-    def get_script_result(self, action_id: str, index: int) -> ScriptResult: ...
+    def script_output(self, action_id: str, index: int) -> str:
+        """What RunScript command `index` printed."""
+        ...
 
-    def ensure_library_file(
-        self, name: str, content: bytes, *, description: str, parameters_description: str
-    ) -> LibraryFile: ...
+    def ensure_library_file(self, name: str, content: bytes, *, description: str, parameters_description: str) -> None:
+        """Upload `name` to the live response library unless an identical copy is there."""
+        ...
 
 
-class SandboxApi(Protocol):
+class SandboxPort(Protocol):
+    """Joe Sandbox. Raises `joedefender.domain.errors` types."""
+
     def lookup(self, sha256: str) -> Verdict | None: ...
 
     def lookup_url(self, url: str) -> Verdict | None: ...
 
-    def submit_file(
-        self,
-        stream: BinaryIO,
-        filename: str,
-        *,
-        tags: Sequence[str],
-        comments: str | None,
-    ) -> str: ...
+    def submit_file(self, stream: BinaryIO, filename: str, *, tags: Sequence[str], comments: str | None) -> str:
+        """Submit the bytes; returns the submission id."""
+        ...
 
     def submit_url(self, url: str, *, tags: Sequence[str], comments: str | None) -> str: ...
 
@@ -92,3 +87,207 @@ class SandboxApi(Protocol):
         ...
 
     def analysis_status(self, webid: str) -> str: ...
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+class StoreError(JoeDefenderError):
+    """The store could not do what was asked."""
+
+
+class VersionConflict(StoreError):
+    """Optimistic concurrency lost: someone else changed the document first; re-read and retry."""
+
+    def __init__(self, kind: str, key: str, version: int) -> None:
+        self.kind = kind
+        self.key = key
+        self.version = version
+        super().__init__(f"{kind} {key!r} is no longer at version {version}: someone else updated it")
+
+
+class AlreadyExists(VersionConflict):
+    """A unit of work created a document that someone else created first."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(kind, key, 0)
+        self.args = (f"{kind} {key!r} exists already: someone else created it",)
+
+
+class StoreUnavailable(StoreError):
+    """The backing store is locked, busy or unreachable; the operation did not happen and may be retried."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer joedefender, whose schema this version does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One versioned JSON record; `version` is what `update` checks against."""
+
+    kind: str
+    key: str
+    version: int
+    data: dict[str, Any]
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A claimed (or, from `items`, queued) unit of work; the claim fields identify the lease."""
+
+    key: str
+    due_at: float
+    attempts: int
+    owner: str
+    lease_until: float
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One step a subject (a job) went through, for `status` and for the analyst."""
+
+    subject: str
+    at: float
+    step: str
+    outcome: str
+    detail: str
+
+
+class UnitOfWork(Protocol):
+    """A step's writes, collected and then applied together by `commit`, or not at all.
+
+    Nothing is visible to anyone (this unit of work included) before `commit`. Conflicts are
+    found at commit: a `create` of a key that exists raises `AlreadyExists`, an `update` of a
+    document that changed since it was read raises `VersionConflict`, and then nothing of the
+    unit of work is applied. On a store whose documents and queue cannot share a transaction,
+    the adapter keeps an outbox beside the documents and relays it.
+    """
+
+    def create(self, kind: str, key: str, data: dict[str, Any]) -> None: ...
+
+    def update(self, doc: Document, data: dict[str, Any]) -> None: ...
+
+    def append_history(self, subject: str, step: str, outcome: str, detail: str = "", at: float | None = None) -> None:
+        """Record a step; `at` defaults to the store's clock."""
+        ...
+
+    def enqueue(self, key: str, due_at: float) -> None:
+        """As `WorkQueue.enqueue`, when the unit of work commits."""
+        ...
+
+    def commit(self) -> Mapping[tuple[str, str], Document]:
+        """Apply everything atomically; the documents written, by (kind, key), at their new versions."""
+        ...
+
+
+class StateStore(Protocol):
+    """Versioned JSON documents and an append-only step history."""
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A new, empty unit of work on this store."""
+        ...
+
+    def get(self, kind: str, key: str) -> Document | None:
+        """The document, or None if there is none."""
+        ...
+
+    def create(self, kind: str, key: str, data: dict[str, Any]) -> Document | None:
+        """Create at version 1 now; None if it already exists (exactly one of racing creators wins)."""
+        ...
+
+    def update(self, doc: Document, data: dict[str, Any]) -> Document:
+        """Replace the data now if the stored version is still `doc.version`, else raise VersionConflict."""
+        ...
+
+    def list(self, kind: str, prefix: str = "") -> builtins.list[Document]:
+        """The documents of a kind whose key starts with `prefix`, in key order."""
+        ...
+
+    def append_history(self, subject: str, step: str, outcome: str, detail: str = "", at: float | None = None) -> None:
+        """Record a step now; `at` defaults to the store's clock."""
+        ...
+
+    def history(self, subject: str) -> builtins.list[HistoryEntry]:
+        """The subject's steps in time order (ties in the order they were appended)."""
+        ...
+
+
+class WorkQueue(Protocol):
+    """Keys due at a time, taken by workers under an expiring lease so a crash loses nothing."""
+
+    def enqueue(self, key: str, due_at: float) -> None:
+        """Add the key, or move an existing one earlier (never later) and bump its generation.
+
+        A lease held on the key stays held: the holder's `complete` or `reschedule` then sees
+        the new generation and keeps the item due at the enqueued time.
+        """
+        ...
+
+    def claim(self, owner: str, now: float, lease_seconds: float) -> WorkItem | None:
+        """Atomically lease the earliest item that is due and free (or whose lease expired)."""
+        ...
+
+    def reschedule(self, item: WorkItem, due_at: float) -> None:
+        """Release the lease and make the item due at `due_at` (or earlier, if re-enqueued since).
+
+        A no-op if the lease was lost, that is if another claim took the item since.
+        """
+        ...
+
+    def complete(self, item: WorkItem) -> None:
+        """Delete the item, unless re-enqueued since the claim: then only release the lease.
+
+        A no-op if the lease was lost.
+        """
+        ...
+
+    def next_due(self) -> float | None:
+        """The earliest time at which `claim` could return an item; None if the queue is empty.
+
+        That is the due time of a free item, or the lease expiry of a leased one (an item is
+        never handed out while its lease runs), so a worker can sleep until then.
+        """
+        ...
+
+    def pending(self) -> int:
+        """How many items are in the queue, leased or not."""
+        ...
+
+    def items(self) -> builtins.list[WorkItem]:
+        """Every item in the order it will be claimed; a leased item shows its lease expiry as due."""
+        ...
+
+
+class MachineLeases(Protocol):
+    """One live response per machine, and the tenant's cap on concurrent live response sessions."""
+
+    def acquire(self, machine_id: str, owner: str, now: float, until: float, max_active: int) -> bool:
+        """Take (or, if `owner` holds it, extend) the machine's lease, as one check-and-set.
+
+        False if another owner holds an unexpired lease on it, or if taking it would make more
+        than `max_active` unexpired leases.
+        """
+        ...
+
+    def release(self, machine_id: str, owner: str) -> None:
+        """Give the lease back; only the owner's own lease is released."""
+        ...
+
+    def holder(self, machine_id: str, now: float) -> str | None:
+        """Who holds an unexpired lease on the machine, if anyone."""
+        ...
+
+    def active(self, now: float) -> int:
+        """How many unexpired machine leases exist."""
+        ...
+
+
+class Store(StateStore, WorkQueue, MachineLeases, Protocol):
+    """Everything the workflow needs from its storage, as one adapter provides it."""
+
+    def close(self) -> None:
+        """Release the adapter's connections; the store is not used afterwards."""
+        ...

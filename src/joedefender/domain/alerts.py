@@ -1,0 +1,44 @@
+"""An alert and its evidence as the core sees them: the fields the workflow reads, nothing else.
+
+The Defender adapter builds these from its wire models; every text in them came from Defender
+and may have come from an attacker (file names, paths, URLs, threat names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One evidence entity of an alert. `file_path` is the directory only, as Defender gives it."""
+
+    entity_type: str | None = None
+    sha256: str | None = None
+    sha1: str | None = None
+    file_name: str | None = None
+    file_path: str | None = None
+    url: str | None = None
+    detection_status: str | None = None
+
+    @property
+    def path(self) -> str | None:
+        """The file's full path, when Defender gave both the directory and the name."""
+        if not self.file_path or not self.file_name:
+            return None
+        return self.file_path.rstrip("\\/") + "\\" + self.file_name
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: str
+    title: str | None = None
+    severity: str | None = None
+    status: str | None = None
+    detection_source: str | None = None
+    machine_id: str | None = None
+    threat_name: str | None = None
+    last_update_time: datetime | None = None
+    evidence: tuple[Evidence, ...] = ()
+    comments: tuple[str, ...] = ()
