@@ -6,8 +6,9 @@ after a crash and never writes a second one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from joedefender.domain.verdicts import Verdict
 
 MARKER_PREFIX = "joedefender ref "
 _DETECTION_LABEL = {
@@ -27,14 +28,8 @@ def has_marker(comments: Sequence[str | None], sample_key: str) -> bool:
     return any(tag in (text or "") for text in comments)
 
 
-def _join(values: Any) -> str:
-    if isinstance(values, str):
-        return values
-    return ", ".join(str(v) for v in values or ())
-
-
 def render_verdict(
-    verdict: Mapping[str, Any],
+    verdict: Verdict,
     *,
     sample_key: str,
     subject: str,
@@ -42,24 +37,21 @@ def render_verdict(
     reused: bool,
 ) -> str:
     """`subject` is the SHA-256 or the URL; `reused` says the verdict came from an earlier analysis."""
-    detection = str(verdict.get("detection") or "unknown").lower()
-    score = verdict.get("score")
-    lines = [f"Joe Sandbox: {_DETECTION_LABEL.get(detection, detection.upper())} (score {score}/100)"]
-    threats = _join(verdict.get("threat_names"))
-    if threats:
-        lines.append(f"Threat: {threats}")
-    if verdict.get("classification"):
-        lines.append(f"Classification: {verdict['classification']}")
+    detection = verdict.detection
+    lines = [f"Joe Sandbox: {_DETECTION_LABEL.get(detection, detection.upper())} (score {verdict.score}/100)"]
+    if verdict.threat_names:
+        lines.append(f"Threat: {', '.join(verdict.threat_names)}")
+    if verdict.classification:
+        lines.append(f"Classification: {verdict.classification}")
     if file_name:
         lines.append(f"File: {file_name}")
     lines.append(("URL: " if sample_key.startswith("url:") else "SHA-256: ") + subject)
-    systems = _join(verdict.get("systems"))
-    if systems:
-        lines.append(f"Sandbox: {systems}")
-    if verdict.get("link"):
-        lines.append(f"Analysis: {verdict['link']}")
+    if verdict.systems:
+        lines.append(f"Sandbox: {', '.join(verdict.systems)}")
+    if verdict.link:
+        lines.append(f"Analysis: {verdict.link}")
     if reused:
-        when = str(verdict.get("time") or "")[:10]
+        when = verdict.time.isoformat()[:10] if verdict.time is not None else ""
         lines.append(f"(Joe Sandbox had already analysed this sample{' on ' + when if when else ''}.)")
     lines.append(marker(sample_key))
     return "\n".join(lines)

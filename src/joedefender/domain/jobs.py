@@ -1,15 +1,21 @@
 """The persisted records of the workflow: alerts, sample jobs and the links between them.
 
 Each record is a pydantic model stored as a versioned JSON document; a step loads one, changes
-it, and saves it under optimistic concurrency.
+it, and saves it under optimistic concurrency. A sample job moves between states only along
+`TRANSITIONS`, through `SampleJob.move_to`.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from joedefender.domain.alerts import Alert, Evidence
+from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.reasons import Cause
+from joedefender.domain.verdicts import Verdict
 
 
 class _Record(BaseModel):
@@ -30,8 +36,14 @@ class AlertRecord(_Record):
     received_at: float
     triaged_at: float | None = None
     state: AlertState = AlertState.RECEIVED
-    reason: str = ""
+    cause: Cause | None = None  # why it was skipped or failed
+    summary: str = ""  # what triage accepted, e.g. "1 file(s), 0 URL(s)"
     samples: list[str] = []  # sample job keys
+
+    @property
+    def reason(self) -> str:
+        """What the analyst reads about this alert's triage."""
+        return self.cause.text if self.cause is not None else self.summary
 
 
 class JobState(StrEnum):
@@ -48,6 +60,31 @@ class JobState(StrEnum):
         return self in (JobState.DONE, JobState.FAILED)
 
 
+_S = JobState
+
+# The sample job's state machine: from each state, where it may go and why.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    #            known verdict reused | a file to collect | a URL to submit | gave up
+    _S.LOOKUP: frozenset({_S.DONE, _S.COLLECT, _S.SUBMIT, _S.FAILED}),
+    #            an attempt started | no machine, no way, not allowed
+    _S.COLLECT: frozenset({_S.COLLECTING, _S.FAILED}),
+    #            attempt failed or withdrawn | file collected | gave up
+    _S.COLLECTING: frozenset({_S.COLLECT, _S.SUBMIT, _S.FAILED}),
+    #            submitted (or found by marker) | the collected file is gone: collect again | gave up
+    _S.SUBMIT: frozenset({_S.ANALYSING, _S.COLLECT, _S.FAILED}),
+    #            verdict read | timed out, no analysis, gave up
+    _S.ANALYSING: frozenset({_S.DONE, _S.FAILED}),
+    _S.DONE: frozenset(),
+    #            reopened: an alert names a machine not tried yet
+    _S.FAILED: frozenset({_S.COLLECT}),
+}
+
+
+class IllegalTransition(JoeDefenderError):
+    def __init__(self, job: str, source: JobState, target: JobState) -> None:
+        super().__init__(f"sample job {job}: {source.value} -> {target.value} is not a transition of the job table")
+
+
 Strategy = Literal["getfile", "quarantine"]
 
 
@@ -62,6 +99,21 @@ class Candidate(_Record):
     detection_status: str | None = None
     threat_name: str | None = None
 
+    @classmethod
+    def sighted(cls, alert: Alert, evidence: Evidence) -> Candidate | None:
+        """Where the alert saw the file; None when it names no machine."""
+        if not alert.machine_id:
+            return None
+        return cls(
+            machine_id=alert.machine_id,
+            alert_id=alert.id,
+            path=evidence.path,
+            file_name=evidence.file_name,
+            detection_source=alert.detection_source or "",
+            detection_status=evidence.detection_status,
+            threat_name=alert.threat_name,
+        )
+
 
 class Attempt(_Record):
     """One try to collect the file: which machine, which strategy, what Defender said."""
@@ -73,8 +125,8 @@ class Attempt(_Record):
     action_id: str | None = None
     started_at: float
     ended_at: float | None = None
-    outcome: str = "running"  # running | collected | failed
-    detail: str = ""
+    outcome: Literal["running", "collected", "failed"] = "running"
+    failure: Cause | None = None
 
 
 class Submission(_Record):
@@ -99,10 +151,19 @@ class SampleJob(_Record):
     attempts: list[Attempt] = []
     waiting_since: float | None = None  # when no candidate machine could be used
     submission: Submission | None = None
-    verdict: dict[str, Any] | None = None  # a joedefender.clients.joe Verdict, as JSON
+    verdict: Verdict | None = None
     verdict_source: Literal["lookup", "analysis"] | None = None
-    failure: str | None = None
+    failure: Cause | None = None
     poll_interval: float | None = None  # the current backoff, nominal seconds
+
+    def move_to(self, target: JobState) -> None:
+        """Change state along the table; staying in the same state is not a transition."""
+        if target == self.state:
+            return
+        if target not in TRANSITIONS[self.state]:
+            raise IllegalTransition(self.key, self.state, target)
+        _observe(self.state, target)
+        self.state = target
 
     @property
     def current(self) -> Attempt | None:
@@ -115,6 +176,27 @@ class SampleJob(_Record):
                 return False
         self.candidates.append(candidate)
         return True
+
+
+_observers: list[_Observer] = []
+
+
+class _Observer:
+    def __init__(self) -> None:
+        self.seen: set[tuple[JobState, JobState]] = set()
+
+
+def observe_transitions() -> set[tuple[JobState, JobState]]:
+    """A set that collects every transition taken from now on in this process (the tests use it
+    to check that the suite exercises every row of the table)."""
+    observer = _Observer()
+    _observers.append(observer)
+    return observer.seen
+
+
+def _observe(source: JobState, target: JobState) -> None:
+    for observer in _observers:
+        observer.seen.add((source, target))
 
 
 class LinkState(StrEnum):
@@ -130,10 +212,6 @@ class AlertSampleLink(_Record):
     sample_key: str
     state: LinkState = LinkState.PENDING
     commented_at: float | None = None
-
-
-def link_key(alert_id: str, sample_key: str) -> str:
-    return f"{sample_key}|{alert_id}"
 
 
 class EndpointCleanup(_Record):

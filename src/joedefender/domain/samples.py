@@ -1,4 +1,8 @@
-"""What a sample job is about: a file (by sha256) or a URL, and the evidence that points at it."""
+"""What a sample job is about: a file (by sha256) or a URL, each with one spelling.
+
+`normalise_url` is the project's one URL normaliser (the Joe emulator keeps an independent one
+on purpose, so a test can tell them apart).
+"""
 
 from __future__ import annotations
 
@@ -66,39 +70,3 @@ class SampleKey:
 
     def __str__(self) -> str:
         return self.id
-
-
-@dataclass(frozen=True)
-class FileEvidence:
-    """A file an alert names, with where it was seen."""
-
-    alert_id: str
-    machine_id: str | None
-    sha256: str
-    sha1: str | None
-    file_name: str | None
-    directory: str | None
-    detection_source: str
-    detection_status: str | None
-    threat_name: str | None
-
-    @property
-    def path(self) -> str | None:
-        if not self.directory or not self.file_name:
-            return None
-        return self.directory.rstrip("\\/") + "\\" + self.file_name
-
-    @property
-    def key(self) -> SampleKey:
-        return SampleKey.for_file(self.sha256)
-
-
-@dataclass(frozen=True)
-class UrlEvidence:
-    alert_id: str
-    machine_id: str | None
-    url: str
-
-    @property
-    def key(self) -> SampleKey:
-        return SampleKey.for_url(self.url)

@@ -13,15 +13,10 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from joedefender.clients.mde.errors import (
-    FeatureDisabledError,
-    ForbiddenError,
-    MachineBusyError,
-    NotFoundError,
-    ThrottledError,
-)
-from joedefender.clients.mde.models import LiveResponseCommand, MachineAction
+from joedefender.domain.errors import Busy, NotAllowed, NotFound, Throttled
 from joedefender.domain.jobs import Attempt, Candidate, JobState, SampleJob, Strategy
+from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction
+from joedefender.domain.reasons import Cause, Reason
 from joedefender.endpoint import contract
 from joedefender.pipeline.cleanup import schedule_cleanup
 from joedefender.pipeline.context import Context, Outcome, again
@@ -32,7 +27,6 @@ from joedefender.pipeline.submission import new_nonce, submission_marker, submis
 if TYPE_CHECKING:
     from joedefender.pipeline.sample_step import SampleStep
 
-_RUNNING = ("Pending", "InProgress")
 _QUARANTINE_FIRST = {"prevented", "blocked", "remediated", "quarantined"}
 
 
@@ -46,11 +40,6 @@ def _strategies(candidate: Candidate, quarantine_allowed: bool) -> list[Strategy
         else:
             plan.append("quarantine")
     return plan
-
-
-def _action_errors(action: MachineAction) -> str:
-    errors = [e for command in action.commands for e in command.errors]
-    return "; ".join(errors) if errors else f"live response ended {action.status}"
 
 
 class Collector:
@@ -84,12 +73,12 @@ class Collector:
         ctx, job = self._ctx, stored.record
         plan = self._plan(job)
         if not plan:
-            return self._jobs.fail(stored, self._give_up_reason(job))
+            return self._jobs.fail(stored, self._give_up_cause(job))
         online: dict[str, bool] = {}
         for machine_id in dict.fromkeys(c.machine_id for c, _ in plan):
             try:
-                online[machine_id] = (ctx.defender.get_machine(machine_id).health_status or "") == "Active"
-            except NotFoundError:
+                online[machine_id] = ctx.defender.get_machine(machine_id).online
+            except NotFound:
                 online[machine_id] = False
         plan.sort(key=lambda item: not online[item[0].machine_id])
         busy = False
@@ -121,57 +110,63 @@ class Collector:
             started_at=now,
         )
         job.attempts.append(attempt)
-        job.state = JobState.COLLECTING
+        job.move_to(JobState.COLLECTING)
         job.waiting_since = None
-        self._jobs.save(stored)  # the intent, so a crash after the call can find the action
+        with ctx.changes() as changes:  # the intent, so a crash after the call can find the action
+            self._jobs.save(changes, stored)
         try:
             action = ctx.defender.run_live_response(
                 candidate.machine_id, self._commands(job, candidate, attempt), self._comment(job, attempt)
             )
-        except MachineBusyError:
-            self._withdraw(stored, attempt)
-            ctx.record(job.key, "collect", "machine busy", candidate.machine_id)
+        except Busy:
+            self._withdraw(stored, attempt, ("machine busy", candidate.machine_id))
             return None
-        except ThrottledError as exc:
+        except Throttled as exc:
             self._withdraw(stored, attempt)
             return again(exc.retry_after or ctx.config.busy_retry)
-        except NotFoundError as exc:
-            return self._attempt_failed(stored, attempt, f"machine not found: {exc.message}")
-        except (FeatureDisabledError, ForbiddenError) as exc:
-            self._withdraw(stored, attempt)
-            return self._jobs.fail(stored, f"live response is not allowed: {exc.message}")
+        except NotFound as exc:
+            return self._attempt_failed(stored, attempt, Cause(reason=Reason.MACHINE_NOT_FOUND, detail=exc.message))
+        except NotAllowed as exc:
+            cause = Cause(reason=Reason.LIVE_RESPONSE_NOT_ALLOWED, detail=exc.message)
+            with ctx.changes() as changes:
+                self._forget(stored, attempt)
+                outcome = self._jobs.fail(stored, cause, changes)
+            ctx.store.release(attempt.machine_id, job.key)
+            return outcome
         attempt.action_id = action.id
-        self._jobs.save(stored)
-        ctx.record(job.key, "collect", "started", f"{strategy} on {candidate.machine_id}, action {action.id}")
+        with ctx.changes() as changes:
+            self._jobs.save(changes, stored)
+            changes.record(job.key, "collect", "started", f"{strategy} on {candidate.machine_id}, action {action.id}")
         return again(ctx.config.action_poll)
 
     def _wait_for_machines(self, stored: Versioned[SampleJob], busy: bool, offline: list[str]) -> Outcome:
         ctx, job = self._ctx, stored.record
         now = ctx.now()
-        if job.waiting_since is None:
-            job.waiting_since = now
-            job.poll_interval = None
-            ctx.record(
-                job.key,
-                "collect",
-                "waiting",
-                ("machines busy; " if busy else "") + (f"offline: {', '.join(offline)}" if offline else ""),
-            )
-        if now - job.waiting_since > ctx.config.machine_wait_limit:
-            minutes = round(ctx.config.machine_wait_limit / ctx.config.time_scale / 60)
-            return self._jobs.fail(stored, f"no machine carrying the file was online and free within {minutes} minutes")
-        if busy:
-            delay = ctx.config.busy_retry
-        else:
-            job.poll_interval = ctx.config.machine_recheck(job.poll_interval)
-            delay = ctx.config.scaled(job.poll_interval)
-        self._jobs.save(stored)
+        with ctx.changes() as changes:
+            if job.waiting_since is None:
+                job.waiting_since = now
+                job.poll_interval = None
+                changes.record(
+                    job.key,
+                    "collect",
+                    "waiting",
+                    ("machines busy; " if busy else "") + (f"offline: {', '.join(offline)}" if offline else ""),
+                )
+            if now - job.waiting_since > ctx.config.machine_wait_limit:
+                minutes = round(ctx.config.machine_wait_limit / ctx.config.time_scale / 60)
+                return self._jobs.fail(stored, Cause(reason=Reason.MACHINES_UNAVAILABLE, detail=str(minutes)), changes)
+            if busy:
+                delay = ctx.config.busy_retry
+            else:
+                job.poll_interval = ctx.config.machine_recheck(job.poll_interval)
+                delay = ctx.config.scaled(job.poll_interval)
+            self._jobs.save(changes, stored)
         return again(delay)
 
-    def _commands(self, job: SampleJob, candidate: Candidate, attempt: Attempt) -> list[LiveResponseCommand]:
+    def _commands(self, job: SampleJob, candidate: Candidate, attempt: Attempt) -> list[Command]:
         if attempt.strategy == "getfile":
             assert candidate.path is not None
-            return [LiveResponseCommand.get_file(candidate.path)]
+            return [Command.get_file(candidate.path)]
         assert job.sha256 is not None
         request = contract.CollectRequest(
             mode="Collect",
@@ -188,8 +183,8 @@ class Collector:
                 contract.CollectRequest(mode="Collect", job_id=attempt.nonce, sha256=job.sha256)
             )
         return [
-            LiveResponseCommand.run_script(contract.SCRIPT_NAME, args),
-            LiveResponseCommand.get_file(contract.sample_path(attempt.nonce)),
+            Command.run_script(contract.SCRIPT_NAME, args),
+            Command.get_file(contract.sample_path(attempt.nonce)),
         ]
 
     @staticmethod
@@ -217,20 +212,20 @@ class Collector:
         if attempt.action_id is None:
             return self._reconcile(stored, attempt)
         try:
-            action = ctx.defender.get_machine_action(attempt.action_id)
-        except NotFoundError:
+            action = ctx.defender.get_action(attempt.action_id)
+        except NotFound:
             # Defender may not show a new action for a moment (mde-api.md section 3).
             if ctx.now() - attempt.started_at < ctx.config.action_timeout:
                 return again(ctx.config.action_poll)
-            return self._attempt_failed(stored, attempt, "Defender lost the live response action")
-        if action.status in _RUNNING:
+            return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_LOST))
+        if action.status.running:
             if ctx.now() - attempt.started_at > ctx.config.action_timeout:
                 self._cancel(action)
                 minutes = round(ctx.config.action_timeout / ctx.config.time_scale / 60)
-                return self._attempt_failed(stored, attempt, f"live response did not finish within {minutes} minutes")
+                return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_TIMEOUT, detail=str(minutes)))
             return again(ctx.config.action_poll)
-        if action.status != "Succeeded":
-            return self._attempt_failed(stored, attempt, self._failure_detail(attempt, action))
+        if action.status != ActionStatus.SUCCEEDED:
+            return self._attempt_failed(stored, attempt, self._failure_cause(attempt, action))
         if attempt.strategy == "quarantine":
             outcome = self._script_outcome(attempt)
             if outcome is not None and outcome.status != "found":
@@ -240,11 +235,12 @@ class Collector:
     def _reconcile(self, stored: Versioned[SampleJob], attempt: Attempt) -> Outcome:
         """The step that started this attempt died before recording the action: find it by its nonce."""
         ctx = self._ctx
-        for action in ctx.defender.list_machine_actions(machine_id=attempt.machine_id):
-            if attempt.nonce in (action.requestor_comment or ""):
+        for action in ctx.defender.list_actions(attempt.machine_id):
+            if attempt.nonce in action.comment:
                 attempt.action_id = action.id
-                self._jobs.save(stored)
-                ctx.record(stored.record.key, "collect", "recovered", f"action {action.id} found by its nonce")
+                with ctx.changes() as changes:
+                    self._jobs.save(changes, stored)
+                    changes.record(stored.record.key, "collect", "recovered", f"action {action.id} found by its nonce")
                 return again(0)
         self._withdraw(stored, attempt)
         return again(0)
@@ -256,23 +252,26 @@ class Collector:
         assert job.sha256 is not None
         index = 1 if attempt.strategy == "quarantine" else 0
         with SampleStaging(ctx.config.max_sample_bytes) as staging:
-            with ctx.defender.stream_result(
-                attempt.action_id, index, gunzip=True, max_bytes=ctx.config.max_sample_bytes
-            ) as chunks:
+            with ctx.defender.stream_file(attempt.action_id, index, max_bytes=ctx.config.max_sample_bytes) as chunks:
                 for chunk in self._refang(chunks, attempt.strategy == "quarantine"):
                     staging.write(chunk)
             if staging.sha256 != job.sha256:
-                detail = f"the collected bytes hash to {staging.sha256}, not the evidence's sha256; rejected"
-                return self._attempt_failed(stored, attempt, detail)
-            if attempt.outcome != "collected":
-                attempt.outcome = "collected"
-                attempt.ended_at = ctx.now()
-                ctx.store.release(attempt.machine_id, job.key)
-                ctx.record(job.key, "collect", "collected", f"{staging.size} bytes from {attempt.machine_id}")
-                if attempt.strategy == "quarantine":
-                    schedule_cleanup(ctx, attempt.machine_id, attempt.nonce)
-            if job.submission is None:
-                self._jobs.start_submission(stored)
+                cause = Cause(reason=Reason.HASH_MISMATCH, detail=staging.sha256)
+                return self._attempt_failed(stored, attempt, cause)
+            if attempt.outcome != "collected" or job.state != JobState.SUBMIT or job.submission is None:
+                newly_collected = attempt.outcome != "collected"
+                with ctx.changes() as changes:
+                    if newly_collected:
+                        attempt.outcome = "collected"
+                        attempt.ended_at = ctx.now()
+                        changes.record(
+                            job.key, "collect", "collected", f"{staging.size} bytes from {attempt.machine_id}"
+                        )
+                        if attempt.strategy == "quarantine":
+                            schedule_cleanup(ctx, changes, attempt.machine_id, attempt.nonce)
+                    self._jobs.start_submission(changes, stored)
+                if newly_collected:
+                    ctx.store.release(attempt.machine_id, job.key)
             submission_id = ctx.sandbox.submit_file(
                 staging.reader(),
                 self._file_name(job),
@@ -286,8 +285,9 @@ class Collector:
         asked for anew) and submit."""
         collected = [a for a in stored.record.attempts if a.outcome == "collected"]
         if not collected:
-            stored.record.state = JobState.COLLECT
-            self._jobs.save(stored)
+            stored.record.move_to(JobState.COLLECT)
+            with self._ctx.changes() as changes:
+                self._jobs.save(changes, stored)
             return again(0)
         return self._take_sample(stored, collected[-1])
 
@@ -310,64 +310,76 @@ class Collector:
     def _script_outcome(self, attempt: Attempt) -> contract.ScriptOutcome | None:
         assert attempt.action_id is not None
         try:
-            result = self._ctx.defender.get_script_result(attempt.action_id, 0)
-            return contract.ScriptOutcome.from_script_output(result.script_output or "")
-        except (contract.ContractError, NotFoundError):
+            output = self._ctx.defender.script_output(attempt.action_id, 0)
+            return contract.ScriptOutcome.from_script_output(output)
+        except (contract.ContractError, NotFound):
             return None
 
     @staticmethod
-    def _script_failure(outcome: contract.ScriptOutcome) -> str:
+    def _script_failure(outcome: contract.ScriptOutcome) -> Cause:
         if outcome.status == "not_found":
-            return "quarantine entry not found on this machine"
-        return f"the collection script failed: {outcome.message or outcome.status}"
+            return Cause(reason=Reason.QUARANTINE_NOT_FOUND)
+        return Cause(reason=Reason.SCRIPT_FAILED, detail=outcome.message or outcome.status)
 
-    def _failure_detail(self, attempt: Attempt, action: MachineAction) -> str:
-        if attempt.strategy == "quarantine" and action.status == "Failed":
+    def _failure_cause(self, attempt: Attempt, action: LiveResponseAction) -> Cause:
+        if attempt.strategy == "quarantine" and action.status == ActionStatus.FAILED:
             outcome = self._script_outcome(attempt)
             if outcome is not None and outcome.status != "found":
                 return self._script_failure(outcome)
-        return _action_errors(action)
+        return Cause(reason=Reason.ACTION_FAILED, detail=action.describe_failure())
 
-    def _cancel(self, action: MachineAction) -> None:
+    def _cancel(self, action: LiveResponseAction) -> None:
         try:
-            self._ctx.defender.cancel_machine_action(action.id, "joedefender: collection timed out")
-        except (NotFoundError, MachineBusyError):
+            self._ctx.defender.cancel_action(action.id, "joedefender: collection timed out")
+        except (NotFound, Busy):
             pass
         except Exception as exc:  # a failed cancel must not keep the job from moving on
             self._ctx.record("cancel", "collect", "cancel failed", f"{action.id}: {type(exc).__name__}")
 
     # -- ending an attempt --------------------------------------------------------------------
 
-    def _attempt_failed(self, stored: Versioned[SampleJob], attempt: Attempt, detail: str) -> Outcome:
+    def _attempt_failed(self, stored: Versioned[SampleJob], attempt: Attempt, cause: Cause) -> Outcome:
         ctx, job = self._ctx, stored.record
-        if attempt.strategy == "quarantine" and attempt.action_id is not None:
-            # Before the failure is saved: a step retried after a crash sees a failed attempt as
-            # settled and would never schedule it (scheduling twice is harmless).
-            schedule_cleanup(ctx, attempt.machine_id, attempt.nonce)
         attempt.outcome = "failed"
-        attempt.detail = detail
+        attempt.failure = cause
         attempt.ended_at = ctx.now()
-        job.state = JobState.COLLECT
-        self._jobs.save(stored)
+        job.move_to(JobState.COLLECT)
+        with ctx.changes() as changes:
+            if attempt.strategy == "quarantine" and attempt.action_id is not None:
+                schedule_cleanup(ctx, changes, attempt.machine_id, attempt.nonce)
+            self._jobs.save(changes, stored)
+            changes.record(
+                job.key, "collect", "attempt failed", f"{attempt.strategy} on {attempt.machine_id}: {cause.text}"
+            )
         ctx.store.release(attempt.machine_id, job.key)
-        ctx.record(job.key, "collect", "attempt failed", f"{attempt.strategy} on {attempt.machine_id}: {detail}")
         return again(0)
 
-    def _withdraw(self, stored: Versioned[SampleJob], attempt: Attempt) -> None:
+    def _withdraw(self, stored: Versioned[SampleJob], attempt: Attempt, note: tuple[str, str] | None = None) -> None:
         """Forget an attempt that never reached the endpoint (busy, throttled, or lost in a crash)."""
-        job = stored.record
-        job.attempts = [a for a in job.attempts if a.nonce != attempt.nonce]
-        job.state = JobState.COLLECT
-        self._jobs.save(stored)
-        self._ctx.store.release(attempt.machine_id, job.key)
+        with self._ctx.changes() as changes:
+            self._forget(stored, attempt)
+            self._jobs.save(changes, stored)
+            if note is not None:
+                changes.record(stored.record.key, "collect", *note)
+        self._ctx.store.release(attempt.machine_id, stored.record.key)
 
     @staticmethod
-    def _give_up_reason(job: SampleJob) -> str:
+    def _forget(stored: Versioned[SampleJob], attempt: Attempt) -> None:
+        job = stored.record
+        job.attempts = [a for a in job.attempts if a.nonce != attempt.nonce]
+        job.move_to(JobState.COLLECT)
+
+    @staticmethod
+    def _give_up_cause(job: SampleJob) -> Cause:
         if not job.candidates:
-            return "no machine is known to carry the file"
-        failures = [f"{a.strategy} on {a.machine_id}: {a.detail}" for a in job.attempts if a.outcome == "failed"]
-        if any(a.strategy == "quarantine" for a in job.attempts) and all(
-            "quarantine entry not found" in a.detail for a in job.attempts if a.strategy == "quarantine"
+            return Cause(reason=Reason.NO_CANDIDATE)
+        failed = [a for a in job.attempts if a.outcome == "failed"]
+        failures = [f"{a.strategy} on {a.machine_id}: {a.failure.text if a.failure else ''}" for a in failed]
+        quarantine = [a for a in job.attempts if a.strategy == "quarantine"]
+        if quarantine and all(
+            a.failure is not None and a.failure.reason == Reason.QUARANTINE_NOT_FOUND for a in quarantine
         ):
-            return "quarantine entry not found on any machine" + (f" ({'; '.join(failures)})" if failures else "")
-        return "could not collect the file: " + ("; ".join(failures) or "no way to reach it")
+            return Cause(
+                reason=Reason.QUARANTINE_NOT_FOUND_ANYWHERE, detail=f" ({'; '.join(failures)})" if failures else ""
+            )
+        return Cause(reason=Reason.NOT_COLLECTED, detail="; ".join(failures) or "no way to reach it")

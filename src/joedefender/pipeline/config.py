@@ -1,13 +1,12 @@
-"""The pipeline's knobs, derived from the settings once at start."""
+"""The pipeline's knobs (`joedefender.bootstrap` derives them from the settings once at start)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from joedefender.domain.policy import ResubmitPolicy
+from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.triage import AlertFilters
-from joedefender.settings import Settings
 
 # Nominal waits, in seconds, before `time_scale`. Live response: JoeAz polls every 30 s and
 # gives an action 600 s; RunScript itself times out at 10 minutes (mde-api.md section 4).
@@ -18,8 +17,6 @@ _ANALYSIS_POLL_MAX = 300.0
 _MACHINE_RECHECK_FIRST = 60.0
 _BUSY_RETRY = 30.0
 _STEP_LEASE = 600.0
-_ERROR_RETRY_FIRST = 15.0
-_ERROR_RETRY_MAX = 900.0
 
 
 @dataclass(frozen=True)
@@ -36,26 +33,14 @@ class PipelineConfig:
     max_live_response_sessions: int = 20
     max_sample_bytes: int = 3 * 1024**3
     time_scale: float = 1.0
-    max_step_attempts: int = 25
+    # A step that keeps failing: 15 s, doubling to 15 min, given up after 25 consecutive failures.
+    step_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(max_retries=25, first=15.0, cap=900.0, jitter="none")
+    )
 
-    @classmethod
-    def from_settings(cls, settings: Settings, *, time_scale: float = 1.0) -> PipelineConfig:
-        return cls(
-            filters=AlertFilters.of(
-                settings.defender_alert_detection_source,
-                settings.defender_alert_severity,
-                settings.defender_alert_status,
-                settings.defender_alert_title_filter,
-            ),
-            resubmit=ResubmitPolicy.from_settings(
-                settings.joe_sandbox_resubmit, settings.joe_sandbox_resubmit_after_days
-            ),
-            analysis_timeout=_seconds(settings.joe_sandbox_analysis_job_timeout),
-            machine_availability_timeout=_seconds(settings.machine_availability_timeout),
-            machine_availability_retry=settings.machine_availability_retry,
-            fetch_quarantined_files=settings.fetch_quarantined_files,
-            time_scale=time_scale,
-        )
+    @property
+    def max_step_attempts(self) -> int:
+        return self.step_retry.max_retries
 
     def scaled(self, nominal_seconds: float) -> float:
         return nominal_seconds * self.time_scale
@@ -86,9 +71,9 @@ class PipelineConfig:
     def analysis_limit(self) -> float:
         return self.scaled(self.analysis_timeout)
 
-    def backoff(self, attempt: int, first: float = _ERROR_RETRY_FIRST, cap: float = _ERROR_RETRY_MAX) -> float:
-        """Exponential backoff for step `attempt` (1-based), scaled."""
-        return self.scaled(min(cap, first * 2 ** max(0, attempt - 1)))
+    def backoff(self, attempt: int) -> float:
+        """The wait before running a failed step again, after `attempt` (1-based) failures, scaled."""
+        return self.scaled(self.step_retry.ceiling(attempt))
 
     def analysis_poll(self, previous: float | None) -> float:
         """Nominal seconds until the next look at a running analysis: 30 s, growing to 5 min."""
@@ -100,7 +85,3 @@ class PipelineConfig:
         if previous is None:
             return _MACHINE_RECHECK_FIRST
         return min(self.machine_availability_timeout, previous * 2)
-
-
-def _seconds(value: timedelta) -> float:
-    return value.total_seconds()

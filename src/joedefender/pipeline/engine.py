@@ -1,9 +1,8 @@
 """The engine: claims due work items from the queue and runs the step each one names.
 
-Work item keys are `<kind>:<subject>`: `triage:<alert id>`, `sample:<job key>`,
-`comment:<link key>`, `cleanup:<machine>|<job id>`. A step returns when to look again; errors
-that pass (throttling, outages, a lost race) are retried with backoff; a step that keeps failing
-is given up with a reason the analyst will see.
+A step returns when to look again; errors that pass (throttling, outages, a lost race) are
+retried with backoff; a step that keeps failing is given up with a reason the analyst will see.
+The engine decides by the core's error types only: every adapter maps its own errors into them.
 """
 
 from __future__ import annotations
@@ -12,27 +11,21 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from joedefender.clients.joe.errors import JoeAuthError, JoeQuotaError, JoeUnavailableError
-from joedefender.clients.mde.errors import (
-    DefenderAuthError,
-    DefenderServerError,
-    DefenderTransportError,
-    ForbiddenError,
-    ThrottledError,
-)
+from joedefender.domain.errors import Misconfigured, NotAllowed, QuotaExhausted, Throttled, Transient
 from joedefender.domain.jobs import AlertState
+from joedefender.domain.keys import WorkKey, WorkKind, alert_subject
+from joedefender.domain.reasons import Cause, Reason
 from joedefender.pipeline.cleanup import CleanupStep
 from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.intake import Intake
+from joedefender.pipeline.ports import StateStore, VersionConflict, WorkItem
 from joedefender.pipeline.sample_step import SampleStep
 from joedefender.pipeline.triage_step import TriageStep
 from joedefender.pipeline.writeback import WriteBackStep
-from joedefender.stores.base import StateStore, VersionConflict, WorkItem
 
 logger = logging.getLogger("joedefender.engine")
 
-_PASSING = (DefenderServerError, DefenderTransportError, JoeUnavailableError)
-_CONFIGURATION = (DefenderAuthError, ForbiddenError, JoeAuthError, JoeQuotaError)
+_CONFIGURATION = (Misconfigured, NotAllowed, QuotaExhausted)
 
 
 class Engine:
@@ -41,11 +34,11 @@ class Engine:
         self.intake = Intake(ctx)
         self._samples = SampleStep(ctx)
         self._errors = _ErrorCounts(ctx.store)
-        self._steps: dict[str, Callable[[str], Outcome]] = {
-            "triage": TriageStep(ctx),
-            "sample": self._samples,
-            "comment": WriteBackStep(ctx),
-            "cleanup": CleanupStep(ctx),
+        self._steps: dict[WorkKind, Callable[[str], Outcome]] = {
+            WorkKind.TRIAGE: TriageStep(ctx),
+            WorkKind.SAMPLE: self._samples,
+            WorkKind.COMMENT: WriteBackStep(ctx),
+            WorkKind.CLEANUP: CleanupStep(ctx),
         }
 
     def run_next(self, owner: str) -> bool:
@@ -63,49 +56,50 @@ class Engine:
         return True
 
     def _run(self, item: WorkItem) -> Outcome:
-        kind, _, subject = item.key.partition(":")
-        step = self._steps.get(kind)
-        if step is None:
+        work = WorkKey.parse(item.key)
+        if work is None:
             logger.error("dropping work item of unknown kind: %s", item.key)
             return Outcome()
         config = self.ctx.config
         try:
-            outcome = step(subject)
+            outcome = self._steps[work.kind](work.subject)
         except VersionConflict:
             return again(config.scaled(1))
-        except ThrottledError as exc:
+        except Throttled as exc:
             return again(exc.retry_after or config.backoff(self._errors.failed(item.key)))
-        except _PASSING as exc:
-            return self._retry(item, kind, subject, f"{type(exc).__name__}: {exc}")
+        except Transient as exc:
+            return self._retry(item, work, f"{type(exc).__name__}: {exc}")
         except _CONFIGURATION as exc:
             # Every item would fail the same way: wait long, say it loudly, do not comment.
-            self.ctx.record(item.key, kind, "configuration problem", f"{type(exc).__name__}: {exc}")
+            self.ctx.record(item.key, work.kind.value, "configuration problem", f"{type(exc).__name__}: {exc}")
             logger.error("configuration problem (run `joedefender check`): %s", exc)
             return again(config.backoff(10))
         except Exception as exc:
             logger.exception("step %s failed", item.key)
-            return self._retry(item, kind, subject, f"{type(exc).__name__}: {exc}")
+            return self._retry(item, work, f"{type(exc).__name__}: {exc}")
         self._errors.succeeded(item.key)
         return outcome
 
-    def _retry(self, item: WorkItem, kind: str, subject: str, detail: str) -> Outcome:
+    def _retry(self, item: WorkItem, work: WorkKey, detail: str) -> Outcome:
         ctx = self.ctx
         failures = self._errors.failed(item.key)
         if failures < ctx.config.max_step_attempts:
-            ctx.record(item.key, kind, "will retry", detail)
+            ctx.record(item.key, work.kind.value, "will retry", detail)
             return again(ctx.config.backoff(failures))
         self._errors.succeeded(item.key)
-        reason = f"gave up after {failures} failed tries; last error: {detail}"
-        ctx.record(item.key, kind, "gave up", reason)
-        if kind == "sample":
-            stored = ctx.jobs.get(subject)
+        cause = Cause(reason=Reason.GAVE_UP, detail=f"{failures} failed tries; last error: {detail}")
+        ctx.record(item.key, work.kind.value, "gave up", cause.text)
+        if work.kind == WorkKind.SAMPLE:
+            stored = ctx.jobs.get(work.subject)
             if stored is not None and not stored.record.state.final:
-                return self._samples.fail(stored, reason)
-        elif kind == "triage":
-            alert = ctx.alerts.get(subject)
+                return self._samples.fail(stored, cause)
+        elif work.kind == WorkKind.TRIAGE:
+            alert = ctx.alerts.get(work.subject)
             if alert is not None:
-                alert.record.state, alert.record.reason = AlertState.FAILED, reason
-                ctx.alerts.save(alert)
+                alert.record.state, alert.record.cause = AlertState.FAILED, cause
+                with ctx.changes() as changes:
+                    changes.save(alert)
+                    changes.record(alert_subject(work.subject), "triage", "failed", cause.text)
         return Outcome()
 
 

@@ -1,4 +1,8 @@
-"""Intake: record an alert id and answer at once. A repeated delivery is a no-op."""
+"""Intake: record an alert id and answer at once. A repeated delivery is a no-op.
+
+The alert, its history line and its triage work item are written in one unit of work, so an
+alert is never recorded without the work that will triage it.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from joedefender.domain.errors import JoeDefenderError
 from joedefender.domain.jobs import AlertRecord, AlertState
-from joedefender.domain.triage import NO_EVIDENCE
-from joedefender.errors import JoeDefenderError
+from joedefender.domain.keys import alert_subject, triage_key
+from joedefender.domain.reasons import Reason
 from joedefender.pipeline.context import Context
+from joedefender.pipeline.ports import AlreadyExists
 
 # Defender alert ids look like "da637472900382838869_1364969609"; older ones are GUID-like.
 _ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
@@ -24,10 +30,6 @@ class InvalidAlertError(JoeDefenderError):
 class Accepted:
     alert_id: str
     created: bool  # False: the alert was known already
-
-
-def triage_key(alert_id: str) -> str:
-    return f"triage:{alert_id}"
 
 
 def validate_alert_id(alert_id: object) -> str:
@@ -64,41 +66,43 @@ class Intake:
     ) -> Accepted:
         """Record the alert and queue its triage. `updated_at` (Defender's lastUpdateTime, from the
         poller) lets an alert skipped for lack of evidence be looked at again once Defender adds some."""
+        ctx = self._ctx
         alert_id = validate_alert_id(alert_id)
         record = AlertRecord(
             alert_id=alert_id,
             machine_id=validate_machine_id(machine_id),
             source=source,
-            received_at=self._ctx.now(),
+            received_at=ctx.now(),
         )
-        created = self._ctx.alerts.create(alert_id, record) is not None
-        if created:
-            self._ctx.record(f"alert:{alert_id}", "intake", "received", f"from {source}")
-            self._ctx.enqueue(triage_key(alert_id))
-        else:
-            self._requeue_untriaged(alert_id)
+        try:
+            with ctx.changes() as changes:
+                changes.create(ctx.alerts, alert_id, record)
+                changes.record(alert_subject(alert_id), "intake", "received", f"from {source}")
+                changes.enqueue(triage_key(alert_id))
+        except AlreadyExists:
             if updated_at is not None:
                 self._retriage_if_evidence_may_have_come(alert_id, updated_at)
-        return Accepted(alert_id, created)
+            return Accepted(alert_id, False)
+        return Accepted(alert_id, True)
 
     def _retriage_if_evidence_may_have_come(self, alert_id: str, updated_at: datetime) -> None:
-        stored = self._ctx.alerts.get(alert_id)
+        ctx = self._ctx
+        stored = ctx.alerts.get(alert_id)
         if stored is None:
             return
         record = stored.record
         triaged_at = record.triaged_at
-        if record.state != AlertState.SKIPPED or record.reason != NO_EVIDENCE or triaged_at is None:
-            return
-        if updated_at.timestamp() <= triaged_at:
+        skipped_for_no_evidence = (
+            record.state == AlertState.SKIPPED
+            and record.cause is not None
+            and record.cause.reason == Reason.NO_EVIDENCE
+        )
+        if not skipped_for_no_evidence or triaged_at is None or updated_at.timestamp() <= triaged_at:
             return
         record.state = AlertState.RECEIVED
-        self._ctx.alerts.save(stored)
-        self._ctx.record(f"alert:{alert_id}", "intake", "re-triage", "Defender updated an alert that had no evidence")
-        self._ctx.enqueue(triage_key(alert_id))
-
-    def _requeue_untriaged(self, alert_id: str) -> None:
-        """A crash between recording an alert and queueing its triage would leave it unseen for
-        good; the sender's retry queues it again (a key already queued only becomes due now)."""
-        stored = self._ctx.alerts.get(alert_id)
-        if stored is not None and stored.record.state == AlertState.RECEIVED:
-            self._ctx.enqueue(triage_key(alert_id))
+        with ctx.changes() as changes:
+            changes.save(stored)
+            changes.record(
+                alert_subject(alert_id), "intake", "re-triage", "Defender updated an alert that had no evidence"
+            )
+            changes.enqueue(triage_key(alert_id))

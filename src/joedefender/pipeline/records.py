@@ -1,15 +1,26 @@
-"""Typed access to the store's versioned documents: load a record, change it, save it or lose the race."""
+"""Typed access to the store's versioned documents, and the unit of work a step writes through.
+
+A step reads records through a `Repository`, changes them, and writes everything it changed (the
+records, its history lines, the next work items) through one `Changes`: committed together, or,
+when someone else changed a record first, not at all (`VersionConflict`, and the step runs again).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from joedefender.stores.base import Document, StateStore
+from joedefender.domain.jobs import AlertRecord, AlertSampleLink, EndpointCleanup, SampleJob
+from joedefender.pipeline.ports import Document, StateStore, Store, UnitOfWork
 
 M = TypeVar("M", bound=BaseModel)
+
+logger = logging.getLogger("joedefender.pipeline")
 
 
 @dataclass
@@ -23,23 +34,72 @@ class Versioned(Generic[M]):
 class Repository(Generic[M]):
     def __init__(self, store: StateStore, kind: str, model: type[M]) -> None:
         self._store = store
-        self._kind = kind
+        self.kind = kind
         self._model = model
 
     def get(self, key: str) -> Versioned[M] | None:
-        doc = self._store.get(self._kind, key)
+        doc = self._store.get(self.kind, key)
         return None if doc is None else Versioned(self._model.model_validate(doc.data), doc)
 
-    def create(self, key: str, record: M) -> Versioned[M] | None:
-        """None when the key exists already (someone else created it first)."""
-        doc = self._store.create(self._kind, key, record.model_dump(mode="json"))
-        return None if doc is None else Versioned(record, doc)
-
-    def save(self, versioned: Versioned[M]) -> Versioned[M]:
-        """Raises VersionConflict when the record changed since it was read."""
-        doc = self._store.update(versioned.doc, versioned.record.model_dump(mode="json"))
-        versioned.doc = doc
-        return versioned
-
     def list(self, prefix: str = "") -> list[Versioned[M]]:
-        return [Versioned(self._model.model_validate(d.data), d) for d in self._store.list(self._kind, prefix)]
+        return [Versioned(self._model.model_validate(d.data), d) for d in self._store.list(self.kind, prefix)]
+
+
+class Records:
+    """The store's records by kind: what `status` reads and every step works on."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.alerts: Repository[AlertRecord] = Repository(store, "alert", AlertRecord)
+        self.jobs: Repository[SampleJob] = Repository(store, "job", SampleJob)
+        self.links: Repository[AlertSampleLink] = Repository(store, "link", AlertSampleLink)
+        self.cleanups: Repository[EndpointCleanup] = Repository(store, "cleanup", EndpointCleanup)
+
+
+class Changes:
+    """One step's unit of work. Use as `with ctx.changes() as changes: ...`: it commits when the
+    block ends without an exception, and writes nothing otherwise."""
+
+    def __init__(self, uow: UnitOfWork, now: Callable[[], float]) -> None:
+        self._uow = uow
+        self._now = now
+        self._saved: dict[tuple[str, str], Versioned[BaseModel]] = {}
+        self._created: list[Versioned[BaseModel]] = []
+        self._lines: list[tuple[str, str, str, str]] = []
+
+    def save(self, stored: Versioned[M]) -> None:
+        """Write the record as it is when the unit of work commits (saving it twice writes it once)."""
+        self._saved[(stored.doc.kind, stored.doc.key)] = stored  # type: ignore[assignment]
+
+    def create(self, repository: Repository[M], key: str, record: M) -> Versioned[M]:
+        """The new record; its document is known once committed (`AlreadyExists` if it was there)."""
+        self._uow.create(repository.kind, key, record.model_dump(mode="json"))
+        stored = Versioned(record, Document(repository.kind, key, 0, {}, 0.0))
+        self._created.append(stored)  # type: ignore[arg-type]
+        return stored
+
+    def record(self, subject: str, step: str, outcome: str, detail: str = "") -> None:
+        """One line of a job's or alert's history (shown by `status`) and, once committed, of the log."""
+        self._uow.append_history(subject, step, outcome, detail, at=self._now())
+        self._lines.append((subject, step, outcome, detail))
+
+    def enqueue(self, key: str, delay: float = 0.0) -> None:
+        self._uow.enqueue(key, self._now() + delay)
+
+    def commit(self) -> None:
+        for stored in self._saved.values():
+            self._uow.update(stored.doc, stored.record.model_dump(mode="json"))
+        written = self._uow.commit()
+        for stored in [*self._saved.values(), *self._created]:
+            stored.doc = written[(stored.doc.kind, stored.doc.key)]
+        for line in self._lines:
+            logger.info("%s %s: %s %s", *line)
+
+    def __enter__(self) -> Changes:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.commit()

@@ -1,8 +1,9 @@
 """The sample job's state machine: lookup, collection, submission, waiting for the verdict.
 
-Each call does a bounded amount of work (a few API calls), saves the job, and says when to look
-again. Side effects are recorded as intents first (an attempt's nonce, a submission's nonce) so a
-retried step finds what a crashed one did instead of doing it twice.
+Each call does a bounded amount of work (a few API calls) and commits what it learnt in one unit
+of work, then says when to look again. Side effects are recorded as intents first (an attempt's
+nonce, a submission's nonce) so a retried step finds what a crashed one did instead of doing it
+twice.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from joedefender.domain.jobs import JobState, SampleJob, Submission
+from joedefender.domain.keys import comment_key, link_prefix
+from joedefender.domain.reasons import Cause, Reason
 from joedefender.pipeline.collection import Collector
 from joedefender.pipeline.context import DONE, Context, Outcome, again
-from joedefender.pipeline.records import Versioned
+from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
-from joedefender.pipeline.triage_step import comment_key
 
 
 class SampleStep:
@@ -35,43 +37,53 @@ class SampleStep:
             return self._submit(stored)
         if state == JobState.ANALYSING:
             return self._poll(stored)
-        return self.announce(stored)
+        with self._ctx.changes() as changes:
+            self.announce(changes, stored)
+        return DONE
 
     # -- shared by the collector ------------------------------------------------------------
 
-    def save(self, stored: Versioned[SampleJob]) -> None:
+    def save(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
         stored.record.updated_at = self._ctx.now()
-        self._ctx.jobs.save(stored)
+        changes.save(stored)
 
-    def fail(self, stored: Versioned[SampleJob], reason: str) -> Outcome:
-        stored.record.state = JobState.FAILED
-        stored.record.failure = reason
-        self.save(stored)
-        self._ctx.record(stored.record.key, "job", "failed", reason)
-        return self.announce(stored)
-
-    def announce(self, stored: Versioned[SampleJob]) -> Outcome:
-        """A final job asks for write-back on every alert linked to it so far."""
-        for link in self._ctx.links.list(prefix=f"{stored.record.key}|"):
-            self._ctx.enqueue(comment_key(link.doc.key))
+    def fail(self, stored: Versioned[SampleJob], cause: Cause, changes: Changes | None = None) -> Outcome:
+        """End the job as failed (in `changes`, when given, else in a unit of work of its own)."""
+        if changes is None:
+            with self._ctx.changes() as own:
+                return self.fail(stored, cause, own)
+        job = stored.record
+        job.move_to(JobState.FAILED)
+        job.failure = cause
+        self.save(changes, stored)
+        changes.record(job.key, "job", "failed", cause.text)
+        self.announce(changes, stored)
         return DONE
 
-    def start_submission(self, stored: Versioned[SampleJob]) -> None:
+    def announce(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
+        """A final job asks for write-back on every alert linked to it so far (a link made
+        meanwhile conflicts with this job's save: triage saves the job it links)."""
+        for link in self._ctx.links.list(prefix=link_prefix(stored.record.key)):
+            changes.enqueue(comment_key(link.doc.key))
+
+    def start_submission(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
         """Record the intent to submit (with the marker Joe will carry) before submitting."""
-        stored.record.state = JobState.SUBMIT
-        stored.record.submission = Submission(nonce=new_nonce())
-        self.save(stored)
+        job = stored.record
+        job.move_to(JobState.SUBMIT)
+        if job.submission is None:
+            job.submission = Submission(nonce=new_nonce())
+        self.save(changes, stored)
 
     def submitted(self, stored: Versioned[SampleJob], submission_id: str) -> Outcome:
         job = stored.record
         assert job.submission is not None
         job.submission.submission_id = submission_id
         job.submission.submitted_at = self._ctx.now()
-        job.state = JobState.ANALYSING
+        job.move_to(JobState.ANALYSING)
         job.poll_interval = None
-        self.save(stored)
-        self._ctx.record(job.key, "submit", "submitted", f"submission {submission_id}")
-        return self._next_poll(stored)
+        with self._ctx.changes() as changes:
+            changes.record(job.key, "submit", "submitted", f"submission {submission_id}")
+            return self._next_poll(changes, stored)
 
     # -- the states --------------------------------------------------------------------------
 
@@ -84,17 +96,20 @@ class SampleStep:
             assert job.url is not None
             known = ctx.sandbox.lookup_url(job.url)
         now = datetime.fromtimestamp(ctx.now(), UTC)
-        if known is not None and not ctx.config.resubmit.resubmit(known.time, now):
-            job.verdict = known.model_dump(mode="json")
-            job.verdict_source = "lookup"
-            job.state = JobState.DONE
-            self.save(stored)
-            ctx.record(job.key, "lookup", "known", f"{known.detection} (analysis {known.webid}), not resubmitted")
-            return self.announce(stored)
-        detail = "unknown to Joe Sandbox" if known is None else f"known, {ctx.config.resubmit.describe()}"
-        job.state = JobState.COLLECT if job.kind == "file" else JobState.SUBMIT
-        self.save(stored)
-        ctx.record(job.key, "lookup", "analyse", detail)
+        with ctx.changes() as changes:
+            if known is not None and not ctx.config.resubmit.resubmit(known.time, now):
+                job.verdict, job.verdict_source = known, "lookup"
+                job.move_to(JobState.DONE)
+                self.save(changes, stored)
+                changes.record(
+                    job.key, "lookup", "known", f"{known.detection} (analysis {known.webid}), not resubmitted"
+                )
+                self.announce(changes, stored)
+                return DONE
+            detail = "unknown to Joe Sandbox" if known is None else f"known, {ctx.config.resubmit.describe()}"
+            job.move_to(JobState.COLLECT if job.kind == "file" else JobState.SUBMIT)
+            self.save(changes, stored)
+            changes.record(job.key, "lookup", "analyse", detail)
         return again(0)
 
     def _submit(self, stored: Versioned[SampleJob]) -> Outcome:
@@ -104,15 +119,16 @@ class SampleStep:
             if webid is not None:  # a crash came between submitting and recording it
                 job.submission.webid = webid
                 job.submission.submitted_at = job.submission.submitted_at or ctx.now()
-                job.state = JobState.ANALYSING
-                self.save(stored)
-                ctx.record(job.key, "submit", "recovered", f"analysis {webid} found by its marker")
-                return self._next_poll(stored)
+                job.move_to(JobState.ANALYSING)
+                with ctx.changes() as changes:
+                    changes.record(job.key, "submit", "recovered", f"analysis {webid} found by its marker")
+                    return self._next_poll(changes, stored)
         if job.kind == "file":
             return self._collector.resubmit_collected(stored)
         assert job.url is not None
         if job.submission is None:
-            self.start_submission(stored)
+            with ctx.changes() as changes:
+                self.start_submission(changes, stored)
         submission_id = ctx.sandbox.submit_url(
             job.url,
             tags=submission_tags(job),
@@ -127,9 +143,9 @@ class SampleStep:
         webid = submission.webid
         if submission.submission_id is not None:
             info = ctx.sandbox.submission_info(submission.submission_id)
-            finished = info.status == "finished"
+            finished = info.finished
             if finished and info.webid is None:
-                return self.fail(stored, "Joe Sandbox finished the submission without an analysis")
+                return self.fail(stored, Cause(reason=Reason.NO_ANALYSIS))
             webid = info.webid
         else:
             assert webid is not None
@@ -137,21 +153,23 @@ class SampleStep:
         if finished:
             assert webid is not None
             verdict = ctx.sandbox.verdict(webid)
-            job.verdict = verdict.model_dump(mode="json")
-            job.verdict_source = "analysis"
+            job.verdict, job.verdict_source = verdict, "analysis"
             submission.webid = webid
-            job.state = JobState.DONE
-            self.save(stored)
-            ctx.record(job.key, "analysis", "finished", f"{verdict.detection}, score {verdict.score}")
-            return self.announce(stored)
+            job.move_to(JobState.DONE)
+            with ctx.changes() as changes:
+                self.save(changes, stored)
+                changes.record(job.key, "analysis", "finished", f"{verdict.detection}, score {verdict.score}")
+                self.announce(changes, stored)
+            return DONE
         started = submission.submitted_at or job.updated_at
         if ctx.now() - started > ctx.config.analysis_limit:
             minutes = round(ctx.config.analysis_timeout / 60)
-            return self.fail(stored, f"the analysis did not finish within {minutes} minutes")
-        return self._next_poll(stored)
+            return self.fail(stored, Cause(reason=Reason.ANALYSIS_TIMEOUT, detail=str(minutes)))
+        with ctx.changes() as changes:
+            return self._next_poll(changes, stored)
 
-    def _next_poll(self, stored: Versioned[SampleJob]) -> Outcome:
+    def _next_poll(self, changes: Changes, stored: Versioned[SampleJob]) -> Outcome:
         job = stored.record
         job.poll_interval = self._ctx.config.analysis_poll(job.poll_interval)
-        self.save(stored)
+        self.save(changes, stored)
         return again(self._ctx.config.scaled(job.poll_interval))

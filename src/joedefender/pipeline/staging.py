@@ -11,7 +11,7 @@ import hashlib
 import tempfile
 from typing import BinaryIO
 
-from joedefender.errors import JoeDefenderError
+from joedefender.domain.errors import JoeDefenderError
 
 _IN_MEMORY = 8 * 1024 * 1024
 

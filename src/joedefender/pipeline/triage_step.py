@@ -1,22 +1,24 @@
-"""Triage: read the alert, apply the filters, and attach its evidence to sample jobs."""
+"""Triage: read the alert, apply the filters, and attach its evidence to sample jobs.
+
+Everything triage writes (the alert's new state, new or joined sample jobs, the (alert, sample)
+links, history and the next work items) is one unit of work: a crash or a lost race leaves
+either all of it or none, and the step simply runs again.
+"""
 
 from __future__ import annotations
 
-from joedefender.clients.mde.errors import NotFoundError
-from joedefender.domain.jobs import AlertSampleLink, AlertState, Candidate, JobState, SampleJob, link_key
-from joedefender.domain.samples import FileEvidence, UrlEvidence
-from joedefender.domain.triage import triage
+from joedefender.domain.alerts import Alert
+from joedefender.domain.errors import NotFound
+from joedefender.domain.jobs import AlertRecord, AlertSampleLink, AlertState, Candidate, JobState, SampleJob
+from joedefender.domain.keys import alert_subject, comment_key, link_key, sample_work_key
+from joedefender.domain.reasons import Cause, Reason
+from joedefender.domain.samples import SampleKey
+from joedefender.domain.triage import TriageDecision, triage
 from joedefender.pipeline.context import DONE, Context, Outcome
-from joedefender.pipeline.records import Versioned
-from joedefender.stores.base import VersionConflict
+from joedefender.pipeline.ports import VersionConflict
+from joedefender.pipeline.records import Changes, Versioned
 
-
-def sample_key(job_key: str) -> str:
-    return f"sample:{job_key}"
-
-
-def comment_key(link: str) -> str:
-    return f"comment:{link}"
+_RACES = 20
 
 
 class TriageStep:
@@ -28,117 +30,109 @@ class TriageStep:
         stored = ctx.alerts.get(alert_id)
         if stored is None or stored.record.state != AlertState.RECEIVED:
             return DONE
-        subject = f"alert:{alert_id}"
         try:
             alert = ctx.defender.get_alert(alert_id)
-        except NotFoundError:
-            stored.record.state = AlertState.FAILED
-            stored.record.reason = "Defender does not know this alert id"
-            ctx.alerts.save(stored)
-            ctx.record(subject, "triage", "failed", stored.record.reason)
+        except NotFound:
+            self._end(stored, AlertState.FAILED, Cause(reason=Reason.ALERT_UNKNOWN), "failed")
             return DONE
         decision = triage(alert, ctx.config.filters)
-        stored.record.triaged_at = ctx.now()
-        for note in decision.skipped_evidence:
-            ctx.record(subject, "triage", "evidence skipped", note)
-        if not decision.accepted:
-            stored.record.state = AlertState.SKIPPED
-            stored.record.reason = decision.reason
-            ctx.alerts.save(stored)
-            ctx.record(subject, "triage", "skipped", decision.reason)
+        if decision.cause is not None:
+            self._end(stored, AlertState.SKIPPED, decision.cause, "skipped", decision.skipped_evidence)
             return DONE
-        keys = [self._attach_file(f) for f in decision.files] + [self._attach_url(u) for u in decision.urls]
-        stored.record.state = AlertState.ACCEPTED
-        stored.record.reason = decision.reason
-        stored.record.samples = keys
-        ctx.alerts.save(stored)
-        ctx.record(subject, "triage", "accepted", decision.reason)
-        return DONE
+        for _ in range(_RACES):
+            try:
+                self._accept(stored, alert, decision)
+                return DONE
+            except VersionConflict:  # a job changed while we joined it: read again, try again
+                fresh = ctx.alerts.get(alert_id)
+                if fresh is None or fresh.record.state != AlertState.RECEIVED:
+                    return DONE
+                stored = fresh
+        raise VersionConflict("alert", alert_id, stored.doc.version)
 
-    def _attach_file(self, evidence: FileEvidence) -> str:
-        key = evidence.key.id
-        candidate = (
-            Candidate(
-                machine_id=evidence.machine_id,
-                alert_id=evidence.alert_id,
-                path=evidence.path,
-                file_name=evidence.file_name,
-                detection_source=evidence.detection_source,
-                detection_status=evidence.detection_status,
-                threat_name=evidence.threat_name,
-            )
-            if evidence.machine_id
-            else None
-        )
-        now = self._ctx.now()
-        job = SampleJob(
-            key=key,
-            kind="file",
-            sha256=evidence.sha256,
-            file_name=evidence.file_name,
-            created_at=now,
-            updated_at=now,
-            candidates=[candidate] if candidate else [],
-        )
-        self._join(job, candidate)
-        self._link(evidence.alert_id, key)
-        return key
+    def _end(
+        self,
+        stored: Versioned[AlertRecord],
+        state: AlertState,
+        cause: Cause,
+        outcome: str,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        record = stored.record
+        record.state, record.cause, record.triaged_at = state, cause, self._ctx.now()
+        subject = alert_subject(record.alert_id)
+        with self._ctx.changes() as changes:
+            changes.save(stored)
+            for note in notes:
+                changes.record(subject, "triage", "evidence skipped", note)
+            changes.record(subject, "triage", outcome, cause.text)
 
-    def _attach_url(self, evidence: UrlEvidence) -> str:
-        key = evidence.key.id
-        now = self._ctx.now()
-        job = SampleJob(key=key, kind="url", url=evidence.key.value, created_at=now, updated_at=now)
-        self._join(job, None)
-        self._link(evidence.alert_id, key)
-        return key
+    def _accept(self, stored: Versioned[AlertRecord], alert: Alert, decision: TriageDecision) -> None:
+        ctx, record = self._ctx, stored.record
+        now = ctx.now()
+        subject = alert_subject(record.alert_id)
+        with ctx.changes() as changes:
+            keys: list[str] = []
+            for key, evidence in decision.files:
+                new_job = SampleJob(
+                    key=key.id,
+                    kind="file",
+                    sha256=key.value,
+                    file_name=evidence.file_name,
+                    created_at=now,
+                    updated_at=now,
+                )
+                keys.append(self._attach(changes, alert.id, key, new_job, Candidate.sighted(alert, evidence)))
+            for key in decision.urls:
+                new_job = SampleJob(key=key.id, kind="url", url=key.value, created_at=now, updated_at=now)
+                keys.append(self._attach(changes, alert.id, key, new_job, None))
+            for note in decision.skipped_evidence:
+                changes.record(subject, "triage", "evidence skipped", note)
+            record.state, record.cause, record.summary = AlertState.ACCEPTED, None, decision.summary
+            record.samples, record.triaged_at = keys, now
+            changes.save(stored)
+            changes.record(subject, "triage", "accepted", decision.summary)
 
-    def _join(self, new_job: SampleJob, candidate: Candidate | None) -> None:
-        """Create the sample job, or join the one that exists (one sample, one analysis)."""
+    def _attach(
+        self, changes: Changes, alert_id: str, key: SampleKey, new_job: SampleJob, candidate: Candidate | None
+    ) -> str:
+        """Create the sample job, or join the one that exists (one sample, one analysis), and link it."""
         ctx = self._ctx
-        if ctx.jobs.create(new_job.key, new_job) is not None:
-            ctx.record(new_job.key, "job", "created", new_job.sha256 or new_job.url or "")
-            ctx.enqueue(sample_key(new_job.key))
-            return
-        for _ in range(20):
-            stored = ctx.jobs.get(new_job.key)
-            assert stored is not None
-            job = stored.record
-            changed = candidate is not None and job.add_candidate(candidate)
+        job_key = key.id
+        existing = ctx.jobs.get(job_key)
+        final = False
+        if existing is None:
+            if candidate is not None:
+                new_job.candidates.append(candidate)
+            changes.create(ctx.jobs, job_key, new_job)
+            changes.record(job_key, "job", "created", key.value)
+            changes.enqueue(sample_work_key(job_key))
+        else:
+            job = existing.record
+            joined = candidate is not None and job.add_candidate(candidate)
             reopen = (
-                changed
+                joined
                 and job.state == JobState.FAILED
                 and candidate is not None
                 and all(a.machine_id != candidate.machine_id for a in job.attempts)
             )
             if reopen:
-                job.state, job.failure, job.waiting_since = JobState.COLLECT, None, None
-            if not changed:
-                if not job.state.final:
-                    # A triage retried after a crash between creating the job and queueing it.
-                    ctx.enqueue(sample_key(job.key))
-                return
-            try:
-                self._save(stored)
-            except VersionConflict:
-                continue
-            ctx.record(job.key, "job", "joined", f"alert {candidate.alert_id if candidate else ''}")
+                job.move_to(JobState.COLLECT)
+                job.failure, job.waiting_since = None, None
+            # Saved even when unchanged: the version check makes a job that ends meanwhile
+            # (and announces itself to the links it knows) conflict with the link made here.
+            job.updated_at = ctx.now()
+            changes.save(existing)
+            if joined:
+                changes.record(job_key, "job", "joined", f"alert {alert_id}")
             if reopen:
-                ctx.record(job.key, "job", "reopened", "a new machine carries the file")
-                ctx.enqueue(sample_key(job.key))
-            elif not job.state.final:
-                ctx.enqueue(sample_key(job.key))
-            return
-        raise VersionConflict("job", new_job.key, -1)
-
-    def _save(self, stored: Versioned[SampleJob]) -> None:
-        stored.record.updated_at = self._ctx.now()
-        self._ctx.jobs.save(stored)
-
-    def _link(self, alert_id: str, key: str) -> None:
-        ctx = self._ctx
-        link = link_key(alert_id, key)
-        ctx.links.create(link, AlertSampleLink(alert_id=alert_id, sample_key=key))
-        # A job that is already final will not announce itself again: write back now.
-        job = ctx.jobs.get(key)
-        if job is not None and job.record.state.final:
-            ctx.enqueue(comment_key(link))
+                changes.record(job_key, "job", "reopened", "a new machine carries the file")
+            if not job.state.final and joined:
+                changes.enqueue(sample_work_key(job_key))
+            final = job.state.final
+        link = link_key(alert_id, job_key)
+        if ctx.links.get(link) is None:
+            changes.create(ctx.links, link, AlertSampleLink(alert_id=alert_id, sample_key=job_key))
+        if final:  # a job that has ended will not announce itself again: write back now
+            changes.enqueue(comment_key(link))
+        return job_key

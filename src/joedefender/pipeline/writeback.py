@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from joedefender.domain.comments import has_marker, render_failure, render_verdict
 from joedefender.domain.jobs import AlertSampleLink, JobState, LinkState, SampleJob
+from joedefender.domain.keys import alert_subject
 from joedefender.pipeline.context import DONE, Context, Outcome
 
 
@@ -25,9 +26,8 @@ def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
             file_name=file_name,
             reused=job.verdict_source == "lookup",
         )
-    return render_failure(
-        sample_key=job.key, subject=subject, file_name=file_name, reason=job.failure or "unknown error"
-    )
+    reason = job.failure.text if job.failure is not None else "unknown error"
+    return render_failure(sample_key=job.key, subject=subject, file_name=file_name, reason=reason)
 
 
 class WriteBackStep:
@@ -43,21 +43,23 @@ class WriteBackStep:
         job = ctx.jobs.get(link.sample_key)
         if job is None or not job.record.state.final:
             return DONE  # the job announces itself when it ends
-        subject = f"alert:{link.alert_id}"
+        subject = alert_subject(link.alert_id)
         if link.state == LinkState.WRITING and self._already_there(link):
-            ctx.record(subject, "write-back", "already commented", link.sample_key)
+            outcome, detail = "already commented", link.sample_key
         else:
             if link.state != LinkState.WRITING:
                 link.state = LinkState.WRITING
-                stored = ctx.links.save(stored)
-                link = stored.record
+                with ctx.changes() as changes:
+                    changes.save(stored)
             ctx.defender.add_comment(link.alert_id, comment_text(job.record, link))
-            ctx.record(subject, "write-back", "commented", f"{link.sample_key} ({job.record.state.value})")
+            outcome, detail = "commented", f"{link.sample_key} ({job.record.state.value})"
         link.state = LinkState.COMMENTED
         link.commented_at = ctx.now()
-        ctx.links.save(stored)
+        with ctx.changes() as changes:
+            changes.save(stored)
+            changes.record(subject, "write-back", outcome, detail)
         return DONE
 
     def _already_there(self, link: AlertSampleLink) -> bool:
         alert = self._ctx.defender.get_alert(link.alert_id)
-        return has_marker([c.comment for c in alert.comments], link.sample_key)
+        return has_marker(alert.comments, link.sample_key)

@@ -8,7 +8,8 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from joedefender.domain.jobs import AlertRecord, SampleJob
-from joedefender.pipeline.context import Records
+from joedefender.domain.keys import alert_subject, link_key, link_prefix
+from joedefender.pipeline.records import Records
 
 _STYLE = {
     "done": "green",
@@ -33,11 +34,10 @@ def _styled(value: str) -> str:
 
 
 def job_outcome(job: SampleJob) -> str:
-    if job.verdict:
-        score = job.verdict.get("score")
+    if job.verdict is not None:
         reused = " (known)" if job.verdict_source == "lookup" else ""
-        return f"{job.verdict.get('detection')} {score}{reused}"
-    return job.failure or ""
+        return f"{job.verdict.detection} {job.verdict.score}{reused}"
+    return job.failure.text if job.failure is not None else ""
 
 
 def alerts_table(ctx: Records) -> Table:
@@ -50,7 +50,7 @@ def alerts_table(ctx: Records) -> Table:
             table.add_row(alert.alert_id, _styled(alert.state.value), "", "", alert.reason, "")
         for key in alert.samples:
             job = ctx.jobs.get(key)
-            link = ctx.links.get(f"{key}|{alert.alert_id}")
+            link = ctx.links.get(link_key(alert.alert_id, key))
             table.add_row(
                 alert.alert_id,
                 _styled(alert.state.value),
@@ -68,7 +68,7 @@ def jobs_table(ctx: Records) -> Table:
         table.add_column(column, overflow="fold")
     for stored in ctx.jobs.list():
         job = stored.record
-        alerts = len({c.alert_id for c in job.candidates}) or len(ctx.links.list(prefix=f"{job.key}|"))
+        alerts = len({c.alert_id for c in job.candidates}) or len(ctx.links.list(prefix=link_prefix(job.key)))
         table.add_row(
             job.sha256 or job.url or job.key,
             _styled(job.state.value),
@@ -90,7 +90,9 @@ def history_table(ctx: Records, subject: str, title: str) -> Table:
 
 
 def alert_detail(ctx: Records, alert: AlertRecord) -> Group:
-    parts: list[Table] = [history_table(ctx, f"alert:{alert.alert_id}", f"Alert {alert.alert_id}: {alert.state.value}")]
+    parts: list[Table] = [
+        history_table(ctx, alert_subject(alert.alert_id), f"Alert {alert.alert_id}: {alert.state.value}")
+    ]
     for key in alert.samples:
         job = ctx.jobs.get(key)
         state = job.record.state.value if job else "unknown"

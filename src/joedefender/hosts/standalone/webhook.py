@@ -18,8 +18,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from joedefender import __version__
-from joedefender.pipeline.intake import Accepted, Intake, InvalidAlertError, triage_key
-from joedefender.stores.base import StoreError
+from joedefender.domain.keys import triage_key
+from joedefender.pipeline.intake import Accepted, Intake, InvalidAlertError
+from joedefender.pipeline.ports import StoreError
 
 logger = logging.getLogger("joedefender.webhook")
 _MAX_BODY = 1024 * 1024
