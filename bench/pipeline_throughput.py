@@ -22,7 +22,7 @@ import httpx
 
 from joedefender.emulators.runner import Emulators
 from joedefender.emulators.scenario import parse_scenario
-from joedefender.hosts.standalone.connector import open_connector
+from joedefender.bootstrap import open_connector
 from joedefender.hosts.standalone.workers import WorkerPool
 from joedefender.settings import Settings
 

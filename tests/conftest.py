@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from joedefender.domain.jobs import TRANSITIONS, observe_transitions
 from joedefender.emulators.scenario import Scenario
 from tests.world import World
 
@@ -23,3 +24,29 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
     yield make
     for world in worlds:
         world.close()
+
+
+# --- every row of the sample job's state table is exercised by the suite -------------------------
+# Transitions are collected from every test run in this process; when the whole suite ran and
+# passed, a row that no test took fails the session (a row nothing exercises is untested code).
+
+_TRANSITIONS_TAKEN = observe_transitions()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    whole_suite = not session.config.option.keyword and not session.config.option.markexpr
+    args = [a for a in session.config.args if not a.startswith("-")]
+    whole_suite = whole_suite and all(Path(a).resolve() == Path(__file__).parent.resolve() for a in args)
+    if not whole_suite or exitstatus != 0 or session.testscollected == 0:
+        return
+    missing = sorted(
+        f"{a.value} -> {b.value}"
+        for a, targets in TRANSITIONS.items()
+        for b in targets
+        if (a, b) not in _TRANSITIONS_TAKEN
+    )
+    if missing:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"sample job transitions no test exercised: {', '.join(missing)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -16,7 +16,7 @@ import httpx
 
 from joedefender.emulators.runner import Emulators
 from joedefender.emulators.scenario import Scenario, load_scenario, parse_scenario
-from joedefender.hosts.standalone.connector import Connector, open_connector
+from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.workers import WorkerPool
 from joedefender.settings import Settings
 

@@ -7,38 +7,40 @@ from typing import Any
 
 import pytest
 
-from joedefender.clients.mde.models import Alert
+from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.comments import has_marker, marker, render_failure, render_verdict
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.samples import InvalidSampleError, SampleKey, normalise_url
 from joedefender.domain.triage import AlertFilters, triage
+from joedefender.domain.verdicts import Verdict
 
 SHA = "a" * 64
 
 
-def _alert(**fields: Any) -> Alert:
+def _alert(evidence: list[Evidence] | None = None, **fields: Any) -> Alert:
     body: dict[str, Any] = {
         "id": "da1_1",
-        "detectionSource": "WindowsDefenderAtp",
+        "detection_source": "WindowsDefenderAtp",
         "severity": "High",
         "status": "New",
         "title": "Suspicious thing",
-        "machineId": "1" * 40,
-        "evidence": [{"entityType": "File", "sha256": SHA.upper(), "fileName": "x.exe", "filePath": "C:\\t"}],
+        "machine_id": "1" * 40,
     }
     body.update(fields)
-    return Alert.model_validate(body)
+    if evidence is None:
+        evidence = [Evidence(entity_type="File", sha256=SHA.upper(), file_name="x.exe", file_path="C:\\t")]
+    return Alert(evidence=tuple(evidence), **body)
 
 
 def test_filters_match_without_regard_to_case() -> None:
     filters = AlertFilters.of(["WindowsDefenderAV"], ["HIGH"], ["new"])
-    assert triage(_alert(detectionSource="windowsdefenderav", severity="high", status="NEW"), filters).accepted
+    assert triage(_alert(detection_source="windowsdefenderav", severity="high", status="NEW"), filters).accepted
 
 
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"detectionSource": "CustomDetection"}, "detection source 'CustomDetection'"),
+        ({"detection_source": "CustomDetection"}, "detection source 'CustomDetection'"),
         ({"status": "Resolved"}, "status 'Resolved'"),
         ({"severity": "Low"}, "severity 'Low'"),
         ({"title": "Other"}, "DefenderAlertTitleFilter"),
@@ -48,28 +50,29 @@ def test_an_alert_outside_the_filters_is_skipped_with_the_reason(fields: dict[st
     filters = AlertFilters.of(["WindowsDefenderAtp"], ["High"], ["New"], ["suspicious"])
     decision = triage(_alert(**fields), filters)
     assert not decision.accepted
-    assert reason in decision.reason
+    assert decision.cause is not None
+    assert reason in decision.cause.text
 
 
 def test_evidence_is_deduplicated_and_what_cannot_be_analysed_is_said() -> None:
     decision = triage(
         _alert(
             evidence=[
-                {"entityType": "File", "sha256": SHA, "fileName": "a.exe", "filePath": "C:\\a"},
-                {"entityType": "File", "sha256": SHA.upper(), "fileName": "b.exe", "filePath": "C:\\b"},
-                {"entityType": "File", "sha256": None, "fileName": "nohash.exe"},
-                {"entityType": "File", "sha256": "not-a-hash"},
-                {"entityType": "Url", "url": "https://Example.com:443/a#x"},
-                {"entityType": "Url", "url": "https://example.com/a"},
-                {"entityType": "Process", "processId": 4},
+                Evidence(entity_type="File", sha256=SHA, file_name="a.exe", file_path="C:\\a"),
+                Evidence(entity_type="File", sha256=SHA.upper(), file_name="b.exe", file_path="C:\\b"),
+                Evidence(entity_type="File", sha256=None, file_name="nohash.exe"),
+                Evidence(entity_type="File", sha256="not-a-hash"),
+                Evidence(entity_type="Url", url="https://Example.com:443/a#x"),
+                Evidence(entity_type="Url", url="https://example.com/a"),
+                Evidence(entity_type="Process"),
             ]
         ),
         AlertFilters(),
     )
     assert decision.accepted
-    assert [f.sha256 for f in decision.files] == [SHA]
-    assert decision.files[0].path == "C:\\a\\a.exe"
-    assert [u.key.value for u in decision.urls] == ["https://example.com/a"]
+    assert [(key.value, evidence.sha256) for key, evidence in decision.files] == [(SHA, SHA)]
+    assert decision.files[0][1].path == "C:\\a\\a.exe"
+    assert [key.value for key in decision.urls] == ["https://example.com/a"]
     skipped = " | ".join(decision.skipped_evidence)
     assert "has no sha256" in skipped
     assert "not a SHA-256" in skipped
@@ -77,9 +80,10 @@ def test_evidence_is_deduplicated_and_what_cannot_be_analysed_is_said() -> None:
 
 
 def test_an_alert_without_file_or_url_evidence_is_skipped() -> None:
-    decision = triage(_alert(evidence=[{"entityType": "User", "accountName": "a"}]), AlertFilters())
+    decision = triage(_alert(evidence=[Evidence(entity_type="User")]), AlertFilters())
     assert not decision.accepted
-    assert decision.reason == "no file (sha256) or URL evidence"
+    assert decision.cause is not None
+    assert decision.cause.text == "no file (sha256) or URL evidence"
 
 
 @pytest.mark.parametrize(
@@ -114,15 +118,16 @@ def test_resubmit_policy() -> None:
 
 def test_the_verdict_comment_reads_at_a_glance_and_carries_the_marker() -> None:
     text = render_verdict(
-        {
-            "detection": "malicious",
-            "score": 92,
-            "threat_names": ["Emotet", "Heodo"],
-            "classification": "trojan",
-            "systems": ["w10x64"],
-            "link": "https://jbxcloud.joesecurity.org/analysis/1/0/html",
-            "time": "2026-11-25T10:00:00+00:00",
-        },
+        Verdict(
+            detection="malicious",
+            score=92,
+            threat_names=("Emotet", "Heodo"),
+            classification="trojan",
+            systems=("w10x64",),
+            webid="1",
+            link="https://jbxcloud.joesecurity.org/analysis/1/0/html",
+            time=datetime(2026, 11, 25, 10, tzinfo=UTC),
+        ),
         sample_key=f"sha256:{SHA}",
         subject=SHA,
         file_name="x.exe",

@@ -20,7 +20,7 @@ import pytest
 
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import AlertState
-from joedefender.hosts.standalone.connector import Connector, open_connector
+from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.service import Service, ServiceOptions
 from joedefender.hosts.standalone.webhook import Webhook
 from joedefender.settings import Settings

@@ -112,7 +112,7 @@ def run(
     time_scale: TimeScale = 1.0,
 ) -> None:
     """Run the service: poller, webhook and workers, until SIGTERM or SIGINT."""
-    from joedefender.hosts.standalone.connector import open_connector
+    from joedefender.bootstrap import open_connector
     from joedefender.hosts.standalone.service import Service, ServiceOptions
 
     _logging(verbose)
@@ -131,7 +131,7 @@ def process(
     time_scale: TimeScale = 1.0,
 ) -> None:
     """Enrich the given alerts now, then show how each ended."""
-    from joedefender.hosts.standalone.connector import open_connector
+    from joedefender.bootstrap import open_connector
     from joedefender.hosts.standalone.status import alerts_table
     from joedefender.hosts.standalone.workers import WorkerPool
     from joedefender.pipeline.intake import InvalidAlertError

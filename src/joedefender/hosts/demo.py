@@ -21,7 +21,7 @@ from rich.table import Table
 
 from joedefender.emulators.runner import Emulators
 from joedefender.emulators.scenario import Scenario, load_scenario
-from joedefender.hosts.standalone.connector import Connector, open_connector
+from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.poller import Poller
 from joedefender.hosts.standalone.status import alerts_table, jobs_table
 from joedefender.hosts.standalone.workers import WorkerPool

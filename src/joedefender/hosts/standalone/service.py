@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from types import FrameType
 
-from joedefender.hosts.standalone.connector import Connector
+from joedefender.bootstrap import Connector
 from joedefender.hosts.standalone.poller import Poller
 from joedefender.hosts.standalone.webhook import Webhook
 from joedefender.hosts.standalone.workers import WorkerPool
