@@ -1,0 +1,344 @@
+"""In-memory fakes of the Defender and Sandbox ports, for fast unit tests of pipeline steps.
+
+They keep the rules the steps depend on (one live response per machine, actions that run for a
+while, comments that stay, submissions found again by their marker) and let a test inject any
+error of the core's vocabulary into any call with `fail(method, error, times)`. What the real
+APIs do over sockets is tested against the emulators, not here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import BinaryIO
+
+from joedefender.domain.alerts import Alert, Evidence
+from joedefender.domain.errors import Busy, NotFound
+from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
+from joedefender.domain.verdicts import SubmissionStatus, Verdict
+from joedefender.endpoint import contract
+
+
+class _Faults:
+    """Errors queued per method name, raised by the next calls of that method."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self._queued: dict[tuple[str, bool], list[Exception]] = {}
+
+    def fail(self, method: str, error: Exception, times: int = 1, *, after: bool = False) -> None:
+        """The next `times` calls of `method` raise `error`: before doing anything, or, with
+        `after`, once the call has had its effect (a write applied, its answer lost)."""
+        self._queued.setdefault((method, after), []).extend([error] * times)
+
+    def enter(self, method: str) -> None:
+        self.calls[method] += 1
+        self._raise(method, after=False)
+
+    def leave(self, method: str) -> None:
+        self._raise(method, after=True)
+
+    def _raise(self, method: str, *, after: bool) -> None:
+        queued = self._queued.get((method, after))
+        if queued:
+            raise queued.pop(0)
+
+
+@dataclass
+class FakeAction:
+    machine_id: str
+    commands: tuple[Command, ...]
+    comment: str
+    id: str
+    polls_left: int
+    status: ActionStatus = ActionStatus.PENDING
+    errors: tuple[str, ...] = ()
+    results: dict[int, bytes] = field(default_factory=dict)
+    outputs: dict[int, str] = field(default_factory=dict)
+
+    def view(self) -> LiveResponseAction:
+        return LiveResponseAction(self.id, self.status, self.comment, self.errors)
+
+
+class FakeDefender(_Faults):
+    """`files[(machine, path)]` are files on disk; `quarantine[machine]` are (sha256 → bytes) that
+    the collection script finds; an action finishes after `action_polls` looks at it."""
+
+    def __init__(self, *, action_polls: int = 1) -> None:
+        super().__init__()
+        self.alerts: dict[str, Alert] = {}
+        self.machines: dict[str, Machine] = {}
+        self.files: dict[tuple[str, str], bytes] = {}
+        self.quarantine: dict[str, dict[str, bytes]] = {}
+        self.actions: dict[str, FakeAction] = {}
+        self.library: dict[str, bytes] = {}
+        self.held: set[str] = set()  # machines whose live response session someone else holds
+        self.action_polls = action_polls
+        self._ids = itertools.count(1)
+
+    # -- setting up -------------------------------------------------------------------------
+
+    def add_machine(self, machine_id: str, *, online: bool = True) -> None:
+        self.machines[machine_id] = Machine(machine_id, online)
+
+    def add_alert(self, alert: Alert) -> None:
+        self.alerts[alert.id] = alert
+
+    def comments(self, alert_id: str) -> tuple[str, ...]:
+        return self.alerts[alert_id].comments
+
+    # -- the port ---------------------------------------------------------------------------
+
+    def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
+        self.enter("list_alerts")
+        for alert in self.alerts.values():
+            updated = alert.last_update_time
+            if updated is not None and since <= updated < until:
+                yield replace(alert, evidence=())
+
+    def get_alert(self, alert_id: str) -> Alert:
+        self.enter("get_alert")
+        try:
+            return self.alerts[alert_id]
+        except KeyError:
+            raise NotFound(f"alert {alert_id} not found", service="defender") from None
+
+    def add_comment(self, alert_id: str, text: str) -> None:
+        self.enter("add_comment")
+        alert = self.get_alert(alert_id)
+        self.alerts[alert_id] = replace(alert, comments=(*alert.comments, text))
+        self.leave("add_comment")
+
+    def get_machine(self, machine_id: str) -> Machine:
+        self.enter("get_machine")
+        try:
+            return self.machines[machine_id]
+        except KeyError:
+            raise NotFound(f"machine {machine_id} not found", service="defender") from None
+
+    def list_actions(self, machine_id: str) -> list[LiveResponseAction]:
+        self.enter("list_actions")
+        return [a.view() for a in self.actions.values() if a.machine_id == machine_id]
+
+    def get_action(self, action_id: str) -> LiveResponseAction:
+        self.enter("get_action")
+        action = self._action(action_id)
+        if action.status.running:
+            action.polls_left -= 1
+            if action.polls_left <= 0:
+                self._carry_out(action)
+            else:
+                action.status = ActionStatus.IN_PROGRESS
+        return action.view()
+
+    def cancel_action(self, action_id: str, comment: str) -> None:
+        self.enter("cancel_action")
+        action = self._action(action_id)
+        if action.status.running:
+            action.status = ActionStatus.CANCELLED
+
+    def run_live_response(self, machine_id: str, commands: Sequence[Command], comment: str) -> LiveResponseAction:
+        self.enter("run_live_response")
+        if machine_id not in self.machines:
+            raise NotFound(f"machine {machine_id} not found", service="defender")
+        running = any(a.machine_id == machine_id and a.status.running for a in self.actions.values())
+        if running or machine_id in self.held:
+            raise Busy("ActiveRequestAlreadyExists", service="defender")
+        action = FakeAction(machine_id, tuple(commands), comment, f"action-{next(self._ids)}", self.action_polls)
+        self.actions[action.id] = action
+        self.leave("run_live_response")
+        return action.view()
+
+    @contextmanager
+    def stream_file(self, action_id: str, index: int, *, max_bytes: int) -> Iterator[Iterator[bytes]]:
+        self.enter("stream_file")
+        action = self._action(action_id)
+        if action.status != ActionStatus.SUCCEEDED or index not in action.results:
+            raise NotFound(f"no result for command {index} of {action_id}", service="defender")
+        data = action.results[index][:max_bytes]
+        yield iter([data[i : i + 4096] for i in range(0, len(data), 4096)])
+
+    def script_output(self, action_id: str, index: int) -> str:
+        self.enter("script_output")
+        action = self._action(action_id)
+        if index not in action.outputs:
+            raise NotFound(f"no script output for command {index} of {action_id}", service="defender")
+        return action.outputs[index]
+
+    def ensure_library_file(self, name: str, content: bytes, *, description: str, parameters_description: str) -> None:
+        self.enter("ensure_library_file")
+        self.library[name] = content
+
+    # -- what the endpoint does -------------------------------------------------------------
+
+    def _action(self, action_id: str) -> FakeAction:
+        try:
+            return self.actions[action_id]
+        except KeyError:
+            raise NotFound(f"machine action {action_id} not found", service="defender") from None
+
+    def _carry_out(self, action: FakeAction) -> None:
+        """Run the commands in order; a failing command fails the action and skips the rest."""
+        staged: dict[str, bytes] = {}
+        for index, command in enumerate(action.commands):
+            if command.kind == "RunScript":
+                status, data = self._collect_script(action.machine_id, command.args or "")
+                action.outputs[index] = json.dumps({"joedefender": contract.OUTPUT_VERSION, **status})
+                if data is not None:
+                    staged[str(status["path"])] = data
+                if status["status"] != "found":
+                    action.status, action.errors = ActionStatus.FAILED, ("the script exited with an error",)
+                    return
+            else:
+                data = staged.get(command.target, self.files.get((action.machine_id, command.target)))
+                if not data:
+                    action.status, action.errors = ActionStatus.FAILED, (f"File {command.target} was not found",)
+                    return
+                action.results[index] = data
+        action.status = ActionStatus.SUCCEEDED
+
+    def _collect_script(self, machine_id: str, args: str) -> tuple[dict[str, str | int | None], bytes | None]:
+        job_id = _arg(args, "JobId")
+        sha256 = _arg(args, "Sha256").lower()
+        found = self.quarantine.get(machine_id, {}).get(sha256)
+        if found is None:
+            return {"status": "not_found", "message": "no quarantine entry matches"}, None
+        path = contract.sample_path(job_id)
+        outcome = {"status": "found", "sha256": sha256, "size": len(found), "path": path, "source": "quarantine"}
+        return outcome, contract.defang(found)
+
+
+def _arg(args: str, name: str) -> str:
+    """The value of `-Name 'value'` in what the connector formatted (the fake trusts it)."""
+    marker = f"-{name} '"
+    start = args.index(marker) + len(marker)
+    return args[start : args.index("'", start)]
+
+
+@dataclass
+class FakeSubmission:
+    id: str
+    webid: str
+    sha256: str | None
+    url: str | None
+    filename: str | None
+    tags: tuple[str, ...]
+    comments: str
+    polls_left: int
+
+
+class FakeSandbox(_Faults):
+    """`known[sha256 or url]` are analyses Joe has; `verdicts[sha256 or url]` are what a new
+    analysis concludes (clean when absent); an analysis finishes after `analysis_polls` looks."""
+
+    def __init__(self, *, analysis_polls: int = 1) -> None:
+        super().__init__()
+        self.known: dict[str, Verdict] = {}
+        self.verdicts: dict[str, tuple[str, int]] = {}
+        self.submissions: list[FakeSubmission] = []
+        self.analysis_polls = analysis_polls
+        self._ids = itertools.count(1)
+
+    def lookup(self, sha256: str) -> Verdict | None:
+        self.enter("lookup")
+        return self.known.get(sha256)
+
+    def lookup_url(self, url: str) -> Verdict | None:
+        self.enter("lookup_url")
+        return self.known.get(url)
+
+    def submit_file(self, stream: BinaryIO, filename: str, *, tags: Sequence[str], comments: str | None) -> str:
+        self.enter("submit_file")
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: stream.read(65536), b""):
+            digest.update(chunk)
+        submission_id = self._submit(digest.hexdigest(), None, filename, tags, comments)
+        self.leave("submit_file")
+        return submission_id
+
+    def submit_url(self, url: str, *, tags: Sequence[str], comments: str | None) -> str:
+        self.enter("submit_url")
+        submission_id = self._submit(None, url, None, tags, comments)
+        self.leave("submit_url")
+        return submission_id
+
+    def submission_info(self, submission_id: str) -> SubmissionStatus:
+        self.enter("submission_info")
+        submission = next(s for s in self.submissions if s.id == submission_id)
+        submission.polls_left -= 1
+        finished = submission.polls_left <= 0
+        return SubmissionStatus(
+            submission_id=submission.id,
+            status="finished" if finished else "running",
+            webid=submission.webid if finished else None,
+        )
+
+    def verdict(self, webid: str) -> Verdict:
+        self.enter("verdict")
+        submission = next(s for s in self.submissions if s.webid == webid)
+        subject = submission.sha256 or submission.url or ""
+        detection, score = self.verdicts.get(subject, ("clean", 0))
+        return Verdict(
+            detection=detection,  # type: ignore[arg-type]
+            score=score,
+            webid=webid,
+            sha256=submission.sha256,
+            url=submission.url,
+            link=f"https://joe.example/analysis/{webid}/0/html",
+        )
+
+    def find_analysis(self, marker: str) -> str | None:
+        self.enter("find_analysis")
+        return next((s.webid for s in self.submissions if marker in s.comments), None)
+
+    def analysis_status(self, webid: str) -> str:
+        self.enter("analysis_status")
+        submission = next(s for s in self.submissions if s.webid == webid)
+        submission.polls_left -= 1
+        return "finished" if submission.polls_left <= 0 else "running"
+
+    def _submit(
+        self, sha256: str | None, url: str | None, filename: str | None, tags: Sequence[str], comments: str | None
+    ) -> str:
+        number = next(self._ids)
+        self.submissions.append(
+            FakeSubmission(
+                f"sub-{number}",
+                str(1000 + number),
+                sha256,
+                url,
+                filename,
+                tuple(tags),
+                comments or "",
+                self.analysis_polls,
+            )
+        )
+        return f"sub-{number}"
+
+
+def file_alert(
+    alert_id: str, machine_id: str, data: bytes, *, path: str = "C:\\Users\\u", name: str = "x.exe", **fields: str
+) -> Alert:
+    """An alert on `machine_id` whose File evidence is `data` at `path\\name`."""
+    evidence = Evidence(
+        entity_type="File",
+        sha256=hashlib.sha256(data).hexdigest(),
+        file_name=name,
+        file_path=path,
+        detection_status=fields.pop("detection_status", None),
+    )
+    return Alert(
+        id=alert_id,
+        detection_source=fields.pop("detection_source", "WindowsDefenderAtp"),
+        severity="High",
+        status="New",
+        machine_id=machine_id,
+        evidence=(evidence,),
+        **fields,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,415 @@
+"""The steps on in-memory ports: each path of the sample job's state machine, fast.
+
+The engine runs on the in-memory store and the fakes of Defender and Joe Sandbox, on a clock the
+test moves to the next due time instead of sleeping. What the real APIs do over sockets is tested
+end to end against the emulators (tests/pipeline/test_end_to_end.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from joedefender.adapters.memory import MemoryStore
+from joedefender.domain.alerts import Alert, Evidence
+from joedefender.domain.comments import marker
+from joedefender.domain.errors import NotAllowed, Throttled, Transient
+from joedefender.domain.jobs import AlertState, Attempt, JobState, LinkState, SampleJob
+from joedefender.domain.policy import ResubmitPolicy
+from joedefender.domain.retry import RetryPolicy
+from joedefender.domain.verdicts import Verdict
+from joedefender.pipeline.config import PipelineConfig
+from joedefender.pipeline.context import Context
+from joedefender.pipeline.engine import Engine
+from joedefender.pipeline.ports import UnitOfWork
+from tests.fakes import FakeDefender, FakeSandbox, file_alert
+
+M1, M2 = "1" * 40, "2" * 40
+PAYLOAD = b"MZ pretend payload"
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@dataclass
+class Clock:
+    t: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@dataclass
+class Rig:
+    defender: FakeDefender = field(default_factory=FakeDefender)
+    sandbox: FakeSandbox = field(default_factory=FakeSandbox)
+    clock: Clock = field(default_factory=Clock)
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    store: MemoryStore = field(init=False)
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = MemoryStore(clock=self.clock)
+        self.engine = Engine(Context(self.store, self.defender, self.sandbox, self.config, self.clock))
+
+    @property
+    def ctx(self) -> Context:
+        return self.engine.ctx
+
+    def receive(self, *alerts: Alert) -> None:
+        for alert in alerts:
+            self.defender.add_alert(alert)
+            self.engine.intake.receive(alert.id, source="test")
+
+    def drain(self, max_steps: int = 2000) -> None:
+        """Run due steps, moving the clock to the next due time when nothing is due."""
+        for _ in range(max_steps):
+            if self.engine.run_next("worker"):
+                continue
+            due = self.store.next_due()
+            if due is None:
+                return
+            self.clock.t = max(self.clock.t, due)
+        raise AssertionError(f"not idle after {max_steps} steps: {[i.key for i in self.store.items()]}")
+
+    def job(self, key: str = f"sha256:{SHA}") -> SampleJob:
+        stored = self.ctx.jobs.get(key)
+        assert stored is not None
+        return stored.record
+
+    def history(self, subject: str) -> list[tuple[str, str]]:
+        return [(h.step, h.outcome) for h in self.store.history(subject)]
+
+
+def _ours(comments: tuple[str, ...], key: str = f"sha256:{SHA}") -> list[str]:
+    return [c for c in comments if c.endswith(marker(key))]
+
+
+def test_a_file_on_disk_is_collected_submitted_and_commented_once() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.sandbox.verdicts[SHA] = ("malicious", 91)
+    rig.receive(file_alert("a1", M1, PAYLOAD), file_alert("a2", M1, PAYLOAD))
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert job.verdict is not None and (job.verdict.detection, job.verdict.score) == ("malicious", 91)
+    assert [s.sha256 for s in rig.sandbox.submissions] == [SHA]
+    assert len(rig.defender.actions) == 1
+    for alert_id in ("a1", "a2"):
+        (comment,) = _ours(rig.defender.comments(alert_id))
+        assert comment.startswith("Joe Sandbox: MALICIOUS (score 91/100)")
+    steps = rig.history(job.key)
+    assert ("collect", "collected") in steps
+    assert ("analysis", "finished") in steps
+
+
+def test_a_known_verdict_is_reused_when_the_policy_says_never() -> None:
+    rig = Rig(config=PipelineConfig(resubmit=ResubmitPolicy("never")))
+    rig.sandbox.known[SHA] = Verdict(detection="suspicious", score=60, webid="7", link="https://joe.example/7")
+    rig.defender.add_machine(M1)
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+
+    assert rig.job().state == JobState.DONE and rig.job().verdict_source == "lookup"
+    assert rig.sandbox.submissions == [] and rig.defender.actions == {}
+    (comment,) = _ours(rig.defender.comments("a1"))
+    assert "SUSPICIOUS (score 60/100)" in comment
+    assert "already analysed" in comment
+
+
+def test_a_url_is_submitted_as_a_url() -> None:
+    rig = Rig()
+    url = "http://phish.example/login"
+    rig.sandbox.verdicts[url] = ("malicious", 80)
+    rig.receive(Alert(id="a1", detection_source="WindowsDefenderAtp", evidence=(Evidence(entity_type="Url", url=url),)))
+    rig.drain()
+
+    (submission,) = rig.sandbox.submissions
+    assert submission.url == url and submission.sha256 is None
+    (job,) = [j.record for j in rig.ctx.jobs.list()]
+    assert job.state == JobState.DONE
+    (comment,) = _ours(rig.defender.comments("a1"), job.key)
+    assert f"URL: {url}" in comment
+
+
+def test_a_quarantined_file_is_recovered_by_the_script_and_the_endpoint_cleaned() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    rig.receive(file_alert("a1", M1, PAYLOAD, detection_source="WindowsDefenderAv", detection_status="Prevented"))
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert [a.strategy for a in job.attempts] == ["quarantine"]
+    assert [s.sha256 for s in rig.sandbox.submissions] == [SHA]
+    scripts = [c.args or "" for a in rig.defender.actions.values() for c in a.commands if c.kind == "RunScript"]
+    assert any("-Mode 'Collect'" in args for args in scripts)
+    assert any("-Mode 'Cleanup'" in args for args in scripts)
+    assert ("cleanup", "cleaned") in rig.history(f"endpoint:{M1}")
+
+
+def test_a_file_nowhere_to_be_found_fails_with_a_comment_naming_the_reason() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.FAILED
+    assert job.failure is not None and job.failure.text.startswith("could not collect the file: getfile on")
+    (comment,) = _ours(rig.defender.comments("a1"))
+    assert comment.startswith("Joe Sandbox: not analysed\nReason: could not collect the file")
+
+
+def test_an_av_file_missing_from_every_quarantine_says_so() -> None:
+    rig = Rig()
+    for machine in (M1, M2):
+        rig.defender.add_machine(machine)
+    rig.receive(
+        file_alert("a1", M1, PAYLOAD, detection_source="WindowsDefenderAv", detection_status="Blocked"),
+        file_alert("a2", M2, PAYLOAD, detection_source="WindowsDefenderAv", detection_status="Blocked"),
+    )
+    rig.drain()
+
+    job = rig.job()
+    assert job.failure is not None
+    assert job.failure.text.startswith("quarantine entry not found on any machine")
+    assert all(_ours(rig.defender.comments(a)) for a in ("a1", "a2"))
+
+
+def test_an_alert_that_names_no_machine_fails_its_file_job() -> None:
+    rig = Rig()
+    rig.receive(replace(file_alert("a1", M1, PAYLOAD), machine_id=None))
+    rig.drain()
+    job = rig.job()
+    assert job.state == JobState.FAILED
+    assert job.failure is not None and job.failure.text == "no machine is known to carry the file"
+
+
+def test_a_failed_job_reopens_when_a_new_machine_carries_the_file() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.add_machine(M2)
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    assert rig.job().state == JobState.FAILED
+
+    rig.defender.files[(M2, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.receive(file_alert("a2", M2, PAYLOAD))
+    rig.drain()
+
+    assert rig.job().state == JobState.DONE
+    assert ("job", "reopened") in rig.history(rig.job().key)
+    assert len(_ours(rig.defender.comments("a2"))) == 1
+
+
+def test_a_busy_machine_is_waited_for_and_an_offline_one_skipped() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1, online=False)
+    rig.defender.add_machine(M2)
+    rig.defender.held.add(M2)
+    rig.defender.files[(M2, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.receive(file_alert("a1", M1, PAYLOAD), file_alert("a2", M2, PAYLOAD))
+    for _ in range(30):
+        rig.engine.run_next("worker")
+    assert ("collect", "machine busy") in rig.history(rig.job().key)
+    rig.defender.held.clear()
+    rig.drain()
+    assert rig.job().state == JobState.DONE
+    assert {a.machine_id for a in rig.defender.actions.values()} == {M2}
+
+
+def test_live_response_not_allowed_ends_the_job_with_the_reason() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.fail("run_live_response", NotAllowed("Live response is disabled", service="defender"))
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    job = rig.job()
+    assert job.failure is not None and job.failure.text == "live response is not allowed: Live response is disabled"
+    assert rig.store.holder(M1, rig.clock()) is None
+
+
+def test_a_throttled_live_response_is_withdrawn_and_tried_after_the_hint() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.defender.fail("run_live_response", Throttled("429", service="defender", retry_after=7.0))
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert [a.number for a in job.attempts] == [1]  # the throttled try left no attempt behind
+    assert rig.defender.calls["run_live_response"] == 2
+
+
+def test_a_live_response_whose_answer_was_lost_is_found_by_its_nonce() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.defender.fail("run_live_response", Transient("dropped", service="defender", maybe_applied=True), after=True)
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    assert rig.job().state == JobState.DONE
+    assert len(rig.defender.actions) == 1
+    assert ("collect", "recovered") in rig.history(rig.job().key)
+
+
+def test_a_submission_whose_answer_was_lost_is_found_by_its_marker() -> None:
+    rig = Rig()
+    url = "http://phish.example/"
+    rig.sandbox.fail("submit_url", Transient("connection reset", service="joe"), after=True)
+    rig.receive(Alert(id="a1", detection_source="WindowsDefenderAtp", evidence=(Evidence(entity_type="Url", url=url),)))
+    rig.drain()
+    assert len(rig.sandbox.submissions) == 1
+    (job,) = [j.record for j in rig.ctx.jobs.list()]
+    assert job.state == JobState.DONE
+    assert ("submit", "recovered") in rig.history(job.key)
+
+
+def test_a_comment_whose_answer_was_lost_is_not_written_twice() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.defender.fail("add_comment", Transient("timed out", service="defender", maybe_applied=True), after=True)
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    assert len(_ours(rig.defender.comments("a1"))) == 1
+    assert ("write-back", "already commented") in rig.history("alert:a1")
+    (link,) = rig.ctx.links.list()
+    assert link.record.state == LinkState.COMMENTED
+
+
+def _give_up_quickly() -> PipelineConfig:
+    return PipelineConfig(step_retry=RetryPolicy(max_retries=2, first=1.0, cap=1.0, jitter="none"))
+
+
+@pytest.mark.parametrize(
+    ("method", "state_when_given_up"),
+    [("lookup", JobState.LOOKUP), ("get_action", JobState.COLLECTING), ("submit_file", JobState.SUBMIT)],
+)
+def test_a_step_that_keeps_failing_is_given_up_with_a_comment(method: str, state_when_given_up: JobState) -> None:
+    rig = Rig(config=_give_up_quickly())
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    for port in (rig.defender, rig.sandbox):
+        port.fail(method, Transient("service unavailable", service="test"), times=50)
+    seen: list[JobState] = []
+    original = SampleJob.move_to
+
+    def spy(job: SampleJob, target: JobState) -> None:
+        if target == JobState.FAILED:
+            seen.append(job.state)
+        original(job, target)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SampleJob, "move_to", spy)
+        rig.receive(file_alert("a1", M1, PAYLOAD))
+        rig.drain()
+    job = rig.job()
+    assert job.state == JobState.FAILED and seen == [state_when_given_up]
+    assert job.failure is not None and job.failure.text.startswith("gave up after 2 failed tries")
+    (comment,) = _ours(rig.defender.comments("a1"))
+    assert "gave up after 2 failed tries" in comment
+
+
+def test_an_analysis_that_never_finishes_times_out() -> None:
+    rig = Rig(sandbox=FakeSandbox(analysis_polls=10_000), config=PipelineConfig(analysis_timeout=600.0))
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    job = rig.job()
+    assert job.failure is not None and job.failure.text == "the analysis did not finish within 10 minutes"
+    assert len(_ours(rig.defender.comments("a1"))) == 1
+
+
+def test_a_file_job_in_submit_without_a_collected_file_collects_again() -> None:
+    """A submit whose collected attempt is gone (say, a record written by an older version)."""
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.engine.run_next("worker")  # triage
+    stored = rig.ctx.jobs.get(f"sha256:{SHA}")
+    assert stored is not None
+    stored.record.state = JobState.SUBMIT
+    stored.record.attempts = [
+        Attempt(number=1, machine_id=M1, strategy="getfile", nonce="n1", started_at=0, outcome="failed")
+    ]
+    with rig.ctx.changes() as changes:
+        changes.save(stored)
+    rig.drain()
+    assert rig.job().state == JobState.DONE
+    assert [a.outcome for a in rig.job().attempts] == ["failed", "collected"]
+
+
+class _CrashOnce:
+    """A store whose `n`th unit of work dies in its commit, as a process killed there would."""
+
+    def __init__(self, store: MemoryStore, n: int) -> None:
+        self._store, self._left = store, n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def unit_of_work(self) -> UnitOfWork:
+        uow = self._store.unit_of_work()
+        self._left -= 1
+        if self._left == 0:
+            uow.commit = _crash  # type: ignore[method-assign]
+        return uow
+
+
+def _crash() -> Any:
+    raise SystemExit("killed in commit")
+
+
+@pytest.mark.parametrize("n", range(1, 40))
+def test_a_crash_in_any_commit_leaves_nothing_half_done(n: int) -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.defender.add_alert(file_alert("a1", M1, PAYLOAD))
+    crashing = _CrashOnce(rig.store, n)
+    engine = Engine(Context(crashing, rig.defender, rig.sandbox, rig.config, rig.clock))  # type: ignore[arg-type]
+    try:
+        engine.intake.receive("a1", source="test")
+        for _ in range(200):
+            if not engine.run_next("doomed"):
+                due = rig.store.next_due()
+                if due is None:
+                    break
+                rig.clock.t = max(rig.clock.t, due)
+    except SystemExit:
+        rig.clock.t += rig.config.step_lease + 1  # the dead worker's lease runs out
+    rig.engine.intake.receive("a1", source="test")  # the sender's retry, when intake was what died
+    rig.drain()
+
+    assert rig.ctx.alerts.get("a1") is not None
+    assert rig.ctx.alerts.get("a1").record.state == AlertState.ACCEPTED  # type: ignore[union-attr]
+    assert rig.job().state == JobState.DONE
+    assert len(_ours(rig.defender.comments("a1"))) == 1
+    assert len(rig.sandbox.submissions) == 1
+
+
+def test_the_poller_takes_in_what_passes_the_filters() -> None:
+    from joedefender.pipeline.polling import poll_once
+
+    rig = Rig()
+    now = datetime.fromtimestamp(rig.clock(), UTC)
+    recent = now - timedelta(minutes=5)
+    rig.defender.add_alert(replace(file_alert("a1", M1, PAYLOAD), last_update_time=recent))
+    rig.defender.add_alert(
+        replace(file_alert("a2", M1, PAYLOAD), last_update_time=recent, detection_source="CustomDetection")
+    )
+    rig.defender.add_alert(replace(file_alert("a3", M1, PAYLOAD), last_update_time=now - timedelta(days=2)))
+    assert poll_once(rig.ctx, rig.engine.intake, now=now, lookback=timedelta(hours=1)) == 1
+    assert [a.record.alert_id for a in rig.ctx.alerts.list()] == ["a1"]
+    assert poll_once(rig.ctx, rig.engine.intake, now=now, lookback=timedelta(hours=1)) == 0
