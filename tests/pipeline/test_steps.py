@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from joedefender.adapters.memory import MemoryStore
+
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.comments import marker
 from joedefender.domain.errors import NotAllowed, Throttled, Transient
@@ -97,7 +97,8 @@ def test_a_file_on_disk_is_collected_submitted_and_commented_once() -> None:
 
     job = rig.job()
     assert job.state == JobState.DONE
-    assert job.verdict is not None and (job.verdict.detection, job.verdict.score) == ("malicious", 91)
+    assert job.verdict is not None
+    assert (job.verdict.detection, job.verdict.score) == ("malicious", 91)
     assert [s.sha256 for s in rig.sandbox.submissions] == [SHA]
     assert len(rig.defender.actions) == 1
     for alert_id in ("a1", "a2"):
@@ -115,8 +116,10 @@ def test_a_known_verdict_is_reused_when_the_policy_says_never() -> None:
     rig.receive(file_alert("a1", M1, PAYLOAD))
     rig.drain()
 
-    assert rig.job().state == JobState.DONE and rig.job().verdict_source == "lookup"
-    assert rig.sandbox.submissions == [] and rig.defender.actions == {}
+    assert rig.job().state == JobState.DONE
+    assert rig.job().verdict_source == "lookup"
+    assert rig.sandbox.submissions == []
+    assert rig.defender.actions == {}
     (comment,) = _ours(rig.defender.comments("a1"))
     assert "SUSPICIOUS (score 60/100)" in comment
     assert "already analysed" in comment
@@ -130,7 +133,8 @@ def test_a_url_is_submitted_as_a_url() -> None:
     rig.drain()
 
     (submission,) = rig.sandbox.submissions
-    assert submission.url == url and submission.sha256 is None
+    assert submission.url == url
+    assert submission.sha256 is None
     (job,) = [j.record for j in rig.ctx.jobs.list()]
     assert job.state == JobState.DONE
     (comment,) = _ours(rig.defender.comments("a1"), job.key)
@@ -162,7 +166,8 @@ def test_a_file_nowhere_to_be_found_fails_with_a_comment_naming_the_reason() -> 
 
     job = rig.job()
     assert job.state == JobState.FAILED
-    assert job.failure is not None and job.failure.text.startswith("could not collect the file: getfile on")
+    assert job.failure is not None
+    assert job.failure.text.startswith("could not collect the file: getfile on")
     (comment,) = _ours(rig.defender.comments("a1"))
     assert comment.startswith("Joe Sandbox: not analysed\nReason: could not collect the file")
 
@@ -189,7 +194,8 @@ def test_an_alert_that_names_no_machine_fails_its_file_job() -> None:
     rig.drain()
     job = rig.job()
     assert job.state == JobState.FAILED
-    assert job.failure is not None and job.failure.text == "no machine is known to carry the file"
+    assert job.failure is not None
+    assert job.failure.text == "no machine is known to carry the file"
 
 
 def test_a_failed_job_reopens_when_a_new_machine_carries_the_file() -> None:
@@ -232,7 +238,8 @@ def test_live_response_not_allowed_ends_the_job_with_the_reason() -> None:
     rig.receive(file_alert("a1", M1, PAYLOAD))
     rig.drain()
     job = rig.job()
-    assert job.failure is not None and job.failure.text == "live response is not allowed: Live response is disabled"
+    assert job.failure is not None
+    assert job.failure.text == "live response is not allowed: Live response is disabled"
     assert rig.store.holder(M1, rig.clock()) is None
 
 
@@ -313,8 +320,10 @@ def test_a_step_that_keeps_failing_is_given_up_with_a_comment(method: str, state
         rig.receive(file_alert("a1", M1, PAYLOAD))
         rig.drain()
     job = rig.job()
-    assert job.state == JobState.FAILED and seen == [state_when_given_up]
-    assert job.failure is not None and job.failure.text.startswith("gave up after 2 failed tries")
+    assert job.state == JobState.FAILED
+    assert seen == [state_when_given_up]
+    assert job.failure is not None
+    assert job.failure.text.startswith("gave up after 2 failed tries")
     (comment,) = _ours(rig.defender.comments("a1"))
     assert "gave up after 2 failed tries" in comment
 
@@ -326,7 +335,8 @@ def test_an_analysis_that_never_finishes_times_out() -> None:
     rig.receive(file_alert("a1", M1, PAYLOAD))
     rig.drain()
     job = rig.job()
-    assert job.failure is not None and job.failure.text == "the analysis did not finish within 10 minutes"
+    assert job.failure is not None
+    assert job.failure.text == "the analysis did not finish within 10 minutes"
     assert len(_ours(rig.defender.comments("a1"))) == 1
 
 
