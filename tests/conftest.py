@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from joedefender.emulators.scenario import Scenario
+from joedefender_emulators.scenario import Scenario
 from tests.world import World
 
 
