@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from joedefender.errors import JoeDefenderError
+from joedefender_emulators.errors import EmulatorError
 
 ALL_PERMISSIONS = (
     "Alert.Read.All",
@@ -36,7 +36,7 @@ ALL_PERMISSIONS = (
 _CHUNK = 1 << 20
 
 
-class ScenarioError(JoeDefenderError):
+class ScenarioError(EmulatorError):
     """The scenario file is unreadable or does not describe a consistent world."""
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from joedefender.endpoint.contract import QuarantinedItem
+from joedefender_emulators.mde.endpoint_script import QuarantinedItem
 from joedefender_emulators.scenario import Blob, Machine
 
 _CHUNK = 1 << 20
@@ -100,7 +100,7 @@ class EndpointFiles:
 
 
 class SimulatedEndpointAdapter:
-    """`contract.SimulatedEndpoint` over an EndpointFiles, for the collection script's simulation."""
+    """`endpoint_script.SimulatedEndpoint` over an EndpointFiles, for the collection script's simulation."""
 
     def __init__(self, files: EndpointFiles) -> None:
         self._files = files

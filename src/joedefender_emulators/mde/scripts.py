@@ -1,8 +1,9 @@
 """What RunScript does on an emulated endpoint.
 
-The project's collection script is played by `contract.simulate`, the same module the real
-script's tests check it against. The emulator cannot run any other PowerShell: other library
-scripts succeed with empty output (an emulator choice, not a documented behaviour).
+The project's collection script is played by `endpoint_script.simulate`, which the tests check
+against the real script and against the connector's contract. The emulator cannot run any other
+PowerShell: other library scripts succeed with empty output (an emulator choice, not a
+documented behaviour).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from joedefender.endpoint import contract
+from joedefender_emulators.mde import endpoint_script
 from joedefender_emulators.mde.filesystem import EndpointFiles
 from joedefender_emulators.mde.library import Library
 
@@ -54,11 +55,11 @@ def run_script(name: str, args: str, library: Library, files: EndpointFiles, uns
             f"Script '{entry.file_name}' is unsigned and unsigned script execution is disabled "
             "in the tenant's advanced features."
         )
-    if entry.file_name.lower() != contract.SCRIPT_NAME.lower():
+    if entry.file_name.lower() != endpoint_script.SCRIPT_NAME.lower():
         return ScriptResult(entry.file_name, 0, "", "")
     try:
-        run = contract.simulate(args, files.as_simulated_endpoint())
+        run = endpoint_script.simulate(args, files.as_simulated_endpoint())
     except Exception as exc:  # a bug in the simulation must not take the emulator down
-        logger.exception("simulating %s failed", contract.SCRIPT_NAME)
+        logger.exception("simulating %s failed", endpoint_script.SCRIPT_NAME)
         raise CommandFailed(f"Script '{entry.file_name}' failed: {type(exc).__name__}") from exc
     return ScriptResult(entry.file_name, run.exit_code, run.script_output, run.script_errors)
