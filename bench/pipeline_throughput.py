@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 
-from joedefender.emulators.runner import Emulators
-from joedefender.emulators.scenario import parse_scenario
 from joedefender.bootstrap import open_connector
 from joedefender.hosts.standalone.workers import WorkerPool
 from joedefender.settings import Settings
+from joedefender_emulators.runner import Emulators
+from joedefender_emulators.scenario import parse_scenario
 
 
 def build(alerts: int, samples: int, machines: int, time_scale: float) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from joedefender.domain.jobs import TRANSITIONS, observe_transitions
-from joedefender.emulators.scenario import Scenario
+from joedefender_emulators.scenario import Scenario
 from tests.world import World
 
 

@@ -1,4 +1,8 @@
-"""The endpoint script's contract: arguments, defanging, the output line, and the simulation."""
+"""The endpoint script's contract: arguments, defanging, the output line.
+
+What format_args writes is read back by the MDE emulator's simulated script
+(joedefender_emulators.mde.endpoint_script), which parses it as PowerShell binds it and is
+written independently of the contract: each side checks the other."""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import hashlib
 import itertools
 import json
 import random
-from collections.abc import Sequence
 
 import pytest
 import tree_sitter_powershell as tsp
@@ -21,20 +24,17 @@ from joedefender.endpoint.contract import (
     WORK_ROOT,
     CollectRequest,
     ContractError,
-    QuarantinedItem,
     Refanger,
     ScriptOutcome,
-    ScriptRun,
     defang,
     format_args,
     job_folder,
-    parse_args,
     sample_path,
     script_bytes,
     script_path,
-    simulate,
 )
 from joedefender.errors import JoeDefenderError
+from joedefender_emulators.mde import endpoint_script
 
 SHA = hashlib.sha256(b"sample").hexdigest()
 TRICKY_PIECES = [
@@ -112,10 +112,23 @@ def _requests(count: int) -> list[CollectRequest]:
 # ---------------------------------------------------------------- arguments
 
 
+def _bound(args: str) -> CollectRequest:
+    """What the emulated endpoint's PowerShell binds from ``args``, as a request."""
+    bound = endpoint_script.parse_args(args)
+    assert bound["Mode"] in ("Collect", "Cleanup")
+    return CollectRequest(
+        mode="Collect" if bound["Mode"] == "Collect" else "Cleanup",
+        job_id=bound["JobId"],
+        sha256=bound.get("Sha256"),
+        threat_name=bound.get("ThreatName"),
+        original_path=bound.get("OriginalPath"),
+    )
+
+
 @pytest.mark.parametrize("request_", _requests(150))
 def test_format_then_parse_gives_the_request_back(request_: CollectRequest) -> None:
     args = format_args(request_)
-    assert parse_args(args) == request_
+    assert _bound(args) == request_
     assert "\n" not in args
     assert "\r" not in args
     assert args.startswith(f"-Mode '{request_.mode}' -JobId '{request_.job_id}'")
@@ -161,7 +174,7 @@ def test_unicode_single_quotes_are_doubled_like_ascii_ones() -> None:
     request = CollectRequest("Collect", "j", SHA, threat_name="a\u2019; calc #\u2018b")
     args = format_args(request)
     assert "-ThreatName 'a\u2019\u2019; calc #\u2018\u2018b'" in args
-    assert parse_args(args) == request
+    assert _bound(args) == request
 
 
 @pytest.mark.parametrize(
@@ -220,41 +233,11 @@ def test_longest_values_still_pass() -> None:
         original_path="C:\\" + "a" * 1021,
     )
     request.validate()
-    assert parse_args(format_args(request)) == request
+    assert _bound(format_args(request)) == request
 
 
 def test_contract_error_is_a_joedefender_error() -> None:
     assert issubclass(ContractError, JoeDefenderError)
-
-
-@pytest.mark.parametrize(
-    ("args", "complaint"),
-    [
-        ("", "Mode is missing"),
-        ("-JobId 'j'", "Mode is missing"),
-        ("-Mode 'Cleanup'", "JobId is missing"),
-        ("-Mode 'Cleanup' -JobId 'j' -JobId 'k'", "more than once"),
-        ("-Mode 'Cleanup' -JobId 'j' -Force 'x'", "unknown parameter"),
-        ("-mode 'Cleanup' -JobId 'j'", "unknown parameter"),
-        ("-Mode Cleanup -JobId 'j'", "single-quoted"),
-        ("-Mode \"Cleanup\" -JobId 'j'", "single-quoted"),
-        ("-Mode 'Cleanup' -JobId 'j", "no closing quote"),
-        ("-Mode 'Cleanup' -JobId 'j'x", "unexpected text"),
-        ("-Mode 'Cleanup' -JobId 'j' ; calc", "parameter name"),
-        ("-Mode 'Cleanup' -JobId 'j' 'extra'", "parameter name"),
-        ("-Mode'Cleanup' -JobId 'j'", "blank"),
-        ("-Mode 'Erase' -JobId 'j'", "Mode must be"),
-        ("-Mode 'Collect' -JobId 'j'", "Sha256 is required"),
-        ("-Mode 'Collect' -JobId 'j' -Sha256 'abc'", "Sha256"),
-    ],
-)
-def test_parse_args_rejects_anything_format_args_would_not_write(args: str, complaint: str) -> None:
-    with pytest.raises(ContractError, match=complaint):
-        parse_args(args)
-
-
-def test_parse_args_tolerates_extra_blanks() -> None:
-    assert parse_args("  -Mode\t'Cleanup'   -JobId  'j' ") == CollectRequest("Cleanup", "j")
 
 
 def test_job_paths() -> None:
@@ -416,128 +399,3 @@ def test_output_as_windows_powershell_writes_it() -> None:
 def test_bad_output_is_a_contract_error(output: str, complaint: str) -> None:
     with pytest.raises(ContractError, match=complaint):
         ScriptOutcome.from_script_output(output)
-
-
-def test_script_run_result_document_round_trip() -> None:
-    run = ScriptRun(EXIT_NOT_FOUND, OUTCOMES[2].to_output_line() + "\n", "")
-    document = run.to_result()
-    assert document["script_name"] == SCRIPT_NAME
-    assert ScriptRun.from_result(json.loads(json.dumps(document))) == run
-    assert ScriptRun.from_result({"exit_code": 0, "script_output": None, "script_errors": None}) == ScriptRun(0, "", "")
-    with pytest.raises(ContractError, match="exit_code"):
-        ScriptRun.from_result({"script_output": ""})
-
-
-# ---------------------------------------------------------------- simulate
-
-
-class FakeEndpoint:
-    """A Windows machine reduced to its quarantine and a case-insensitive file table."""
-
-    def __init__(self, items: Sequence[QuarantinedItem]) -> None:
-        self.items = list(items)
-        self.files: dict[str, bytes] = {}
-
-    def quarantine(self) -> Sequence[QuarantinedItem]:
-        return self.items
-
-    def write_file(self, path: str, content: bytes) -> None:
-        self.files[path.lower()] = content
-
-    def delete_tree(self, folder: str) -> None:
-        prefix = folder.lower().rstrip("\\") + "\\"
-        self.files = {p: c for p, c in self.files.items() if not p.startswith(prefix)}
-
-
-def _endpoint() -> FakeEndpoint:
-    return FakeEndpoint(
-        [
-            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\a\Downloads\one.exe", b"MZ one"),
-            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\a\Downloads\two.exe", b"MZ two"),
-            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\b\Desktop\three.exe", b"MZ three"),
-            QuarantinedItem("Virus:DOS/EICAR_Test_File", r"C:\Windows\Temp\eicar.com", b"not really eicar"),
-        ]
-    )
-
-
-def _collect_args(content: bytes, job: str = "job-1", **extra: str) -> str:
-    return format_args(CollectRequest("Collect", job, hashlib.sha256(content).hexdigest().upper(), **extra))
-
-
-def test_simulate_collects_only_the_matching_entry() -> None:
-    endpoint = _endpoint()
-    args = _collect_args(b"MZ two", threat_name="Trojan:Win32/Wacatac.B!ml")
-    run = simulate(args, endpoint)
-
-    assert run.exit_code == EXIT_FOUND
-    assert run.script_errors == ""
-    outcome = ScriptOutcome.from_script_output(run.script_output)
-    assert outcome.status == "found"
-    assert outcome.sha256 == hashlib.sha256(b"MZ two").hexdigest()
-    assert outcome.size == len(b"MZ two")
-    assert outcome.source == "quarantine"
-    assert outcome.path == sample_path("job-1")
-    assert list(endpoint.files) == [sample_path("job-1").lower()]
-    stored = endpoint.files[sample_path("job-1").lower()]
-    assert stored != b"MZ two"
-    assert Refanger().feed(stored) == b"MZ two"
-
-
-def test_simulate_collect_replaces_a_previous_attempt_of_the_same_job() -> None:
-    endpoint = _endpoint()
-    endpoint.write_file(job_folder("job-1") + "\\restore\\leftover.exe", b"plaintext")
-    simulate(_collect_args(b"MZ three"), endpoint)
-    assert list(endpoint.files) == [sample_path("job-1").lower()]
-
-
-def test_simulate_not_found_writes_nothing() -> None:
-    endpoint = _endpoint()
-    run = simulate(_collect_args(b"not quarantined here", original_path=r"C:\x.exe"), endpoint)
-    assert run.exit_code == EXIT_NOT_FOUND
-    assert ScriptOutcome.from_script_output(run.script_output).status == "not_found"
-    assert endpoint.files == {}
-
-
-def test_simulate_cleanup_deletes_the_job_folder_only() -> None:
-    endpoint = _endpoint()
-    simulate(_collect_args(b"MZ one", job="job-1"), endpoint)
-    simulate(_collect_args(b"MZ two", job="job-2"), endpoint)
-    endpoint.write_file(r"C:\Users\a\keep.txt", b"unrelated")
-
-    run = simulate(format_args(CollectRequest("Cleanup", "JOB-1")), endpoint)
-    assert run.exit_code == EXIT_FOUND
-    assert ScriptOutcome.from_script_output(run.script_output) == ScriptOutcome("cleaned")
-    assert sorted(endpoint.files) == sorted([sample_path("job-2").lower(), r"c:\users\a\keep.txt"])
-
-    again = simulate(format_args(CollectRequest("Cleanup", "job-1")), endpoint)
-    assert again.exit_code == EXIT_FOUND
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        "-Mode 'Collect' -JobId 'j' -Sha256 'abc'",
-        "-Mode 'Collect' -JobId '..\\x' -Sha256 '" + SHA + "'",
-        "-Mode 'Wipe' -JobId 'j'",
-        "-Mode 'Collect' -JobId 'j' -Sha256 '" + SHA + "' -OriginalPath 'C:\\*'",
-        "-Mode 'Cleanup' -JobId 'j'; Remove-Item C:\\",
-        "calc.exe",
-    ],
-)
-def test_simulate_refuses_bad_arguments_like_powershell(args: str) -> None:
-    endpoint = _endpoint()
-    run = simulate(args, endpoint)
-    assert run.exit_code == EXIT_ERROR
-    assert run.script_output == ""
-    assert run.script_errors.startswith(SCRIPT_NAME)
-    assert endpoint.files == {}
-    with pytest.raises(ContractError):
-        ScriptOutcome.from_script_output(run.script_output)
-
-
-def test_simulate_collect_without_hash_reports_an_error_line() -> None:
-    run = simulate("-Mode 'Collect' -JobId 'j'", _endpoint())
-    assert run.exit_code == EXIT_ERROR
-    outcome = ScriptOutcome.from_script_output(run.script_output)
-    assert outcome.status == "error"
-    assert "Sha256" in outcome.message

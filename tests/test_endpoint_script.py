@@ -2,10 +2,11 @@
 
 There is no PowerShell on this machine (Debian ships no pwsh), so the script cannot be run
 here. Instead: its syntax tree (tree-sitter-powershell) is checked against the contract in
-joedefender.endpoint.contract and against the hygiene rules (design.md section 2); the Defender
-key and BackupRead layout it relies on are pinned by a Python reference decoder on synthetic
-quarantine blobs; and its embedded C# decoder is compiled and run on those blobs where Mono
-(``mcs``, ``mono``) is installed.
+joedefender.endpoint.contract, against the MDE emulator's independent description of it
+(joedefender_emulators.mde.endpoint_script) and against the hygiene rules (design.md
+section 2); the Defender key and BackupRead layout it relies on are pinned by a Python
+reference decoder on synthetic quarantine blobs; and its embedded C# decoder is compiled and
+run on those blobs where Mono (``mcs``, ``mono``) is installed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from joedefender.endpoint.contract import (
     sample_path,
     script_bytes,
 )
+from joedefender_emulators.mde import endpoint_script
 
 # Defender's quarantine RC4 key, from reference/defender-quarantine.md section 2 (the same in
 # dissect.target, defender-dump, maldump, CAPEv2 and Velociraptor).
@@ -205,6 +207,15 @@ def test_param_block_validation_matches_the_contract_rules() -> None:
         assert {"ValidateSet", "ValidatePattern"} & set(attributes), f"{name} is not validated"
 
 
+def test_param_block_validation_matches_the_emulators_simulation() -> None:
+    params = _script_parameters()
+    assert params["Mode"]["ValidateSet"] == list(endpoint_script.SCRIPT_MODES)
+    assert set(params) == {"Mode", *(name for name, *_ in endpoint_script.SCRIPT_PARAMETERS)}
+    for name, shortest, longest, pattern in endpoint_script.SCRIPT_PARAMETERS:
+        assert params[name]["ValidatePattern"] == [pattern], name
+        assert params[name]["ValidateLength"] == [str(shortest), str(longest)], name
+
+
 def test_script_rejects_positional_and_unknown_arguments() -> None:
     binding = [n for n in _nodes("attribute") if "CmdletBinding" in _text(n)]
     assert len(binding) == 1
@@ -344,6 +355,7 @@ def test_job_folder_is_created_with_a_system_only_acl() -> None:
 
 def test_the_keys_in_the_script_are_the_public_keys() -> None:
     assert bytes.fromhex(_assigned_string("$DefangKeyHex")) == DEFANG_KEY
+    assert bytes.fromhex(_assigned_string("$DefangKeyHex")) == endpoint_script.DEFANG_KEY
     rc4_key = bytes.fromhex(_assigned_string("$DefenderRc4KeyHex"))
     assert rc4_key == DEFENDER_RC4_KEY
     assert _rc4(rc4_key, bytes(16)).hex() == FIRST_KEYSTREAM_BYTES
@@ -360,6 +372,8 @@ def test_the_defender_key_matches_the_reference_notes() -> None:
 def test_paths_in_the_script_are_the_contract_paths() -> None:
     assert _assigned_string("$WorkRoot") == WORK_ROOT
     assert sample_path("job-1") == WORK_ROOT + "\\job-1\\" + _assigned_string("$SampleFileName")
+    assert _assigned_string("$WorkRoot") == endpoint_script.WORK_ROOT
+    assert _assigned_string("$SampleFileName") == endpoint_script.SAMPLE_FILE_NAME
     assert "Microsoft\\Windows Defender\\Quarantine\\ResourceData" in _assigned_here_or_joined("$QuarantineData")
 
 
@@ -384,6 +398,7 @@ def test_output_line_has_the_contract_keys_in_order() -> None:
     keys = [_text(k) for k in _nodes("key_expression", hashes[0])]
     expected = re.findall(r'"(\w+)":', ScriptOutcome(status="cleaned").to_output_line())
     assert keys == expected
+    assert keys == list(endpoint_script.OUTPUT_KEYS)
     output = _text(_function("Format-OutputLine"))
     assert "ConvertTo-Json -Compress" in output
 
@@ -394,10 +409,13 @@ def test_exit_codes_follow_the_statuses() -> None:
     assert re.search(r"'cleaned'\)\s*\{\s*\$exitCode = " + str(contract.EXIT_FOUND), code)
     assert re.search(r"\$exitCode = " + str(contract.EXIT_ERROR) + r"\s*\n\s*if", code)
     assert code.rstrip().endswith("exit $exitCode")
+    simulated = (endpoint_script.EXIT_FOUND, endpoint_script.EXIT_ERROR, endpoint_script.EXIT_NOT_FOUND)
+    assert simulated == (contract.EXIT_FOUND, contract.EXIT_ERROR, contract.EXIT_NOT_FOUND)
 
 
 def test_script_name_is_the_library_name() -> None:
     assert contract.script_path().name == SCRIPT_NAME
+    assert endpoint_script.SCRIPT_NAME == SCRIPT_NAME
 
 
 # ---------------------------------------------------------------- quarantine format, pinned in Python

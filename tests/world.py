@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
-from joedefender.emulators.runner import Emulators
-from joedefender.emulators.scenario import Scenario, load_scenario, parse_scenario
 from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.workers import WorkerPool
 from joedefender.settings import Settings
+from joedefender_emulators.runner import Emulators
+from joedefender_emulators.scenario import Scenario, load_scenario, parse_scenario
 
 
 class World:

@@ -10,9 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from joedefender.clients.joe import JoeSandboxClient
-from joedefender.emulators.runner import Emulators
-from joedefender.emulators.scenario import parse_scenario
 from joedefender.settings import Settings
+from joedefender_emulators.runner import Emulators
+from joedefender_emulators.scenario import parse_scenario
 
 # Distinctive, so a search of any message or repr for it cannot hit by accident.
 API_KEY = "jbx-T3st-Key-6f0c2a9d41e7b358"

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 
 from joedefender.clients.mde import DefenderClient, RateLimiter, TokenProvider
-from joedefender.emulators.runner import Emulators
-from joedefender.emulators.scenario import parse_scenario
 from joedefender.settings import Settings
+from joedefender_emulators.runner import Emulators
+from joedefender_emulators.scenario import parse_scenario
 
 MACHINE = "1a" * 20
 BUSY_MACHINE = "2b" * 20

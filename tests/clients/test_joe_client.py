@@ -27,7 +27,7 @@ from joedefender.clients.joe import (
     JoeSandboxError,
     JoeUnavailableError,
 )
-from joedefender.emulators.runner import Emulators
+from joedefender_emulators.runner import Emulators
 
 from .joe_fixtures import API_KEY, WRONG_KEY, add_fault, calls, client_for, inspect, joe_world
 

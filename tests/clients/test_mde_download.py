@@ -47,6 +47,6 @@ def test_a_200_mb_get_file_result_streams_in_bounded_memory(caplog):
         assert peak < PEAK_LIMIT, f"peak {peak / 2**20:.1f} MiB"
         assert count(emu, "liveresponse.download") == 1
     # the link's signature is a credential: the client side's logs (httpx logs every URL) must not show it
-    client_side = [r.getMessage() for r in caplog.records if not r.name.startswith("joedefender.emulators")]
+    client_side = [r.getMessage() for r in caplog.records if not r.name.startswith("joedefender_emulators")]
     assert any("CustomPlaybookCommandOutput" in line and "sig=***" in line for line in client_side)
     assert not any(re.search(r"sig=(?!\*\*\*)", line) for line in client_side)

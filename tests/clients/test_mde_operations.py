@@ -19,7 +19,7 @@ from joedefender.clients.mde import (
     MachineBusyError,
     NotFoundError,
 )
-from joedefender.emulators.scenario import ALL_PERMISSIONS
+from joedefender_emulators.scenario import ALL_PERMISSIONS
 
 from .mde_fixtures import (
     BUSY_MACHINE,

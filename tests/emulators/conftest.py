@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from joedefender.emulators.clock import EmulatedClock
-from joedefender.emulators.mde import MdeEmulator
-from joedefender.emulators.scenario import parse_scenario
-from joedefender.emulators.tls import EmulatorCertificates, create_certificates
+from joedefender_emulators.clock import EmulatedClock
+from joedefender_emulators.mde import MdeEmulator
+from joedefender_emulators.scenario import parse_scenario
+from joedefender_emulators.tls import EmulatorCertificates, create_certificates
 
 TENANT = "11111111-2222-4333-8444-555555555555"
 CLIENT = "66666666-7777-4888-9999-000000000000"

@@ -11,9 +11,9 @@ from typing import Any
 import jbxapi
 import requests
 
-from joedefender.emulators.clock import EmulatedClock
-from joedefender.emulators.joe import JoeEmulator
-from joedefender.emulators.scenario import parse_scenario
+from joedefender_emulators.clock import EmulatedClock
+from joedefender_emulators.joe import JoeEmulator
+from joedefender_emulators.scenario import parse_scenario
 
 API_KEY = "jbx-emu-T3st-Key-71c9e0a4"
 

@@ -11,8 +11,8 @@ import jbxapi
 import pytest
 import requests
 
-from joedefender.emulators.joe import JoeEmulator
-from joedefender.emulators.joe.params import SUBMISSION_BOOL_PARAMS, SUBMISSION_VALUE_PARAMS
+from joedefender_emulators.joe import JoeEmulator
+from joedefender_emulators.joe.params import SUBMISSION_BOOL_PARAMS, SUBMISSION_VALUE_PARAMS
 
 from .joe_fixtures import (
     API_KEY,

@@ -14,7 +14,7 @@ import jbxapi
 import pytest
 import requests
 
-from joedefender.emulators.joe import JoeEmulator
+from joedefender_emulators.joe import JoeEmulator
 
 from .joe_fixtures import API_KEY, SAMPLES, VERDICTS, calls, client, running_joe, scenario_raw
 

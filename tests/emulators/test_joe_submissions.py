@@ -16,8 +16,8 @@ from typing import Any
 import jbxapi
 import pytest
 
-from joedefender.emulators.joe import JoeEmulator
-from joedefender.emulators.joe import app as joe_app
+from joedefender_emulators.joe import JoeEmulator
+from joedefender_emulators.joe import app as joe_app
 
 from .joe_fixtures import (
     API_KEY,

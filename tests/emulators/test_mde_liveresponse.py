@@ -1,5 +1,6 @@
 """runliveresponse: validation, the one-session rules, the lifecycle on the emulated clock, the
-collection script through the shared contract, and result download links (mde-api.md section 4)."""
+collection script driven through the connector's contract, and result download links
+(mde-api.md section 4)."""
 
 from __future__ import annotations
 

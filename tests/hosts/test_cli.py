@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from joedefender.domain.comments import MARKER_PREFIX
-from joedefender.emulators.scenario import ALL_PERMISSIONS
 from joedefender.stores.sqlite import SqliteStore
+from joedefender_emulators.scenario import ALL_PERMISSIONS
 from tests.hosts import environment, joedefender
 from tests.pipeline.builders import alert, file_evidence, machine, world
 from tests.world import World, scenario

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import LinkState
-from joedefender.emulators.scenario import load_scenario
 from joedefender.hosts.standalone.poller import Poller
+from joedefender_emulators.scenario import load_scenario
 from tests.pipeline.builders import alert, file_evidence, machine, machine_id, world
 from tests.world import World, drain, scenario
 

@@ -1,8 +1,8 @@
 """What runs on the endpoint: the quarantine collection script and its contract.
 
-The connector, the MDE emulator and the tests all go through :mod:`joedefender.endpoint.contract`,
-so the arguments sent to ``joedefender-collect.ps1`` and the line it prints mean the same thing
-everywhere. The script itself is package data (``scripts/joedefender-collect.ps1``).
+The connector goes through :mod:`joedefender.endpoint.contract` for the arguments it sends to
+``joedefender-collect.ps1`` and the line it reads back. The script itself is package data
+(``scripts/joedefender-collect.ps1``).
 """
 
 from joedefender.endpoint.contract import (
@@ -14,19 +14,14 @@ from joedefender.endpoint.contract import (
     WORK_ROOT,
     CollectRequest,
     ContractError,
-    QuarantinedItem,
     Refanger,
     ScriptOutcome,
-    ScriptRun,
-    SimulatedEndpoint,
     defang,
     format_args,
     job_folder,
-    parse_args,
     sample_path,
     script_bytes,
     script_path,
-    simulate,
 )
 
 __all__ = [
@@ -38,17 +33,12 @@ __all__ = [
     "WORK_ROOT",
     "CollectRequest",
     "ContractError",
-    "QuarantinedItem",
     "Refanger",
     "ScriptOutcome",
-    "ScriptRun",
-    "SimulatedEndpoint",
     "defang",
     "format_args",
     "job_folder",
-    "parse_args",
     "sample_path",
     "script_bytes",
     "script_path",
-    "simulate",
 ]

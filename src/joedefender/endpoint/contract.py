@@ -1,9 +1,10 @@
-"""The contract between the connector, the MDE emulator and the endpoint collection script.
+"""The contract between the connector and the endpoint collection script.
 
 ``joedefender-collect.ps1`` runs as SYSTEM on a Windows endpoint through live response. The
-connector builds its arguments and reads its one JSON output line with this module; the MDE
-emulator uses the same module to play the script on its fake endpoints. Keeping both sides
-here means they cannot drift apart: the tests check the ``.ps1`` against the rules below.
+connector builds its arguments and reads its one JSON output line with this module; the tests
+check the ``.ps1`` against the rules below, and check this module against the MDE emulator's
+simulated endpoint (``joedefender_emulators.mde.endpoint_script``), which describes the same
+script independently.
 
 Everything passed to the script may come from the attacker's side (threat names, file paths),
 so every value is validated here with the same rules as the script's ``param`` block, and
@@ -12,15 +13,14 @@ quoted as a PowerShell verbatim string so that it is only ever data.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources.abc import Traversable
-from typing import Literal, Protocol, get_args
+from typing import Literal, get_args
 
 from joedefender.errors import JoeDefenderError
 
@@ -125,17 +125,13 @@ class CollectRequest:
 
     def validate(self) -> None:
         """Apply the script's own rules, so a bad request fails here rather than on the endpoint."""
-        self._validate_parameters()
-        if self.mode == "Collect" and self.sha256 is None:
-            raise ContractError("Sha256 is required in Collect mode")
-
-    def _validate_parameters(self) -> None:
-        """The checks of the script's param block (binding), without the body's own checks."""
         if self.mode not in MODES:
             raise ContractError(f"Mode must be one of {', '.join(MODES)}")
         for name, value in self._values():
             if name != "Mode":
                 PARAMETER_RULES[name].check(value)
+        if self.mode == "Collect" and self.sha256 is None:
+            raise ContractError("Sha256 is required in Collect mode")
 
     def _values(self) -> list[tuple[str, str]]:
         """The parameters that are set, in emission order."""
@@ -165,88 +161,6 @@ def format_args(request: CollectRequest) -> str:
     """The RunScript ``Args`` value for ``request``; raises ContractError if the script would refuse it."""
     request.validate()
     return " ".join(f"-{name} {_quote(value)}" for name, value in request._values())
-
-
-def parse_args(args: str) -> CollectRequest:
-    """Read back what format_args wrote; anything else (bare words, unknown or repeated
-    parameters, unquoted values) is a ContractError, as is a request that fails validation."""
-    request = _parse_unvalidated(args)
-    request.validate()
-    return request
-
-
-def _parse_unvalidated(args: str) -> CollectRequest:
-    values: dict[str, str] = {}
-    for name, value in _tokenize(args):
-        if name not in PARAMETER_NAMES:
-            raise ContractError(f"unknown parameter -{name}")
-        if name in values:
-            raise ContractError(f"parameter -{name} given more than once")
-        values[name] = value
-    if "Mode" not in values:
-        raise ContractError("parameter -Mode is missing")
-    if "JobId" not in values:
-        raise ContractError("parameter -JobId is missing")
-    mode = values["Mode"]
-    if mode not in MODES:
-        raise ContractError(f"Mode must be one of {', '.join(MODES)}")
-    return CollectRequest(
-        mode="Collect" if mode == "Collect" else "Cleanup",
-        job_id=values["JobId"],
-        sha256=values.get("Sha256"),
-        threat_name=values.get("ThreatName"),
-        original_path=values.get("OriginalPath"),
-    )
-
-
-_PARAMETER_NAME_RE = re.compile(r"-([A-Za-z0-9]+)")
-
-
-def _tokenize(args: str) -> list[tuple[str, str]]:
-    """Split ``-Name 'value' ...`` pairs; values must be PowerShell single-quoted strings."""
-    pairs: list[tuple[str, str]] = []
-    pos, end = 0, len(args)
-    while True:
-        pos = _skip_blanks(args, pos)
-        if pos == end:
-            return pairs
-        match = _PARAMETER_NAME_RE.match(args, pos)
-        if match is None:
-            raise ContractError(f"expected a parameter name at offset {pos}")
-        name = match.group(1)
-        pos = match.end()
-        if pos == end or args[pos] not in " \t":
-            raise ContractError(f"expected a blank after -{name}")
-        pos = _skip_blanks(args, pos)
-        if pos == end or args[pos] not in _SINGLE_QUOTES:
-            raise ContractError(f"the value of -{name} must be a single-quoted string")
-        value, pos = _read_quoted(args, pos + 1, name)
-        pairs.append((name, value))
-
-
-def _skip_blanks(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t":
-        pos += 1
-    return pos
-
-
-def _read_quoted(text: str, pos: int, name: str) -> tuple[str, int]:
-    """Read a verbatim string body as PowerShell's tokenizer does; returns (value, end offset)."""
-    chars: list[str] = []
-    while pos < len(text):
-        ch = text[pos]
-        if ch in _SINGLE_QUOTES:
-            if pos + 1 < len(text) and text[pos + 1] in _SINGLE_QUOTES:
-                chars.append(text[pos + 1])
-                pos += 2
-                continue
-            pos += 1
-            if pos < len(text) and text[pos] not in " \t":
-                raise ContractError(f"unexpected text after the value of -{name}")
-            return "".join(chars), pos
-        chars.append(ch)
-        pos += 1
-    raise ContractError(f"the value of -{name} has no closing quote")
 
 
 def job_folder(job_id: str) -> str:
@@ -384,87 +298,3 @@ def _optional_str(doc: Mapping[str, object], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ContractError(f"{key} must be a string")
     return value
-
-
-@dataclass(frozen=True)
-class QuarantinedItem:
-    """What a simulated endpoint's Defender quarantine holds for one detected file."""
-
-    threat_name: str
-    original_path: str
-    content: bytes
-
-
-class SimulatedEndpoint(Protocol):
-    """The little of an emulated Windows machine that simulate() touches."""
-
-    def quarantine(self) -> Sequence[QuarantinedItem]: ...
-
-    def write_file(self, path: str, content: bytes) -> None: ...
-
-    def delete_tree(self, folder: str) -> None:
-        """Delete ``folder`` and everything under it; paths compare case-insensitively."""
-        ...
-
-
-@dataclass(frozen=True)
-class ScriptRun:
-    """A RunScript result: the fields of live response's result JSON."""
-
-    exit_code: int
-    script_output: str
-    script_errors: str
-
-    def to_result(self) -> dict[str, object]:
-        """The live response RunScript result document for this run."""
-        return {
-            "script_name": SCRIPT_NAME,
-            "exit_code": self.exit_code,
-            "script_output": self.script_output,
-            "script_errors": self.script_errors,
-        }
-
-    @classmethod
-    def from_result(cls, document: Mapping[str, object]) -> ScriptRun:
-        exit_code = document.get("exit_code")
-        if not isinstance(exit_code, int) or isinstance(exit_code, bool):
-            raise ContractError("the RunScript result has no integer exit_code")
-        output = document.get("script_output") or ""
-        errors = document.get("script_errors") or ""
-        if not isinstance(output, str) or not isinstance(errors, str):
-            raise ContractError("script_output and script_errors must be strings")
-        return cls(exit_code=exit_code, script_output=output, script_errors=errors)
-
-
-def simulate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
-    """Do on an emulated endpoint what the real script does on Windows (quarantine decoding
-    aside: the emulated quarantine holds plain contents)."""
-    try:
-        request = _parse_unvalidated(args)
-        request._validate_parameters()
-    except ContractError as exc:
-        # PowerShell refuses to bind the parameters: no output line, exit code 1.
-        return ScriptRun(EXIT_ERROR, "", f"{SCRIPT_NAME} : Cannot validate the arguments: {exc}")
-    if request.mode == "Cleanup":
-        outcome = _simulate_cleanup(request, endpoint)
-    else:
-        outcome = _simulate_collect(request, endpoint)
-    return ScriptRun(outcome.exit_code, outcome.to_output_line() + "\n", "")
-
-
-def _simulate_cleanup(request: CollectRequest, endpoint: SimulatedEndpoint) -> ScriptOutcome:
-    endpoint.delete_tree(job_folder(request.job_id))
-    return ScriptOutcome(status="cleaned")
-
-
-def _simulate_collect(request: CollectRequest, endpoint: SimulatedEndpoint) -> ScriptOutcome:
-    if request.sha256 is None:
-        return ScriptOutcome(status="error", message="Sha256 is required in Collect mode")
-    wanted = request.sha256.lower()
-    endpoint.delete_tree(job_folder(request.job_id))
-    for item in endpoint.quarantine():
-        if hashlib.sha256(item.content).hexdigest() == wanted:
-            path = sample_path(request.job_id)
-            endpoint.write_file(path, defang(item.content))
-            return ScriptOutcome(status="found", sha256=wanted, size=len(item.content), path=path, source="quarantine")
-    return ScriptOutcome(status="not_found", message="no quarantined file has this SHA-256")

@@ -16,7 +16,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from joedefender import __version__
-from joedefender.emulators.scenario import ScenarioError
 from joedefender.errors import ConfigurationError
 from joedefender.settings import Settings
 
@@ -81,8 +80,8 @@ def emulate(
     joe_port: Annotated[int, typer.Option(help="Joe Sandbox emulator port (0: any free port).")] = 0,
 ) -> None:
     """Run the MDE and Joe Sandbox emulators; print the settings that reach them, then serve."""
-    from joedefender.emulators.runner import Emulators
-    from joedefender.emulators.scenario import load_scenario
+    from joedefender_emulators.runner import Emulators
+    from joedefender_emulators.scenario import ScenarioError, load_scenario
 
     _logging(False)
     try:

@@ -19,13 +19,13 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from joedefender.emulators.runner import Emulators
-from joedefender.emulators.scenario import Scenario, load_scenario
 from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.poller import Poller
 from joedefender.hosts.standalone.status import alerts_table, jobs_table
 from joedefender.hosts.standalone.workers import WorkerPool
 from joedefender.settings import Settings
+from joedefender_emulators.runner import Emulators
+from joedefender_emulators.scenario import Scenario, load_scenario
 
 
 def _lookback(scenario: Scenario) -> timedelta:

@@ -1,0 +1,175 @@
+"""Alerts as the scenario gives them, with the updates the API allows (status, assignment,
+classification, comments)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from joedefender_emulators.http import ApiError
+from joedefender_emulators.mde.common import check_properties, format_time, json_object, not_found, parse_time
+from joedefender_emulators.mde.odata import Field, Kind, Page, fields
+from joedefender_emulators.scenario import ScenarioError
+
+ALERT_KEYS = (
+    "id", "incidentId", "investigationId", "assignedTo", "severity", "status", "classification",
+    "determination", "investigationState", "detectionSource", "detectorId", "category",
+    "threatFamilyName", "threatName", "title", "description", "alertCreationTime", "firstEventTime",
+    "lastEventTime", "lastUpdateTime", "resolvedTime", "machineId", "computerDnsName", "rbacGroupName",
+    "aadTenantId", "mitreTechniques", "relatedUser", "comments", "evidence",
+)  # fmt: skip
+# docs silent on absent lists: they are served as [] (the API never shows them as null).
+_LIST_KEYS = ("mitreTechniques", "comments", "evidence")
+EVIDENCE_KEYS = (
+    "entityType", "evidenceCreationTime", "sha1", "sha256", "fileName", "filePath", "processId",
+    "processCommandLine", "processCreationTime", "parentProcessId", "parentProcessCreationTime",
+    "parentProcessFileName", "parentProcessFilePath", "ipAddress", "url", "registryKey", "registryHive",
+    "registryValueType", "registryValue", "accountName", "domainName", "userSid", "aadUserId",
+    "userPrincipalName", "detectionStatus",
+)  # fmt: skip
+
+FILTERABLE: dict[str, Field] = {
+    **fields(Kind.DATETIME, "alertCreationTime", "lastUpdateTime", "lastEventTime"),
+    **fields(Kind.NUMBER, "incidentId", "investigationId"),
+    **fields(Kind.STRING, "id", "assignedTo", "detectionSource", "status", "severity", "category"),
+    "asssignedTo": Field("assignedTo", Kind.STRING),  # [sic] in get-alerts.md
+}
+
+UPDATABLE = ("status", "assignedTo", "classification", "determination", "comment")
+STATUSES = ("New", "InProgress", "Resolved")
+CLASSIFICATIONS = ("TruePositive", "InformationalExpectedActivity", "FalsePositive")
+# The union of alerts.md and update-alert.md (the two pages disagree).
+DETERMINATIONS = (
+    "MultiStagedAttack", "MaliciousUserActivity", "CompromisedUser", "Malware", "Phishing",
+    "UnwantedSoftware", "Other", "SecurityTesting", "LineOfBusinessApplication", "ConfirmedUserActivity",
+    "Clean", "InsufficientData", "ConfirmedActivity", "NotMalicious",
+)  # fmt: skip
+
+
+def _normalize(raw: Mapping[str, Any], position: int) -> dict[str, Any]:
+    """Keep every field as given (unknown ones too); add missing documented keys as null."""
+    if not isinstance(raw.get("id"), str) or not raw["id"]:
+        raise ScenarioError(f"defender alert #{position + 1} has no string id")
+    alert: dict[str, Any] = copy.deepcopy(dict(raw))
+    for key in ALERT_KEYS:
+        alert.setdefault(key, None)
+    for key in _LIST_KEYS:
+        if not isinstance(alert[key], list):
+            alert[key] = []
+    alert["evidence"] = [
+        {**{key: None for key in EVIDENCE_KEYS}, **item} for item in alert["evidence"] if isinstance(item, dict)
+    ]
+    return alert
+
+
+def _sort_key(alert: Mapping[str, Any]) -> tuple[float, str]:
+    moment = parse_time(alert.get("lastUpdateTime"))
+    return (moment.timestamp() if moment else float("-inf"), str(alert["id"]))
+
+
+def _choice(body: Mapping[str, Any], key: str, allowed: Sequence[str], nullable: bool) -> None:
+    if key not in body:
+        return
+    value = body[key]
+    if value is None and nullable:
+        return
+    if value not in allowed:
+        raise ApiError(
+            400, "InvalidRequestBody", f"Invalid value {str(value)[:50]!r} for '{key}'. Allowed: {', '.join(allowed)}."
+        )
+
+
+def validate_update(body: Mapping[str, Any], extra: Sequence[str] = ()) -> None:
+    """docs silent on unknown properties: refused like wrong-case ones, so a typo cannot pass
+    as a no-op update."""
+    check_properties(body, (*UPDATABLE, *extra))
+    _choice(body, "status", STATUSES, nullable=False)
+    _choice(body, "classification", CLASSIFICATIONS, nullable=True)
+    _choice(body, "determination", DETERMINATIONS, nullable=True)
+    for key in ("assignedTo", "comment"):
+        if key in body and body[key] is not None and not isinstance(body[key], str):
+            raise ApiError(400, "InvalidRequestBody", f"'{key}' must be a string.")
+
+
+class AlertStore:
+    def __init__(self, raw_alerts: Sequence[Mapping[str, Any]]) -> None:
+        self._alerts: dict[str, dict[str, Any]] = {}
+        for position, raw in enumerate(raw_alerts):
+            alert = _normalize(raw, position)
+            if alert["id"] in self._alerts:
+                raise ScenarioError(f"defender alert id {alert['id']!r} appears twice")
+            self._alerts[alert["id"]] = alert
+
+    def _ordered(self) -> list[dict[str, Any]]:
+        return sorted(self._alerts.values(), key=_sort_key)
+
+    def all(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._ordered())
+
+    def select(self, page: Page) -> list[dict[str, Any]]:
+        expand = "evidence" in page.expand
+        return [
+            copy.deepcopy(dict(alert)) if expand else {**copy.deepcopy(dict(alert)), "evidence": []}
+            for alert in page.apply(self._ordered())
+        ]
+
+    def get(self, alert_id: str) -> dict[str, Any]:
+        return copy.deepcopy(self._find(alert_id))
+
+    def _find(self, alert_id: str) -> dict[str, Any]:
+        alert = self._alerts.get(alert_id)
+        if alert is None:
+            raise not_found(f"Alert {alert_id[:100]}")
+        return alert
+
+    def add_evidence(self, alert_id: str, items: Any, now: datetime) -> dict[str, Any]:
+        """What Defender does as an investigation goes on: more evidence, a newer lastUpdateTime."""
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ApiError(400, "InvalidRequestBody", "Expected a JSON array of evidence objects.")
+        alert = self._find(alert_id)
+        alert["evidence"].extend(copy.deepcopy(items))
+        alert["lastUpdateTime"] = format_time(now)
+        return copy.deepcopy(alert)
+
+    def update(self, alert_id: str, body: Any, author: str, now: datetime) -> dict[str, Any]:
+        body = json_object(body)
+        validate_update(body)
+        alert = self._find(alert_id)
+        _apply(alert, body, author, now)
+        return copy.deepcopy(alert)
+
+    def batch_update(self, body: Any, author: str, now: datetime) -> None:
+        body = json_object(body)
+        validate_update(body, extra=("alertIds",))
+        ids = body.get("alertIds")
+        if ids is None:
+            raise ApiError(400, "MissingRequiredParameter", "Missing required parameter: alertIds.")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise ApiError(400, "InvalidRequestBody", "'alertIds' must be a non-empty list of alert ids.")
+        missing = [i for i in ids if i not in self._alerts]
+        if missing:
+            # docs silent: all or nothing, and the unknown ids are named.
+            raise not_found(f"Alert(s) {', '.join(m[:100] for m in missing[:10])}")
+        changes = {k: v for k, v in body.items() if k != "alertIds"}
+        for alert_id in ids:
+            _apply(self._alerts[alert_id], changes, author, now)
+
+
+def _apply(alert: dict[str, Any], body: Mapping[str, Any], author: str, now: datetime) -> None:
+    stamp = format_time(now)
+    changed = False
+    for key in ("status", "assignedTo", "classification", "determination"):
+        if key in body and alert.get(key) != body[key]:
+            alert[key] = body[key]
+            changed = True
+            if key == "status":
+                alert["resolvedTime"] = stamp if body[key] == "Resolved" else None
+    comment = body.get("comment")
+    if isinstance(comment, str) and comment:
+        # docs silent on the author an app is shown as: its application (client) id.
+        alert["comments"].append({"comment": comment, "createdBy": author, "createdTime": stamp})
+        changed = True
+    if changed:
+        alert["lastUpdateTime"] = stamp

@@ -1,0 +1,333 @@
+"""The scenario file: everything an emulated tenant and sandbox hold, and how they behave.
+
+A scenario is YAML (or JSON, which is YAML too). Durations are emulated seconds; `time_scale`
+says how many real seconds one emulated second takes. The format is documented in the README
+("Scenario files"); this module is its single source of truth.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import random
+from collections.abc import Iterator
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from joedefender_emulators.errors import EmulatorError
+
+ALL_PERMISSIONS = (
+    "Alert.Read.All",
+    "Alert.ReadWrite.All",
+    "Machine.Read.All",
+    "Machine.ReadWrite.All",
+    "Machine.LiveResponse",
+    "Library.Manage",
+    "Ti.ReadWrite",
+    "Ti.ReadWrite.All",
+)
+
+_CHUNK = 1 << 20
+
+
+class ScenarioError(EmulatorError):
+    """The scenario file is unreadable or does not describe a consistent world."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class GeneratedBytes(_Model):
+    """Deterministic pseudo-random content, produced in chunks: a 200 MB sample without a 200 MB file."""
+
+    size: int = Field(ge=0)
+    seed: int = 0
+
+
+class Blob(_Model):
+    """The bytes of a sample: exactly one of text, base64 or generate."""
+
+    text: str | None = None
+    base64: str | None = None
+    generate: GeneratedBytes | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Blob:
+        if sum(x is not None for x in (self.text, self.base64, self.generate)) != 1:
+            raise ValueError("a sample needs exactly one of text, base64 or generate")
+        return self
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.text is not None:
+            yield self.text.encode("utf-8")
+        elif self.base64 is not None:
+            yield base64.b64decode(self.base64)
+        else:
+            assert self.generate is not None
+            rng = random.Random(self.generate.seed)
+            remaining = self.generate.size
+            while remaining > 0:
+                n = min(_CHUNK, remaining)
+                yield rng.randbytes(n)
+                remaining -= n
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+    @cached_property
+    def _digests(self) -> tuple[str, str, str, int]:
+        sha256, sha1, md5 = hashlib.sha256(), hashlib.sha1(), hashlib.md5()  # noqa: S324
+        size = 0
+        for chunk in self.chunks():
+            sha256.update(chunk)
+            sha1.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
+        return sha256.hexdigest(), sha1.hexdigest(), md5.hexdigest(), size
+
+    @property
+    def sha256(self) -> str:
+        return self._digests[0]
+
+    @property
+    def sha1(self) -> str:
+        return self._digests[1]
+
+    @property
+    def md5(self) -> str:
+        return self._digests[2]
+
+    @property
+    def size(self) -> int:
+        return self._digests[3]
+
+
+class OnlineWindow(_Model):
+    """The machine is online from `start` to `end` (emulated seconds from the start; no end = for good)."""
+
+    start: float = 0.0
+    end: float | None = None
+
+
+class MachineFile(_Model):
+    path: str
+    sample: str
+
+
+class QuarantineEntry(_Model):
+    threat_name: str
+    original_path: str
+    sample: str
+
+
+class Machine(_Model):
+    id: str = Field(pattern=r"^[0-9a-fA-F]{40}$")
+    computer_dns_name: str = Field(alias="computerDnsName")
+    os_platform: str = Field("Windows11", alias="osPlatform")
+    online: bool | list[OnlineWindow] = True
+    busy_until: float = Field(0.0, description="another live response session holds the machine until then")
+    files: list[MachineFile] = []
+    quarantine: list[QuarantineEntry] = []
+    extra: dict[str, Any] = Field({}, description="further machine fields, returned as given")
+
+    def is_online(self, elapsed: float) -> bool:
+        if isinstance(self.online, bool):
+            return self.online
+        return any(w.start <= elapsed and (w.end is None or elapsed < w.end) for w in self.online)
+
+    def next_online(self, elapsed: float) -> float | None:
+        """When the machine is next online at or after `elapsed`; None if never."""
+        if self.is_online(elapsed):
+            return elapsed
+        if isinstance(self.online, bool):
+            return None
+        starts = [w.start for w in self.online if w.start >= elapsed]
+        return min(starts) if starts else None
+
+
+class LiveResponseTimings(_Model):
+    """How long live response takes on the emulated endpoints (emulated seconds)."""
+
+    pending_seconds: float = 5.0
+    command_seconds: float = 10.0
+    getfile_bytes_per_second: float = 50_000_000.0
+    pending_expiry_seconds: float = 3 * 24 * 3600.0
+    runscript_timeout_seconds: float = 600.0
+    getfile_timeout_seconds: float = 1800.0
+    download_link_seconds: float = 1800.0
+
+
+class DefenderScenario(_Model):
+    tenant_id: str = "00000000-0000-4000-8000-000000000001"
+    client_id: str = "00000000-0000-4000-8000-000000000002"
+    client_secret: str = "emulator-client-secret"  # noqa: S105 - an emulator credential, printed by `emulate`
+    permissions: list[str] = list(ALL_PERMISSIONS)
+    token_lifetime_seconds: float = 3599.0
+    live_response_enabled: bool = True
+    unsigned_scripts_allowed: bool = True
+    rate_limits: bool = True
+    machines: list[Machine] = []
+    alerts: list[dict[str, Any]] = []
+    indicators: list[dict[str, Any]] = []
+    live_response: LiveResponseTimings = LiveResponseTimings()
+    max_active_indicators: int = 15000
+
+
+class JoeIoc(_Model):
+    value: str
+    malicious: bool = False
+
+
+class JoeDroppedFile(_Model):
+    sha256: str
+    name: str = ""
+    malicious: bool = False
+
+
+class JoeIocs(_Model):
+    domains: list[JoeIoc] = []
+    ips: list[JoeIoc] = []
+    urls: list[JoeIoc] = []
+    dropped: list[JoeDroppedFile] = []
+
+
+class JoeVerdict(_Model):
+    """What Joe says about a sample or URL when it analyses it (identified by one of the three keys)."""
+
+    sample: str | None = None
+    sha256: str | None = None
+    url: str | None = None
+    detection: Literal["clean", "suspicious", "malicious", "unknown"] = "clean"
+    score: int = 0
+    threatname: str = ""
+    classification: str = ""
+    systems: list[str] = ["w10x64_22h2"]
+    iocs: JoeIocs = JoeIocs()
+
+    @model_validator(mode="after")
+    def _one_key(self) -> JoeVerdict:
+        if sum(x is not None for x in (self.sample, self.sha256, self.url)) != 1:
+            raise ValueError("a verdict names exactly one of sample, sha256 or url")
+        return self
+
+
+class JoeKnownAnalysis(JoeVerdict):
+    """An analysis Joe already holds when the run starts (found by analysis/search)."""
+
+    age_days: float = 1.0
+    encrypted: bool = False
+    filename: str | None = None
+
+
+class JoeScenario(_Model):
+    api_key: str = "emulator-joe-api-key"
+    online: bool = True
+    account_type: str = "ultimate"
+    quota_daily: int = 100
+    quota_monthly: int = 1000
+    queue_seconds: float = 30.0
+    analysis_seconds: float = 300.0
+    verdicts: list[JoeVerdict] = []
+    analyses: list[JoeKnownAnalysis] = []
+
+
+class FaultRule(_Model):
+    """Misbehaviour injected for matching requests.
+
+    `path` is a regular expression searched in the request path. `delay` is in REAL seconds (it
+    models the network, not the scenario's timeline). `times` limits how often it fires (None:
+    always); `skip` lets that many matching requests through first; `rate` fires it at random
+    with that probability (seeded).
+    """
+
+    service: Literal["defender", "joe"]
+    method: str = "*"
+    path: str
+    status: int | None = None
+    retry_after: int | None = None
+    code: str | int | None = None
+    message: str | None = None
+    delay: float = 0.0
+    drop: bool = False
+    times: int | None = None
+    skip: int = 0
+    rate: float = Field(1.0, ge=0.0, le=1.0)
+
+
+class Scenario(_Model):
+    name: str = "unnamed"
+    description: str = ""
+    time_scale: float = Field(1.0, gt=0)
+    seed: int = 0
+    samples: dict[str, Blob] = {}
+    defender: DefenderScenario = DefenderScenario()
+    joe: JoeScenario = JoeScenario()
+    faults: list[FaultRule] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        known = set(self.samples)
+        names: list[str] = []
+        for machine in self.defender.machines:
+            names += [f.sample for f in machine.files] + [q.sample for q in machine.quarantine]
+        names += [v.sample for v in [*self.joe.verdicts, *self.joe.analyses] if v.sample]
+        missing = sorted(set(names) - known)
+        if missing:
+            raise ValueError(f"unknown samples referenced: {', '.join(missing)}")
+        return self
+
+    def sample_for_sha256(self, sha256: str) -> Blob | None:
+        for blob in self.samples.values():
+            if blob.sha256 == sha256.lower():
+                return blob
+        return None
+
+
+def _expand_sample_refs(raw: dict[str, Any]) -> dict[str, Any]:
+    """Fill `$sample: NAME` in alert evidence with that sample's sha1/sha256, so YAML need not hold hashes."""
+    samples = {name: Blob.model_validate(spec) for name, spec in (raw.get("samples") or {}).items()}
+    raw = copy.deepcopy(raw)
+    for alert in (raw.get("defender") or {}).get("alerts") or []:
+        for item in alert.get("evidence") or []:
+            name = item.pop("$sample", None)
+            if name is None:
+                continue
+            if name not in samples:
+                raise ScenarioError(f"alert {alert.get('id')}: evidence names unknown sample {name!r}")
+            item.setdefault("sha256", samples[name].sha256)
+            item.setdefault("sha1", samples[name].sha1)
+    return raw
+
+
+def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{source}: the top level must be a mapping")
+    try:
+        return Scenario.model_validate(_expand_sample_refs(raw))
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from exc
+
+
+def load_scenario(path: Path | str | None = None) -> Scenario:
+    """Read a scenario file; None (or "demo") gives the bundled demo scenario."""
+    if path is None or str(path) == "demo":
+        text = resources.files("joedefender_emulators").joinpath("scenarios/demo.yaml").read_text("utf-8")
+        source = "bundled demo scenario"
+    else:
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from exc
+        source = str(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{source}: not valid YAML: {exc}") from exc
+    return parse_scenario(raw, source)
