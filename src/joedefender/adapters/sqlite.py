@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from joedefender.stores.base import (
+from joedefender.pipeline.ports import (
     Document,
     HistoryEntry,
     SchemaVersionError,
