@@ -1,24 +1,35 @@
 """The embedded store: all ports in one SQLite file, safe to share between threads and processes.
 
-Every write is one `BEGIN IMMEDIATE` transaction, so each check-and-set (create, update, claim,
-acquire) is atomic across processes, and a process killed at any point leaves the database as
-it was before or after that write, never between. WAL keeps readers from blocking the writer.
+Every write is one `BEGIN IMMEDIATE` transaction, so each check-and-set (a unit of work's commit,
+claim, acquire) is atomic across processes, and a process killed at any point leaves the
+database as it was before or after that write, never between. WAL keeps readers from blocking
+the writer.
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from joedefender.stores.base import (
+from joedefender.adapters._writes import (
+    AppendHistory,
+    BufferedWrites,
+    Create,
+    Enqueue,
+    Operation,
+    Update,
+    Written,
+    decode,
+)
+from joedefender.pipeline.ports import (
+    AlreadyExists,
     Document,
     HistoryEntry,
     SchemaVersionError,
@@ -71,37 +82,8 @@ CREATE TABLE IF NOT EXISTS machine_leases (
 # consumed that due time, so a later enqueue sets its own due time rather than the minimum.
 
 
-def _encode(kind: str, key: str, data: dict[str, Any]) -> str:
-    """Serialise document data, refusing what would not read back as written."""
-    if not isinstance(data, dict):
-        raise TypeError(f"{kind} {key!r}: document data must be a dict, not {type(data).__name__}")
-    try:
-        _check_keys(data)
-        return json.dumps(data, sort_keys=True, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{kind} {key!r}: document data is not JSON-serialisable: {exc}") from exc
-
-
-def _check_keys(value: Any) -> None:
-    """json would silently turn int keys into strings; a record must read back as it was written."""
-    if isinstance(value, dict):
-        for name, item in value.items():
-            if not isinstance(name, str):
-                raise TypeError(f"keys must be str, not {type(name).__name__} ({name!r})")
-            _check_keys(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _check_keys(item)
-
-
 def _document(row: sqlite3.Row) -> Document:
-    return Document(
-        kind=row["kind"],
-        key=row["key"],
-        version=row["version"],
-        data=json.loads(row["data"]),
-        updated_at=row["updated_at"],
-    )
+    return decode(row["kind"], row["key"], row["version"], row["data"], row["updated_at"])
 
 
 def _work_item(row: sqlite3.Row) -> WorkItem:
@@ -115,7 +97,7 @@ def _work_item(row: sqlite3.Row) -> WorkItem:
     )
 
 
-class SqliteStore(Store):
+class SqliteStore(BufferedWrites, Store):
     """All the ports on one SQLite file; one connection per thread, and fresh ones after a fork.
 
     Meant for a fixed pool of threads: a connection lives until `close`, even after its thread ends.
@@ -245,37 +227,52 @@ class SqliteStore(Store):
         for connection in connections:
             connection.close()
 
+    # -- writes: a unit of work is one transaction --------------------------------------------
+
+    def _apply(self, operations: Sequence[Operation]) -> Written:
+        now = self._clock()
+        written: Written = {}
+        with self._write() as db:  # an exception rolls back everything before it
+            for operation in operations:
+                match operation:
+                    case Create(kind, key, text):
+                        cursor = db.execute(
+                            "INSERT INTO documents (kind, key, version, data, updated_at) VALUES (?, ?, 1, ?, ?) "
+                            "ON CONFLICT (kind, key) DO NOTHING",
+                            (kind, key, text, now),
+                        )
+                        if cursor.rowcount != 1:
+                            raise AlreadyExists(kind, key)
+                        written[kind, key] = decode(kind, key, 1, text, now)
+                    case Update(kind, key, version, text):
+                        cursor = db.execute(
+                            "UPDATE documents SET version = version + 1, data = ?, updated_at = ? "
+                            "WHERE kind = ? AND key = ? AND version = ?",
+                            (text, now, kind, key, version),
+                        )
+                        if cursor.rowcount != 1:
+                            raise VersionConflict(kind, key, version)
+                        written[kind, key] = decode(kind, key, version + 1, text, now)
+                    case AppendHistory(subject, step, outcome, detail, at):
+                        db.execute(
+                            "INSERT INTO history (subject, at, step, outcome, detail) VALUES (?, ?, ?, ?, ?)",
+                            (subject, now if at is None else at, step, outcome, detail),
+                        )
+                    case Enqueue(key, due_at):
+                        db.execute(
+                            "INSERT INTO work (key, due_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                            "due_at = CASE WHEN due_at IS NULL THEN excluded.due_at "
+                            "ELSE min(due_at, excluded.due_at) END, "
+                            "generation = generation + 1",
+                            (key, due_at),
+                        )
+        return written
+
     # -- StateStore ---------------------------------------------------------------------------
 
     def get(self, kind: str, key: str) -> Document | None:
         rows = self._read("SELECT * FROM documents WHERE kind = ? AND key = ?", (kind, key))
         return _document(rows[0]) if rows else None
-
-    def create(self, kind: str, key: str, data: dict[str, Any]) -> Document | None:
-        text = _encode(kind, key, data)
-        now = self._clock()
-        with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO documents (kind, key, version, data, updated_at) VALUES (?, ?, 1, ?, ?) "
-                "ON CONFLICT (kind, key) DO NOTHING",
-                (kind, key, text, now),
-            )
-            if cursor.rowcount != 1:
-                return None
-        return Document(kind=kind, key=key, version=1, data=json.loads(text), updated_at=now)
-
-    def update(self, doc: Document, data: dict[str, Any]) -> Document:
-        text = _encode(doc.kind, doc.key, data)
-        now = self._clock()
-        with self._write() as db:
-            cursor = db.execute(
-                "UPDATE documents SET version = version + 1, data = ?, updated_at = ? "
-                "WHERE kind = ? AND key = ? AND version = ?",
-                (text, now, doc.kind, doc.key, doc.version),
-            )
-            if cursor.rowcount != 1:
-                raise VersionConflict(doc.kind, doc.key, doc.version)
-        return Document(kind=doc.kind, key=doc.key, version=doc.version + 1, data=json.loads(text), updated_at=now)
 
     def list(self, kind: str, prefix: str = "") -> builtins.list[Document]:
         # `key >= prefix` lets the primary key index find the range; substr checks where it ends.
@@ -285,14 +282,6 @@ class SqliteStore(Store):
         )
         return [_document(row) for row in rows]
 
-    def append_history(self, subject: str, step: str, outcome: str, detail: str = "", at: float | None = None) -> None:
-        when = self._clock() if at is None else at
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO history (subject, at, step, outcome, detail) VALUES (?, ?, ?, ?, ?)",
-                (subject, when, step, outcome, detail),
-            )
-
     def history(self, subject: str) -> builtins.list[HistoryEntry]:
         rows = self._read(
             "SELECT subject, at, step, outcome, detail FROM history WHERE subject = ? ORDER BY at, id",
@@ -301,16 +290,6 @@ class SqliteStore(Store):
         return [HistoryEntry(**dict(row)) for row in rows]
 
     # -- WorkQueue ----------------------------------------------------------------------------
-
-    def enqueue(self, key: str, due_at: float) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO work (key, due_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
-                "due_at = CASE WHEN due_at IS NULL THEN excluded.due_at "
-                "ELSE min(due_at, excluded.due_at) END, "
-                "generation = generation + 1",
-                (key, due_at),
-            )
 
     def claim(self, owner: str, now: float, lease_seconds: float) -> WorkItem | None:
         if not owner:
