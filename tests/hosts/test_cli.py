@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from joedefender.domain.comments import MARKER_PREFIX
-from joedefender.stores.sqlite import SqliteStore
+from joedefender.adapters.sqlite import SqliteStore
 from joedefender_emulators.scenario import ALL_PERMISSIONS
 from tests.hosts import environment, joedefender
 from tests.pipeline.builders import alert, file_evidence, machine, world

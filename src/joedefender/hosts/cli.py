@@ -162,7 +162,7 @@ def status(
     """Show jobs, their state and step history, from the state store."""
     from joedefender.hosts.standalone.status import print_status
     from joedefender.pipeline.context import Records
-    from joedefender.stores.sqlite import SqliteStore
+    from joedefender.adapters.sqlite import SqliteStore
 
     settings = _settings(settings_file)
     if not settings.state_path.exists():
