@@ -192,7 +192,7 @@ class FakeDefender(_Faults):
                 action.outputs[index] = json.dumps({"joedefender": contract.OUTPUT_VERSION, **status})
                 if data is not None:
                     staged[str(status["path"])] = data
-                if status["status"] != "found":
+                if status["status"] not in ("found", "cleaned"):
                     action.status, action.errors = ActionStatus.FAILED, ("the script exited with an error",)
                     return
             else:
@@ -205,6 +205,8 @@ class FakeDefender(_Faults):
 
     def _collect_script(self, machine_id: str, args: str) -> tuple[dict[str, str | int | None], bytes | None]:
         job_id = _arg(args, "JobId")
+        if _arg(args, "Mode") == "Cleanup":
+            return {"status": "cleaned"}, None
         sha256 = _arg(args, "Sha256").lower()
         found = self.quarantine.get(machine_id, {}).get(sha256)
         if found is None:

@@ -129,7 +129,14 @@ def test_a_url_is_submitted_as_a_url() -> None:
     rig = Rig()
     url = "http://phish.example/login"
     rig.sandbox.verdicts[url] = ("malicious", 80)
-    rig.receive(Alert(id="a1", detection_source="WindowsDefenderAtp", evidence=(Evidence(entity_type="Url", url=url),)))
+    rig.receive(
+        Alert(
+            id="a1",
+            detection_source="WindowsDefenderAtp",
+            status="New",
+            evidence=(Evidence(entity_type="Url", url=url),),
+        )
+    )
     rig.drain()
 
     (submission,) = rig.sandbox.submissions
@@ -272,7 +279,14 @@ def test_a_submission_whose_answer_was_lost_is_found_by_its_marker() -> None:
     rig = Rig()
     url = "http://phish.example/"
     rig.sandbox.fail("submit_url", Transient("connection reset", service="joe"), after=True)
-    rig.receive(Alert(id="a1", detection_source="WindowsDefenderAtp", evidence=(Evidence(entity_type="Url", url=url),)))
+    rig.receive(
+        Alert(
+            id="a1",
+            detection_source="WindowsDefenderAtp",
+            status="New",
+            evidence=(Evidence(entity_type="Url", url=url),),
+        )
+    )
     rig.drain()
     assert len(rig.sandbox.submissions) == 1
     (job,) = [j.record for j in rig.ctx.jobs.list()]
@@ -351,7 +365,7 @@ def test_a_file_job_in_submit_without_a_collected_file_collects_again() -> None:
     assert stored is not None
     stored.record.state = JobState.SUBMIT
     stored.record.attempts = [
-        Attempt(number=1, machine_id=M1, strategy="getfile", nonce="n1", started_at=0, outcome="failed")
+        Attempt(number=1, machine_id=M1, strategy="quarantine", nonce="n1", started_at=0, outcome="failed")
     ]
     with rig.ctx.changes() as changes:
         changes.save(stored)
