@@ -12,6 +12,7 @@ import pytest
 import tree_sitter_powershell as tsp
 from tree_sitter import Language, Node, Parser
 
+from joedefender.domain.errors import JoeDefenderError
 from joedefender.endpoint.contract import (
     DEFANG_KEY,
     EXIT_ERROR,
@@ -34,7 +35,6 @@ from joedefender.endpoint.contract import (
     script_path,
     simulate,
 )
-from joedefender.errors import JoeDefenderError
 
 SHA = hashlib.sha256(b"sample").hexdigest()
 TRICKY_PIECES = [

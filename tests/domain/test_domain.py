@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from joedefender.clients.mde.models import Alert
+from joedefender.adapters.defender.models import Alert
 from joedefender.domain.comments import has_marker, marker, render_failure, render_verdict
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.samples import InvalidSampleError, SampleKey, normalise_url

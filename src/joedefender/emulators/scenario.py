@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from joedefender.errors import JoeDefenderError
+from joedefender.domain.errors import JoeDefenderError
 
 ALL_PERMISSIONS = (
     "Alert.Read.All",

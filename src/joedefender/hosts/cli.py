@@ -17,8 +17,7 @@ from rich.table import Table
 
 from joedefender import __version__
 from joedefender.emulators.scenario import ScenarioError
-from joedefender.errors import ConfigurationError
-from joedefender.settings import Settings
+from joedefender.settings import ConfigurationError, Settings
 
 app = typer.Typer(
     name="joedefender",

@@ -13,7 +13,7 @@ import builtins
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from joedefender.errors import JoeDefenderError
+from joedefender.domain.errors import JoeDefenderError
 
 
 class StoreError(JoeDefenderError):
