@@ -2,17 +2,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from joedefender.domain.jobs import TRANSITIONS, observe_transitions
-from joedefender_emulators.scenario import Scenario
-from tests.world import World
+
+if TYPE_CHECKING:  # the world needs the whole connector; tests that use no world do not import it
+    from joedefender_emulators.scenario import Scenario
+    from tests.world import World
 
 
 @pytest.fixture
 def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
     worlds: list[World] = []
+
+    from tests.world import World
 
     def make(scenario: Scenario, **settings: str) -> World:
         folder = tmp_path / f"world-{len(worlds)}"

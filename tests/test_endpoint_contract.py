@@ -15,6 +15,7 @@ import pytest
 import tree_sitter_powershell as tsp
 from tree_sitter import Language, Node, Parser
 
+from joedefender.domain.errors import JoeDefenderError
 from joedefender.endpoint.contract import (
     DEFANG_KEY,
     EXIT_ERROR,
@@ -33,7 +34,6 @@ from joedefender.endpoint.contract import (
     script_bytes,
     script_path,
 )
-from joedefender.errors import JoeDefenderError
 from joedefender_emulators.mde import endpoint_script
 
 SHA = hashlib.sha256(b"sample").hexdigest()

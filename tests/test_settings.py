@@ -9,12 +9,12 @@ import jbxapi
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from joedefender.errors import ConfigurationError
 from joedefender.settings import (
     DETECTION_SOURCES,
     SETTING_NAMES,
     SEVERITIES,
     STATUSES,
+    ConfigurationError,
     Settings,
     SettingsError,
     read_settings_file,

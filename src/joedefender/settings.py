@@ -5,16 +5,16 @@ new settings use the same PascalCase style. Every problem names the setting, and
 are reported together so a user fixes a configuration in one pass, not one error at a time.
 """
 
+import contextlib
 import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import urlsplit
 
-import jbxapi
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -25,13 +25,15 @@ from pydantic import (
     field_validator,
 )
 
-from joedefender.errors import ConfigurationError
+from joedefender.adapters.joe.parameters import is_boolean_parameter, parameter_problems
+from joedefender.domain.errors import JoeDefenderError
 
 __all__ = [
     "DETECTION_SOURCES",
     "SETTING_NAMES",
     "SEVERITIES",
     "STATUSES",
+    "ConfigurationError",
     "Settings",
     "SettingsError",
     "read_settings_file",
@@ -65,6 +67,15 @@ _MASK = "**********"
 _ECHO_LIMIT = 80
 # Parameters the connector sets from its own settings, so they have one place only.
 _PARAMETER_OWNERS = {"systems": "JoeSandboxSystems", "accept-tac": "JoeSandboxAcceptTAC"}
+
+
+class ConfigurationError(JoeDefenderError):
+    """A setting is missing or wrong; the message names the setting and what is wrong with it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"{setting}: {problem}")
 
 
 class SettingsError(ConfigurationError):
@@ -313,22 +324,20 @@ def _analysis_parameters(value: object) -> dict[str, str | int | bool | list[str
         raise ValueError('must be a JSON object, such as {"internet-access": false}')
     parameters: dict[str, str | int | bool | list[str]] = {}
     problems = []
-    for key, item in value.items():
+    for key, given in value.items():
         if key in _PARAMETER_OWNERS:
             problems.append(f"set {key!r} with {_PARAMETER_OWNERS[key]}, not here")
-        elif key not in jbxapi.submission_defaults:
-            problems.append(f"{_echo(str(key))} is not a Joe Sandbox submission parameter")
-        elif jbxapi.submission_defaults[key] is jbxapi.UnsetBool:
-            try:
-                parameters[key] = _boolean(item)
-            except ValueError:
-                problems.append(f"{key!r} must be true or false")
-        elif isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool)):
-            parameters[key] = item
-        elif isinstance(item, list) and all(isinstance(element, str) for element in item):
-            parameters[key] = list(item)
+            continue
+        item = given
+        if is_boolean_parameter(key):
+            with contextlib.suppress(ValueError):  # else left as given, and the adapter's check says why
+                item = _boolean(given)
+        found = parameter_problems({key: item})  # one key at a time: the problems stay in the given order
+        if found:
+            problems += found
         else:
-            problems.append(f"{key!r} must be text, a whole number or a list of texts")
+            checked = cast(str | int | bool | list[str], item)  # parameter_problems found it of these kinds
+            parameters[key] = list(checked) if isinstance(checked, list) else checked
     if problems:
         raise ValueError("; ".join(problems))
     return parameters

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from joedefender.clients.joe import JoeSandboxClient
+from joedefender.adapters.joe import JoeSandboxClient
+from joedefender.bootstrap import sandbox_client
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
 from joedefender_emulators.scenario import parse_scenario
@@ -47,7 +48,7 @@ def client_for(
     settings = settings_for(emulators, **overrides).model_copy(
         update={"joe_sandbox_api_max_retry": max_retry, "joe_sandbox_api_retry_timeout": budget}
     )
-    return JoeSandboxClient.from_settings(settings, timeout=timeout, base_delay=0.01)
+    return sandbox_client(settings, timeout=timeout, base_delay=0.01)
 
 
 def inspect(emulators: Emulators, what: str) -> Any:

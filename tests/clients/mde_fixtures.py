@@ -6,12 +6,13 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 import httpx
 
-from joedefender.clients.mde import DefenderClient, RateLimiter, TokenProvider
+from joedefender.adapters.defender import DefenderClient, RateLimiter
+from joedefender.bootstrap import token_provider
+from joedefender.domain.retry import RetryPolicy
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
 from joedefender_emulators.scenario import parse_scenario
@@ -87,14 +88,11 @@ def client_for(
     settings = settings_for(emu, **({"AzureClientSecret": secret} if secret is not None else {}))
     return DefenderClient(
         settings.defender_api_base_url,
-        TokenProvider.from_settings(settings),
+        token_provider(settings),
         ca_bundle=settings.tls_ca_bundle,
-        max_retry=max_retry,
-        retry_timeout=timedelta(seconds=retry_timeout),
+        retry=RetryPolicy(max_retries=max_retry, budget=retry_timeout, first=0.02, cap=0.2, jitter="full"),
         timeout=timeout,
         limiter=limiter if limiter is not None else RateLimiter(time_scale=emu.scenario.time_scale),
-        backoff_base=0.02,
-        backoff_cap=0.2,
     )
 
 

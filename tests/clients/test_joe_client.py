@@ -18,8 +18,7 @@ import jbxapi
 import pytest
 
 import joedefender
-from joedefender.clients.joe import (
-    Ioc,
+from joedefender.adapters.joe import (
     JoeAuthError,
     JoeQuotaError,
     JoeRequestError,
@@ -27,6 +26,7 @@ from joedefender.clients.joe import (
     JoeSandboxError,
     JoeUnavailableError,
 )
+from joedefender.domain.verdicts import Ioc
 from joedefender_emulators.runner import Emulators
 
 from .joe_fixtures import API_KEY, WRONG_KEY, add_fault, calls, client_for, inspect, joe_world

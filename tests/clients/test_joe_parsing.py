@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import jbxapi
@@ -11,18 +11,16 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from joedefender.clients.joe import (
-    Ioc,
+from joedefender.adapters.joe import (
     JoeAuthError,
     JoeQuotaError,
     JoeRequestError,
     JoeSandboxClient,
     JoeSandboxError,
     JoeUnavailableError,
-    RetryPolicy,
     safe_sample_name,
 )
-from joedefender.clients.joe.analyses import (
+from joedefender.adapters.joe.analyses import (
     analysis_link,
     exact_sha256_matches,
     is_usable,
@@ -30,10 +28,12 @@ from joedefender.clients.joe.analyses import (
     to_verdict,
     web_base,
 )
-from joedefender.clients.joe.iocs import parse_ioc_report
-from joedefender.clients.joe.retry import call_with_retries
-from joedefender.clients.joe.translate import translate
-from joedefender.errors import JoeDefenderError
+from joedefender.adapters.joe.iocs import parse_ioc_report
+from joedefender.adapters.joe.retry import call_with_retries
+from joedefender.adapters.joe.translate import translate
+from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.retry import RetryPolicy
+from joedefender.domain.verdicts import Ioc
 
 API_KEY = "jbx-Un1t-Key-93c0d7a1f2b46e58"  # distinctive, so finding it in a message cannot be luck
 SHA_A = "a" * 64
@@ -331,7 +331,7 @@ def _failing(times: int, error: JoeSandboxError) -> tuple[list[int], Any]:
 def test_transient_failures_back_off_exponentially_then_succeed() -> None:
     fake = _FakeTime()
     attempts, attempt = _failing(3, JoeUnavailableError("offline", code=5))
-    policy = RetryPolicy(max_retries=5, budget=timedelta(minutes=5), base_delay=1.0)
+    policy = RetryPolicy(max_retries=5, budget=300.0, first=1.0)
     assert call_with_retries(attempt, policy, operation="x", sleep=fake.sleep, clock=fake.clock) == "ok"
     assert len(attempts) == 4
     for number, wait in enumerate(fake.sleeps, start=1):
@@ -342,7 +342,7 @@ def test_transient_failures_back_off_exponentially_then_succeed() -> None:
 def test_retries_stop_at_max_retry() -> None:
     fake = _FakeTime()
     attempts, attempt = _failing(100, JoeUnavailableError("offline", code=5))
-    policy = RetryPolicy(max_retries=3, budget=timedelta(hours=1), base_delay=0.5)
+    policy = RetryPolicy(max_retries=3, budget=3600.0, first=0.5)
     with pytest.raises(JoeUnavailableError) as caught:
         call_with_retries(attempt, policy, operation="x", sleep=fake.sleep, clock=fake.clock)
     assert len(attempts) == 4
@@ -353,7 +353,7 @@ def test_retries_stop_at_max_retry() -> None:
 def test_retries_stop_at_the_time_budget() -> None:
     fake = _FakeTime()
     attempts, attempt = _failing(100, JoeUnavailableError("offline", code=5))
-    policy = RetryPolicy(max_retries=20, budget=timedelta(seconds=10), base_delay=1.0, max_delay=60.0)
+    policy = RetryPolicy(max_retries=20, budget=10.0, first=1.0, cap=60.0)
     with pytest.raises(JoeUnavailableError):
         call_with_retries(attempt, policy, operation="x", sleep=fake.sleep, clock=fake.clock)
     assert sum(fake.sleeps) <= 10.0

@@ -7,7 +7,7 @@ import logging
 import re
 import tracemalloc
 
-from joedefender.clients.mde import LiveResponseCommand, MachineActionStatus
+from joedefender.adapters.defender import LiveResponseCommand, MachineActionStatus
 
 from .mde_fixtures import MACHINE, client_for, count, emulators, wait_for
 

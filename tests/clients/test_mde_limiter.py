@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from joedefender.clients.mde.limiter import DOCUMENTED_RATES, Family, Rate, RateLimiter
+from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Family, Rate, RateLimiter
 
 
 class FakeClock:

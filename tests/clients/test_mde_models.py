@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from joedefender.clients.mde import (
+from joedefender.adapters.defender import (
     Alert,
     DefenderTransportError,
     DownloadTooLargeError,
@@ -25,9 +25,9 @@ from joedefender.clients.mde import (
     ScriptResult,
     odata_string,
 )
-from joedefender.clients.mde._stream import capped, gunzipped
-from joedefender.clients.mde._transport import raw_chunks, redact_signature, retry_after_seconds
-from joedefender.clients.mde.errors import (
+from joedefender.adapters.defender._stream import capped, gunzipped
+from joedefender.adapters.defender._transport import raw_chunks, redact_signature, retry_after_seconds
+from joedefender.adapters.defender.errors import (
     BadRequestError,
     DefenderServerError,
     FeatureDisabledError,
@@ -35,7 +35,7 @@ from joedefender.clients.mde.errors import (
     ThrottledError,
     error_for,
 )
-from joedefender.clients.mde.models import format_time
+from joedefender.adapters.defender.models import format_time
 
 
 def test_alert_tolerates_nulls_unknown_fields_and_both_comment_time_names():

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from joedefender.clients.mde import (
+from joedefender.adapters.defender import (
     BadRequestError,
     DownloadTooLargeError,
     FeatureDisabledError,

@@ -9,14 +9,14 @@ import time
 import httpx
 import pytest
 
-from joedefender.clients.mde import (
+from joedefender.adapters.defender import (
     DefenderAuthError,
-    DefenderClient,
     DefenderServerError,
     DefenderTransportError,
     RateLimiter,
     ThrottledError,
 )
+from joedefender.bootstrap import defender_client
 
 from .mde_fixtures import (
     SECRET,
@@ -82,10 +82,10 @@ def test_a_bad_secret_is_an_auth_error_that_does_not_show_the_secret():
         assert count(emu, "alerts.get") == 0
 
 
-def test_from_settings_builds_a_working_client():
+def test_bootstrap_builds_a_working_client_from_settings():
     with emulators() as emu:
         settings = settings_for(emu)
-        with DefenderClient.from_settings(settings, time_scale=emu.scenario.time_scale) as client:
+        with defender_client(settings, time_scale=emu.scenario.time_scale) as client:
             assert client.get_alert(ALERT_ID).title == "Alert 1"
             assert SECRET not in repr(client)
 

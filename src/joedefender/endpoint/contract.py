@@ -22,7 +22,7 @@ from functools import cache
 from importlib.resources.abc import Traversable
 from typing import Literal, get_args
 
-from joedefender.errors import JoeDefenderError
+from joedefender.domain.errors import JoeDefenderError
 
 SCRIPT_NAME = "joedefender-collect.ps1"
 WORK_ROOT = r"C:\ProgramData\joedefender"

@@ -12,11 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from joedefender.clients.joe.client import JoeSandboxClient
-from joedefender.clients.joe.errors import JoeSandboxError
-from joedefender.clients.mde.auth import TokenProvider
-from joedefender.clients.mde.client import DefenderClient
-from joedefender.clients.mde.errors import DefenderError, ForbiddenError, NotFoundError
+from joedefender.adapters.defender.errors import DefenderError, ForbiddenError, NotFoundError
+from joedefender.adapters.joe.errors import JoeSandboxError
+from joedefender.bootstrap import defender_client, sandbox_client, token_provider
 from joedefender.settings import Settings
 
 _NO_MACHINE = "0" * 40
@@ -56,7 +54,7 @@ def _probe(name: str, call: Callable[[], object], *, absent_is_ok: bool = False)
 
 def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResult]:
     results = [CheckResult("settings", True, "valid")]
-    tokens = TokenProvider.from_settings(settings)
+    tokens = token_provider(settings)
     try:
         roles = token_roles(tokens.token())
         results.append(CheckResult("Entra token", True, f"granted roles: {', '.join(sorted(roles)) or 'none'}"))
@@ -72,7 +70,7 @@ def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResu
         ):
             granted = bool(roles & alternatives)
             results.append(CheckResult(permission, granted, "granted" if granted else "not granted to the app"))
-    with DefenderClient.from_settings(settings, time_scale=time_scale) as defender:
+    with defender_client(settings, time_scale=time_scale) as defender:
         since = datetime.now(UTC) - timedelta(minutes=5)
         results.append(
             _probe("Alert.Read.All (list alerts)", lambda: next(defender.list_alerts(since, page_size=1), None))
@@ -81,7 +79,7 @@ def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResu
             _probe("Machine.Read.All (read a machine)", lambda: defender.get_machine(_NO_MACHINE), absent_is_ok=True)
         )
         results.append(_probe("Library.Manage (list the library)", defender.list_library_files))
-    with JoeSandboxClient.from_settings(settings) as joe:
+    with sandbox_client(settings) as joe:
         try:
             online = joe.is_online()
             results.append(CheckResult("Joe Sandbox online", online, "online" if online else "offline"))

@@ -16,8 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from joedefender import __version__
-from joedefender.errors import ConfigurationError
-from joedefender.settings import Settings
+from joedefender.settings import ConfigurationError, Settings
 
 app = typer.Typer(
     name="joedefender",

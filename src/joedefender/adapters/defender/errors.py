@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from joedefender.errors import JoeDefenderError
+from joedefender.domain.errors import JoeDefenderError
 
 # Defender's 403 text names permissions like "Alert.ReadWrite.All" or "Machine.LiveResponse".
 _PERMISSION = re.compile(r"\b[A-Z][A-Za-z]*(?:\.[A-Z][A-Za-z]*)+\b")

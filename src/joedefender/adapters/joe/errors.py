@@ -6,7 +6,7 @@ operator (`JoeAuthError`, `JoeQuotaError`), or give up on this one request (`Joe
 
 from __future__ import annotations
 
-from joedefender.errors import JoeDefenderError
+from joedefender.domain.errors import JoeDefenderError
 
 
 class JoeSandboxError(JoeDefenderError):

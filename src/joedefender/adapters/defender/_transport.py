@@ -5,8 +5,9 @@
 - 401: drop the token, get a fresh one and try once more; a second 401 is an auth error.
 - Other 4xx: no retry, the typed error at once.
 
-The budget is `max_retry` retries and `retry_timeout` in total, whichever runs out first. Waiting
-here and in the limiter is the only sleeping this client does. Tokens and download links (their
+The budget is the shared `joedefender.domain.retry.RetryPolicy` (full jitter here): `max_retries`
+retries and `budget` seconds in total, whichever runs out first. Waiting here and in the limiter is
+the only sleeping this client does. Tokens and download links (their
 signature is a credential) are never logged or put into errors.
 """
 
@@ -19,8 +20,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -28,15 +28,16 @@ from typing import Any
 import httpx
 
 from joedefender import __version__
-from joedefender.clients.mde.auth import TokenProvider
-from joedefender.clients.mde.errors import (
+from joedefender.adapters.defender.auth import TokenProvider
+from joedefender.adapters.defender.errors import (
     DefenderError,
     DefenderTransportError,
     error_for,
 )
-from joedefender.clients.mde.limiter import Family, RateLimiter
+from joedefender.adapters.defender.limiter import Family, RateLimiter
+from joedefender.domain.retry import RetryPolicy
 
-logger = logging.getLogger("joedefender.clients.mde")
+logger = logging.getLogger("joedefender.adapters.defender")
 
 USER_AGENT = f"joedefender/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
@@ -44,20 +45,6 @@ _MAX_ERROR_TEXT = 300
 # Failures that prove the request never reached the server, so even a non-idempotent one may repeat.
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _SIGNATURE = re.compile(r"(?i)(sig=)[^&\s\"']+")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: `max_retry` retries after the first attempt, all within `timeout`."""
-
-    max_retry: int = 5
-    timeout: timedelta = timedelta(minutes=5)
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
-
-    def backoff(self, retry: int, rand: Callable[[], float]) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**retry)]."""
-        return rand() * min(self.backoff_cap, self.backoff_base * 2.0**retry)
 
 
 def redact_signature(text: str) -> str:
@@ -216,7 +203,7 @@ class Transport:
                     raise error
             if not budget.allows(wait):
                 raise error
-            logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retry, wait)
+            logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retries, wait)
             budget.spend()
             self._sleep(wait)
 
@@ -295,7 +282,7 @@ class Transport:
                     raise error
             if not budget.allows(wait):
                 raise error from None
-            logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retry, wait)
+            logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retries, wait)
             budget.spend()
             self._sleep(wait)
 
@@ -325,14 +312,15 @@ class _Budget:
     def __init__(self, policy: RetryPolicy, monotonic: Callable[[], float]) -> None:
         self._policy = policy
         self._monotonic = monotonic
-        self._deadline = monotonic() + policy.timeout.total_seconds()
+        self._deadline = monotonic() + policy.budget
         self.used = 0
 
     def backoff(self, rand: Callable[[], float]) -> float:
-        return self._policy.backoff(self.used, rand)
+        """The wait before the next retry (retry `used + 1`, counted from 1)."""
+        return self._policy.delay(self.used + 1, rand)
 
     def allows(self, wait: float) -> bool:
-        return self.used < self._policy.max_retry and self._monotonic() + wait <= self._deadline
+        return self.used < self._policy.max_retries and self._monotonic() + wait <= self._deadline
 
     def spend(self) -> None:
         self.used += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from joedefender.clients.joe.models import Ioc, IocSet
+from joedefender.domain.verdicts import Ioc, IocSet
 
 _SHA256_ALGOS = frozenset({"sha-256", "sha256"})
 _HEX = frozenset("0123456789abcdef")

@@ -1,7 +1,7 @@
 """Reading Joe's analysis objects: which search hits count, which one matters most, and the Verdict.
 
 `analysis/search` is a free-text search (hashes, file names, comments, URLs), so a hit is kept
-only when its own sha256 (or, for URL analyses, its `filename`) equals the query exactly.
+only when its own sha256 (or, for URL analyses, its `filename`) is the query's.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from joedefender.clients.joe.models import CONCLUSIVE_DETECTIONS, Detection, Verdict
+from joedefender.domain.samples import InvalidSampleError, normalise_url
+from joedefender.domain.verdicts import CONCLUSIVE_DETECTIONS, Detection, Verdict
 
 _SEVERITY: dict[str, int] = {"malicious": 3, "suspicious": 2, "clean": 1}
 _NO_THREAT = frozenset({"", "unknown"})
@@ -54,23 +54,27 @@ def exact_sha256_matches(items: Iterable[Analysis], sha256: str) -> list[Analysi
 
 
 def exact_url_matches(items: Iterable[Analysis], url: str) -> list[Analysis]:
-    wanted = normalize_url(url)
+    """URL analyses of the same URL as the core identifies URLs (`normalise_url`: scheme and host
+    case, default port, fragment), so a lookup finds the analyses a sample job of that URL stands
+    for, our own submissions (sent as the job's normalised URL) and other people's alike."""
+    wanted = _url_identity(url)
     return [
         item
         for item in items
         if not item.get("sha256")
         and isinstance(item.get("filename"), str)
-        and normalize_url(item["filename"]) == wanted
+        and _url_identity(item["filename"]) == wanted
     ]
 
 
-def normalize_url(url: str) -> str:
-    """Only what cannot change the resource: scheme and host case, and an empty path being "/"."""
-    text = url.strip()
-    parts = urlsplit(text)
-    if not parts.scheme or not parts.netloc:
-        return text
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, parts.fragment))
+def _url_identity(url: str) -> str:
+    # Joe's filename of a URL analysis is whatever its submitter typed, and a lookup may be asked
+    # about something the core's rule refuses (not http or https): such a text matches only itself,
+    # where the core's rule would raise.
+    try:
+        return normalise_url(url)
+    except InvalidSampleError:
+        return url.strip()
 
 
 def most_relevant(items: Iterable[Analysis]) -> Analysis | None:

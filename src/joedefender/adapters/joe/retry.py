@@ -2,39 +2,24 @@
 
 jbxapi itself retries only request timeouts, with a backoff (4**i / 10 s) that grows without
 bound; the client therefore asks jbxapi for a single attempt and retries everything here, under
-both limits JoeAz's settings give: a number of retries and a total time budget.
+both limits JoeAz's settings give: a number of retries and a total time budget (the shared
+`joedefender.domain.retry.RetryPolicy`, with equal jitter).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import TypeVar
 
-from joedefender.clients.joe.errors import JoeSandboxError, JoeUnavailableError
+from joedefender.adapters.joe.errors import JoeSandboxError, JoeUnavailableError
+from joedefender.domain.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """`max_retries` retries after the first attempt, none starting after `budget` has passed."""
-
-    max_retries: int = 3
-    budget: timedelta = timedelta(minutes=5)
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-
-    def delay(self, retry: int) -> float:
-        """The wait before retry number `retry` (1-based): half fixed, half random ("equal jitter")."""
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+DEFAULT_RETRY = RetryPolicy(max_retries=3, budget=300.0, first=1.0, cap=60.0, jitter="equal")
 
 
 def call_with_retries(
@@ -50,7 +35,7 @@ def call_with_retries(
     `attempt` raises our error types; only `JoeUnavailableError` is retried. The sleeps here are
     the client's only ones.
     """
-    deadline = clock() + policy.budget.total_seconds()
+    deadline = clock() + policy.budget
     retries = 0
     while True:
         try:

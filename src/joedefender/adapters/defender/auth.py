@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken, TokenCredential
@@ -20,10 +20,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import AzureAuthorityHosts, ClientSecretCredential
 from pydantic import SecretStr
 
-from joedefender.clients.mde.errors import DefenderAuthError, DefenderTransportError
-
-if TYPE_CHECKING:
-    from joedefender.settings import Settings
+from joedefender.adapters.defender.errors import DefenderAuthError, DefenderTransportError
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +52,27 @@ def is_known_authority(authority_host: str) -> bool:
     return (host or "").lower() in _KNOWN_AUTHORITY_HOSTS
 
 
-def build_credential(settings: Settings) -> ClientSecretCredential:
-    """The client-secret credential the settings describe, with timeouts and the CA bundle applied."""
+def build_credential(
+    tenant_id: str,
+    client_id: str,
+    client_secret: SecretStr,
+    *,
+    authority_host: str,
+    ca_bundle: Path | None = None,
+) -> ClientSecretCredential:
+    """A client-secret credential with bounded timeouts, and the CA bundle when one is given."""
     transport_options: dict[str, object] = {
         "connection_timeout": _TOKEN_CONNECT_TIMEOUT,
         "read_timeout": _TOKEN_READ_TIMEOUT,
     }
-    if settings.tls_ca_bundle is not None:
-        transport_options["connection_verify"] = str(settings.tls_ca_bundle)
+    if ca_bundle is not None:
+        transport_options["connection_verify"] = str(ca_bundle)
     return ClientSecretCredential(
-        settings.azure_tenant_id,
-        settings.azure_client_id,
-        settings.azure_client_secret.get_secret_value(),
-        authority=settings.azure_authority_host,
-        disable_instance_discovery=not is_known_authority(settings.azure_authority_host),
+        tenant_id,
+        client_id,
+        client_secret.get_secret_value(),
+        authority=authority_host,
+        disable_instance_discovery=not is_known_authority(authority_host),
         transport=RequestsTransport(**transport_options),
     )
 
@@ -97,13 +101,6 @@ class TokenProvider:
         self._refresh_at = 0.0
         self._lock = threading.Lock()
         self.requests = 0  # tokens obtained from the credential, for logs and tests
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TokenProvider:
-        return cls(
-            lambda: build_credential(settings),
-            redact=(settings.azure_client_secret,),
-        )
 
     def __repr__(self) -> str:
         return f"TokenProvider(scope={self._scope!r}, cached={self._token is not None})"

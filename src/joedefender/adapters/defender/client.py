@@ -10,20 +10,20 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from joedefender.clients.mde._stream import CHUNK, capped, gunzipped, too_large
-from joedefender.clients.mde._transport import DEFAULT_TIMEOUT, RetryPolicy, Transport, raw_chunks
-from joedefender.clients.mde.auth import TokenProvider
-from joedefender.clients.mde.errors import InvalidResponseError
-from joedefender.clients.mde.limiter import Family, RateLimiter
-from joedefender.clients.mde.models import (
+from joedefender.adapters.defender._stream import CHUNK, capped, gunzipped, too_large
+from joedefender.adapters.defender._transport import DEFAULT_TIMEOUT, Transport, raw_chunks
+from joedefender.adapters.defender.auth import TokenProvider
+from joedefender.adapters.defender.errors import InvalidResponseError
+from joedefender.adapters.defender.limiter import Family, RateLimiter
+from joedefender.adapters.defender.models import (
     Alert,
     Indicator,
     IndicatorImportResult,
@@ -35,9 +35,7 @@ from joedefender.clients.mde.models import (
     ScriptResult,
     format_time,
 )
-
-if TYPE_CHECKING:
-    from joedefender.settings import Settings
+from joedefender.domain.retry import RetryPolicy
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -45,6 +43,9 @@ MAX_PAGE_SIZE = 10_000
 INDICATOR_BATCH = 500
 DEFAULT_PAGE_SIZE = 1000
 SCRIPT_RESULT_MAX_BYTES = 16 << 20
+# The defaults of DefenderApiMaxRetry (5) and DefenderApiRetryTimeout (5 minutes); full jitter, so
+# the many workers that one outage failed together do not come back together.
+DEFAULT_RETRY = RetryPolicy(max_retries=5, budget=300.0, first=1.0, cap=60.0, jitter="full")
 
 
 def odata_string(value: str) -> str:
@@ -72,7 +73,11 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 class DefenderClient:
-    """Alerts, machines, live response, library and indicators of one Defender tenant."""
+    """Alerts, machines, live response, library and indicators of one Defender tenant.
+
+    Built as Azure SDK clients are: the endpoint, a credential (the token provider) and options;
+    `joedefender.bootstrap.defender_client` builds one from the settings.
+    """
 
     def __init__(
         self,
@@ -80,12 +85,9 @@ class DefenderClient:
         token_provider: TokenProvider,
         *,
         ca_bundle: Path | None = None,
-        max_retry: int = 5,
-        retry_timeout: timedelta = timedelta(minutes=5),
+        retry: RetryPolicy = DEFAULT_RETRY,
         limiter: RateLimiter | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 60.0,
     ) -> None:
         self._tokens = token_provider
         self.limiter = limiter if limiter is not None else RateLimiter()
@@ -93,24 +95,11 @@ class DefenderClient:
             base_url,
             token_provider,
             limiter=self.limiter,
-            retry=RetryPolicy(max_retry, retry_timeout, backoff_base, backoff_cap),
+            retry=retry,
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
             ca_bundle=ca_bundle,
         )
         self._base_url = base_url.rstrip("/")
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, time_scale: float = 1.0) -> DefenderClient:
-        """`time_scale` (real seconds per documented second) shrinks the limiter's windows to
-        match an emulator running a scaled clock; leave it at 1 for a real tenant."""
-        return cls(
-            settings.defender_api_base_url,
-            TokenProvider.from_settings(settings),
-            ca_bundle=settings.tls_ca_bundle,
-            max_retry=settings.defender_api_max_retry,
-            retry_timeout=settings.defender_api_retry_timeout,
-            limiter=RateLimiter(time_scale=time_scale),
-        )
 
     def __repr__(self) -> str:
         return f"DefenderClient({self._base_url!r})"

@@ -9,14 +9,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import jbxapi
 import requests
 from pydantic import SecretStr
 
 import joedefender
-from joedefender.clients.joe.analyses import (
+from joedefender.adapters.joe.analyses import (
     detection_of,
     exact_sha256_matches,
     exact_url_matches,
@@ -25,15 +25,15 @@ from joedefender.clients.joe.analyses import (
     relevance,
     to_verdict,
 )
-from joedefender.clients.joe.errors import JoeRequestError, JoeSandboxError
-from joedefender.clients.joe.iocs import parse_ioc_report
-from joedefender.clients.joe.models import AnalysisRef, IocSet, JoeAccount, SubmissionStatus, Verdict
-from joedefender.clients.joe.naming import safe_sample_name
-from joedefender.clients.joe.retry import RetryPolicy, call_with_retries
-from joedefender.clients.joe.translate import translate
-
-if TYPE_CHECKING:
-    from joedefender.settings import Settings
+from joedefender.adapters.joe.errors import JoeRequestError, JoeSandboxError
+from joedefender.adapters.joe.iocs import parse_ioc_report
+from joedefender.adapters.joe.models import AnalysisRef, JoeAccount, SubmissionStatus
+from joedefender.adapters.joe.naming import safe_sample_name
+from joedefender.adapters.joe.parameters import unknown_parameters
+from joedefender.adapters.joe.retry import DEFAULT_RETRY, call_with_retries
+from joedefender.adapters.joe.translate import translate
+from joedefender.domain.retry import RetryPolicy
+from joedefender.domain.verdicts import IocSet, Verdict
 
 T = TypeVar("T")
 
@@ -68,7 +68,7 @@ class JoeSandboxClient:
         self._api_key = api_key
         self._accept_tac = accept_tac
         self._timeout = timeout
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
         self._verify_ssl = verify_ssl
         self._analysis_parameters = dict(analysis_parameters or {})
         self._systems = tuple(systems)
@@ -76,31 +76,6 @@ class JoeSandboxClient:
         self._local = threading.local()
         self._instances: list[Any] = []
         self._instances_lock = threading.Lock()
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        base_delay: float = 1.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> JoeSandboxClient:
-        return cls(
-            settings.joe_sandbox_api_url,
-            settings.joe_sandbox_api_key,
-            accept_tac=settings.joe_sandbox_accept_tac,
-            timeout=timeout,
-            retry=RetryPolicy(
-                max_retries=settings.joe_sandbox_api_max_retry,
-                budget=settings.joe_sandbox_api_retry_timeout,
-                base_delay=base_delay,
-            ),
-            verify_ssl=str(settings.tls_ca_bundle) if settings.tls_ca_bundle is not None else True,
-            analysis_parameters=settings.joe_sandbox_analysis_parameters,
-            systems=settings.joe_sandbox_systems,
-            sleep=sleep,
-        )
 
     def __repr__(self) -> str:
         return f"JoeSandboxClient(api_url={self.api_url!r}, api_key={self._api_key!r})"
@@ -227,7 +202,7 @@ class JoeSandboxClient:
     def _submission_parameters(
         self, tags: Sequence[str], comments: str | None, params: Mapping[str, Any] | None
     ) -> dict[str, Any]:
-        """Settings' parameters and systems, then the call's params, tags added and comments set."""
+        """The client's analysis parameters and systems, then the call's params, tags added and comments set."""
         merged: dict[str, Any] = dict(self._analysis_parameters)
         if self._systems:
             merged["systems"] = list(self._systems)
@@ -238,7 +213,7 @@ class JoeSandboxClient:
             merged["tags"] = unique_tags
         if comments is not None:
             merged["comments"] = comments
-        unknown = sorted(key for key in merged if key not in jbxapi.submission_defaults)
+        unknown = unknown_parameters(merged)
         if unknown:
             raise JoeRequestError(
                 f"Joe Sandbox submission: unknown analysis parameter(s) {', '.join(unknown)}"

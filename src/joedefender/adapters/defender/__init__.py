@@ -1,8 +1,9 @@
-"""The Microsoft Defender for Endpoint API client: tokens, limits, retries, typed models and errors."""
+"""The Defender adapter: the Microsoft Defender for Endpoint API client (tokens, limits, retries,
+typed models and errors) and the `DefenderPort` over it."""
 
-from joedefender.clients.mde.auth import DEFENDER_SCOPE, TokenProvider, build_credential
-from joedefender.clients.mde.client import DefenderClient, odata_string
-from joedefender.clients.mde.errors import (
+from joedefender.adapters.defender.auth import DEFENDER_SCOPE, TokenProvider, build_credential
+from joedefender.adapters.defender.client import DefenderClient, odata_string
+from joedefender.adapters.defender.errors import (
     BadRequestError,
     DefenderAuthError,
     DefenderError,
@@ -16,8 +17,8 @@ from joedefender.clients.mde.errors import (
     NotFoundError,
     ThrottledError,
 )
-from joedefender.clients.mde.limiter import DOCUMENTED_RATES, Family, Rate, RateLimiter
-from joedefender.clients.mde.models import (
+from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Family, Rate, RateLimiter
+from joedefender.adapters.defender.models import (
     Alert,
     AlertComment,
     AlertStatus,
@@ -40,6 +41,7 @@ from joedefender.clients.mde.models import (
     RelatedUser,
     ScriptResult,
 )
+from joedefender.adapters.defender.port import DefenderAdapter
 
 __all__ = [
     "DEFENDER_SCOPE",
@@ -52,6 +54,7 @@ __all__ = [
     "CommandParam",
     "CommandStatus",
     "CommandType",
+    "DefenderAdapter",
     "DefenderAuthError",
     "DefenderClient",
     "DefenderError",

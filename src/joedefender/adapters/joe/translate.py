@@ -11,7 +11,7 @@ import re
 
 import jbxapi
 
-from joedefender.clients.joe.errors import (
+from joedefender.adapters.joe.errors import (
     JoeAuthError,
     JoeQuotaError,
     JoeRequestError,

@@ -1,0 +1,212 @@
+"""The `DefenderPort` over the Defender client: wire models in, the core's types out.
+
+Errors are translated by a wrapper around every port method (`translated`), rather than by making
+the wire error classes subclass the core's as well. The two hierarchies disagree on what an error
+is built from (Defender's status, code, target and operation; the core's message and service) and
+on what `str()` says, so a class in both would need a hand-merged `__init__` each; and the mapping
+is not one-to-one by class (400 splits into Busy and Rejected by code, Defender's 5xx, transport
+and unreadable answers all become Transient). One table in one place says it all, the client
+stays usable on its own (`joedefender check` reads the wire types), and the core never sees a
+wire type.
+
+A translated error keeps Defender's own text as `.message` (the pipeline writes it into the job
+history), says the whole wire description (operation, status, code, target) in `str()`, and
+chains the wire error as its cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+from joedefender.adapters.defender.client import DefenderClient
+from joedefender.adapters.defender.errors import (
+    BadRequestError,
+    DefenderAuthError,
+    DefenderError,
+    DefenderTransportError,
+    DownloadTooLargeError,
+    FeatureDisabledError,
+    ForbiddenError,
+    MachineBusyError,
+    NotFoundError,
+    ThrottledError,
+)
+from joedefender.adapters.defender.models import Alert as WireAlert
+from joedefender.adapters.defender.models import Evidence as WireEvidence
+from joedefender.adapters.defender.models import LiveResponseCommand, MachineAction
+from joedefender.domain.alerts import Alert, Evidence
+from joedefender.domain.errors import (
+    Busy,
+    Misconfigured,
+    NotAllowed,
+    NotFound,
+    PortError,
+    Rejected,
+    Throttled,
+    Transient,
+)
+from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
+from joedefender.pipeline.ports import DefenderPort
+
+SERVICE = "defender"
+_ACTION_STATUSES = {status.value.lower(): status for status in ActionStatus}
+
+
+def core_error(exc: DefenderError) -> PortError:
+    """The core's error for a Defender client error."""
+    message = exc.message
+    error: PortError
+    if isinstance(exc, ThrottledError):
+        error = Throttled(message, service=SERVICE, retry_after=exc.retry_after)
+    elif isinstance(exc, DefenderTransportError):
+        error = Transient(message, service=SERVICE, maybe_applied=exc.maybe_applied)
+    elif isinstance(exc, DefenderAuthError):
+        error = Misconfigured(message, service=SERVICE)
+    elif isinstance(exc, ForbiddenError | FeatureDisabledError):
+        error = NotAllowed(message, service=SERVICE)
+    elif isinstance(exc, NotFoundError):
+        error = NotFound(message, service=SERVICE)
+    elif isinstance(exc, MachineBusyError):  # before BadRequestError, of which it is one
+        error = Busy(message, service=SERVICE)
+    elif isinstance(exc, BadRequestError | DownloadTooLargeError):
+        error = Rejected(message, service=SERVICE)
+    else:  # DefenderServerError, InvalidResponseError, and any other answer Defender may give
+        error = Transient(message, service=SERVICE)
+    error.args = (str(exc),)
+    return error
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Raise the core's error for any Defender client error raised inside the block."""
+    try:
+        yield
+    except DefenderError as exc:
+        raise core_error(exc) from exc
+
+
+class DefenderAdapter:
+    """Defender for Endpoint as the core sees it; raises only `joedefender.domain.errors` types."""
+
+    def __init__(self, client: DefenderClient) -> None:
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"DefenderAdapter({self.client!r})"
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- alerts -------------------------------------------------------------------------------------
+
+    def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
+        with translated():
+            for alert in self.client.list_alerts(since, until, time_field="lastUpdateTime", expand_evidence=False):
+                yield to_alert(alert)
+
+    def get_alert(self, alert_id: str) -> Alert:
+        with translated():
+            return to_alert(self.client.get_alert(alert_id))
+
+    def add_comment(self, alert_id: str, text: str) -> None:
+        with translated():
+            self.client.add_comment(alert_id, text)
+
+    # --- machines and live response -----------------------------------------------------------------
+
+    def get_machine(self, machine_id: str) -> Machine:
+        with translated():
+            machine = self.client.get_machine(machine_id)
+        return Machine(machine.id, online=(machine.health_status or "") == "Active")
+
+    def list_actions(self, machine_id: str) -> list[LiveResponseAction]:
+        with translated():
+            return [to_action(action) for action in self.client.list_machine_actions(machine_id=machine_id)]
+
+    def get_action(self, action_id: str) -> LiveResponseAction:
+        with translated():
+            return to_action(self.client.get_machine_action(action_id))
+
+    def cancel_action(self, action_id: str, comment: str) -> None:
+        with translated():
+            self.client.cancel_machine_action(action_id, comment)
+
+    def run_live_response(self, machine_id: str, commands: Sequence[Command], comment: str) -> LiveResponseAction:
+        wire = [to_wire_command(command) for command in commands]
+        with translated():
+            return to_action(self.client.run_live_response(machine_id, wire, comment))
+
+    @contextmanager
+    def stream_file(self, action_id: str, index: int, *, max_bytes: int) -> Iterator[Iterator[bytes]]:
+        with translated(), self.client.stream_result(action_id, index, gunzip=True, max_bytes=max_bytes) as chunks:
+            yield _translated_chunks(chunks)
+
+    def script_output(self, action_id: str, index: int) -> str:
+        with translated():
+            return self.client.get_script_result(action_id, index).script_output or ""
+
+    def ensure_library_file(self, name: str, content: bytes, *, description: str, parameters_description: str) -> None:
+        with translated():
+            self.client.ensure_library_file(
+                name, content, description=description, parameters_description=parameters_description
+            )
+
+
+def _translated_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks, with a failure while reading them (a broken download, a cap) in the core's terms
+    already inside the caller's `with` block."""
+    with translated():
+        yield from chunks
+
+
+# --- wire models to the core's ---------------------------------------------------------------------
+
+
+def to_alert(alert: WireAlert) -> Alert:
+    return Alert(
+        id=alert.id,
+        title=alert.title,
+        severity=alert.severity,
+        status=alert.status,
+        detection_source=alert.detection_source,
+        machine_id=alert.machine_id,
+        threat_name=alert.threat_name,
+        last_update_time=alert.last_update_time,
+        evidence=tuple(to_evidence(item) for item in alert.evidence),
+        comments=tuple(comment.comment or "" for comment in alert.comments),
+    )
+
+
+def to_evidence(evidence: WireEvidence) -> Evidence:
+    return Evidence(
+        entity_type=evidence.entity_type,
+        sha256=evidence.sha256,
+        sha1=evidence.sha1,
+        file_name=evidence.file_name,
+        file_path=evidence.file_path,
+        url=evidence.url,
+        detection_status=evidence.detection_status,
+    )
+
+
+def to_action(action: MachineAction) -> LiveResponseAction:
+    status = _ACTION_STATUSES.get((action.status or "").lower())
+    if status is None:
+        raise Transient(f"machine action {action.id} has an unknown status {action.status!r}", service=SERVICE)
+    return LiveResponseAction(
+        id=action.id,
+        status=status,
+        comment=action.requestor_comment or "",
+        errors=tuple(error for command in action.commands for error in command.errors),
+    )
+
+
+def to_wire_command(command: Command) -> LiveResponseCommand:
+    if command.kind == "GetFile":
+        return LiveResponseCommand.get_file(command.target)
+    return LiveResponseCommand.run_script(command.target, command.args)
+
+
+_: type[DefenderPort] = DefenderAdapter  # mypy checks here that the adapter is the port
