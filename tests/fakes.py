@@ -21,7 +21,7 @@ from typing import BinaryIO
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import Busy, NotFound
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
-from joedefender.domain.verdicts import SubmissionStatus, Verdict
+from joedefender.domain.verdicts import Detection, SubmissionStatus, Verdict
 from joedefender.endpoint import contract
 
 
@@ -212,7 +212,13 @@ class FakeDefender(_Faults):
         if found is None:
             return {"status": "not_found", "message": "no quarantine entry matches"}, None
         path = contract.sample_path(job_id)
-        outcome = {"status": "found", "sha256": sha256, "size": len(found), "path": path, "source": "quarantine"}
+        outcome: dict[str, str | int | None] = {
+            "status": "found",
+            "sha256": sha256,
+            "size": len(found),
+            "path": path,
+            "source": "quarantine",
+        }
         return outcome, contract.defang(found)
 
 
@@ -242,7 +248,7 @@ class FakeSandbox(_Faults):
     def __init__(self, *, analysis_polls: int = 1) -> None:
         super().__init__()
         self.known: dict[str, Verdict] = {}
-        self.verdicts: dict[str, tuple[str, int]] = {}
+        self.verdicts: dict[str, tuple[Detection, int]] = {}
         self.submissions: list[FakeSubmission] = []
         self.analysis_polls = analysis_polls
         self._ids = itertools.count(1)
@@ -287,7 +293,7 @@ class FakeSandbox(_Faults):
         subject = submission.sha256 or submission.url or ""
         detection, score = self.verdicts.get(subject, ("clean", 0))
         return Verdict(
-            detection=detection,  # type: ignore[arg-type]
+            detection=detection,
             score=score,
             webid=webid,
             sha256=submission.sha256,

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.adapters.sqlite import SqliteStore
+from joedefender.domain.comments import MARKER_PREFIX
 from joedefender_emulators.scenario import ALL_PERMISSIONS
 from tests.hosts import environment, joedefender
 from tests.pipeline.builders import alert, file_evidence, machine, world

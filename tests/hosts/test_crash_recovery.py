@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from joedefender.bootstrap import Connector
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import AlertState, JobState
 from joedefender.endpoint.contract import WORK_ROOT
-from joedefender.bootstrap import Connector
 from tests.hosts import environment, joedefender
 from tests.pipeline.builders import alert, file_evidence, machine, machine_id, world
 from tests.world import World, drain, scenario

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from joedefender.domain.comments import MARKER_PREFIX
-from joedefender.domain.jobs import AlertState
 from joedefender.bootstrap import Connector, open_connector
+from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.hosts.standalone.service import Service, ServiceOptions
 from joedefender.hosts.standalone.webhook import Webhook
+from joedefender.pipeline.ports import StoreUnavailable, UnitOfWork
 from joedefender.settings import Settings
 from tests.pipeline.builders import alert, file_evidence, machine, machine_id, world
 from tests.world import World, scenario
@@ -135,27 +135,35 @@ def test_a_repeated_delivery_is_already_known_and_changes_nothing(hook: _Hook) -
     assert hook.queued() == [f"triage:{_ALERT_ID}"]
 
 
-def test_a_redelivery_queues_the_triage_a_crash_kept_from_being_queued(hook: _Hook) -> None:
-    assert hook.post({"id": _ALERT_ID}).status_code == 202
+def test_an_alert_is_recorded_with_its_triage_or_not_at_all(hook: _Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intake writes the alert, its history and its triage item in one unit of work: a store that
+    fails in the commit leaves none of them, and the sender's retry records all of them."""
     store = hook.connector.store
-    # The crash came after the alert was recorded and before its triage was queued.
-    claimed = store.claim("crashed", hook.connector.ctx.now(), 60)
-    assert claimed is not None
-    store.complete(claimed)
-    assert hook.queued() == []
+    real = store.unit_of_work
+
+    def failing_once() -> UnitOfWork:
+        uow = real()
+
+        def commit() -> Any:
+            monkeypatch.setattr(store, "unit_of_work", real)
+            raise StoreUnavailable("database is locked")
+
+        uow.commit = commit  # type: ignore[method-assign]
+        return uow
+
+    monkeypatch.setattr(store, "unit_of_work", failing_once)
+    assert hook.post({"id": _ALERT_ID}).status_code == 503
+    assert (hook.alerts(), hook.queued(), store.history(f"alert:{_ALERT_ID}")) == ([], [], [])
 
     again = hook.post({"id": _ALERT_ID})
-    assert (again.status_code, again.json()["status"]) == (202, "already known")
+    assert (again.status_code, again.json()["status"]) == (202, "accepted")
+    assert hook.alerts() == [_ALERT_ID]
     assert hook.queued() == [f"triage:{_ALERT_ID}"]
 
     # Once triaged, a redelivery queues nothing.
     triage = store.claim("worker", hook.connector.ctx.now(), 60)
     assert triage is not None
     store.complete(triage)
-    stored = hook.connector.ctx.alerts.get(_ALERT_ID)
-    assert stored is not None
-    stored.record.state = AlertState.SKIPPED
-    hook.connector.ctx.alerts.save(stored)
     assert hook.post({"id": _ALERT_ID}).json()["status"] == "already known"
     assert hook.queued() == []
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import LinkState
+from joedefender.domain.keys import comment_key
 from joedefender.hosts.standalone.poller import Poller
 from joedefender_emulators.scenario import load_scenario
 from tests.pipeline.builders import alert, file_evidence, machine, machine_id, world
@@ -254,8 +255,9 @@ def test_write_back_after_a_crash_between_patch_and_save_does_not_comment_twice(
         # Simulate the crash: the comment is on the alert but the link was never marked done.
         (link,) = connector.ctx.links.list()
         link.record.state = LinkState.WRITING
-        connector.ctx.links.save(link)
-        connector.engine.ctx.enqueue(f"comment:{link.doc.key}")
+        with connector.ctx.changes() as changes:
+            changes.save(link)
+            changes.enqueue(comment_key(link.doc.key))
         drain(connector, 30)
     assert len(_ours(w.comments(a["id"]))) == 1
 

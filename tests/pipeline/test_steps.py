@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from joedefender.adapters.memory import MemoryStore
 
+from joedefender.adapters.memory import MemoryStore
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.comments import marker
 from joedefender.domain.errors import NotAllowed, Throttled, Transient
@@ -402,7 +402,7 @@ def test_a_crash_in_any_commit_leaves_nothing_half_done(n: int) -> None:
     rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
     rig.defender.add_alert(file_alert("a1", M1, PAYLOAD))
     crashing = _CrashOnce(rig.store, n)
-    engine = Engine(Context(crashing, rig.defender, rig.sandbox, rig.config, rig.clock))  # type: ignore[arg-type]
+    engine = Engine(Context(crashing, rig.defender, rig.sandbox, rig.config, rig.clock))
     try:
         engine.intake.receive("a1", source="test")
         for _ in range(200):

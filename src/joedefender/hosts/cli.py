@@ -159,9 +159,9 @@ def status(
     settings_file: SettingsFile = None,
 ) -> None:
     """Show jobs, their state and step history, from the state store."""
-    from joedefender.hosts.standalone.status import print_status
-    from joedefender.pipeline.context import Records
     from joedefender.adapters.sqlite import SqliteStore
+    from joedefender.hosts.standalone.status import print_status
+    from joedefender.pipeline.records import Records
 
     settings = _settings(settings_file)
     if not settings.state_path.exists():
