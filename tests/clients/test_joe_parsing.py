@@ -23,6 +23,7 @@ from joedefender.adapters.joe import (
 from joedefender.adapters.joe.analyses import (
     analysis_link,
     exact_sha256_matches,
+    exact_url_matches,
     is_usable,
     most_relevant,
     to_verdict,
@@ -196,6 +197,32 @@ def test_usable_excludes_unknown_encrypted_unfinished() -> None:
 def test_exact_matches_only() -> None:
     items = [_analysis(webid="1", sha256=SHA_A.upper()), _analysis(webid="2", sha256=SHA_B, filename=SHA_A)]
     assert [i["webid"] for i in exact_sha256_matches(items, SHA_A)] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "matches"),
+    [
+        ("http://evil.example/x?a=1", True),
+        ("HTTP://Evil.Example:80/x?a=1#part", True),  # case, default port and fragment: the same URL
+        ("evil.example/x?a=1", True),  # a bare host is http, as the core reads evidence URLs
+        ("http://evil.example/X?a=1", False),  # the path and query are the resource's own
+        ("http://evil.example/x?a=2", False),
+        ("https://evil.example/x?a=1", False),
+        ("http://evil.example:8080/x?a=1", False),
+    ],
+)
+def test_url_matches_follow_the_cores_url_identity(filename: str, matches: bool) -> None:
+    items = [_analysis(webid="1", sha256="", filename=filename)]
+    assert bool(exact_url_matches(items, "http://evil.example/x?a=1")) is matches
+
+
+def test_urls_the_core_refuses_match_only_their_own_spelling() -> None:
+    items = [
+        _analysis(webid="1", sha256="", filename="ftp://files.example/a"),
+        _analysis(webid="2", sha256="", filename="ftp://files.example/b"),
+        _analysis(webid="3", sha256=SHA_A, filename="ftp://files.example/a"),  # a file, not a URL analysis
+    ]
+    assert [i["webid"] for i in exact_url_matches(items, " ftp://files.example/a ")] == ["1"]
 
 
 def test_most_relevant_is_severity_then_score_then_newest() -> None:

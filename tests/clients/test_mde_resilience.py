@@ -82,7 +82,7 @@ def test_a_bad_secret_is_an_auth_error_that_does_not_show_the_secret():
         assert count(emu, "alerts.get") == 0
 
 
-def test_bootstrap_builds_a_working_client_from_settings():
+def test_bootstrap_builds_a_working_client_from_the_settings():
     with emulators() as emu:
         settings = settings_for(emu)
         with defender_client(settings, time_scale=emu.scenario.time_scale) as client:
