@@ -25,6 +25,7 @@ from joedefender.bootstrap import Connector
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import AlertState, JobState
 from joedefender.endpoint.contract import WORK_ROOT
+from joedefender.pipeline.ports import UnitOfWork
 from tests.hosts import environment, joedefender
 from tests.pipeline.builders import alert, file_evidence, machine, machine_id, world
 from tests.world import World, drain, scenario
@@ -224,17 +225,30 @@ class _Killed(BaseException):
 
 
 def _die_at_enqueue(monkeypatch: pytest.MonkeyPatch, connector: Connector, prefix: str) -> None:
-    """The connector's first enqueue of a key starting with `prefix` kills it."""
+    """The connector dies when it commits the first unit of work that enqueues a key starting
+    with `prefix`: the process is gone before the commit, so nothing of that unit is written."""
     store = connector.store
-    enqueue = store.enqueue
+    unit_of_work = store.unit_of_work
 
-    def dying(key: str, due_at: float) -> None:
-        if key.startswith(prefix):
-            monkeypatch.setattr(store, "enqueue", enqueue)
-            raise _Killed(key)
-        enqueue(key, due_at)
+    def dying() -> UnitOfWork:
+        uow = unit_of_work()
+        enqueue, commit = uow.enqueue, uow.commit
+        keys: list[str] = []
 
-    monkeypatch.setattr(store, "enqueue", dying)
+        def noting(key: str, due_at: float) -> None:
+            keys.append(key)
+            enqueue(key, due_at)
+
+        def committing() -> Any:
+            if any(k.startswith(prefix) for k in keys):
+                monkeypatch.setattr(store, "unit_of_work", unit_of_work)
+                raise _Killed(prefix)
+            return commit()
+
+        uow.enqueue, uow.commit = noting, committing  # type: ignore[method-assign]
+        return uow
+
+    monkeypatch.setattr(store, "unit_of_work", dying)
 
 
 def _run_until_killed(connector: Connector, timeout: float = 30.0) -> None:
@@ -268,8 +282,10 @@ def test_a_crash_between_recording_an_alert_and_queueing_its_triage_is_healed_by
         with pytest.raises(_Killed):
             connector.engine.intake.receive(alert_id, source="webhook")
     with w.connector() as connector:
-        # The sender got no answer and delivers again: the alert is known, and now queued.
-        assert not connector.engine.intake.receive(alert_id, source="webhook").created
+        # Nothing of the intake was written; the sender got no answer and delivers again.
+        assert connector.ctx.alerts.list() == []
+        assert connector.store.pending() == 0
+        assert connector.engine.intake.receive(alert_id, source="webhook").created
         drain(connector, 30)
     assert len(_ours(w.comments(alert_id))) == 1
 
@@ -282,7 +298,10 @@ def test_a_crash_between_creating_a_sample_job_and_queueing_it_does_not_strand_t
         connector.engine.intake.receive(alert_id, source="test")
         _die_at_enqueue(monkeypatch, connector, "sample:")
         _run_until_killed(connector)
-        assert [j.record.state for j in connector.ctx.jobs.list()] == [JobState.LOOKUP]
+        # The triage died in its commit: no job, no link, and the alert still waits for triage.
+        assert connector.ctx.jobs.list() == []
+        assert connector.ctx.links.list() == []
+        assert [a.record.state for a in connector.ctx.alerts.list()] == [AlertState.RECEIVED]
     with w.connector() as connector:
         drain(connector, 30)  # the triage's lease runs out first, then it runs again
         assert [j.record.state for j in connector.ctx.jobs.list()] == [JobState.DONE]
