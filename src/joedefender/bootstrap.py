@@ -100,7 +100,7 @@ def pipeline_config(settings: Settings, *, time_scale: float = 1.0) -> PipelineC
             settings.defender_alert_status,
             settings.defender_alert_title_filter,
         ),
-        resubmit=ResubmitPolicy.from_settings(settings.joe_sandbox_resubmit, settings.joe_sandbox_resubmit_after_days),
+        resubmit=ResubmitPolicy.of(settings.joe_sandbox_resubmit, settings.joe_sandbox_resubmit_after_days),
         analysis_timeout=settings.joe_sandbox_analysis_job_timeout.total_seconds(),
         machine_availability_timeout=settings.machine_availability_timeout.total_seconds(),
         machine_availability_retry=settings.machine_availability_retry,

@@ -108,12 +108,12 @@ def test_urls_that_are_not_http_are_refused(url: str) -> None:
 
 def test_resubmit_policy() -> None:
     now = datetime(2026, 11, 27, tzinfo=UTC)
-    week = ResubmitPolicy.from_settings(True, 7)
+    week = ResubmitPolicy.of(True, 7)
     assert not week.resubmit(now - timedelta(days=2), now)
     assert week.resubmit(now - timedelta(days=8), now)
     assert week.resubmit(None, now)
-    assert ResubmitPolicy.from_settings(True, None).resubmit(now, now)
-    assert not ResubmitPolicy.from_settings(False, None).resubmit(now - timedelta(days=999), now)
+    assert ResubmitPolicy.of(True, None).resubmit(now, now)
+    assert not ResubmitPolicy.of(False, None).resubmit(now - timedelta(days=999), now)
 
 
 def test_the_verdict_comment_reads_at_a_glance_and_carries_the_marker() -> None:

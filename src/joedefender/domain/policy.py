@@ -16,7 +16,7 @@ class ResubmitPolicy:
     max_age: timedelta | None = None
 
     @classmethod
-    def from_settings(cls, resubmit: bool, resubmit_after_days: int | None) -> ResubmitPolicy:
+    def of(cls, resubmit: bool, resubmit_after_days: int | None) -> ResubmitPolicy:
         if resubmit_after_days is not None:
             return cls("older_than", timedelta(days=resubmit_after_days))
         return cls("always" if resubmit else "never")
