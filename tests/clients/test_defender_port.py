@@ -30,10 +30,10 @@ from joedefender.domain.errors import (
     Transient,
 )
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
-from joedefender.emulators.runner import Emulators
-from joedefender.emulators.scenario import ALL_PERMISSIONS
 from joedefender.endpoint import contract
 from joedefender.pipeline.ports import DefenderPort
+from joedefender_emulators.runner import Emulators
+from joedefender_emulators.scenario import ALL_PERMISSIONS
 
 from .mde_fixtures import (
     BUSY_MACHINE,

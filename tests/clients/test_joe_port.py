@@ -14,8 +14,8 @@ import pytest
 from joedefender.adapters.joe import JoeSandboxAdapter, JoeSandboxError
 from joedefender.domain.errors import Misconfigured, PortError, QuotaExhausted, Rejected, Transient
 from joedefender.domain.verdicts import Ioc, SubmissionStatus, Verdict
-from joedefender.emulators.runner import Emulators
 from joedefender.pipeline.ports import SandboxPort
+from joedefender_emulators.runner import Emulators
 
 from .joe_fixtures import API_KEY, WRONG_KEY, add_fault, calls, client_for, joe_world
 
