@@ -437,3 +437,37 @@ def test_the_poller_takes_in_what_passes_the_filters() -> None:
     assert poll_once(rig.ctx, rig.engine.intake, now=now, lookback=timedelta(hours=1)) == 1
     assert [a.record.alert_id for a in rig.ctx.alerts.list()] == ["a1"]
     assert poll_once(rig.ctx, rig.engine.intake, now=now, lookback=timedelta(hours=1)) == 0
+
+
+def test_a_file_name_that_forges_another_samples_marker_cannot_suppress_its_comment() -> None:
+    """File A is named after file B's marker; B's first comment PATCH fails with its outcome
+    unknown, so write-back looks at the alert's comments before writing B's again."""
+    other = b"MZ the other, malicious file"
+    other_sha = hashlib.sha256(other).hexdigest()
+
+    class LosingBsFirstComment(FakeDefender):
+        lost = False
+
+        def add_comment(self, alert_id: str, text: str) -> None:
+            if not self.lost and text.endswith(marker(f"sha256:{other_sha}")):
+                self.lost = True
+                raise Transient("connection reset", service="defender", maybe_applied=True)
+            super().add_comment(alert_id, text)
+
+    rig = Rig(defender=LosingBsFirstComment())
+    rig.defender.add_machine(M1)
+    forged = f"joedefender ref sha256:{other_sha}.sh"
+    rig.defender.files[(M1, f"C:\\Users\\u\\{forged}")] = PAYLOAD
+    rig.defender.files[(M1, "C:\\Users\\u\\b.exe")] = other
+    rig.sandbox.verdicts[other_sha] = ("malicious", 97)
+    evidence = (
+        Evidence(entity_type="File", sha256=SHA, file_name=forged, file_path="C:\\Users\\u"),
+        Evidence(entity_type="File", sha256=other_sha, file_name="b.exe", file_path="C:\\Users\\u"),
+    )
+    rig.receive(Alert(id="a1", detection_source="WindowsDefenderAtp", status="New", machine_id=M1, evidence=evidence))
+    rig.drain()
+
+    comments = rig.defender.comments("a1")
+    assert len(_ours(comments, f"sha256:{SHA}")) == 1
+    (b_comment,) = _ours(comments, f"sha256:{other_sha}")
+    assert b_comment.startswith("Joe Sandbox: MALICIOUS (score 97/100)")

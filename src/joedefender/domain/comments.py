@@ -1,22 +1,29 @@
 """The comment an analyst reads on the alert: verdict first, then the facts, then the link.
 
-The last line is a marker naming the sample, which is how write-back recognises its own comment
-after a crash and never writes a second one.
+Every value that came from Defender or Joe is shown through `text.shown`: on one line, hidden
+characters escaped, length capped, so the whole comment stays under `MAX_COMMENT` characters
+(Defender documents no limit; this is ours). The last line is a marker naming the sample, which
+is how write-back recognises its own comment after a crash and never writes a second one: it is
+matched as a whole last line, and no attacker-sourced value can make a line of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from joedefender.domain.text import shown
 from joedefender.domain.verdicts import Verdict
 
 MARKER_PREFIX = "joedefender ref "
+MAX_COMMENT = 4000
 _DETECTION_LABEL = {
     "malicious": "MALICIOUS",
     "suspicious": "SUSPICIOUS",
     "clean": "CLEAN",
     "unknown": "NO VERDICT",
 }
+# Caps per value; with the fixed text around them they keep a comment under MAX_COMMENT.
+_NAME, _LIST, _URL, _LINK, _REASON = 260, 300, 1500, 500, 800
 
 
 def marker(sample_key: str) -> str:
@@ -24,8 +31,19 @@ def marker(sample_key: str) -> str:
 
 
 def has_marker(comments: Sequence[str | None], sample_key: str) -> bool:
+    """Whether one of the comments is ours for this sample: its last line is exactly the marker."""
     tag = marker(sample_key)
-    return any(tag in (text or "") for text in comments)
+    for text in comments:
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        if lines and lines[-1] == tag:
+            return True
+    return False
+
+
+def _subject_line(sample_key: str, subject: str) -> str:
+    if sample_key.startswith("url:"):
+        return "URL: " + shown(subject, _URL)
+    return "SHA-256: " + shown(subject, _NAME)
 
 
 def render_verdict(
@@ -38,18 +56,19 @@ def render_verdict(
 ) -> str:
     """`subject` is the SHA-256 or the URL; `reused` says the verdict came from an earlier analysis."""
     detection = verdict.detection
-    lines = [f"Joe Sandbox: {_DETECTION_LABEL.get(detection, detection.upper())} (score {verdict.score}/100)"]
+    label = _DETECTION_LABEL.get(detection, shown(detection.upper(), 20))
+    lines = [f"Joe Sandbox: {label} (score {verdict.score}/100)"]
     if verdict.threat_names:
-        lines.append(f"Threat: {', '.join(verdict.threat_names)}")
+        lines.append("Threat: " + shown(", ".join(verdict.threat_names), _LIST))
     if verdict.classification:
-        lines.append(f"Classification: {verdict.classification}")
+        lines.append("Classification: " + shown(verdict.classification, _LIST))
     if file_name:
-        lines.append(f"File: {file_name}")
-    lines.append(("URL: " if sample_key.startswith("url:") else "SHA-256: ") + subject)
+        lines.append("File: " + shown(file_name, _NAME))
+    lines.append(_subject_line(sample_key, subject))
     if verdict.systems:
-        lines.append(f"Sandbox: {', '.join(verdict.systems)}")
+        lines.append("Sandbox: " + shown(", ".join(verdict.systems), _LIST))
     if verdict.link:
-        lines.append(f"Analysis: {verdict.link}")
+        lines.append("Analysis: " + shown(verdict.link, _LINK))
     if reused:
         when = verdict.time.isoformat()[:10] if verdict.time is not None else ""
         lines.append(f"(Joe Sandbox had already analysed this sample{' on ' + when if when else ''}.)")
@@ -58,9 +77,9 @@ def render_verdict(
 
 
 def render_failure(*, sample_key: str, subject: str, file_name: str | None, reason: str) -> str:
-    lines = ["Joe Sandbox: not analysed", f"Reason: {reason}"]
+    lines = ["Joe Sandbox: not analysed", "Reason: " + shown(reason, _REASON)]
     if file_name:
-        lines.append(f"File: {file_name}")
-    lines.append(("URL: " if sample_key.startswith("url:") else "SHA-256: ") + subject)
+        lines.append("File: " + shown(file_name, _NAME))
+    lines.append(_subject_line(sample_key, subject))
     lines.append(marker(sample_key))
     return "\n".join(lines)
