@@ -81,7 +81,8 @@ def test_every_value_is_capped_and_the_comment_stays_under_the_limit() -> None:
 def test_no_text_makes_a_line_or_hides_a_character(value: str) -> None:
     out = shown(value, 300)
     assert len(out) <= 300
-    assert "\n" not in out and "\r" not in out
+    assert "\n" not in out
+    assert "\r" not in out
     assert not any(ch in out for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200e\u200f")
     text = _comment(value)
     assert has_marker([text], f"sha256:{SHA_A}")
