@@ -247,19 +247,19 @@ class FakeSandbox(_Faults):
 
     def __init__(self, *, analysis_polls: int = 1) -> None:
         super().__init__()
-        self.known: dict[str, Verdict] = {}
+        self.known: dict[str, list[Verdict]] = {}
         self.verdicts: dict[str, tuple[Detection, int]] = {}
         self.submissions: list[FakeSubmission] = []
         self.analysis_polls = analysis_polls
         self._ids = itertools.count(1)
 
-    def lookup(self, sha256: str) -> Verdict | None:
+    def lookup(self, sha256: str) -> tuple[Verdict, ...]:
         self.enter("lookup")
-        return self.known.get(sha256)
+        return tuple(sorted(self.known.get(sha256, ()), key=lambda v: v.severity, reverse=True))
 
-    def lookup_url(self, url: str) -> Verdict | None:
+    def lookup_url(self, url: str) -> tuple[Verdict, ...]:
         self.enter("lookup_url")
-        return self.known.get(url)
+        return tuple(sorted(self.known.get(url, ()), key=lambda v: v.severity, reverse=True))
 
     def submit_file(self, stream: BinaryIO, filename: str, *, tags: Sequence[str], comments: str | None) -> str:
         self.enter("submit_file")

@@ -64,7 +64,7 @@ def _port(adapter: JoeSandboxAdapter) -> SandboxPort:
 
 
 def test_lookups_give_the_cores_verdicts(adapter: JoeSandboxAdapter) -> None:
-    verdict = _port(adapter).lookup(KNOWN)
+    (verdict,) = _port(adapter).lookup(KNOWN)
     assert isinstance(verdict, Verdict)
     assert (verdict.detection, verdict.score, verdict.threat_names, verdict.sha256) == (
         "malicious",
@@ -72,15 +72,15 @@ def test_lookups_give_the_cores_verdicts(adapter: JoeSandboxAdapter) -> None:
         ("Emotet",),
         KNOWN,
     )
-    assert adapter.lookup(hashlib.sha256(b"never seen").hexdigest()) is None
+    assert adapter.lookup(hashlib.sha256(b"never seen").hexdigest()) == ()
 
 
 def test_url_lookups_match_by_the_cores_url_identity(adapter: JoeSandboxAdapter) -> None:
     """Scheme and host case and the fragment do not make another URL (domain.samples.normalise_url)."""
-    verdict = adapter.lookup_url(PHISH_URL)
+    (verdict,) = adapter.lookup_url(PHISH_URL)
     assert isinstance(verdict, Verdict)
     assert (verdict.detection, verdict.threat_names, verdict.sha256) == ("suspicious", ("Phishing",), None)
-    assert adapter.lookup_url("http://phish.example/") is None
+    assert adapter.lookup_url("http://phish.example/") == ()
 
 
 def test_a_file_submission_is_followed_to_its_verdict_and_iocs(world: Emulators, adapter: JoeSandboxAdapter) -> None:

@@ -106,14 +106,62 @@ def test_urls_that_are_not_http_are_refused(url: str) -> None:
         normalise_url(url)
 
 
-def test_resubmit_policy() -> None:
+def _known(detection: str, score: int, days_old: int | None, now: datetime) -> Verdict:
+    return Verdict(
+        detection=detection,
+        score=score,
+        webid=f"{detection}-{days_old}",
+        link=f"https://joe.example/{detection}-{days_old}",
+        time=None if days_old is None else now - timedelta(days=days_old),
+    )
+
+
+def test_resubmit_policy_always_and_never() -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    known = [_known("clean", 2, 1, now), _known("malicious", 90, 400, now)]
+    assert ResubmitPolicy.of(True, None).decide(known, now) is None
+    reuse = ResubmitPolicy.of(False, None).decide(known, now)
+    assert reuse is not None
+    assert reuse.verdict.detection == "malicious"
+    assert ResubmitPolicy.of(False, None).decide([], now) is None
+
+
+def test_resubmit_after_days_ages_the_newest_analysis_and_names_an_older_worse_one() -> None:
     now = datetime(2026, 11, 27, tzinfo=UTC)
     week = ResubmitPolicy.of(True, 7)
-    assert not week.resubmit(now - timedelta(days=2), now)
-    assert week.resubmit(now - timedelta(days=8), now)
-    assert week.resubmit(None, now)
-    assert ResubmitPolicy.of(True, None).resubmit(now, now)
-    assert not ResubmitPolicy.of(False, None).resubmit(now - timedelta(days=999), now)
+    # A clean analysis from yesterday and a malicious one from 40 days ago: the newest is young,
+    # so nothing is analysed again; the comment reports the young verdict and names the older one.
+    reuse = week.decide([_known("malicious", 96, 40, now), _known("clean", 3, 1, now)], now)
+    assert reuse is not None
+    assert (reuse.verdict.detection, reuse.verdict.score) == ("clean", 3)
+    assert reuse.older_more_severe is not None
+    assert reuse.older_more_severe.detection == "malicious"
+    # Among the young ones, the most severe is reused; nothing older is worse.
+    reuse = week.decide(
+        [_known("suspicious", 50, 2, now), _known("clean", 1, 1, now), _known("clean", 9, 30, now)], now
+    )
+    assert reuse is not None
+    assert reuse.verdict.detection == "suspicious"
+    assert reuse.older_more_severe is None
+    # The newest is older than the age: analyse again.
+    assert week.decide([_known("malicious", 99, 8, now), _known("clean", 1, 20, now)], now) is None
+    assert week.decide([_known("malicious", 99, None, now)], now) is None
+
+
+def test_the_comment_names_an_older_more_severe_analysis() -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    text = render_verdict(
+        _known("clean", 3, 1, now),
+        sample_key=f"sha256:{SHA}",
+        subject=SHA,
+        file_name=None,
+        reused=True,
+        older=_known("malicious", 96, 40, now),
+    )
+    assert (
+        "(An older analysis on 2026-10-18 found it MALICIOUS (score 96/100): https://joe.example/malicious-40)" in text
+    )
+    assert text.splitlines()[0] == "Joe Sandbox: CLEAN (score 3/100)"
 
 
 def test_the_verdict_comment_reads_at_a_glance_and_carries_the_marker() -> None:

@@ -191,6 +191,34 @@ def test_a_known_hash_is_not_resubmitted_unless_the_policy_says_so(make_world: W
     assert len(always.submissions()) == 1
 
 
+def test_resubmit_after_days_reuses_the_newest_analysis_and_names_an_older_worse_one(
+    make_world: WorldFactory,
+) -> None:
+    """A clean analysis from yesterday and a malicious one from 40 days ago, with a 7-day policy:
+    the newest is young, so the sample is not analysed again; the comment reports the clean
+    verdict and names the older malicious one."""
+    path = "C:\\tools\\known.exe"
+    w = make_world(
+        scenario(
+            world(
+                samples={"known": "known"},
+                machines=[machine(1, files={path: "known"})],
+                alerts=[alert(1, 1, file_evidence("known", path))],
+                analyses=[
+                    {"sample": "known", "detection": "clean", "score": 4, "age_days": 1},
+                    {"sample": "known", "detection": "malicious", "score": 96, "age_days": 40},
+                ],
+            )
+        ),
+        JoeSandboxResubmitAfterDays="7",
+    )
+    w.process(alert(1, 1)["id"])
+    assert w.submissions() == []
+    (comment,) = _ours(w.comments(alert(1, 1)["id"]))
+    assert comment.startswith("Joe Sandbox: CLEAN (score 4/100)")
+    assert "found it MALICIOUS (score 96/100)" in comment
+
+
 def test_url_evidence_is_submitted_as_a_url(make_world: WorldFactory) -> None:
     url = "HTTP://Phish.Example:80/login?next=%2Fhome#frag"
     a = alert(1, 1, {"entityType": "Url", "url": url})

@@ -111,7 +111,7 @@ def test_a_file_on_disk_is_collected_submitted_and_commented_once() -> None:
 
 def test_a_known_verdict_is_reused_when_the_policy_says_never() -> None:
     rig = Rig(config=PipelineConfig(resubmit=ResubmitPolicy("never")))
-    rig.sandbox.known[SHA] = Verdict(detection="suspicious", score=60, webid="7", link="https://joe.example/7")
+    rig.sandbox.known[SHA] = [Verdict(detection="suspicious", score=60, webid="7", link="https://joe.example/7")]
     rig.defender.add_machine(M1)
     rig.receive(file_alert("a1", M1, PAYLOAD))
     rig.drain()

@@ -53,11 +53,11 @@ def render_verdict(
     subject: str,
     file_name: str | None,
     reused: bool,
+    older: Verdict | None = None,
 ) -> str:
-    """`subject` is the SHA-256 or the URL; `reused` says the verdict came from an earlier analysis."""
-    detection = verdict.detection
-    label = _DETECTION_LABEL.get(detection, shown(detection.upper(), 20))
-    lines = [f"Joe Sandbox: {label} (score {verdict.score}/100)"]
+    """`subject` is the SHA-256 or the URL; `reused` says the verdict came from an earlier analysis,
+    and `older` is an analysis older than the resubmit age that found more."""
+    lines = [f"Joe Sandbox: {_headline(verdict)}"]
     if verdict.threat_names:
         lines.append("Threat: " + shown(", ".join(verdict.threat_names), _LIST))
     if verdict.classification:
@@ -72,8 +72,17 @@ def render_verdict(
     if reused:
         when = verdict.time.isoformat()[:10] if verdict.time is not None else ""
         lines.append(f"(Joe Sandbox had already analysed this sample{' on ' + when if when else ''}.)")
+    if older is not None:
+        when = f" on {older.time.isoformat()[:10]}" if older.time is not None else ""
+        link = f": {shown(older.link, _LINK)}" if older.link else ""
+        lines.append(f"(An older analysis{when} found it {_headline(older)}{link})")
     lines.append(marker(sample_key))
     return "\n".join(lines)
+
+
+def _headline(verdict: Verdict) -> str:
+    label = _DETECTION_LABEL.get(verdict.detection, shown(verdict.detection.upper(), 20))
+    return f"{label} (score {verdict.score}/100)"
 
 
 def render_failure(*, sample_key: str, subject: str, file_name: str | None, reason: str) -> str:

@@ -153,6 +153,7 @@ class SampleJob(_Record):
     submission: Submission | None = None
     verdict: Verdict | None = None
     verdict_source: Literal["lookup", "analysis"] | None = None
+    older_verdict: Verdict | None = None  # a reused verdict's older, more severe analysis
     failure: Cause | None = None
     poll_interval: float | None = None  # the current backoff, nominal seconds
 

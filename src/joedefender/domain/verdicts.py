@@ -6,7 +6,7 @@ comment and `status` read it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict
 Detection = Literal["clean", "suspicious", "malicious", "unknown"]
 
 CONCLUSIVE_DETECTIONS: tuple[Detection, ...] = ("clean", "suspicious", "malicious")
+_SEVERITY: dict[str, int] = {"malicious": 3, "suspicious": 2, "clean": 1, "unknown": 0}
+_OLDEST = datetime.min.replace(tzinfo=UTC)
 
 
 class _Frozen(BaseModel):
@@ -40,6 +42,11 @@ class Verdict(_Frozen):
     def conclusive(self) -> bool:
         """`unknown` (failed or empty analysis) is not a verdict to act on."""
         return self.detection in CONCLUSIVE_DETECTIONS
+
+    @property
+    def severity(self) -> tuple[int, int, datetime]:
+        """A sort key, greater is more severe: the detection, then the score, then the newest."""
+        return (_SEVERITY.get(self.detection, 0), self.score, self.time or _OLDEST)
 
 
 class Ioc(_Frozen):

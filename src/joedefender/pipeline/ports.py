@@ -67,9 +67,13 @@ class DefenderPort(Protocol):
 class SandboxPort(Protocol):
     """Joe Sandbox. Raises `joedefender.domain.errors` types."""
 
-    def lookup(self, sha256: str) -> Verdict | None: ...
+    def lookup(self, sha256: str) -> tuple[Verdict, ...]:
+        """Every finished, readable analysis of exactly this file, the most relevant first."""
+        ...
 
-    def lookup_url(self, url: str) -> Verdict | None: ...
+    def lookup_url(self, url: str) -> tuple[Verdict, ...]:
+        """Every finished analysis of exactly this URL, the most relevant first."""
+        ...
 
     def submit_file(self, stream: BinaryIO, filename: str, *, tags: Sequence[str], comments: str | None) -> str:
         """Submit the bytes; returns the submission id."""

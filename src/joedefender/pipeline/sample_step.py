@@ -97,16 +97,22 @@ class SampleStep:
             known = ctx.sandbox.lookup_url(job.url)
         now = datetime.fromtimestamp(ctx.now(), UTC)
         with ctx.changes() as changes:
-            if known is not None and not ctx.config.resubmit.resubmit(known.time, now):
-                job.verdict, job.verdict_source = known, "lookup"
+            reuse = ctx.config.resubmit.decide(known, now)
+            if reuse is not None:
+                known_verdict = reuse.verdict
+                job.verdict, job.verdict_source = known_verdict, "lookup"
+                job.older_verdict = reuse.older_more_severe
                 job.move_to(JobState.DONE)
                 self.save(changes, stored)
                 changes.record(
-                    job.key, "lookup", "known", f"{known.detection} (analysis {known.webid}), not resubmitted"
+                    job.key,
+                    "lookup",
+                    "known",
+                    f"{known_verdict.detection} (analysis {known_verdict.webid}), not resubmitted",
                 )
                 self.announce(changes, stored)
                 return DONE
-            detail = "unknown to Joe Sandbox" if known is None else f"known, {ctx.config.resubmit.describe()}"
+            detail = "unknown to Joe Sandbox" if not known else f"known, {ctx.config.resubmit.describe()}"
             job.move_to(JobState.COLLECT if job.kind == "file" else JobState.SUBMIT)
             self.save(changes, stored)
             changes.record(job.key, "lookup", "analyse", detail)

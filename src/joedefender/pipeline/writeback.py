@@ -25,6 +25,7 @@ def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
             subject=subject,
             file_name=file_name,
             reused=job.verdict_source == "lookup",
+            older=job.older_verdict,
         )
     reason = job.failure.text if job.failure is not None else "unknown error"
     return render_failure(sample_key=job.key, subject=subject, file_name=file_name, reason=reason)

@@ -138,10 +138,14 @@ class JoeSandboxClient:
 
     def lookup_url(self, url: str) -> Verdict | None:
         """The most relevant finished analysis of exactly this URL, if Joe has one."""
+        ranked = self.lookup_url_all(url)
+        return ranked[0] if ranked else None
+
+    def lookup_url_all(self, url: str) -> tuple[Verdict, ...]:
+        """Every usable analysis of exactly this URL, the most relevant first."""
         if not url.strip():
             raise JoeRequestError("Joe Sandbox URL lookup: the URL is empty")
-        ranked = self._ranked(exact_url_matches(self._search(url), url))
-        return ranked[0] if ranked else None
+        return self._ranked(exact_url_matches(self._search(url), url))
 
     def _search(self, query: str) -> list[Mapping[str, Any]]:
         data = self._call("analysis/search", lambda joe: joe.analysis_search(query))

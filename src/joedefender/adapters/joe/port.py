@@ -62,13 +62,13 @@ class JoeSandboxAdapter:
     def close(self) -> None:
         self.client.close()
 
-    def lookup(self, sha256: str) -> Verdict | None:
+    def lookup(self, sha256: str) -> tuple[Verdict, ...]:
         with translated():
-            return self.client.lookup(sha256)
+            return self.client.lookup_all(sha256)
 
-    def lookup_url(self, url: str) -> Verdict | None:
+    def lookup_url(self, url: str) -> tuple[Verdict, ...]:
         with translated():
-            return self.client.lookup_url(url)
+            return self.client.lookup_url_all(url)
 
     def submit_file(
         self,
