@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from joedefender import __version__
 from joedefender.settings import ConfigurationError, Settings
@@ -165,12 +166,12 @@ def status(
 
     settings = _settings(settings_file)
     if not settings.state_path.exists():
-        errors.print(f"No state at {settings.state_path}: the connector has not run with this StatePath.")
+        errors.print(f"No state at {escape(str(settings.state_path))}: the connector has not run with this StatePath.")
         raise typer.Exit(1)
     store = SqliteStore(settings.state_path)
     try:
         if not print_status(Records(store), console, alert_id):
-            errors.print(f"Alert {alert_id} is not known to the connector.")
+            errors.print(f"Alert {escape(alert_id)} is not known to the connector.")
             raise typer.Exit(1)
     finally:
         store.close()
@@ -188,7 +189,8 @@ def check(settings_file: SettingsFile = None) -> None:
     for column in ("check", "result", "detail"):
         table.add_column(column, overflow="fold")
     for result in results:
-        table.add_row(result.name, "[green]ok[/]" if result.ok else "[red]problem[/]", result.detail)
+        # the detail quotes what Defender and Joe answered: text, not markup
+        table.add_row(Text(result.name), "[green]ok[/]" if result.ok else "[red]problem[/]", Text(result.detail))
     console.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
