@@ -143,10 +143,11 @@ def make_ca_and_server(folder: Path) -> tuple[Path, Path, Path]:
     """A throwaway CA and a server certificate for 127.0.0.1 it signed: (ca, cert, key) files."""
     now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(f"test CA {x509.random_serial_number():x}")  # two CAs never share a name
     ca = (
         x509.CertificateBuilder()
-        .subject_name(_name("test CA"))
-        .issuer_name(_name("test CA"))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))

@@ -51,10 +51,14 @@ TimeScale = Annotated[
 
 
 def _logging(verbose: bool) -> None:
+    from joedefender.hosts.logfilter import RepeatFilter
+
+    handler = RichHandler(console=errors, show_path=False, rich_tracebacks=False)
+    handler.addFilter(RepeatFilter())  # a fault repeated every second is one line a minute
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=errors, show_path=False, rich_tracebacks=False)],
+        handlers=[handler],
         force=True,
     )
     for noisy in ("azure", "httpx", "httpcore", "urllib3", "msal"):

@@ -35,6 +35,8 @@ class Service:
         self._stop = threading.Event()
         settings = connector.settings
         engine = connector.engine
+        for warning in settings.warnings():
+            logger.warning("%s", warning)
         self.workers = WorkerPool(engine, settings.workers)
         self.poller: Poller | None = None
         if options.poll and settings.poll_interval.total_seconds() > 0:
