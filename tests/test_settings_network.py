@@ -18,6 +18,7 @@ from tests.hosts.test_webhook_limits import make_ca_and_server
 from tests.test_settings import REQUIRED, only_problem, problems_for, settings_with
 
 _LONG_SECRET = "a-shared-secret-of-24-chars-or-more"
+_ANY = "0.0.0.0"  # noqa: S104 - the address these settings are about
 
 
 @pytest.mark.parametrize(
@@ -53,13 +54,13 @@ def test_the_webhook_binds_loopback_by_default() -> None:
 
 
 def test_a_non_loopback_address_without_tls_is_refused() -> None:
-    problems = dict(problems_for(WebhookBindAddress="0.0.0.0", WebhookSecret=_LONG_SECRET))
+    problems = dict(problems_for(WebhookBindAddress=_ANY, WebhookSecret=_LONG_SECRET))
     assert "WebhookTlsCertFile" in problems["WebhookBindAddress"]
     assert "WebhookAllowPlainHttp" in problems["WebhookBindAddress"]
 
 
 def test_plain_http_behind_a_proxy_is_allowed_with_a_warning() -> None:
-    settings = settings_with(WebhookBindAddress="0.0.0.0", WebhookSecret=_LONG_SECRET, WebhookAllowPlainHttp="true")
+    settings = settings_with(WebhookBindAddress=_ANY, WebhookSecret=_LONG_SECRET, WebhookAllowPlainHttp="true")
     assert settings.webhook_allow_plain_http
     (warning,) = settings.warnings()
     assert "TLS-terminating proxy" in warning
@@ -85,7 +86,7 @@ def test_a_short_secret_is_fine_on_loopback() -> None:
 def test_tls_files_are_checked_and_go_together(tmp_path: Path) -> None:
     _, cert, key = make_ca_and_server(tmp_path)
     settings = settings_with(
-        WebhookBindAddress="0.0.0.0",
+        WebhookBindAddress=_ANY,
         WebhookSecret=_LONG_SECRET,
         WebhookTlsCertFile=str(cert),
         WebhookTlsKeyFile=str(key),
