@@ -18,6 +18,7 @@ with the JSON content type required, a web page can neither post here without a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -31,7 +32,6 @@ import anyio
 import h11
 import uvicorn
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -54,6 +54,7 @@ from joedefender.settings import is_loopback
 
 logger = logging.getLogger("joedefender.webhook")
 ALERT_PATHS = ("/api/alerts", "/api/JoeSandboxDefender", "/")
+_INTAKE_THREADS = 8  # as many as the store keeps connections
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,14 @@ def build_app(
 ) -> ASGIApp:
     """The ASGI application; `loopback` turns on the Host and Origin checks."""
     document = openapi()
+    # Deliveries are written one at a time anyway (one SQLite writer): a few threads keep it busy,
+    # more would only contend, and each would hold a store connection.
+    limiter: list[anyio.CapacityLimiter] = []
+
+    async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(_INTAKE_THREADS))
+        return await anyio.to_thread.run_sync(function, *args, limiter=limiter[0])
 
     async def alerts(request: Request) -> Response:
         query = dict(request.query_params)
@@ -173,14 +182,14 @@ def build_app(
         except ClientDisconnect:
             logger.debug("webhook: %s hung up before sending the whole body", _peer(request))
             return Response(status_code=400)
-        reply = await run_in_threadpool(alert_intake, bytes(body), _raw_headers(request), query)
+        reply = await in_thread(alert_intake, bytes(body), _raw_headers(request), query)
         return JSONResponse(reply.body, status_code=reply.status)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        if await run_in_threadpool(ready):
+        if await in_thread(ready):
             return JSONResponse({"status": "ready"})
         return _error(503, "the state store does not answer")
 
@@ -257,6 +266,12 @@ def _header_deadline_protocol(timeout: float) -> type[H11Protocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            # uvicorn writes an answer's head and body apart; with Nagle on, the body waits for
+            # the client's delayed ACK (40 ms on Linux) on every keep-alive request after the first.
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
