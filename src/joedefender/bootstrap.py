@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
+from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
@@ -82,7 +83,7 @@ def sandbox_client(
             budget=settings.joe_sandbox_api_retry_timeout.total_seconds(),
             first=base_delay,
         ),
-        verify_ssl=str(settings.tls_ca_bundle) if settings.tls_ca_bundle is not None else True,
+        verify_ssl=requests_verify(settings.tls_ca_bundle),  # the bundle adds to certifi's roots
         analysis_parameters=settings.joe_sandbox_analysis_parameters,
         systems=settings.joe_sandbox_systems,
         sleep=sleep,

@@ -6,6 +6,7 @@ are reported together so a user fixes a configuration in one pass, not one error
 """
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -30,12 +31,14 @@ from joedefender.domain.errors import JoeDefenderError
 
 __all__ = [
     "DETECTION_SOURCES",
+    "MIN_WEBHOOK_SECRET",
     "SETTING_NAMES",
     "SEVERITIES",
     "STATUSES",
     "ConfigurationError",
     "Settings",
     "SettingsError",
+    "is_loopback",
     "read_settings_file",
 ]
 
@@ -56,6 +59,8 @@ DETECTION_SOURCES = (
 
 _MINUTES_PER_DAY = 24 * 60
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+MIN_WEBHOOK_SECRET = 24  # characters; a shorter shared secret is refused off loopback
 _KEY_VAULT_PREFIX = "@microsoft.keyvault("
 _KEY_VAULT_PROBLEM = (
     "is an unresolved Key Vault reference: the platform could not read the secret and left the "
@@ -253,8 +258,10 @@ def _url(
         raise ValueError("must not carry a user name or password")  # nor echo them
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if not host:
-        raise ValueError(f"{_echo(text)} is not a URL with a host")
+    if not host or not _valid_host(host):
+        raise ValueError(f"{_echo(text)} is not a URL with a host (a valid host name or IP address)")
+    if parts.port == 0:
+        raise ValueError(f"{_echo(text)} has port 0; give a port between 1 and 65535, or none")
     if scheme != "https" and not (scheme == "http" and not https_only and (http_anywhere or host in _LOCAL_HOSTS)):
         allowed = "https" if https_only else "https (http only for localhost or 127.0.0.1)"
         raise ValueError(f"{_echo(text)} must use {allowed}")
@@ -266,6 +273,57 @@ def _url(
     if bare_host and path:
         raise ValueError(f"{_echo(text)} must be a bare https://host, without a path")
     return f"{scheme}://{parts.netloc}{path}"
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name (letters, digits, hyphens in dot-separated labels) or an IP address."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return True
+    name = host.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) stays on this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind_address(value: object) -> str:
+    text = _text(value)
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        if text.lower() == "localhost":
+            return "127.0.0.1"
+        raise ValueError(f"{_echo(text)} is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::)") from None
+
+
+def _pem_file(marker: bytes, what: str) -> BeforeValidator:
+    """A readable PEM file holding `marker`; the file's content is never echoed."""
+
+    def parse(value: object) -> Path | None:
+        if value is None:
+            return None
+        if not isinstance(value, str | Path):
+            raise ValueError("is not a file path")
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{_echo(str(path))} does not exist or is not a file")
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{_echo(str(path))} cannot be read ({exc.strerror})") from None
+        if marker not in pem:
+            raise ValueError(f"{_echo(str(path))} holds no PEM {what}")
+        return path
+
+    return BeforeValidator(parse)
 
 
 def _authority_host(value: object) -> str:
@@ -442,6 +500,18 @@ class Settings(BaseModel):
         default=None, validation_alias="WebhookSecret"
     )
     webhook_port: Annotated[int, _whole(0, 65535)] = Field(default=8080, validation_alias="WebhookPort")
+    webhook_bind_address: Annotated[str, BeforeValidator(_bind_address)] = Field(
+        default="127.0.0.1", validation_alias="WebhookBindAddress"
+    )
+    webhook_tls_cert_file: Annotated[Path | None, _pem_file(b"-----BEGIN CERTIFICATE-----", "certificate")] = Field(
+        default=None, validation_alias="WebhookTlsCertFile"
+    )
+    webhook_tls_key_file: Annotated[Path | None, _pem_file(b"PRIVATE KEY-----", "private key")] = Field(
+        default=None, validation_alias="WebhookTlsKeyFile"
+    )
+    webhook_allow_plain_http: Annotated[bool, BeforeValidator(_boolean)] = Field(
+        default=False, validation_alias="WebhookAllowPlainHttp"
+    )
     poll_interval: Annotated[timedelta, _seconds(0, 24 * 60 * 60)] = Field(
         default=timedelta(seconds=60), validation_alias="PollIntervalSeconds"
     )
@@ -467,6 +537,55 @@ class Settings(BaseModel):
             if isinstance(value, str):
                 return value.strip()
         return value
+
+    @property
+    def webhook_tls(self) -> bool:
+        return self.webhook_tls_cert_file is not None
+
+    def _webhook_problems(self) -> list[tuple[str, str]]:
+        """Rules across settings: off loopback the secret crosses a network, so it needs TLS (or a
+        proxy in front that terminates it, said explicitly) and enough length not to be guessed."""
+        problems = []
+        if (self.webhook_tls_cert_file is None) != (self.webhook_tls_key_file is None):
+            missing = "WebhookTlsKeyFile" if self.webhook_tls_key_file is None else "WebhookTlsCertFile"
+            problems.append((missing, "missing: WebhookTlsCertFile and WebhookTlsKeyFile go together"))
+        if is_loopback(self.webhook_bind_address):
+            return problems
+        if not self.webhook_tls and not self.webhook_allow_plain_http:
+            problems.append(
+                (
+                    "WebhookBindAddress",
+                    f"{self.webhook_bind_address} is not loopback, and the webhook has no TLS: set "
+                    "WebhookTlsCertFile and WebhookTlsKeyFile, or WebhookAllowPlainHttp=true when a "
+                    "TLS-terminating proxy is in front",
+                )
+            )
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret is not None else ""
+        if len(secret) < MIN_WEBHOOK_SECRET:
+            problems.append(
+                (
+                    "WebhookSecret",
+                    f"{'missing' if not secret else 'too short'}: a webhook on {self.webhook_bind_address} "
+                    f"needs a shared secret of at least {MIN_WEBHOOK_SECRET} characters",
+                )
+            )
+        return problems
+
+    def warnings(self) -> list[str]:
+        """Accepted but risky choices, for the host to log at start."""
+        found = []
+        joe_host = urlsplit(self.joe_sandbox_base_url)
+        if joe_host.scheme == "http" and not is_loopback(joe_host.hostname or ""):
+            found.append(
+                f"JoeSandboxBaseURL uses plain http to {joe_host.hostname}: the API key and the samples "
+                "cross the network unencrypted"
+            )
+        if not is_loopback(self.webhook_bind_address) and not self.webhook_tls and self.webhook_allow_plain_http:
+            found.append(
+                f"the webhook serves plain http on {self.webhook_bind_address} (WebhookAllowPlainHttp=true): "
+                "only a TLS-terminating proxy in front may reach it"
+            )
+        return found
 
     @property
     def joe_sandbox_api_url(self) -> str:
@@ -502,6 +621,7 @@ class Settings(BaseModel):
         except ValidationError as exc:
             # `from None`: the pydantic error would carry the raw input into tracebacks.
             raise SettingsError(_merge(problems, _problems_of(exc))) from None
+        problems += settings._webhook_problems()
         if problems:
             raise SettingsError(problems)
         return settings

@@ -269,11 +269,11 @@ def test_a_bad_content_length_gets_400(hook: _Hook, length: str) -> None:
     with socket.create_connection((host, int(port)), timeout=5) as raw:
         raw.sendall(request.encode())
         received = b""
-        while chunk := raw.recv(4096):  # HTTP/1.0: the server closes after its answer
+        while chunk := raw.recv(4096):  # the server closes after refusing a malformed request
             received += chunk
     answer = received.decode()
-    assert answer.startswith("HTTP/1.0 400"), answer
-    assert "bad Content-Length" in answer
+    assert answer.startswith("HTTP/1.1 400"), answer  # uvicorn's parser refuses it before the app
+    assert "Connection: close" in answer
     assert hook.alerts() == []
 
 
@@ -306,6 +306,8 @@ def test_openapi_describes_the_webhook(hook: _Hook) -> None:
     assert {(s["in"], s["name"]) for s in schemes.values()} == {("header", "x-functions-key"), ("query", "code")}
     for requirement in document["security"]:
         assert set(requirement) <= set(schemes)
+    assert {"/healthz", "/readyz"} <= set(document["paths"])
+    assert {"AlertReference", "AcceptedAnswer", "ErrorAnswer"} <= set(document["components"]["schemas"])
     assert hook.client.get("/openapi.json", headers={"x-functions-key": ""}).status_code == 200  # no secret needed
 
 
@@ -346,3 +348,19 @@ def test_an_alert_delivered_to_the_running_service_ends_enriched(make_world: Wor
     (comment,) = [c for c in w.comments(_ALERT_ID) if MARKER_PREFIX in c]
     assert comment.startswith("Joe Sandbox: MALICIOUS (score 87/100)")
     assert len(w.submissions()) == 1
+
+
+def test_readiness_follows_the_state_store(hook: _Hook) -> None:
+    service = Service(hook.connector, ServiceOptions(poll=False, webhook=True))
+    assert service.webhook is not None
+    service.webhook.start()
+    try:
+        url = f"{service.webhook.url}/readyz"
+        assert httpx.get(url, timeout=10).json() == {"status": "ready"}
+        hook.connector.store.close()
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 503
+        assert "state store" in response.json()["error"]
+        assert httpx.get(f"{service.webhook.url}/healthz", timeout=10).status_code == 200  # alive all the same
+    finally:
+        service.webhook.stop()

@@ -251,7 +251,8 @@ def test_a_unit_of_work_is_all_or_nothing_across_a_sigkill(db_path: Path) -> Non
 
 def _use_inherited_store(store: SqliteStore, parent_connection: sqlite3.Connection) -> None:
     # SQLite forbids using a connection across fork: the child must have opened its own
-    assert store._connection() is not parent_connection
+    with store._connection() as connection:
+        assert connection is not parent_connection
     store.create("job", f"child-{os.getpid()}", {"from": "child"})
     store.enqueue("child-item", 0.0)
     store.close()  # closes the child's connections only
@@ -260,7 +261,9 @@ def _use_inherited_store(store: SqliteStore, parent_connection: sqlite3.Connecti
 def test_a_forked_child_opens_its_own_connections(sqlite_store: SqliteStore) -> None:
     sqlite_store.create("job", "parent", {"from": "parent"})
     fork = multiprocessing.get_context("fork")
-    child = fork.Process(target=_use_inherited_store, args=(sqlite_store, sqlite_store._connection()))
+    with sqlite_store._connection() as parent_connection:
+        pass  # back in the pool, where the child finds it
+    child = fork.Process(target=_use_inherited_store, args=(sqlite_store, parent_connection))
     child.start()
     child.join(timeout=30)
     assert child.exitcode == 0

@@ -98,9 +98,11 @@ def _work_item(row: sqlite3.Row) -> WorkItem:
 
 
 class SqliteStore(BufferedWrites, Store):
-    """All the ports on one SQLite file; one connection per thread, and fresh ones after a fork.
+    """All the ports on one SQLite file, over a small pool of connections.
 
-    Meant for a fixed pool of threads: a connection lives until `close`, even after its thread ends.
+    A connection is borrowed for one transaction (a unit of work's commit, a claim, one read) and
+    given back, so the number of open files is bounded by the pool, not by how many threads ever
+    used the store: a webhook served by a thread per request would otherwise leak one per request.
     """
 
     def __init__(
@@ -109,13 +111,18 @@ class SqliteStore(BufferedWrites, Store):
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 30.0,
+        pool_size: int = 8,
     ) -> None:
         self.path = Path(path)
         self._clock = clock
         self._busy_timeout = busy_timeout
+        self._pool_size = pool_size
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self._connections: builtins.list[sqlite3.Connection] = []
+        # Writers of this process queue here, in order, rather than in SQLite's busy handler,
+        # which sleeps and retries (up to 100 ms a round): 50 webhook requests at once would
+        # otherwise spend most of their time asleep. Other processes still meet the busy timeout.
+        self._writer = threading.Lock()
+        self._idle: builtins.list[sqlite3.Connection] = []
         self._inherited: builtins.list[sqlite3.Connection] = []
         self._pid = os.getpid()
         self._closed = False
@@ -136,28 +143,36 @@ class SqliteStore(BufferedWrites, Store):
 
     # -- connections and transactions ---------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError(f"{self!r} is closed")
-        if os.getpid() != self._pid:
-            self._forget_parent_connections()
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one transaction; kept for the next one when the pool has room."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{self!r} is closed")
+            if os.getpid() != self._pid:
+                self._forget_parent_connections()
+            connection = self._idle.pop() if self._idle else None
         if connection is None:
             connection = self._open()
-            self._local.connection = connection
+        healthy = False
+        try:
+            yield connection
+            healthy = not connection.in_transaction
+        finally:
             with self._lock:
-                self._connections.append(connection)
-        return connection
+                keep = healthy and not self._closed and len(self._idle) < self._pool_size
+                if keep:
+                    self._idle.append(connection)
+            if not keep:
+                connection.close()
 
     def _forget_parent_connections(self) -> None:
         """A forked child must not use, nor close, the connections it inherited (SQLite forbids
-        both), so they are kept referenced and never touched; the child opens its own."""
-        with self._lock:
-            if os.getpid() != self._pid:
-                self._inherited.extend(self._connections)
-                self._connections = []
-                self._local = threading.local()
-                self._pid = os.getpid()
+        both), so they are kept referenced and never touched; the child opens its own. The caller
+        holds the lock."""
+        self._inherited.extend(self._idle)
+        self._idle = []
+        self._pid = os.getpid()
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -175,57 +190,63 @@ class SqliteStore(BufferedWrites, Store):
             connection.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             connection.close()
-            if isinstance(exc, sqlite3.OperationalError):
-                raise StoreUnavailable(f"cannot open the SQLite store {str(self.path)!r}: {exc}") from exc
-            raise StoreError(f"{str(self.path)!r} is not a usable SQLite database: {exc}") from exc
+            raise self._mapped(exc) from exc
         return connection
+
+    def _mapped(self, exc: sqlite3.Error) -> StoreError:
+        """Every SQLite error as the store's own: busy, locked, read-only or a full disk may pass
+        (StoreUnavailable); a file that is not a database, or is damaged, will not (StoreError)."""
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreUnavailable(f"{self!r}: {exc}")
+        return StoreError(f"{self!r} is not a usable SQLite database: {exc}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: everything inside commits together or not at all."""
-        connection = self._connection()
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            finally:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"{self!r}: {exc}") from exc
+            with self._writer, self._connection() as connection:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                    connection.execute("COMMIT")
+                finally:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise self._mapped(exc) from exc
 
     def _read(self, sql: str, parameters: tuple[Any, ...] = ()) -> builtins.list[sqlite3.Row]:
         """A single SELECT, which SQLite runs as one consistent snapshot."""
         try:
-            return self._connection().execute(sql, parameters).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"{self!r}: {exc}") from exc
+            with self._connection() as connection:
+                return connection.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise self._mapped(exc) from exc
 
     def _create_schema(self) -> None:
-        try:
-            with self._write() as db:
-                found = db.execute("PRAGMA user_version").fetchone()[0]
-                if found > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{self!r} has schema version {found}; this joedefender knows up to "
-                        f"{SCHEMA_VERSION}: upgrade joedefender or use another database"
-                    )
-                if found < SCHEMA_VERSION:
-                    # One statement at a time: executescript would COMMIT our transaction first.
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:  # for example "file is not a database"
-            raise StoreError(f"{self!r} is not a usable SQLite database: {exc}") from exc
+        with self._write() as db:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self!r} has schema version {found}; this joedefender knows up to "
+                    f"{SCHEMA_VERSION}: upgrade joedefender or use another database"
+                )
+            if found < SCHEMA_VERSION:
+                # One statement at a time: executescript would COMMIT our transaction first.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
+        """Close the idle connections; one still lent out is closed when it comes back."""
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections, self._idle = self._idle, []
             self._closed = True
-        for connection in connections:
-            connection.close()
+            forked = os.getpid() != self._pid
+        if not forked:
+            for connection in connections:
+                connection.close()
 
     # -- writes: a unit of work is one transaction --------------------------------------------
 

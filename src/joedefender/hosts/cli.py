@@ -6,6 +6,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from joedefender import __version__
 from joedefender.settings import ConfigurationError, Settings
@@ -48,14 +51,50 @@ TimeScale = Annotated[
 
 
 def _logging(verbose: bool) -> None:
+    from joedefender.hosts.logfilter import RepeatFilter
+
+    handler = RichHandler(console=errors, show_path=False, rich_tracebacks=False)
+    handler.addFilter(RepeatFilter())  # a fault repeated every second is one line a minute
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=errors, show_path=False, rich_tracebacks=False)],
+        handlers=[handler],
         force=True,
     )
     for noisy in ("azure", "httpx", "httpcore", "urllib3", "msal"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _store_advice(exc: Exception) -> str:
+    """What to do about a state store that cannot be used, by what SQLite said."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return "another process holds it locked: stop the other joedefender, or wait and run again"
+    if "readonly" in text or "read-only" in text:
+        return "the file or its folder is read-only for this user: make both writable, or set StatePath elsewhere"
+    if "unable to open" in text:
+        return "the file cannot be opened: check that its folder exists and is writable, or set StatePath elsewhere"
+    if "schema version" in text:
+        return "it was written by a newer joedefender: upgrade, or set StatePath elsewhere"
+    if "is full" in text:
+        return "the disk is full: free space and run again"
+    return "it is damaged or not a joedefender database: move it aside (a new one is then created) or restore a backup"
+
+
+@contextmanager
+def _state_store_errors(settings: Settings, verbose: bool) -> Iterator[None]:
+    """A state store that cannot be used is one line naming the file and what to do; -v adds the
+    traceback."""
+    from joedefender.pipeline.ports import StoreError
+
+    try:
+        yield
+    except StoreError as exc:
+        if verbose:
+            errors.print_exception()
+        path = escape(str(settings.state_path))
+        errors.print(f"[red]State store problem[/]: {path}: {escape(_store_advice(exc))}", soft_wrap=True)
+        raise typer.Exit(3) from None
 
 
 def _settings(file: Path | None) -> Settings:
@@ -115,7 +154,7 @@ def run(
 
     _logging(verbose)
     settings = _settings(settings_file)
-    with open_connector(settings, time_scale=time_scale) as connector:
+    with _state_store_errors(settings, verbose), open_connector(settings, time_scale=time_scale) as connector:
         service = Service(connector, ServiceOptions(poll=poll, webhook=webhook, until_idle=until_idle))
         service.install_signal_handlers()
         service.run()
@@ -136,7 +175,7 @@ def process(
 
     _logging(verbose)
     settings = _settings(settings_file)
-    with open_connector(settings, time_scale=time_scale) as connector:
+    with _state_store_errors(settings, verbose), open_connector(settings, time_scale=time_scale) as connector:
         engine = connector.engine
         try:
             for alert_id in alert_ids:
@@ -147,9 +186,18 @@ def process(
         workers = WorkerPool(engine, settings.workers)
         workers.start()
         try:
-            workers.wait_idle()
+            # a rejected key or an exhausted quota would reschedule every item far ahead: stop then
+            while not workers.wait_idle_for(0.5) and engine.configuration_problem is None:
+                pass
         finally:
             workers.stop()
+        problem = engine.configuration_problem
+        if problem is not None:
+            errors.print(
+                f"[red]Stopped[/]: {escape(f'{type(problem).__name__}: {problem}')} "
+                "(fix the settings; `joedefender check` tests them)"
+            )
+            raise typer.Exit(1)
         console.print(alerts_table(engine.ctx))
 
 
@@ -157,6 +205,7 @@ def process(
 def status(
     alert_id: Annotated[str | None, typer.Argument(help="Show one alert's samples and step history.")] = None,
     settings_file: SettingsFile = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the traceback of an error.")] = False,
 ) -> None:
     """Show jobs, their state and step history, from the state store."""
     from joedefender.adapters.sqlite import SqliteStore
@@ -165,15 +214,13 @@ def status(
 
     settings = _settings(settings_file)
     if not settings.state_path.exists():
-        errors.print(f"No state at {settings.state_path}: the connector has not run with this StatePath.")
+        errors.print(f"No state at {escape(str(settings.state_path))}: the connector has not run with this StatePath.")
         raise typer.Exit(1)
-    store = SqliteStore(settings.state_path)
-    try:
-        if not print_status(Records(store), console, alert_id):
-            errors.print(f"Alert {alert_id} is not known to the connector.")
-            raise typer.Exit(1)
-    finally:
-        store.close()
+    with _state_store_errors(settings, verbose), SqliteStore(settings.state_path) as store:
+        found = print_status(Records(store), console, alert_id)
+    if not found:
+        errors.print(f"Alert {escape(str(alert_id))} is not known to the connector.")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -188,7 +235,8 @@ def check(settings_file: SettingsFile = None) -> None:
     for column in ("check", "result", "detail"):
         table.add_column(column, overflow="fold")
     for result in results:
-        table.add_row(result.name, "[green]ok[/]" if result.ok else "[red]problem[/]", result.detail)
+        # the detail quotes what Defender and Joe answered: text, not markup
+        table.add_row(Text(result.name), "[green]ok[/]" if result.ok else "[red]problem[/]", Text(result.detail))
     console.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(1)

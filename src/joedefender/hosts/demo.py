@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.poller import Poller
@@ -72,15 +74,18 @@ def _comments_table(alerts: list[dict[str, Any]]) -> Table:
     table.add_column("title", overflow="fold")
     table.add_column("comments", overflow="fold")
     for alert in alerts:
-        comments = "\n\n".join(str(c.get("comment", "")) for c in alert.get("comments") or []) or "[dim]none[/]"
-        table.add_row(str(alert.get("id")), str(alert.get("title") or ""), comments)
+        # Defender's data, shown as text: Rich markup in a title or comment is not interpreted
+        texts = [str(c.get("comment", "")) for c in alert.get("comments") or []]
+        comments = Text("\n\n".join(texts)) if texts else Text("none", style="dim")
+        table.add_row(Text(str(alert.get("id"))), Text(str(alert.get("title") or "")), comments)
     return table
 
 
 def run_demo(console: Console, scenario_path: Path | None = None) -> int:
     scenario = load_scenario(scenario_path)
     started = time.monotonic()
-    console.print(Panel(f"joedefender demo: scenario [bold]{scenario.name}[/]\n{scenario.description.strip()}"))
+    name, description = escape(scenario.name), escape(scenario.description.strip())
+    console.print(Panel(f"joedefender demo: scenario [bold]{name}[/]\n{description}"))
     with tempfile.TemporaryDirectory(prefix="joedefender-demo-") as folder, Emulators(scenario) as emulators:
         settings = demo_settings(emulators, Path(folder) / "demo.db")
         console.print(f"Defender emulator {emulators.defender.url}, Joe Sandbox emulator {emulators.joe.url}")

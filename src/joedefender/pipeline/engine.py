@@ -34,6 +34,9 @@ class Engine:
         self.intake = Intake(ctx)
         self._samples = SampleStep(ctx)
         self._errors = _ErrorCounts(ctx.store)
+        # The last error that every item would meet (a rejected key, an exhausted quota): a host
+        # that waits for the queue to drain (`process`) stops on it instead of waiting for ever.
+        self.configuration_problem: Exception | None = None
         self._steps: dict[WorkKind, Callable[[str], Outcome]] = {
             WorkKind.TRIAGE: TriageStep(ctx),
             WorkKind.SAMPLE: self._samples,
@@ -73,6 +76,7 @@ class Engine:
             # Every item would fail the same way: wait long, say it loudly, do not comment.
             self.ctx.record(item.key, work.kind.value, "configuration problem", f"{type(exc).__name__}: {exc}")
             logger.error("configuration problem (run `joedefender check`): %s", exc)
+            self.configuration_problem = exc
             return again(config.backoff(10))
         except Exception as exc:
             logger.exception("step %s failed", item.key)

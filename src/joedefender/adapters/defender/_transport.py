@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from typing import Any
 import httpx
 
 from joedefender import __version__
+from joedefender.adapters._trust import ssl_context
 from joedefender.adapters.defender.auth import TokenProvider
 from joedefender.adapters.defender.errors import (
     DefenderError,
@@ -70,11 +70,6 @@ def _install_log_redaction() -> None:
 
 
 _install_log_redaction()
-
-
-def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext | bool:
-    """TLS verification against the bundle when one is set (emulators, TLS-inspecting proxies)."""
-    return ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle is not None else True
 
 
 def retry_after_seconds(value: str | None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:

@@ -20,6 +20,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import AzureAuthorityHosts, ClientSecretCredential
 from pydantic import SecretStr
 
+from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.defender.errors import DefenderAuthError, DefenderTransportError
 
 logger = logging.getLogger(__name__)
@@ -65,8 +66,8 @@ def build_credential(
         "connection_timeout": _TOKEN_CONNECT_TIMEOUT,
         "read_timeout": _TOKEN_READ_TIMEOUT,
     }
-    if ca_bundle is not None:
-        transport_options["connection_verify"] = str(ca_bundle)
+    if ca_bundle is not None:  # the bundle adds to the public roots, it does not replace them
+        transport_options["connection_verify"] = requests_verify(ca_bundle)
     return ClientSecretCredential(
         tenant_id,
         client_id,

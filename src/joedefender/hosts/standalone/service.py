@@ -14,8 +14,9 @@ from types import FrameType
 
 from joedefender.bootstrap import Connector
 from joedefender.hosts.standalone.poller import Poller
-from joedefender.hosts.standalone.webhook import Webhook
+from joedefender.hosts.standalone.webhook import TlsFiles, Webhook
 from joedefender.hosts.standalone.workers import WorkerPool
+from joedefender.pipeline.ports import StoreError
 
 logger = logging.getLogger("joedefender.service")
 
@@ -34,6 +35,8 @@ class Service:
         self._stop = threading.Event()
         settings = connector.settings
         engine = connector.engine
+        for warning in settings.warnings():
+            logger.warning("%s", warning)
         self.workers = WorkerPool(engine, settings.workers)
         self.poller: Poller | None = None
         if options.poll and settings.poll_interval.total_seconds() > 0:
@@ -46,13 +49,30 @@ class Service:
             )
         self.webhook: Webhook | None = None
         if options.webhook:
+            # The settings refused a non-loopback address without TLS (unless a proxy terminates
+            # it) or without a long enough secret; what is left to say is a warning.
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-            host = "0.0.0.0" if secret else "127.0.0.1"  # noqa: S104 - only with a shared secret
-            if secret is None:
-                logger.warning("WebhookSecret is not set: the webhook listens on 127.0.0.1 only")
+            tls = None
+            if settings.webhook_tls_cert_file is not None and settings.webhook_tls_key_file is not None:
+                tls = TlsFiles(settings.webhook_tls_cert_file, settings.webhook_tls_key_file)
             self.webhook = Webhook(
-                engine.intake, secret=secret, host=host, port=settings.webhook_port, on_new=self.workers.notify
+                engine.intake,
+                secret=secret,
+                host=settings.webhook_bind_address,
+                port=settings.webhook_port,
+                on_new=self.workers.notify,
+                tls=tls,
+                ready=self._store_answers,
             )
+
+    def _store_answers(self) -> bool:
+        """Readiness: the state store can be read."""
+        try:
+            self._connector.store.next_due()
+        except StoreError as exc:
+            logger.warning("readiness: the state store does not answer: %s", exc)
+            return False
+        return True
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()

@@ -1,4 +1,9 @@
-"""`joedefender status`: what the connector did, from the store alone (no API calls)."""
+"""`joedefender status`: what the connector did, from the store alone (no API calls).
+
+Everything shown here came from Defender or Joe Sandbox (alert titles, URLs, file names, threat
+names, failure reasons) and is data, never Rich markup: every cell and title is a `Text`, which
+Rich does not parse, so `http://evil.example/[/x]` prints as itself and `[link=...]` stays visible.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from datetime import UTC, datetime
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from joedefender.domain.jobs import AlertRecord, SampleJob
 from joedefender.domain.keys import alert_subject, link_key, link_prefix
@@ -28,9 +34,12 @@ def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _styled(value: str) -> str:
-    style = _STYLE.get(value)
-    return f"[{style}]{value}[/]" if style else value
+def _styled(value: str) -> Text:
+    return Text(value, style=_STYLE.get(value, ""))
+
+
+def _data(value: str) -> Text:
+    return Text(value)
 
 
 def job_outcome(job: SampleJob) -> str:
@@ -47,16 +56,16 @@ def alerts_table(ctx: Records) -> Table:
     for stored in ctx.alerts.list():
         alert = stored.record
         if not alert.samples:
-            table.add_row(alert.alert_id, _styled(alert.state.value), "", "", alert.reason, "")
+            table.add_row(_data(alert.alert_id), _styled(alert.state.value), "", "", _data(alert.reason), "")
         for key in alert.samples:
             job = ctx.jobs.get(key)
             link = ctx.links.get(link_key(alert.alert_id, key))
             table.add_row(
-                alert.alert_id,
+                _data(alert.alert_id),
                 _styled(alert.state.value),
-                key[:24] + ("…" if len(key) > 24 else ""),
+                _data(key[:24] + ("…" if len(key) > 24 else "")),
                 _styled(job.record.state.value) if job else "",
-                job_outcome(job.record) if job else "",
+                _data(job_outcome(job.record)) if job else "",
                 _styled(link.record.state.value) if link else "",
             )
     return table
@@ -70,22 +79,22 @@ def jobs_table(ctx: Records) -> Table:
         job = stored.record
         alerts = len({c.alert_id for c in job.candidates}) or len(ctx.links.list(prefix=link_prefix(job.key)))
         table.add_row(
-            job.sha256 or job.url or job.key,
+            _data(job.sha256 or job.url or job.key),
             _styled(job.state.value),
             str(alerts),
             str(len(job.attempts)),
-            job_outcome(job),
+            _data(job_outcome(job)),
             _when(job.updated_at),
         )
     return table
 
 
 def history_table(ctx: Records, subject: str, title: str) -> Table:
-    table = Table(title=title, expand=True)
+    table = Table(title=_data(title), expand=True)
     for column in ("time (UTC)", "step", "outcome", "detail"):
         table.add_column(column, overflow="fold")
     for entry in ctx.store.history(subject):
-        table.add_row(_when(entry.at), entry.step, _styled(entry.outcome), entry.detail)
+        table.add_row(_when(entry.at), _data(entry.step), _styled(entry.outcome), _data(entry.detail))
     return table
 
 

@@ -1,127 +1,316 @@
 """The webhook the Logic App (or anything else) posts alerts to; it answers at once with 202.
 
-Bodies accepted: JoeAz's `{"alert": {...}, "threat_name", "detection_source", "threat_family"}`
-and the WDATP trigger's bare `{"id", "machineId"}`. The shared secret travels as Azure Functions
-keys do (`x-functions-key` header or `code` query parameter), so a JoeAz Logic App needs only its
-URL changed.
+Starlette on uvicorn, rather than FastAPI: the answers (400 with the reason, 411, 413, 415, 503)
+and the JoeAz-compatible bodies are decided by `hosts.alert_intake`, which the Azure Functions
+trigger shares, so FastAPI's own validation (422 with its own shapes) would stand in the way;
+the OpenAPI document is still generated from that module's pydantic request models. uvicorn
+brings what the hand-written server lacked: an event loop instead of a thread per connection,
+a connection limit (`limit_concurrency`: 503 beyond it), a listen backlog, keep-alive and TLS.
+Two limits uvicorn does not have are added here: a deadline for a request's headers (a client
+that sends a request line and then nothing, or one byte a second, is cut off) and one for its
+body (408).
+
+On loopback the `Host` header must name this machine and a browser's `Origin` must be local too:
+with the JSON content type required, a web page can neither post here without a CORS preflight
+(which is not answered) nor reach it through a DNS name rebound to 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
+import asyncio
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+import anyio
+import h11
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from joedefender import __version__
-from joedefender.domain.keys import triage_key
-from joedefender.pipeline.intake import Accepted, Intake, InvalidAlertError
-from joedefender.pipeline.ports import StoreError
+from joedefender.hosts.alert_intake import (
+    MAX_BODY,
+    SECRET_HEADER,
+    SECRET_PARAMETER,
+    AcceptedAnswer,
+    AlertIntake,
+    ErrorAnswer,
+    LogicAppBody,
+    TriggerBody,
+)
+from joedefender.pipeline.intake import Intake
+from joedefender.settings import is_loopback
 
 logger = logging.getLogger("joedefender.webhook")
-_MAX_BODY = 1024 * 1024
 ALERT_PATHS = ("/api/alerts", "/api/JoeSandboxDefender", "/")
-_OK = {"200": {"description": "OK"}}
+_INTAKE_THREADS = 8  # as many as the store keeps connections
 
 
-class BadBodyError(ValueError):
-    """The body is not one of the accepted shapes; the message says what is wrong."""
+@dataclass(frozen=True)
+class WebhookLimits:
+    """Bounds on what one client may hold. Seconds, except where said."""
+
+    header_timeout: float = 10.0  # from connecting (or the last answer) to a complete request head
+    body_timeout: float = 30.0  # to receive the whole body once the head is in
+    keep_alive: int = 5  # an idle keep-alive connection is closed after this
+    max_connections: int = 1000  # beyond it, requests get 503 at once
+    backlog: int = 2048  # connections the kernel queues before accept
 
 
-def parse_body(raw: bytes) -> tuple[str, str | None]:
-    """(alert id, machine id) from a webhook body."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # also too deep, or an integer too long to read
-        raise BadBodyError(f"the body is not valid JSON ({exc})") from exc
-    if not isinstance(body, dict):
-        raise BadBodyError("the body must be a JSON object")
-    source: Any = body.get("alert", body)
-    if not isinstance(source, dict):
-        raise BadBodyError('"alert" must be an object holding the Defender alert')
-    if "id" not in source:
-        raise BadBodyError('no alert id: expected {"id": ..., "machineId": ...} or {"alert": {"id": ...}}')
-    return source["id"], source.get("machineId")
+@dataclass(frozen=True)
+class TlsFiles:
+    cert_file: Path
+    key_file: Path
 
 
 def openapi() -> dict[str, Any]:
-    alert_body = {
-        "oneOf": [
-            {
-                "type": "object",
-                "title": "WDATP trigger",
-                "required": ["id"],
-                "properties": {"id": {"type": "string"}, "machineId": {"type": "string"}},
+    """The OpenAPI 3.1 document, its schemas generated from the request and answer models."""
+    schemas: dict[str, Any] = {}
+    template = "#/components/schemas/{model}"
+
+    def ref(model: type[Any]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template=template)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    shapes = [model.model_json_schema(ref_template=template) for model in (TriggerBody, LogicAppBody)]
+    for shape in shapes:
+        schemas.update(shape.pop("$defs", {}))
+    error = {"application/json": {"schema": ref(ErrorAnswer)}}
+    post = {
+        "summary": "Take in a Defender alert for enrichment; answers at once.",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": shapes}}},
+        },
+        "responses": {
+            "202": {
+                "description": "Accepted (also when the alert was known already).",
+                "content": {"application/json": {"schema": ref(AcceptedAnswer)}},
             },
-            {
-                "type": "object",
-                "title": "JoeAz Logic App",
-                "required": ["alert"],
-                "properties": {
-                    "alert": {"type": "object", "required": ["id"]},
-                    "threat_name": {"type": "string"},
-                    "detection_source": {"type": "string"},
-                    "threat_family": {"type": "string"},
-                },
-            },
-        ]
+            "400": {"description": "The body is malformed, or the Host is not this machine.", "content": error},
+            "401": {"description": "The shared secret is missing or wrong.", "content": error},
+            "403": {"description": "A browser page from elsewhere (Origin) on a loopback webhook.", "content": error},
+            "408": {"description": "The body did not arrive in time.", "content": error},
+            "411": {"description": "The body came without a Content-Length (chunked).", "content": error},
+            "413": {"description": f"The body is larger than {MAX_BODY} bytes.", "content": error},
+            "415": {"description": "The body is not sent as application/json.", "content": error},
+            "503": {"description": "The state store is unavailable, or too many connections; deliver again later."},
+        },
     }
-    error = {"type": "object", "properties": {"error": {"type": "string"}}}
+    unauthenticated = {"security": [], "responses": {"200": {"description": "OK"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "joedefender webhook", "version": __version__},
         "components": {
+            "schemas": schemas,
             "securitySchemes": {
-                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
-                "codeParameter": {"type": "apiKey", "in": "query", "name": "code"},
-            }
+                "functionKey": {"type": "apiKey", "in": "header", "name": SECRET_HEADER},
+                "codeParameter": {"type": "apiKey", "in": "query", "name": SECRET_PARAMETER},
+            },
         },
         "security": [{"functionKey": []}, {"codeParameter": []}],
         "paths": {
-            "/api/alerts": {
-                "post": {
-                    "summary": "Take in a Defender alert for enrichment; answers at once.",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": alert_body}}},
-                    "responses": {
-                        "202": {
-                            "description": "Accepted (also when the alert was known already).",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "alertId": {"type": "string"},
-                                            "job": {"type": "string"},
-                                            "status": {"enum": ["accepted", "already known"]},
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "400": {
-                            "description": "The body is malformed.",
-                            "content": {"application/json": {"schema": error}},
-                        },
-                        "401": {"description": "The shared secret is missing or wrong."},
-                        "411": {"description": "The body came without a Content-Length (chunked)."},
-                        "413": {"description": "The body is larger than 1 MiB."},
-                        "503": {"description": "The state store is unavailable; deliver again later."},
-                    },
+            **{path: {"post": post} for path in ALERT_PATHS[:1]},
+            "/healthz": {"get": {"summary": "Liveness: the process answers", **unauthenticated}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the state store answers",
+                    "security": [],
+                    "responses": {"200": {"description": "Ready"}, "503": {"description": "The store does not answer"}},
                 }
             },
-            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "OK"}}}},
-            "/openapi.json": {
-                "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OK"}}}
-            },
+            "/openapi.json": {"get": {"summary": "This document", **unauthenticated}},
         },
     }
 
 
+def _error(status: int, text: str) -> JSONResponse:
+    return JSONResponse({"error": text}, status_code=status)
+
+
+def build_app(
+    alert_intake: AlertIntake,
+    *,
+    ready: Callable[[], bool] = lambda: True,
+    body_timeout: float = WebhookLimits.body_timeout,
+    loopback: bool = True,
+) -> ASGIApp:
+    """The ASGI application; `loopback` turns on the Host and Origin checks."""
+    document = openapi()
+    # Deliveries are written one at a time anyway (one SQLite writer): a few threads keep it busy,
+    # more would only contend, and each would hold a store connection.
+    limiter: list[anyio.CapacityLimiter] = []
+
+    async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(_INTAKE_THREADS))
+        return await anyio.to_thread.run_sync(function, *args, limiter=limiter[0])
+
+    async def alerts(request: Request) -> Response:
+        query = dict(request.query_params)
+        if not alert_intake.authorised(_raw_headers(request), query):
+            return _error(401, "missing or wrong shared secret (x-functions-key header or code)")
+        if "chunked" in request.headers.get("transfer-encoding", "").lower():
+            return _error(411, "send the body with a Content-Length, not chunked")
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit():
+            return _error(400, "bad Content-Length")
+        if int(length) > MAX_BODY:
+            return _error(413, f"the body is larger than {MAX_BODY} bytes")
+        body = bytearray()
+        try:
+            with anyio.fail_after(body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        return _error(413, f"the body is larger than {MAX_BODY} bytes")
+        except TimeoutError:
+            return _error(408, f"the body did not arrive within {body_timeout:g} s")
+        except ClientDisconnect:
+            logger.debug("webhook: %s hung up before sending the whole body", _peer(request))
+            return Response(status_code=400)
+        reply = await in_thread(alert_intake, bytes(body), _raw_headers(request), query)
+        return JSONResponse(reply.body, status_code=reply.status)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        if await in_thread(ready):
+            return JSONResponse({"status": "ready"})
+        return _error(503, "the state store does not answer")
+
+    async def openapi_json(_: Request) -> Response:
+        return JSONResponse(document)
+
+    async def not_found(request: Request, _: Exception) -> Response:
+        hint = "; POST alerts to /api/alerts" if request.method == "POST" else ""
+        return _error(404, f"no such endpoint: {request.url.path}{hint}")
+
+    async def wrong_method(request: Request, _: Exception) -> Response:
+        return _error(405, f"{request.method} is not served on {request.url.path}")
+
+    app = Starlette(
+        routes=[
+            *(Route(path, alerts, methods=["POST"]) for path in ALERT_PATHS),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: wrong_method},
+    )
+    return _LoopbackGuard(app) if loopback else app
+
+
+def _raw_headers(request: Request) -> dict[str, str | bytes]:
+    """The headers as sent (bytes): the secret is compared as UTF-8 bytes, not Latin-1 text."""
+    return {name.decode("latin-1"): value for name, value in request.scope["headers"]}
+
+
+def _peer(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client is not None else "a client"
+
+
+class _LoopbackGuard:
+    """On loopback, refuse a Host that is not this machine and a browser Origin from elsewhere."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {name: value.decode("latin-1") for name, value in scope["headers"]}
+            host = headers.get(b"host", "")
+            origin = headers.get(b"origin")
+            refusal: Response | None = None
+            if not is_loopback(_host_only(host)):
+                refusal = _error(400, "the Host header does not name this machine (127.0.0.1 or localhost)")
+            elif (
+                origin is not None and origin != "null" and not is_loopback(urlsplit(origin).hostname or "")
+            ) or origin == "null":
+                refusal = _error(403, "requests from a web page elsewhere are not accepted")
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+def _host_only(host: str) -> str:
+    """The name in a Host header: without the port, and without the brackets of an IPv6 literal."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else ""
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _header_deadline_protocol(timeout: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a deadline for the request head: a connection that has not sent
+    a whole request line and headers within `timeout` (after connecting, or after its last
+    answer) is closed, however slowly it trickles bytes."""
+
+    class HeaderDeadline(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            # uvicorn writes an answer's head and body apart; with Nagle on, the body waits for
+            # the client's delayed ACK (40 ms on Linux) on every keep-alive request after the first.
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            if exc is not None:
+                logger.debug("webhook: %s hung up (%s)", _address(self.client), type(exc).__name__)
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            # IDLE: no whole request head since connecting or since the last answer. A request whose
+            # head is in is past IDLE, and its body has the app's own deadline.
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                logger.debug("webhook: closed %s, no request head within %g s", _address(self.client), timeout)
+                self.transport.close()
+
+    return HeaderDeadline
+
+
+def _address(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "a client"
+
+
 class Webhook:
+    """The server: binds at construction (so `url` is known at once), serves in a thread."""
+
     def __init__(
         self,
         intake: Intake,
@@ -130,100 +319,50 @@ class Webhook:
         host: str,
         port: int,
         on_new: Callable[[], None] = lambda: None,
+        tls: TlsFiles | None = None,
+        limits: WebhookLimits = WebhookLimits(),
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._intake = intake
-        self._secret = secret
-        self._on_new = on_new
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
+        self._tls = tls
+        app = build_app(
+            AlertIntake(intake, secret=secret, on_new=on_new),
+            ready=ready,
+            body_timeout=limits.body_timeout,
+            loopback=is_loopback(host),
+        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, port), family=family, backlog=limits.backlog)
+        config = uvicorn.Config(
+            app,
+            http=_header_deadline_protocol(limits.header_timeout),
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            limit_concurrency=limits.max_connections,
+            backlog=limits.backlog,
+            timeout_keep_alive=limits.keep_alive,
+            timeout_graceful_shutdown=5,
+            ssl_certfile=str(tls.cert_file) if tls else None,
+            ssl_keyfile=str(tls.key_file) if tls else None,
+        )
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host, port = self._socket.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        return f"{'https' if self._tls else 'http'}://{shown}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="webhook", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="webhook", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _authorised(self, headers: Any, query: dict[str, list[str]]) -> bool:
-        if self._secret is None:
-            return True
-        offered = headers.get("x-functions-key") or (query.get("code") or [""])[0]
-        return hmac.compare_digest(offered.encode(), self._secret.encode())
-
-    def _accept(self, raw: bytes) -> tuple[int, dict[str, Any]]:
-        try:
-            alert_id, machine_id = parse_body(raw)
-            accepted: Accepted = self._intake.receive(alert_id, machine_id=machine_id, source="webhook")
-        except (BadBodyError, InvalidAlertError) as exc:
-            return 400, {"error": str(exc)}
-        except StoreError:  # without an answer the sender retries anyway; say so plainly
-            logger.exception("webhook: could not record the alert")
-            return 503, {"error": "the connector could not record the alert; deliver it again later"}
-        if accepted.created:
-            self._on_new()
-        status = "accepted" if accepted.created else "already known"
-        return 202, {"alertId": accepted.alert_id, "job": triage_key(accepted.alert_id), "status": status}
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        webhook = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            server_version = f"joedefender/{__version__}"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                logger.debug(format, *args)
-
-            def _reply(self, status: int, body: dict[str, Any] | None = None) -> None:
-                payload = json.dumps(body if body is not None else {}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_GET(self) -> None:
-                path = urlsplit(self.path).path
-                if path == "/healthz":
-                    self._reply(200, {"status": "ok"})
-                elif path == "/openapi.json":
-                    self._reply(200, openapi())
-                else:
-                    self._reply(404, {"error": f"no such endpoint: {path}"})
-
-            def do_POST(self) -> None:
-                split = urlsplit(self.path)
-                if split.path not in ALERT_PATHS:
-                    self._reply(404, {"error": f"no such endpoint: {split.path}; POST alerts to /api/alerts"})
-                    return
-                if not webhook._authorised(self.headers, parse_qs(split.query)):
-                    self._reply(401, {"error": "missing or wrong shared secret (x-functions-key header or code)"})
-                    return
-                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                    self.close_connection = True
-                    self._reply(411, {"error": "send the body with a Content-Length, not chunked"})
-                    return
-                try:
-                    length = int(self.headers.get("Content-Length") or "0")
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    self._reply(400, {"error": "bad Content-Length"})
-                    return
-                if length > _MAX_BODY:
-                    self.close_connection = True
-                    self._reply(413, {"error": f"the body is larger than {_MAX_BODY} bytes"})
-                    return
-                if length == 0:
-                    self._reply(400, {"error": "the body is empty; expected a JSON alert reference"})
-                    return
-                status, body = webhook._accept(self.rfile.read(length))
-                self._reply(status, body)
-
-        return _Handler
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._socket.close()
