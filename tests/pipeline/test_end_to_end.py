@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import LinkState, SampleJob
