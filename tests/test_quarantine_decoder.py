@@ -156,14 +156,14 @@ def test_format_errors_are_joedefender_errors() -> None:
     assert issubclass(QuarantineFormatError, JoeDefenderError)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=600), chunk=st.integers(min_value=1, max_value=64))
 def test_fuzzed_resource_data_never_raises_anything_else(data: bytes, chunk: int) -> None:
     with contextlib.suppress(QuarantineFormatError):
         _decode(data, chunk)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(
     payload=st.binary(max_size=200),
     flips=st.lists(st.tuples(st.integers(min_value=0, max_value=10_000), st.integers(1, 255)), max_size=4),
@@ -250,7 +250,7 @@ def test_damaged_entries_are_a_clear_error(damage: object, complaint: str) -> No
         parse_entries(damage(good))  # type: ignore[operator]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(
     flips=st.lists(st.tuples(st.integers(min_value=0x3C, max_value=10_000), st.integers(1, 255)), max_size=6),
     cut=st.integers(min_value=0, max_value=10_000),
@@ -263,7 +263,7 @@ def test_fuzzed_entries_never_raise_anything_else(flips: list[tuple[int, int]], 
         parse_entries(bytes(data[: cut % (len(data) + 1)]) if cut % 3 == 0 else bytes(data))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(data=st.binary(max_size=400))
 def test_fuzzed_random_entries_never_raise_anything_else(data: bytes) -> None:
     header = _entries("T", "C:\\x.exe", RESOURCE_ID, 1)[:0x3C]

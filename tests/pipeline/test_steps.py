@@ -367,6 +367,32 @@ def test_a_live_response_whose_answer_was_lost_is_found_by_its_nonce() -> None:
     assert ("collect", "recovered") in rig.history(rig.job().key)
 
 
+def test_a_lost_answer_to_the_locate_strategys_fetch_action_is_found_by_its_nonce() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    start = rig.defender.run_live_response
+    lost: list[str] = []
+
+    def lose_the_fetchs_answer(machine_id: str, commands: Any, comment: str) -> Any:
+        action = start(machine_id, commands, comment)
+        if "fetch)" in comment and not lost:
+            lost.append(action.id)
+            raise Transient("dropped", service="defender", maybe_applied=True)
+        return action
+
+    rig.defender.run_live_response = lose_the_fetchs_answer  # type: ignore[method-assign]
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert len(lost) == 1
+    assert len(rig.defender.actions) == 2  # the locator's and the fetch, not a second fetch
+    assert job.attempts[0].action_id == lost[0]
+    assert ("collect", "recovered") in rig.history(job.key)
+
+
 def test_a_submission_whose_answer_was_lost_is_found_by_its_marker() -> None:
     rig = Rig()
     url = "http://phish.example/"

@@ -134,6 +134,12 @@ class Attempt(_Record):
     stage: Literal["locate", "fetch"] | None = None
     fetch_paths: list[str] = []
     delivered_index: int | None = None  # which fetched entry held the file
+    fetch_started_at: float | None = None
+
+    @property
+    def action_started_at(self) -> float:
+        """When the attempt's current action was asked for (its timeout counts from then)."""
+        return self.fetch_started_at if self.fetch_started_at is not None else self.started_at
 
 
 class Submission(_Record):

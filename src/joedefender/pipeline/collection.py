@@ -248,11 +248,11 @@ class Collector:
             action = ctx.defender.get_action(attempt.action_id)
         except NotFound:
             # Defender may not show a new action for a moment (mde-api.md section 3).
-            if ctx.now() - attempt.started_at < ctx.config.action_timeout:
+            if ctx.now() - attempt.action_started_at < ctx.config.action_timeout:
                 return again(ctx.config.action_poll)
             return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_LOST))
         if action.status.running:
-            if ctx.now() - attempt.started_at > ctx.config.action_timeout:
+            if ctx.now() - attempt.action_started_at > ctx.config.action_timeout:
                 self._cancel(action)
                 minutes = round(ctx.config.action_timeout / ctx.config.time_scale / 60)
                 return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_TIMEOUT, detail=str(minutes)))
@@ -283,7 +283,14 @@ class Collector:
             return self._attempt_failed(stored, attempt, Cause(reason=Reason.QUARANTINE_NOT_FOUND))
         candidate = next((c for c in job.candidates if c.machine_id == attempt.machine_id), None)
         assert candidate is not None  # an attempt is only ever started for a candidate's machine
+        now = ctx.now()
+        lease_until = now + ctx.config.action_timeout + ctx.config.action_poll * 4
+        if not ctx.store.acquire(attempt.machine_id, job.key, now, lease_until, ctx.config.max_live_response_sessions):
+            # Our lease ran out and another job took the machine: start over when it is free.
+            self._withdraw(stored, attempt, ("machine busy", attempt.machine_id))
+            return again(ctx.config.busy_retry)
         attempt.stage, attempt.fetch_paths, attempt.action_id = "fetch", paths, None
+        attempt.fetch_started_at = now
         with ctx.changes() as changes:
             changes.record(
                 job.key,
