@@ -8,6 +8,7 @@ APIs do over sockets is tested against the emulators, not here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -23,6 +24,7 @@ from joedefender.domain.errors import Busy, NotFound
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
 from joedefender.domain.verdicts import Detection, SubmissionStatus, Verdict
 from joedefender.endpoint import contract
+from joedefender_emulators.mde import quarantine as encrypted
 
 
 class _Faults:
@@ -67,8 +69,11 @@ class FakeAction:
 
 
 class FakeDefender(_Faults):
-    """`files[(machine, path)]` are files on disk; `quarantine[machine]` are (sha256 → bytes) that
-    the collection script finds; an action finishes after `action_polls` looks at it."""
+    """`files[(machine, path)]` are files on disk; `quarantine[machine]` are (sha256 → bytes) in
+    Defender's quarantine (the locator lists them encrypted, the collect script decodes them,
+    restore takes them out); an action finishes after `action_polls` looks at it.
+    `refuse_quarantine_getfile` makes GetFile on the Quarantine folder fail; `decode_fails` makes
+    the collect script's on-endpoint decode find nothing on those machines."""
 
     def __init__(self, *, action_polls: int = 1) -> None:
         super().__init__()
@@ -79,6 +84,9 @@ class FakeDefender(_Faults):
         self.actions: dict[str, FakeAction] = {}
         self.library: dict[str, bytes] = {}
         self.held: set[str] = set()  # machines whose live response session someone else holds
+        self.refuse_quarantine_getfile = False
+        self.decode_fails: set[str] = set()
+        self.restored: list[tuple[str, str]] = []  # (machine, sha256) taken out by MpCmdRun -Restore
         self.action_polls = action_polls
         self._ids = itertools.count(1)
 
@@ -185,9 +193,11 @@ class FakeDefender(_Faults):
 
     def _carry_out(self, action: FakeAction) -> None:
         """Run the commands in order; a failing command fails the action and skips the rest."""
-        staged: dict[str, bytes] = {}
+        staged: dict[str, bytes] = {**self._encrypted_quarantine(action.machine_id)}
         for index, command in enumerate(action.commands):
-            if command.kind == "RunScript":
+            if command.kind == "RunScript" and command.target == contract.LOCATE_SCRIPT_NAME:
+                action.outputs[index] = self._locate_script(action.machine_id)
+            elif command.kind == "RunScript":
                 status, data = self._collect_script(action.machine_id, command.args or "")
                 action.outputs[index] = json.dumps({"joedefender": contract.OUTPUT_VERSION, **status})
                 if data is not None:
@@ -196,6 +206,9 @@ class FakeDefender(_Faults):
                     action.status, action.errors = ActionStatus.FAILED, ("the script exited with an error",)
                     return
             else:
+                if self.refuse_quarantine_getfile and command.target.startswith(contract.QUARANTINE_ROOT):
+                    action.status, action.errors = ActionStatus.FAILED, (f"Access to {command.target} is denied",)
+                    return
                 data = staged.get(command.target, self.files.get((action.machine_id, command.target)))
                 if not data:
                     action.status, action.errors = ActionStatus.FAILED, (f"File {command.target} was not found",)
@@ -203,30 +216,51 @@ class FakeDefender(_Faults):
                 action.results[index] = data
         action.status = ActionStatus.SUCCEEDED
 
+    def _encrypted_quarantine(self, machine_id: str) -> dict[str, bytes]:
+        """The machine's ResourceData files, encrypted as Defender writes them (by the emulator's
+        encoder, which the product's decoder is checked against)."""
+        files: dict[str, bytes] = {}
+        for n, content in enumerate(self.quarantine.get(machine_id, {}).values()):
+            entry = encrypted.quarantine(
+                0x80000000 + n, "Trojan:Win32/Fake", f"C:\\q\\{n}.exe", functools.partial(list, [content])
+            )
+            files[entry.resource_path] = b"".join(entry.resource_chunks())
+        return files
+
+    def _locate_script(self, machine_id: str) -> str:
+        resources = [{"path": p, "size": len(b)} for p, b in self._encrypted_quarantine(machine_id).items()]
+        status = "located" if resources else "not_found"
+        document = {"status": status, "languageMode": "ConstrainedLanguage", "resources": resources, "message": ""}
+        return json.dumps({"joedefender": contract.OUTPUT_VERSION, **document})
+
     def _collect_script(self, machine_id: str, args: str) -> tuple[dict[str, str | int | None], bytes | None]:
-        job_id = _arg(args, "JobId")
-        if _arg(args, "Mode") == "Cleanup":
+        mode, job_id = _arg(args, "Mode"), _arg(args, "JobId")
+        if mode == "Cleanup":
             return {"status": "cleaned"}, None
         sha256 = _arg(args, "Sha256").lower()
-        found = self.quarantine.get(machine_id, {}).get(sha256)
+        quarantined = self.quarantine.get(machine_id, {})
+        found = None if mode == "Collect" and machine_id in self.decode_fails else quarantined.get(sha256)
         if found is None:
             return {"status": "not_found", "message": "no quarantine entry matches"}, None
+        if mode == "Restore":
+            bytes.fromhex(_arg(args, "OriginalPathHex")).decode("utf-8")
+            del quarantined[sha256]  # MpCmdRun -Restore takes the entry out of the quarantine
+            self.restored.append((machine_id, sha256))
         path = contract.sample_path(job_id)
         outcome: dict[str, str | int | None] = {
             "status": "found",
             "sha256": sha256,
             "size": len(found),
             "path": path,
-            "source": "quarantine",
+            "source": "restore" if mode == "Restore" else "quarantine",
         }
         return outcome, contract.defang(found)
 
 
 def _arg(args: str, name: str) -> str:
-    """The value of `-Name 'value'` in what the connector formatted (the fake trusts it)."""
-    marker = f"-{name} '"
-    start = args.index(marker) + len(marker)
-    return args[start : args.index("'", start)]
+    """The value of `-Name value` in what the connector formatted (the fake trusts it)."""
+    words = args.split(" ")
+    return words[words.index(f"-{name}") + 1]
 
 
 @dataclass

@@ -184,15 +184,14 @@ def test_script_is_ascii_so_windows_powershell_reads_it_the_same_in_every_code_p
 
 
 def test_param_block_declares_exactly_what_format_args_emits() -> None:
-    collect = CollectRequest(
-        mode="Collect",
+    restore = CollectRequest(
+        mode="Restore",
         job_id="job-1",
         sha256="ab" * 32,
-        threat_name="Trojan:Win32/Wacatac.B!ml",
         original_path=r"C:\Users\user\Downloads\invoice.exe",
     )
     cleanup = CollectRequest(mode="Cleanup", job_id="job-1")
-    emitted = set(re.findall(r"(?:^| )-([A-Za-z0-9]+) '", format_args(collect) + " " + format_args(cleanup)))
+    emitted = set(re.findall(r"(?:^| )-([A-Za-z0-9]+) ", format_args(restore) + " " + format_args(cleanup)))
     assert emitted == set(_script_parameters())
     assert emitted == set(contract.PARAMETER_NAMES)
 
@@ -290,7 +289,7 @@ def test_no_powershell7_only_syntax() -> None:
 
 def test_attacker_values_are_never_built_into_strings() -> None:
     """Threat names and paths come from the attacker's side: they are passed only as data."""
-    for name in ("$OriginalPath", "$ThreatName"):
+    for name in ("$OriginalPath", "$originalPath", "$OriginalPathHex"):
         for variable in (n for n in _nodes("variable") if _text(n).lower() == name.lower()):
             ancestor = variable.parent
             while ancestor is not None:
@@ -299,8 +298,8 @@ def test_attacker_values_are_never_built_into_strings() -> None:
                     operators = [c.type for c in ancestor.children if c.child_count == 0]
                     assert "+" not in operators, f"{name} concatenated"
                 ancestor = ancestor.parent
-    # ThreatName is only declared: the hash decides which entry is taken.
-    assert len([n for n in _nodes("variable") if _text(n).lower() == "$threatname"]) == 1
+    # ThreatName is gone: the hash decides which entry is taken.
+    assert not [n for n in _nodes("variable") if _text(n).lower() == "$threatname"]
 
 
 def test_mpcmdrun_gets_an_argument_array_through_the_call_operator() -> None:
@@ -329,18 +328,31 @@ def test_every_exclusion_added_is_removed_in_a_finally() -> None:
         assert guarded, "Add-MpPreference outside a try whose finally calls Remove-MpPreference"
 
 
-def test_collect_finally_deletes_the_plaintext() -> None:
-    collect = _function("Invoke-Collect")
-    tries = [t for t in _nodes("try_statement", collect) if any(c.type == "finally_clause" for c in t.children)]
+def test_collect_mode_never_restores_or_excludes() -> None:
+    collect = _commands(_function("Invoke-Collect"))
+    assert not {"invoke-restore", "add-mppreference", "invoke-restoremode"} & set(collect)
+
+
+def test_restore_finally_deletes_the_plaintext_before_removing_the_exclusion() -> None:
+    restore = _function("Invoke-RestoreMode")
+    tries = [t for t in _nodes("try_statement", restore) if any(c.type == "finally_clause" for c in t.children)]
     assert len(tries) == 1
     finally_clause = next(c for c in tries[0].children if c.type == "finally_clause")
-    assert "remove-mppreference" in _commands(finally_clause)
+    commands = _commands(finally_clause)
+    assert "remove-mppreference" in commands
     removals = [c for c in _nodes("command", finally_clause) if _commands(c)[:1] == ["remove-item"]]
     assert any("$restoreFolder" in _text(c) and "-Recurse" in _text(c) for c in removals)
+    # The plaintext goes while the exclusion still holds, so real-time protection cannot act on it.
+    assert commands.index("remove-item") < commands.index("remove-mppreference")
     # Everything that writes plaintext (MpCmdRun restore) happens inside that try.
     body = next(c for c in tries[0].children if c.type == "statement_block")
     assert "invoke-restore" in _commands(body)
-    assert "invoke-restore" not in _commands(collect)[: _commands(collect).index("invoke-restore")]
+    assert "invoke-restore" not in _commands(restore)[: _commands(restore).index("invoke-restore")]
+    # Restored into the SYSTEM-only folder, and each restored file's own ACL checked before reading.
+    assert "new-protectedfolder" in _commands(body)
+    assert _commands(body).index("new-protectedfolder") < _commands(body).index("invoke-restore")
+    assert "assert-systemonlyfile" in _commands(body)
+    assert "GetAccessRules" in _text(_function("Assert-SystemOnlyFile"))
 
 
 def test_job_folder_is_created_with_a_system_only_acl() -> None:

@@ -106,6 +106,7 @@ def pipeline_config(settings: Settings, *, time_scale: float = 1.0) -> PipelineC
         machine_availability_timeout=settings.machine_availability_timeout.total_seconds(),
         machine_availability_retry=settings.machine_availability_retry,
         fetch_quarantined_files=settings.fetch_quarantined_files,
+        allow_quarantine_restore=settings.allow_quarantine_restore,
         time_scale=time_scale,
     )
 

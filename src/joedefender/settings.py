@@ -491,6 +491,9 @@ class Settings(BaseModel):
     fetch_quarantined_files: Annotated[bool, BeforeValidator(_boolean)] = Field(
         default=True, validation_alias="FetchQuarantinedFiles"
     )
+    allow_quarantine_restore: Annotated[bool, BeforeValidator(_boolean)] = Field(
+        default=False, validation_alias="AllowQuarantineRestore"
+    )
 
     # Standalone service
     state_path: Annotated[Path, BeforeValidator(_state_path)] = Field(

@@ -172,6 +172,8 @@ class DefenderScenario(_Model):
     token_lifetime_seconds: float = 3599.0
     live_response_enabled: bool = True
     unsigned_scripts_allowed: bool = True
+    # false: GetFile on the Quarantine folder fails (access denied), as it may on a real endpoint
+    quarantine_getfile: bool = True
     rate_limits: bool = True
     machines: list[Machine] = []
     alerts: list[dict[str, Any]] = []

@@ -4,22 +4,33 @@ written independently of)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from joedefender.endpoint import contract
-from joedefender.endpoint.contract import CollectRequest, ScriptOutcome, format_args, sample_path
+from joedefender.endpoint.contract import (
+    CollectRequest,
+    LocateOutcome,
+    ScriptOutcome,
+    format_args,
+    format_locate_args,
+    sample_path,
+)
+from joedefender.endpoint.quarantine import decode_resource
 from joedefender_emulators.errors import EmulatorError
 from joedefender_emulators.mde import endpoint_script
+from joedefender_emulators.mde import quarantine as store
 from joedefender_emulators.mde.endpoint_script import (
     EndpointScriptError,
-    QuarantinedItem,
+    QuarantineFile,
     ScriptRun,
     parse_args,
     simulate,
+    simulate_locate,
 )
 
 SHA = hashlib.sha256(b"sample").hexdigest()
@@ -43,6 +54,13 @@ def test_the_simulated_script_and_the_contract_describe_the_same_script() -> Non
     assert list(endpoint_script.SCRIPT_PARAMETERS) == [
         (r.name, r.min_length, r.max_length, r.pattern) for r in contract.PARAMETER_RULES.values()
     ]
+    assert list(endpoint_script.LOCATE_PARAMETERS) == [
+        (r.name, r.min_length, r.max_length, r.pattern) for r in contract.LOCATE_PARAMETER_RULES.values()
+    ]
+    assert contract.ORIGINAL_PATH_RULE.pattern == endpoint_script.ORIGINAL_PATH_PATTERN
+    assert endpoint_script.LOCATE_SCRIPT_NAME == contract.LOCATE_SCRIPT_NAME
+    assert endpoint_script.LOCATE_LIMIT == contract.LOCATE_LIMIT
+    assert store.ROOT == contract.QUARANTINE_ROOT
 
 
 @pytest.mark.parametrize(
@@ -76,34 +94,16 @@ def test_the_sample_is_defanged_the_same_way(size: int) -> None:
     ("request_", "complaint"),
     [
         (CollectRequest("Collect", "", SHA), "JobId must be 1 to 64"),
-        (CollectRequest("Collect", "a\\b", SHA), "JobId must match"),
+        (CollectRequest("Collect", "a-b" * 22, SHA), "JobId must be 1 to 64"),
         (CollectRequest("Collect", "j", "g" * 64), "Sha256 must match"),
-        (CollectRequest("Collect", "j", SHA, threat_name='say "hi"'), "ThreatName must match"),
-        (CollectRequest("Collect", "j", SHA, threat_name="\ud800"), "ThreatName is not valid Unicode"),
-        (CollectRequest("Collect", "j", SHA, original_path="C:\\*.exe"), "OriginalPath must match"),
-        (
-            CollectRequest("Collect", "j", SHA, original_path="C:\\" + "a" * 1022),
-            "OriginalPath must be 4 to 1024",
-        ),
     ],
 )
 def test_what_the_contract_refuses_the_simulated_script_refuses(request_: CollectRequest, complaint: str) -> None:
     with pytest.raises(contract.ContractError, match=complaint):
         format_args(request_)
-    values = [(name, value) for name, value in _arguments(request_) if value is not None]
-    args = " ".join(f"-{name} '{value}'" for name, value in values)
-    with pytest.raises(EndpointScriptError, match=complaint):
+    args = f"-Mode {request_.mode} -JobId {request_.job_id} -Sha256 {request_.sha256}".replace("-JobId  ", "")
+    with pytest.raises(EndpointScriptError, match=r"JobId|Sha256"):
         parse_args(args)
-
-
-def _arguments(request: CollectRequest) -> list[tuple[str, str | None]]:
-    return [
-        ("Mode", request.mode),
-        ("JobId", request.job_id),
-        ("Sha256", request.sha256),
-        ("ThreatName", request.threat_name),
-        ("OriginalPath", request.original_path),
-    ]
 
 
 # ---------------------------------------------------------------- binding the arguments
@@ -113,20 +113,25 @@ def _arguments(request: CollectRequest) -> list[tuple[str, str | None]]:
     ("args", "complaint"),
     [
         ("", "Mode is missing"),
-        ("-JobId 'j'", "Mode is missing"),
-        ("-Mode 'Cleanup'", "JobId is missing"),
-        ("-Mode 'Cleanup' -JobId 'j' -JobId 'k'", "more than once"),
-        ("-Mode 'Cleanup' -JobId 'j' -Force 'x'", "unknown parameter"),
-        ("-mode 'Cleanup' -JobId 'j'", "unknown parameter"),
-        ("-Mode Cleanup -JobId 'j'", "single-quoted"),
-        ("-Mode \"Cleanup\" -JobId 'j'", "single-quoted"),
-        ("-Mode 'Cleanup' -JobId 'j", "no closing quote"),
-        ("-Mode 'Cleanup' -JobId 'j'x", "unexpected text"),
-        ("-Mode 'Cleanup' -JobId 'j' ; calc", "parameter name"),
-        ("-Mode 'Cleanup' -JobId 'j' 'extra'", "parameter name"),
-        ("-Mode'Cleanup' -JobId 'j'", "blank"),
-        ("-Mode 'Erase' -JobId 'j'", "Mode must be"),
-        ("-Mode 'Collect' -JobId 'j' -Sha256 'abc'", "Sha256"),
+        ("-JobId j", "Mode is missing"),
+        ("-Mode Cleanup", "JobId is missing"),
+        ("-Mode Cleanup -JobId j -JobId k", "more than once"),
+        ("-Mode Cleanup -JobId j -Force x", "unknown parameter"),
+        ("-mode Cleanup -JobId j", "unknown parameter"),
+        ("-Mode 'Cleanup' -JobId j", "outside"),
+        ('-Mode "Cleanup" -JobId j', "outside"),
+        ("-Mode Cleanup -JobId j; calc", "outside"),
+        ("-Mode Cleanup -JobId j&calc", "outside"),
+        ("-Mode Cleanup -JobId %TEMP%", "outside"),
+        ("-Mode Cleanup -JobId ^j", "outside"),
+        ("-Mode Cleanup -JobId $(calc)", "outside"),
+        ("-Mode Cleanup -JobId `j", "outside"),
+        ("-Mode Cleanup -JobId \u00e9", "outside"),
+        ("-Mode Cleanup -JobId j extra", "pairs"),
+        ("-Mode Cleanup -JobId -Sha256", "no value"),
+        ("-Mode Erase -JobId j", "Mode must be"),
+        ("-Mode Collect -JobId j -Sha256 abc", "Sha256"),
+        ("-Mode Restore -JobId j -OriginalPathHex abc", "OriginalPathHex"),
     ],
 )
 def test_parse_args_rejects_anything_format_args_would_not_write(args: str, complaint: str) -> None:
@@ -135,16 +140,11 @@ def test_parse_args_rejects_anything_format_args_would_not_write(args: str, comp
 
 
 def test_parse_args_leaves_the_missing_hash_to_the_script_body() -> None:
-    assert parse_args("-Mode 'Collect' -JobId 'j'") == {"Mode": "Collect", "JobId": "j"}
+    assert parse_args("-Mode Collect -JobId j") == {"Mode": "Collect", "JobId": "j"}
 
 
 def test_parse_args_tolerates_extra_blanks() -> None:
-    assert parse_args("  -Mode\t'Cleanup'   -JobId  'j' ") == {"Mode": "Cleanup", "JobId": "j"}
-
-
-def test_parse_args_reads_doubled_quotes_as_one() -> None:
-    bound = parse_args("-Mode 'Collect' -JobId 'j' -ThreatName 'o''brien \u2019\u2019x' -Sha256 '" + SHA + "'")
-    assert bound["ThreatName"] == "o'brien \u2019x"
+    assert parse_args("  -Mode Cleanup   -JobId  j ") == {"Mode": "Cleanup", "JobId": "j"}
 
 
 def test_the_emulators_errors_are_their_own() -> None:
@@ -171,14 +171,37 @@ def test_script_run_result_document_round_trip() -> None:
 
 
 class FakeEndpoint:
-    """A Windows machine reduced to its quarantine and a case-insensitive file table."""
+    """A Windows machine reduced to its quarantine (encrypted, by the emulator's encoder) and a
+    case-insensitive file table."""
 
-    def __init__(self, items: Sequence[QuarantinedItem]) -> None:
-        self.items = list(items)
+    def __init__(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        self.items = [
+            store.quarantine(0x80000000 + n, name, path, functools.partial(iter, [content]))
+            for n, (name, path, content) in enumerate(items)
+        ]
         self.files: dict[str, bytes] = {}
+        self.restored: list[str] = []
 
-    def quarantine(self) -> Sequence[QuarantinedItem]:
-        return self.items
+    def resource_files(self) -> Sequence[QuarantineFile]:
+        return [QuarantineFile(q.resource_path, q.resource_size) for q in self.items]
+
+    def read_quarantine_file(self, path: str) -> Iterator[bytes]:
+        return next(q.resource_chunks() for q in self.items if q.resource_path == path)
+
+    def restore(self, original_path: str, destination: str) -> list[str]:
+        taken = [q for q in self.items if q.original_path.lower() == original_path.lower()]
+        written = []
+        for n, q in enumerate(taken):
+            self.items.remove(q)
+            self.restored.append(q.original_path)
+            payload = store.read_payload(q.resource_chunks())
+            assert payload is not None
+            written.append(f"{destination}\\{n}.bin")
+            self.write_file(written[-1], payload)
+        return written
+
+    def read_file(self, path: str) -> bytes | None:
+        return self.files.get(path.lower())
 
     def write_file(self, path: str, content: bytes) -> None:
         self.files[path.lower()] = content
@@ -191,22 +214,22 @@ class FakeEndpoint:
 def _endpoint() -> FakeEndpoint:
     return FakeEndpoint(
         [
-            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\a\Downloads\one.exe", b"MZ one"),
-            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\a\Downloads\two.exe", b"MZ two"),
-            QuarantinedItem("Trojan:Win32/Wacatac.B!ml", r"C:\Users\b\Desktop\three.exe", b"MZ three"),
-            QuarantinedItem("Virus:DOS/EICAR_Test_File", r"C:\Windows\Temp\eicar.com", b"not really eicar"),
+            ("Trojan:Win32/Wacatac.B!ml", r"C:\Users\a\Downloads\one.exe", b"MZ one"),
+            ("Trojan:Win32/Wacatac.B!ml", r"C:\Users\a\Downloads\two.exe", b"MZ two"),
+            ("Trojan:Win32/Wacatac.B!ml", r"C:\Users\b\Desktop\three.exe", b"MZ three"),
+            ("Virus:DOS/EICAR_Test_File", r"C:\Windows\Temp\eicar.com", b"not really eicar"),
         ]
     )
 
 
-def _collect_args(content: bytes, job: str = "job-1", **extra: str) -> str:
-    return format_args(CollectRequest("Collect", job, hashlib.sha256(content).hexdigest().upper(), **extra))
+def _collect_args(content: bytes, job: str = "job-1", mode: str = "Collect", **extra: str) -> str:
+    sha = hashlib.sha256(content).hexdigest().upper()
+    return format_args(CollectRequest(mode, job, sha, **extra))  # type: ignore[arg-type]
 
 
 def test_simulate_collects_only_the_matching_entry() -> None:
     endpoint = _endpoint()
-    args = _collect_args(b"MZ two", threat_name="Trojan:Win32/Wacatac.B!ml")
-    run = simulate(args, endpoint)
+    run = simulate(_collect_args(b"MZ two"), endpoint)
 
     assert run.exit_code == contract.EXIT_FOUND
     assert run.script_errors == ""
@@ -220,6 +243,7 @@ def test_simulate_collects_only_the_matching_entry() -> None:
     stored = endpoint.files[sample_path("job-1").lower()]
     assert stored != b"MZ two"
     assert contract.Refanger().feed(stored) == b"MZ two"
+    assert endpoint.restored == []
 
 
 def test_simulate_collect_replaces_a_previous_attempt_of_the_same_job() -> None:
@@ -231,10 +255,42 @@ def test_simulate_collect_replaces_a_previous_attempt_of_the_same_job() -> None:
 
 def test_simulate_not_found_writes_nothing() -> None:
     endpoint = _endpoint()
-    run = simulate(_collect_args(b"not quarantined here", original_path=r"C:\x.exe"), endpoint)
+    run = simulate(_collect_args(b"not quarantined here"), endpoint)
     assert run.exit_code == contract.EXIT_NOT_FOUND
     assert ScriptOutcome.from_script_output(run.script_output).status == "not_found"
     assert endpoint.files == {}
+
+
+def test_simulate_restore_takes_the_entry_out_and_leaves_only_the_defanged_match() -> None:
+    endpoint = _endpoint()
+    run = simulate(_collect_args(b"MZ two", mode="Restore", original_path=r"C:\Users\a\Downloads\two.exe"), endpoint)
+    outcome = ScriptOutcome.from_script_output(run.script_output)
+    assert (outcome.status, outcome.source) == ("found", "restore")
+    assert endpoint.restored == [r"C:\Users\a\Downloads\two.exe"]
+    assert list(endpoint.files) == [sample_path("job-1").lower()]  # the plaintext is gone
+    assert contract.Refanger().feed(endpoint.files[sample_path("job-1").lower()]) == b"MZ two"
+
+
+def test_simulate_locate_lists_the_encrypted_entries_and_writes_nothing() -> None:
+    endpoint = _endpoint()
+    run = simulate_locate(format_locate_args("job-1"), endpoint)
+    assert run.exit_code == contract.EXIT_FOUND
+    assert run.to_result()["script_name"] == contract.LOCATE_SCRIPT_NAME
+    located = LocateOutcome.from_script_output(run.script_output)
+    assert located.status == "located"
+    assert located.language_mode == "FullLanguage"
+    assert [r.path for r in located.resources] == [q.resource_path for q in endpoint.items]
+    assert endpoint.files == {}
+    # What the connector fetches decodes, with the product's decoder, to the quarantined bytes.
+    payloads = [b"".join(decode_resource(endpoint.read_quarantine_file(r.path))) for r in located.resources]
+    assert payloads == [b"MZ one", b"MZ two", b"MZ three", b"not really eicar"]
+
+
+def test_simulate_locate_on_an_empty_quarantine_says_not_found() -> None:
+    run = simulate_locate("-JobId j", FakeEndpoint([]))
+    assert run.exit_code == contract.EXIT_NOT_FOUND
+    assert LocateOutcome.from_script_output(run.script_output).status == "not_found"
+    assert simulate_locate("-JobId 'j'", FakeEndpoint([])).exit_code == contract.EXIT_ERROR
 
 
 def test_simulate_cleanup_deletes_the_job_folder_only() -> None:
@@ -255,11 +311,11 @@ def test_simulate_cleanup_deletes_the_job_folder_only() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        "-Mode 'Collect' -JobId 'j' -Sha256 'abc'",
-        "-Mode 'Collect' -JobId '..\\x' -Sha256 '" + SHA + "'",
-        "-Mode 'Wipe' -JobId 'j'",
-        "-Mode 'Collect' -JobId 'j' -Sha256 '" + SHA + "' -OriginalPath 'C:\\*'",
-        "-Mode 'Cleanup' -JobId 'j'; Remove-Item C:\\",
+        "-Mode Collect -JobId j -Sha256 abc",
+        "-Mode Collect -JobId ..\\x -Sha256 " + SHA,
+        "-Mode Wipe -JobId j",
+        "-Mode Cleanup -JobId j; Remove-Item C:\\",
+        "-Mode 'Cleanup' -JobId 'j'",
         "calc.exe",
     ],
 )
@@ -275,7 +331,7 @@ def test_simulate_refuses_bad_arguments_like_powershell(args: str) -> None:
 
 
 def test_simulate_collect_without_hash_reports_an_error_line() -> None:
-    run = simulate("-Mode 'Collect' -JobId 'j'", _endpoint())
+    run = simulate("-Mode Collect -JobId j", _endpoint())
     assert run.exit_code == contract.EXIT_ERROR
     outcome = ScriptOutcome.from_script_output(run.script_output)
     assert outcome.status == "error"

@@ -30,6 +30,7 @@ def _imported_modules(*args: str) -> set[str]:
         ["check", "--help"],
         ["emulate", "--help"],
         ["demo", "--help"],
+        ["quarantine", "decode", "--help"],
     ],
 )
 def test_commands_other_than_emulate_and_demo_do_not_import_the_emulators(args: list[str]) -> None:
@@ -37,3 +38,10 @@ def test_commands_other_than_emulate_and_demo_do_not_import_the_emulators(args: 
     assert "joedefender.hosts.cli" in modules  # the listing is real
     assert not {m for m in modules if m.split(".")[0] == "joedefender_emulators"}
     assert "joedefender.hosts.demo" not in modules
+
+
+def test_quarantine_decode_help_does_not_load_the_decoder() -> None:
+    modules = _imported_modules("quarantine", "decode", "--help")
+    assert "joedefender.hosts.cli" in modules
+    assert "joedefender.hosts.quarantine_decode" not in modules
+    assert "joedefender.endpoint.quarantine" not in modules

@@ -6,9 +6,10 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from joedefender.domain.comments import MARKER_PREFIX
-from joedefender.domain.jobs import LinkState
+from joedefender.domain.jobs import LinkState, SampleJob
 from joedefender.domain.keys import comment_key
 from joedefender.hosts.standalone.poller import Poller
 from joedefender_emulators.scenario import load_scenario
@@ -326,3 +327,77 @@ def test_evidence_defender_adds_later_is_picked_up_by_the_next_poll(make_world: 
         drain(connector, 30)
         assert connector.ctx.alerts.get(a["id"]).record.state == "accepted"  # type: ignore[union-attr]
     assert len(_ours(w.comments(a["id"]))) == 1
+
+
+def _quarantined_av_alert() -> tuple[dict[str, Any], dict[str, Any]]:
+    path = "C:\\Users\\x\\AppData\\Local\\Temp\\ldr.dll"
+    a = alert(1, 1, file_evidence("ldr", path, status="Prevented"), source="WindowsDefenderAv", threat="Trojan:X")
+    quarantined = machine(
+        1,
+        quarantine=[
+            {"threat_name": "Trojan:Other", "original_path": "C:\\Users\\x\\other.exe", "sample": "other"},
+            {"threat_name": "Trojan:X", "original_path": path, "sample": "ldr"},
+        ],
+    )
+    return a, quarantined
+
+
+def _scripts_run(w: World, machine: str) -> list[str]:
+    return [
+        " ".join(p["value"] for p in c["command"]["params"])
+        for action in w.live_responses(machine)
+        for c in action["commands"]
+        if c["command"]["type"] == "RunScript"
+    ]
+
+
+def _history(w: World, key: str) -> list[tuple[str, str]]:
+    with w.connector() as connector:
+        return [(h.outcome, h.detail) for h in connector.store.history(key)]
+
+
+def test_the_demos_av_alert_is_collected_read_only_and_decoded_on_our_side(make_world: WorldFactory) -> None:
+    demo = load_scenario().model_copy(update={"time_scale": 0.002})
+    w = make_world(demo, JoeSandboxResubmitAfterDays="7")
+    endpoint = demo.defender.machines[0].id
+    before = w.defender(f"/_emulator/machines/{endpoint}/files")
+    av = [a for a in demo.defender.alerts if a["detectionSource"] == "WindowsDefenderAv" and a["status"] != "Resolved"]
+    w.process(*(a["id"] for a in av))
+
+    loader = demo.samples["loader"].sha256
+    (job,) = [j for j in _jobs(w) if j.sha256 == loader]
+    assert [(a.strategy, a.outcome) for a in job.attempts] == [("locate", "collected")]
+    assert any(s["sha256"] == loader for s in w.submissions())
+    # Only the read-only locator ran: no script that restores or decodes, nothing written.
+    assert _scripts_run(w, endpoint) == [f"joedefender-locate.ps1 -JobId {job.attempts[0].nonce}"]
+    after = w.defender(f"/_emulator/machines/{endpoint}/files")
+    assert after == before
+    assert after["restores"] == []
+    assert any(o == "collected" and "by locate" in d for o, d in _history(w, job.key))
+
+
+def test_when_getfile_on_the_quarantine_folder_is_refused_the_on_endpoint_decode_delivers(
+    make_world: WorldFactory,
+) -> None:
+    a, quarantined = _quarantined_av_alert()
+    samples = {"ldr": "quarantined loader", "other": "another quarantined file"}
+    w = make_world(scenario(world(samples=samples, machines=[quarantined], alerts=[a], quarantine_getfile=False)))
+    w.process(a["id"])
+
+    (job,) = _jobs(w)
+    assert [(x.strategy, x.outcome) for x in job.attempts] == [("locate", "failed"), ("quarantine", "collected")]
+    assert job.attempts[0].failure is not None
+    assert "denied" in job.attempts[0].failure.text
+    assert [s["sha256"] for s in w.submissions()] == [_sha("quarantined loader")]
+    scripts = _scripts_run(w, machine_id(1))
+    assert any("-Mode Collect" in s for s in scripts)
+    assert not any("-Mode Restore" in s for s in scripts)
+    files = w.defender(f"/_emulator/machines/{machine_id(1)}/files")
+    assert files["restores"] == []
+    assert len(files["quarantine"]) == 2  # nothing taken out of the quarantine
+    assert not [f for f in files["files"] if "joedefender" in str(f).lower()]  # cleaned up
+
+
+def _jobs(w: World) -> list[SampleJob]:
+    with w.connector() as connector:
+        return [j.record for j in connector.ctx.jobs.list()]

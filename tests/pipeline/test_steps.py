@@ -22,6 +22,7 @@ from joedefender.domain.jobs import AlertState, Attempt, JobState, LinkState, Sa
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Verdict
+from joedefender.endpoint import contract
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
@@ -148,21 +149,112 @@ def test_a_url_is_submitted_as_a_url() -> None:
     assert f"URL: {url}" in comment
 
 
-def test_a_quarantined_file_is_recovered_by_the_script_and_the_endpoint_cleaned() -> None:
+def _av_alert(alert_id: str = "a1", machine: str = M1) -> Alert:
+    return file_alert(alert_id, machine, PAYLOAD, detection_source="WindowsDefenderAv", detection_status="Prevented")
+
+
+def _scripts(rig: Rig) -> list[str]:
+    return [f"{c.target} {c.args}" for a in rig.defender.actions.values() for c in a.commands if c.kind == "RunScript"]
+
+
+def test_a_quarantined_file_is_located_fetched_encrypted_and_decoded_here() -> None:
     rig = Rig()
     rig.defender.add_machine(M1)
-    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
-    rig.receive(file_alert("a1", M1, PAYLOAD, detection_source="WindowsDefenderAv", detection_status="Prevented"))
+    other = b"another quarantined file"
+    rig.defender.quarantine[M1] = {hashlib.sha256(other).hexdigest(): other, SHA: PAYLOAD}
+    rig.receive(_av_alert())
     rig.drain()
 
     job = rig.job()
     assert job.state == JobState.DONE
-    assert [a.strategy for a in job.attempts] == ["quarantine"]
+    assert [a.strategy for a in job.attempts] == ["locate"]
+    (attempt,) = job.attempts
+    assert attempt.stage == "fetch"
+    assert len(attempt.fetch_paths) == 2
+    assert attempt.delivered_index == 1  # the first entry decoded to another file's bytes
     assert [s.sha256 for s in rig.sandbox.submissions] == [SHA]
-    scripts = [c.args or "" for a in rig.defender.actions.values() for c in a.commands if c.kind == "RunScript"]
-    assert any("-Mode 'Collect'" in args for args in scripts)
-    assert any("-Mode 'Cleanup'" in args for args in scripts)
+    # Only the read-only locator ran: nothing decoded, restored or written on the endpoint, no cleanup.
+    assert _scripts(rig) == [f"joedefender-locate.ps1 -JobId {attempt.nonce}"]
+    assert set(rig.defender.library) == {"joedefender-locate.ps1"}
+    history = rig.store.history(job.key)
+    assert any(h.outcome == "located" for h in history)
+    (collected,) = [h for h in history if h.outcome == "collected"]
+    assert "by locate" in collected.detail
+    assert rig.history(f"endpoint:{M1}") == []
+
+
+def test_when_getfile_on_the_quarantine_is_refused_the_on_endpoint_decode_delivers() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    rig.defender.refuse_quarantine_getfile = True
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert [(a.strategy, a.outcome) for a in job.attempts] == [("locate", "failed"), ("quarantine", "collected")]
+    assert [s.sha256 for s in rig.sandbox.submissions] == [SHA]
+    assert any("-Mode Collect" in s for s in _scripts(rig))
+    assert any("-Mode Cleanup" in s for s in _scripts(rig))
+    assert not any("-Mode Restore" in s for s in _scripts(rig))
     assert ("cleanup", "cleaned") in rig.history(f"endpoint:{M1}")
+
+
+def test_restore_is_never_tried_unless_allowed() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    rig.defender.refuse_quarantine_getfile = True
+    rig.defender.decode_fails.add(M1)
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.FAILED
+    assert [a.strategy for a in job.attempts] == ["locate", "quarantine", "getfile"]
+    assert rig.defender.restored == []
+    assert not any("Restore" in s for s in _scripts(rig))
+
+
+def test_restore_when_allowed_comes_last_and_says_so() -> None:
+    rig = Rig(config=PipelineConfig(allow_quarantine_restore=True))
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    rig.defender.refuse_quarantine_getfile = True
+    rig.defender.decode_fails.add(M1)
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert [a.strategy for a in job.attempts] == ["locate", "quarantine", "getfile", "restore"]
+    assert rig.defender.restored == [(M1, SHA)]
+    (restore,) = [s for s in _scripts(rig) if "-Mode Restore" in s]
+    assert restore.split(" -OriginalPathHex ")[1] == b"C:\\Users\\u\\x.exe".hex()
+    (collected,) = [h for h in rig.store.history(job.key) if h.outcome == "collected"]
+    assert "by restore" in collected.detail
+
+
+def test_a_damaged_quarantine_entry_is_skipped_not_fatal() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    real = rig.defender._encrypted_quarantine
+
+    def with_a_damaged_one(machine_id: str) -> dict[str, bytes]:
+        files = real(machine_id)
+        damaged = {f"{contract.resource_data_root()}\\AB\\{'AB' * 20}": b"\x00" * 50}
+        return {**damaged, **files}
+
+    rig.defender._encrypted_quarantine = with_a_damaged_one  # type: ignore[method-assign]
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert [a.strategy for a in job.attempts] == ["locate"]
+    assert job.attempts[0].delivered_index == 1
 
 
 def test_a_file_nowhere_to_be_found_fails_with_a_comment_naming_the_reason() -> None:
@@ -273,6 +365,32 @@ def test_a_live_response_whose_answer_was_lost_is_found_by_its_nonce() -> None:
     assert rig.job().state == JobState.DONE
     assert len(rig.defender.actions) == 1
     assert ("collect", "recovered") in rig.history(rig.job().key)
+
+
+def test_a_lost_answer_to_the_locate_strategys_fetch_action_is_found_by_its_nonce() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    start = rig.defender.run_live_response
+    lost: list[str] = []
+
+    def lose_the_fetchs_answer(machine_id: str, commands: Any, comment: str) -> Any:
+        action = start(machine_id, commands, comment)
+        if "fetch)" in comment and not lost:
+            lost.append(action.id)
+            raise Transient("dropped", service="defender", maybe_applied=True)
+        return action
+
+    rig.defender.run_live_response = lose_the_fetchs_answer  # type: ignore[method-assign]
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert len(lost) == 1
+    assert len(rig.defender.actions) == 2  # the locator's and the fetch, not a second fetch
+    assert job.attempts[0].action_id == lost[0]
+    assert ("collect", "recovered") in rig.history(job.key)
 
 
 def test_a_submission_whose_answer_was_lost_is_found_by_its_marker() -> None:

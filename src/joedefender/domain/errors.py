@@ -68,3 +68,7 @@ class QuotaExhausted(PortError):
 
 class Rejected(PortError):
     pass
+
+
+class QuarantineFormatError(JoeDefenderError):
+    """A Defender quarantine file (Entries or ResourceData) is malformed, truncated or not one at all."""

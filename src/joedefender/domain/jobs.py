@@ -85,7 +85,10 @@ class IllegalTransition(JoeDefenderError):
         super().__init__(f"sample job {job}: {source.value} -> {target.value} is not a transition of the job table")
 
 
-Strategy = Literal["getfile", "quarantine"]
+# The ways to collect a file, one each: GetFile on the evidence path; for AV alerts, the
+# read-only locator then GetFile of the encrypted entries, decoded on our side ("locate"); the
+# script decoding on the endpoint ("quarantine"); MpCmdRun -Restore, opt-in ("restore").
+Strategy = Literal["getfile", "locate", "quarantine", "restore"]
 
 
 class Candidate(_Record):
@@ -127,6 +130,16 @@ class Attempt(_Record):
     ended_at: float | None = None
     outcome: Literal["running", "collected", "failed"] = "running"
     failure: Cause | None = None
+    # The locate strategy takes two actions: the locator's listing, then GetFile of the entries.
+    stage: Literal["locate", "fetch"] | None = None
+    fetch_paths: list[str] = []
+    delivered_index: int | None = None  # which fetched entry held the file
+    fetch_started_at: float | None = None
+
+    @property
+    def action_started_at(self) -> float:
+        """When the attempt's current action was asked for (its timeout counts from then)."""
+        return self.fetch_started_at if self.fetch_started_at is not None else self.started_at
 
 
 class Submission(_Record):

@@ -1,14 +1,15 @@
-"""The contract between the connector and the endpoint collection script.
+"""The contract between the connector and the endpoint library scripts.
 
-``joedefender-collect.ps1`` runs as SYSTEM on a Windows endpoint through live response. The
-connector builds its arguments and reads its one JSON output line with this module; the tests
-check the ``.ps1`` against the rules below, and check this module against the MDE emulator's
-simulated endpoint (``joedefender_emulators.mde.endpoint_script``), which describes the same
-script independently.
+``joedefender-locate.ps1`` (read-only: lists the quarantine's ResourceData files) and
+``joedefender-collect.ps1`` (decodes on the endpoint, or restores when allowed, or cleans up)
+run as SYSTEM on a Windows endpoint through live response. The connector builds their arguments
+and reads their one JSON output line with this module; the tests check the ``.ps1`` files
+against the rules below, and check this module against the MDE emulator's simulated endpoint
+(``joedefender_emulators.mde.endpoint_script``), which describes the same scripts independently.
 
-Everything passed to the script may come from the attacker's side (threat names, file paths),
-so every value is validated here with the same rules as the script's ``param`` block, and
-quoted as a PowerShell verbatim string so that it is only ever data.
+How live response hands ``Args`` to a script is not documented (the PowerShell parser, ``-File``,
+or through ``cmd.exe``). So every argument is made of ``[A-Za-z0-9-]`` only, which means the same
+in all three: paths (attacker-chosen) travel hex-encoded, and nothing needs quoting.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Literal, get_args
 from joedefender.domain.errors import JoeDefenderError
 
 SCRIPT_NAME = "joedefender-collect.ps1"
+LOCATE_SCRIPT_NAME = "joedefender-locate.ps1"
+QUARANTINE_ROOT = r"C:\ProgramData\Microsoft\Windows Defender\Quarantine"
 WORK_ROOT = r"C:\ProgramData\joedefender"
 SAMPLE_FILE_NAME = "sample.bin"
 
@@ -35,17 +38,19 @@ DEFANG_KEY = bytes.fromhex("5fb389bf97028e347a9c1f073a4ad2f7bad7b7b934fa23e7d86f
 
 EXIT_FOUND, EXIT_ERROR, EXIT_NOT_FOUND = 0, 1, 2
 
-Mode = Literal["Collect", "Cleanup"]
+Mode = Literal["Collect", "Restore", "Cleanup"]
 Status = Literal["found", "not_found", "error", "cleaned"]
+LocateStatus = Literal["located", "not_found", "error"]
 Source = Literal["quarantine", "restore"]
 MODES: tuple[str, ...] = get_args(Mode)
 STATUSES: tuple[str, ...] = get_args(Status)
 SOURCES: tuple[str, ...] = get_args(Source)
+LOCATE_STATUSES: tuple[str, ...] = get_args(LocateStatus)
 OUTPUT_VERSION = 1
-
-# Characters PowerShell's tokenizer takes as a single quote; inside a verbatim string each one
-# is escaped by doubling it.
-_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
+# The locator lists at most this many ResourceData files (newest first).
+LOCATE_LIMIT = 64
+# Every argument, whatever the parameter: what survives any tokenisation of Args.
+_SAFE_ARGUMENT = re.compile(r"[A-Za-z0-9-]+")
 
 
 class ContractError(JoeDefenderError):
@@ -69,10 +74,9 @@ class ParameterRule:
     def check(self, value: str) -> None:
         """Raise ContractError unless PowerShell would bind ``value`` to this parameter."""
         try:
-            value.encode("utf-8")
+            length = len(value.encode("utf-16-le")) // 2
         except UnicodeEncodeError:
             raise ContractError(f"{self.name} is not valid Unicode text") from None
-        length = len(value.encode("utf-16-le")) // 2
         if not self.min_length <= length <= self.max_length:
             raise ContractError(
                 f"{self.name} must be {self.min_length} to {self.max_length} characters long, got {length}"
@@ -89,78 +93,91 @@ def _python_regex(dotnet_pattern: str) -> re.Pattern[str]:
 
 _PATH_PART = r'[^\x00-\x1f"*?<>|:/\[\]\\]+'
 
-# Rules of the script's parameters, in the order format_args emits them (Mode is a ValidateSet).
+# Rules of the collect script's parameters, in the order format_args emits them (Mode is a
+# ValidateSet). Each pattern admits only [A-Za-z0-9-].
 PARAMETER_RULES: Mapping[str, ParameterRule] = {
     rule.name: rule
     for rule in (
         ParameterRule("JobId", 1, 64, r"^[A-Za-z0-9-]{1,64}\z"),
         ParameterRule("Sha256", 64, 64, r"^[0-9a-fA-F]{64}\z"),
-        ParameterRule("ThreatName", 1, 256, r'^[^\x00-\x1f\x7f"]+\z'),
-        # An absolute drive path; no wildcard characters, so MpCmdRun cannot match several
-        # entries; no double quote or trailing backslash, which Windows PowerShell 5.1 would
-        # pass to MpCmdRun unescaped.
-        ParameterRule("OriginalPath", 4, 1024, rf"^[A-Za-z]:\\(?:{_PATH_PART}\\)*{_PATH_PART}\z"),
+        # The original path's UTF-8 bytes in hex (1024 UTF-16 units are at most 3072 bytes).
+        ParameterRule("OriginalPathHex", 8, 6144, r"^(?:[0-9a-fA-F]{2}){4,3072}\z"),
     )
 }
 PARAMETER_NAMES: tuple[str, ...] = ("Mode", *PARAMETER_RULES)
-
-_FIELD_BY_PARAMETER = {
-    "Mode": "mode",
-    "JobId": "job_id",
-    "Sha256": "sha256",
-    "ThreatName": "threat_name",
-    "OriginalPath": "original_path",
-}
+# The locate script's parameters.
+LOCATE_PARAMETER_RULES: Mapping[str, ParameterRule] = {"JobId": PARAMETER_RULES["JobId"]}
+# What the collect script's body requires of the decoded path before MpCmdRun sees it: an
+# absolute drive path; no wildcard characters, so MpCmdRun cannot match several entries; no
+# double quote or trailing backslash, which Windows PowerShell 5.1 would pass on unescaped.
+ORIGINAL_PATH_RULE = ParameterRule("OriginalPath", 4, 1024, rf"^[A-Za-z]:\\(?:{_PATH_PART}\\)*{_PATH_PART}\z")
 
 
 @dataclass(frozen=True)
 class CollectRequest:
-    """One run of the script: collect a quarantined sample into a job folder, or clean it up."""
+    """One run of the collect script: decode a quarantined sample into a job folder (Collect),
+    restore it with MpCmdRun (Restore, opt-in), or clean the job folder up."""
 
     mode: Mode
     job_id: str
     sha256: str | None = None
-    threat_name: str | None = None
-    original_path: str | None = None
+    original_path: str | None = None  # Restore only; sent hex-encoded
 
     def validate(self) -> None:
         """Apply the script's own rules, so a bad request fails here rather than on the endpoint."""
         if self.mode not in MODES:
             raise ContractError(f"Mode must be one of {', '.join(MODES)}")
+        if self.original_path is not None:
+            ORIGINAL_PATH_RULE.check(self.original_path)
         for name, value in self._values():
             if name != "Mode":
                 PARAMETER_RULES[name].check(value)
-        if self.mode == "Collect" and self.sha256 is None:
-            raise ContractError("Sha256 is required in Collect mode")
+        if self.mode != "Cleanup" and self.sha256 is None:
+            raise ContractError(f"Sha256 is required in {self.mode} mode")
+        if self.mode == "Restore" and self.original_path is None:
+            raise ContractError("OriginalPath is required in Restore mode")
 
     def _values(self) -> list[tuple[str, str]]:
-        """The parameters that are set, in emission order."""
-        pairs: list[tuple[str, str]] = []
-        for name in PARAMETER_NAMES:
-            value = getattr(self, _FIELD_BY_PARAMETER[name])
-            if value is not None:
-                pairs.append((name, value))
-        return pairs
+        """The parameters that are set, in emission order, as sent."""
+        values = {
+            "Mode": self.mode,
+            "JobId": self.job_id,
+            "Sha256": self.sha256,
+            "OriginalPathHex": None if self.original_path is None else self.original_path.encode("utf-8").hex(),
+        }
+        return [(name, value) for name, value in values.items() if value is not None]
 
 
-def script_path() -> Traversable:
-    """The bundled script, as package data (uploaded to the live response library as is)."""
-    return importlib.resources.files("joedefender.endpoint").joinpath("scripts", SCRIPT_NAME)
+def script_path(name: str = SCRIPT_NAME) -> Traversable:
+    """A bundled script, as package data (uploaded to the live response library as is)."""
+    return importlib.resources.files("joedefender.endpoint").joinpath("scripts", name)
 
 
-def script_bytes() -> bytes:
-    return script_path().read_bytes()
+def script_bytes(name: str = SCRIPT_NAME) -> bytes:
+    return script_path(name).read_bytes()
 
 
-def _quote(value: str) -> str:
-    """A PowerShell verbatim string: nothing inside is expanded, quotes are doubled."""
-    return "'" + "".join(ch * 2 if ch in _SINGLE_QUOTES else ch for ch in value) + "'"
+def _join(values: list[tuple[str, str]]) -> str:
+    args = " ".join(f"-{name} {value}" for name, value in values)
+    if not all(_SAFE_ARGUMENT.fullmatch(word) for word in args.split(" ")):  # the patterns make this so
+        raise ContractError("an argument holds a character outside [A-Za-z0-9-]")
+    return args
 
 
 def format_args(request: CollectRequest) -> str:
     """The RunScript ``Args`` value for ``request``; raises ContractError if the script would refuse it."""
     request.validate()
-    return " ".join(f"-{name} {_quote(value)}" for name, value in request._values())
+    return _join(request._values())
+
+
+def format_locate_args(job_id: str) -> str:
+    """The ``Args`` of the locate script: only the job id, for live response's own log."""
+    LOCATE_PARAMETER_RULES["JobId"].check(job_id)
+    return _join([("JobId", job_id)])
+
+
+def resource_data_root() -> str:
+    return f"{QUARANTINE_ROOT}\\ResourceData"
 
 
 def job_folder(job_id: str) -> str:
@@ -246,13 +263,7 @@ class ScriptOutcome:
     @classmethod
     def from_script_output(cls, script_output: str) -> ScriptOutcome:
         """Find the one joedefender line among whatever else the endpoint printed."""
-        documents = [doc for doc in map(_json_object, script_output.splitlines()) if doc is not None]
-        ours = [doc for doc in documents if "joedefender" in doc]
-        if not ours:
-            raise ContractError("the script output has no joedefender result line")
-        if len(ours) > 1:
-            raise ContractError(f"the script output has {len(ours)} joedefender result lines, expected one")
-        return cls._from_document(ours[0])
+        return cls._from_document(_our_line(script_output))
 
     @classmethod
     def _from_document(cls, doc: Mapping[str, object]) -> ScriptOutcome:
@@ -282,6 +293,17 @@ class ScriptOutcome:
         )
 
 
+def _our_line(script_output: str) -> dict[str, object]:
+    """The one joedefender line among whatever else the endpoint printed."""
+    documents = [doc for doc in map(_json_object, script_output.splitlines()) if doc is not None]
+    ours = [doc for doc in documents if "joedefender" in doc]
+    if not ours:
+        raise ContractError("the script output has no joedefender result line")
+    if len(ours) > 1:
+        raise ContractError(f"the script output has {len(ours)} joedefender result lines, expected one")
+    return ours[0]
+
+
 def _json_object(line: str) -> dict[str, object] | None:
     text = line.strip().lstrip("\ufeff")
     if not text.startswith("{"):
@@ -298,3 +320,58 @@ def _optional_str(doc: Mapping[str, object], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ContractError(f"{key} must be a string")
     return value
+
+
+@dataclass(frozen=True)
+class LocatedResource:
+    """A ResourceData file the locator listed: a candidate to GetFile and decode."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class LocateOutcome:
+    """The locate script's one line: the language mode it ran in, and the candidate files."""
+
+    status: LocateStatus
+    language_mode: str
+    resources: tuple[LocatedResource, ...] = ()
+    message: str = ""
+
+    @classmethod
+    def from_script_output(cls, script_output: str) -> LocateOutcome:
+        doc = _our_line(script_output)
+        if doc.get("joedefender") != OUTPUT_VERSION:
+            raise ContractError(f"unsupported joedefender output version {doc.get('joedefender')!r}")
+        status, mode, message = doc.get("status"), doc.get("languageMode"), doc.get("message") or ""
+        if status not in LOCATE_STATUSES:
+            raise ContractError(f"unknown status {status!r}")
+        if not isinstance(mode, str) or not isinstance(message, str):
+            raise ContractError("languageMode and message must be strings")
+        raw = doc.get("resources") or []
+        if not isinstance(raw, list) or len(raw) > LOCATE_LIMIT:
+            raise ContractError(f"resources must be a list of at most {LOCATE_LIMIT}")
+        return cls(
+            status=status,  # type: ignore[arg-type]  # checked against LOCATE_STATUSES above
+            language_mode=mode[:40],
+            resources=tuple(r for r in map(_located, raw) if r is not None),
+            message=message[:1000],
+        )
+
+
+def _located(item: object) -> LocatedResource | None:
+    """A listed file; only ResourceData\\XX\\<40 hex> under the quarantine is taken (None otherwise)."""
+    if not isinstance(item, dict):
+        raise ContractError("a resource must be an object")
+    path, size = item.get("path"), item.get("size")
+    if not isinstance(path, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ContractError("a resource needs a string path and a non-negative integer size")
+    root = resource_data_root() + "\\"
+    name = path[len(root) :].split("\\") if path.lower().startswith(root.lower()) else []
+    if len(name) != 2 or _RESOURCE_NAME.fullmatch(name[1]) is None or name[0].upper() != name[1][:2].upper():
+        return None
+    return LocatedResource(path=path, size=size)
+
+
+_RESOURCE_NAME = re.compile(r"[0-9A-Fa-f]{40}")

@@ -253,6 +253,41 @@ def demo(
     raise typer.Exit(run_demo(console, scenario))
 
 
+quarantine_app = typer.Typer(help="Work with a copy of Defender's quarantine.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("decode")
+def quarantine_decode(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="A Quarantine folder, its Entries or ResourceData folders, or single files.", exists=True),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the payload (malware!) to this new file; needs exactly one ResourceData."),
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Print each entry's threat name, original path, size and payload SHA-256; nothing is written
+    unless --out is given. A damaged file gets a one-line error and a non-zero exit."""
+    from joedefender.domain.errors import QuarantineFormatError
+    from joedefender.hosts.quarantine_decode import Report, shown
+
+    _logging(verbose)
+    try:
+        code = Report(console, errors).run(paths, out)
+    except QuarantineFormatError as exc:
+        errors.print(f"[red]error:[/] {shown(str(exc))}")
+        code = 2
+    except Exception as exc:
+        if verbose:
+            raise
+        errors.print(f"[red]error:[/] {type(exc).__name__}: {shown(str(exc))} (run with -v for details)")
+        code = 1
+    raise typer.Exit(code)
+
+
 def main() -> None:
     try:
         app()

@@ -1,10 +1,14 @@
 """Collection: getting the file off an endpoint through live response, then straight to Joe.
 
 A plan of (machine, strategy) pairs is tried in order, online machines first: GetFile on the
-evidence path, and for files Defender quarantined, the library script that recovers just that
-entry (defanged) followed by GetFile in the same action. One live response per machine at a time
-(a lease in the store), the tenant's session cap respected. The bytes must hash to the evidence's
-sha256; they are streamed into staging and submitted at once, never kept.
+evidence path, and for files Defender quarantined, safest first: "locate" (the read-only
+locator script lists the quarantine's encrypted ResourceData files, a second action GetFiles
+them, and they are decoded here), "quarantine" (the collect script decodes on the endpoint and
+leaves only the match, defanged, for a GetFile in the same action), and, only when
+AllowQuarantineRestore is on, "restore" (MpCmdRun -Restore, which takes the entry out of the
+quarantine). One live response per machine at a time (a lease in the store), the tenant's
+session cap respected. The bytes must hash to the evidence's sha256; they are streamed into
+staging and submitted at once, never kept.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from joedefender.domain.errors import Busy, NotAllowed, NotFound, Throttled
+from joedefender.domain.errors import Busy, NotAllowed, NotFound, QuarantineFormatError, Throttled
 from joedefender.domain.jobs import Attempt, Candidate, JobState, SampleJob, Strategy
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.endpoint import contract
+from joedefender.endpoint.quarantine import decode_resource
 from joedefender.pipeline.cleanup import schedule_cleanup
 from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.records import Versioned
@@ -28,25 +33,41 @@ if TYPE_CHECKING:
     from joedefender.pipeline.sample_step import SampleStep
 
 _QUARANTINE_FIRST = {"prevented", "blocked", "remediated", "quarantined"}
+# The strategies that run the collect script, which writes a job folder to clean up afterwards.
+_SCRIPTED: frozenset[Strategy] = frozenset({"quarantine", "restore"})
+# The locator lists at most 64 entries; the newest this many that could hold the file are fetched.
+MAX_FETCHED_ENTRIES = 8
+# A ResourceData file is the payload plus a security descriptor, stream headers and small streams.
+_ENTRY_OVERHEAD = 1 << 20
 
 
-def _strategies(candidate: Candidate, quarantine_allowed: bool) -> list[Strategy]:
-    """GetFile where the file may still be; the quarantine script for what AV took away
-    (first, when the evidence says it was prevented or blocked)."""
+def _strategies(candidate: Candidate, quarantine_allowed: bool, restore_allowed: bool) -> list[Strategy]:
+    """GetFile where the file may still be; the quarantine strategies for what AV took away,
+    safest first (first of all when the evidence says it was prevented or blocked); the
+    destructive restore only when allowed, and always last."""
     plan: list[Strategy] = ["getfile"] if candidate.path else []
-    if quarantine_allowed and candidate.detection_source.lower() == "windowsdefenderav":
-        if (candidate.detection_status or "").lower() in _QUARANTINE_FIRST:
-            plan.insert(0, "quarantine")
-        else:
-            plan.append("quarantine")
+    if not quarantine_allowed or candidate.detection_source.lower() != "windowsdefenderav":
+        return plan
+    quarantine: list[Strategy] = ["locate", "quarantine"]
+    plan = quarantine + plan if (candidate.detection_status or "").lower() in _QUARANTINE_FIRST else plan + quarantine
+    if restore_allowed and candidate.path is not None and _restorable(candidate.path):
+        plan.append("restore")
     return plan
+
+
+def _restorable(path: str) -> bool:
+    try:
+        contract.ORIGINAL_PATH_RULE.check(path)
+    except contract.ContractError:
+        return False
+    return True
 
 
 class Collector:
     def __init__(self, ctx: Context, jobs: SampleStep) -> None:
         self._ctx = ctx
         self._jobs = jobs
-        self._script_ready = False
+        self._scripts_ready: set[str] = set()
         self._script_lock = threading.Lock()
 
     def step(self, stored: Versioned[SampleJob]) -> Outcome:
@@ -62,7 +83,8 @@ class Collector:
         plan: list[tuple[Candidate, Strategy]] = []
         seen: set[tuple[str, Strategy]] = set()
         for candidate in job.candidates:
-            for strategy in _strategies(candidate, self._ctx.config.fetch_quarantined_files):
+            config = self._ctx.config
+            for strategy in _strategies(candidate, config.fetch_quarantined_files, config.allow_quarantine_restore):
                 pair = (candidate.machine_id, strategy)
                 if pair not in tried and pair not in seen:
                     seen.add(pair)
@@ -100,18 +122,27 @@ class Collector:
             candidate.machine_id, job.key, now, lease_until, ctx.config.max_live_response_sessions
         ):
             return None
-        if strategy == "quarantine":
-            self._ensure_script()
+        if strategy in _SCRIPTED:
+            self._ensure_script(contract.SCRIPT_NAME)
+        elif strategy == "locate":
+            self._ensure_script(contract.LOCATE_SCRIPT_NAME)
         attempt = Attempt(
             number=len(job.attempts) + 1,
             machine_id=candidate.machine_id,
             strategy=strategy,
             nonce=new_nonce(),
             started_at=now,
+            stage="locate" if strategy == "locate" else None,
         )
         job.attempts.append(attempt)
         job.move_to(JobState.COLLECTING)
         job.waiting_since = None
+        return self._launch(stored, candidate, attempt)
+
+    def _launch(self, stored: Versioned[SampleJob], candidate: Candidate, attempt: Attempt) -> Outcome | None:
+        """Save the intent, then start the attempt's (next) action; None when the machine is busy."""
+        ctx, job = self._ctx, stored.record
+        strategy = attempt.strategy
         with ctx.changes() as changes:  # the intent, so a crash after the call can find the action
             self._jobs.save(changes, stored)
         try:
@@ -136,7 +167,8 @@ class Collector:
         attempt.action_id = action.id
         with ctx.changes() as changes:
             self._jobs.save(changes, stored)
-            changes.record(job.key, "collect", "started", f"{strategy} on {candidate.machine_id}, action {action.id}")
+            step = f"{strategy} ({attempt.stage})" if attempt.stage else strategy
+            changes.record(job.key, "collect", "started", f"{step} on {candidate.machine_id}, action {action.id}")
         return again(ctx.config.action_poll)
 
     def _wait_for_machines(self, stored: Versioned[SampleJob], busy: bool, offline: list[str]) -> Outcome:
@@ -167,43 +199,44 @@ class Collector:
         if attempt.strategy == "getfile":
             assert candidate.path is not None
             return [Command.get_file(candidate.path)]
+        if attempt.strategy == "locate":
+            if attempt.stage == "fetch":
+                return [Command.get_file(path) for path in attempt.fetch_paths]
+            return [Command.run_script(contract.LOCATE_SCRIPT_NAME, contract.format_locate_args(attempt.nonce))]
         assert job.sha256 is not None
-        request = contract.CollectRequest(
-            mode="Collect",
-            job_id=attempt.nonce,
-            sha256=job.sha256,
-            threat_name=candidate.threat_name,
-            original_path=candidate.path,
-        )
-        try:
-            args = contract.format_args(request)
-        except contract.ContractError:
-            # Attacker-side values that fail validation are dropped; the hash alone suffices.
-            args = contract.format_args(
-                contract.CollectRequest(mode="Collect", job_id=attempt.nonce, sha256=job.sha256)
-            )
+        if attempt.strategy == "restore":
+            request = contract.CollectRequest("Restore", attempt.nonce, job.sha256, original_path=candidate.path)
+        else:
+            request = contract.CollectRequest("Collect", attempt.nonce, job.sha256)
         return [
-            Command.run_script(contract.SCRIPT_NAME, args),
+            Command.run_script(contract.SCRIPT_NAME, contract.format_args(request)),
             Command.get_file(contract.sample_path(attempt.nonce)),
         ]
 
     @staticmethod
     def _comment(job: SampleJob, attempt: Attempt) -> str:
-        return f"joedefender {attempt.nonce}: collect {job.sha256} for Joe Sandbox ({attempt.strategy})"
+        what = f"{attempt.strategy}, {attempt.stage}" if attempt.stage == "fetch" else attempt.strategy
+        return f"joedefender {attempt.nonce}: collect {job.sha256} for Joe Sandbox ({what})"
 
-    def _ensure_script(self) -> None:
+    def _ensure_script(self, name: str) -> None:
+        descriptions = {
+            contract.SCRIPT_NAME: (
+                "joedefender: recovers one quarantined file by SHA-256 for Joe Sandbox analysis",
+                "-Mode Collect|Restore|Cleanup -JobId ID [-Sha256 HEX] [-OriginalPathHex HEX]",
+            ),
+            contract.LOCATE_SCRIPT_NAME: (
+                "joedefender: lists Defender quarantine entries (read-only) for Joe Sandbox analysis",
+                "-JobId ID",
+            ),
+        }
         with self._script_lock:
-            if self._script_ready:
+            if name in self._scripts_ready:
                 return
+            description, parameters = descriptions[name]
             self._ctx.defender.ensure_library_file(
-                contract.SCRIPT_NAME,
-                contract.script_bytes(),
-                description="joedefender: recovers one quarantined file by SHA-256 for Joe Sandbox analysis",
-                parameters_description=(
-                    "-Mode Collect|Cleanup -JobId ID [-Sha256 HEX] [-ThreatName NAME] [-OriginalPath PATH]"
-                ),
+                name, contract.script_bytes(name), description=description, parameters_description=parameters
             )
-            self._script_ready = True
+            self._scripts_ready.add(name)
 
     # -- following an attempt -----------------------------------------------------------------
 
@@ -215,28 +248,65 @@ class Collector:
             action = ctx.defender.get_action(attempt.action_id)
         except NotFound:
             # Defender may not show a new action for a moment (mde-api.md section 3).
-            if ctx.now() - attempt.started_at < ctx.config.action_timeout:
+            if ctx.now() - attempt.action_started_at < ctx.config.action_timeout:
                 return again(ctx.config.action_poll)
             return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_LOST))
         if action.status.running:
-            if ctx.now() - attempt.started_at > ctx.config.action_timeout:
+            if ctx.now() - attempt.action_started_at > ctx.config.action_timeout:
                 self._cancel(action)
                 minutes = round(ctx.config.action_timeout / ctx.config.time_scale / 60)
                 return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_TIMEOUT, detail=str(minutes)))
             return again(ctx.config.action_poll)
         if action.status != ActionStatus.SUCCEEDED:
             return self._attempt_failed(stored, attempt, self._failure_cause(attempt, action))
-        if attempt.strategy == "quarantine":
+        if attempt.strategy in _SCRIPTED:
             outcome = self._script_outcome(attempt)
             if outcome is not None and outcome.status != "found":
                 return self._attempt_failed(stored, attempt, self._script_failure(outcome))
+        if attempt.stage == "locate":
+            return self._fetch_located(stored, attempt)
         return self._take_sample(stored, attempt)
+
+    def _fetch_located(self, stored: Versioned[SampleJob], attempt: Attempt) -> Outcome:
+        """The locator listed the quarantine: GetFile the newest entries that could hold the file."""
+        ctx, job = self._ctx, stored.record
+        assert attempt.action_id is not None
+        try:
+            located = contract.LocateOutcome.from_script_output(ctx.defender.script_output(attempt.action_id, 0))
+        except (contract.ContractError, NotFound) as exc:
+            return self._attempt_failed(stored, attempt, Cause(reason=Reason.SCRIPT_FAILED, detail=str(exc)[:200]))
+        if located.status == "error":
+            return self._attempt_failed(stored, attempt, Cause(reason=Reason.SCRIPT_FAILED, detail=located.message))
+        limit = ctx.config.max_sample_bytes + _ENTRY_OVERHEAD
+        paths = [r.path for r in located.resources if r.size <= limit][:MAX_FETCHED_ENTRIES]
+        if not paths:
+            return self._attempt_failed(stored, attempt, Cause(reason=Reason.QUARANTINE_NOT_FOUND))
+        candidate = next((c for c in job.candidates if c.machine_id == attempt.machine_id), None)
+        assert candidate is not None  # an attempt is only ever started for a candidate's machine
+        now = ctx.now()
+        lease_until = now + ctx.config.action_timeout + ctx.config.action_poll * 4
+        if not ctx.store.acquire(attempt.machine_id, job.key, now, lease_until, ctx.config.max_live_response_sessions):
+            # Our lease ran out and another job took the machine: start over when it is free.
+            self._withdraw(stored, attempt, ("machine busy", attempt.machine_id))
+            return again(ctx.config.busy_retry)
+        attempt.stage, attempt.fetch_paths, attempt.action_id = "fetch", paths, None
+        attempt.fetch_started_at = now
+        with ctx.changes() as changes:
+            changes.record(
+                job.key,
+                "collect",
+                "located",
+                f"{len(located.resources)} quarantine entries listed ({located.language_mode}); fetching {len(paths)}",
+            )
+        outcome = self._launch(stored, candidate, attempt)
+        return outcome if outcome is not None else again(ctx.config.busy_retry)
 
     def _reconcile(self, stored: Versioned[SampleJob], attempt: Attempt) -> Outcome:
         """The step that started this attempt died before recording the action: find it by its nonce."""
         ctx = self._ctx
+        fetching = attempt.stage == "fetch"
         for action in ctx.defender.list_actions(attempt.machine_id):
-            if attempt.nonce in action.comment:
+            if attempt.nonce in action.comment and fetching == ("fetch)" in action.comment):
                 attempt.action_id = action.id
                 with ctx.changes() as changes:
                     self._jobs.save(changes, stored)
@@ -245,29 +315,55 @@ class Collector:
         self._withdraw(stored, attempt)
         return again(0)
 
-    def _take_sample(self, stored: Versioned[SampleJob], attempt: Attempt) -> Outcome:
-        """Stream the GetFile result into staging, verify it, and hand it to Joe."""
-        ctx, job = self._ctx, stored.record
+    def _stage(self, attempt: Attempt, sha256: str) -> tuple[SampleStaging | None, Cause]:
+        """Stream the GetFile result(s) into staging and verify: the open staging that holds the
+        evidence's bytes, or None and why not. Entries the locator found are decoded on the way."""
+        ctx = self._ctx
         assert attempt.action_id is not None
-        assert job.sha256 is not None
-        index = 1 if attempt.strategy == "quarantine" else 0
-        with SampleStaging(ctx.config.max_sample_bytes) as staging:
-            with ctx.defender.stream_file(attempt.action_id, index, max_bytes=ctx.config.max_sample_bytes) as chunks:
-                for chunk in self._refang(chunks, attempt.strategy == "quarantine"):
-                    staging.write(chunk)
-            if staging.sha256 != job.sha256:
+        if attempt.strategy == "locate":
+            indexes = [attempt.delivered_index] if attempt.delivered_index is not None else []
+            indexes = indexes or list(range(len(attempt.fetch_paths)))
+        else:
+            indexes = [1 if attempt.strategy in _SCRIPTED else 0]
+        cause = Cause(reason=Reason.QUARANTINE_NOT_FOUND)
+        limit = ctx.config.max_sample_bytes
+        for index in indexes:
+            staging = SampleStaging(limit)
+            try:
+                with ctx.defender.stream_file(attempt.action_id, index, max_bytes=limit + _ENTRY_OVERHEAD) as chunks:
+                    for chunk in self._plain(chunks, attempt.strategy):
+                        staging.write(chunk)
+            except QuarantineFormatError:
+                staging.close()  # not a readable quarantine entry: try the next one
+                continue
+            except BaseException:
+                staging.close()
+                raise
+            if staging.sha256 == sha256:
+                if attempt.strategy == "locate":
+                    attempt.delivered_index = index
+                return staging, cause
+            staging.close()
+            if attempt.strategy != "locate":
                 cause = Cause(reason=Reason.HASH_MISMATCH, detail=staging.sha256)
-                return self._attempt_failed(stored, attempt, cause)
+        return None, cause
+
+    def _take_sample(self, stored: Versioned[SampleJob], attempt: Attempt) -> Outcome:
+        """Get the verified bytes into staging and hand them to Joe."""
+        ctx, job = self._ctx, stored.record
+        assert job.sha256 is not None
+        found, cause = self._stage(attempt, job.sha256)
+        if found is None:
+            return self._attempt_failed(stored, attempt, cause)
+        with found as staging:
             if attempt.outcome != "collected" or job.state != JobState.SUBMIT or job.submission is None:
                 newly_collected = attempt.outcome != "collected"
                 with ctx.changes() as changes:
                     if newly_collected:
                         attempt.outcome = "collected"
                         attempt.ended_at = ctx.now()
-                        changes.record(
-                            job.key, "collect", "collected", f"{staging.size} bytes from {attempt.machine_id}"
-                        )
-                        if attempt.strategy == "quarantine":
+                        changes.record(job.key, "collect", "collected", self._delivered(staging.size, attempt))
+                        if attempt.strategy in _SCRIPTED:
                             schedule_cleanup(ctx, changes, attempt.machine_id, attempt.nonce)
                     self._jobs.start_submission(changes, stored)
                 if newly_collected:
@@ -291,14 +387,29 @@ class Collector:
             return again(0)
         return self._take_sample(stored, collected[-1])
 
-    @staticmethod
-    def _refang(chunks: Iterator[bytes], defanged: bool) -> Iterator[bytes]:
-        if not defanged:
+    def _plain(self, chunks: Iterator[bytes], strategy: Strategy) -> Iterator[bytes]:
+        """The sample's bytes from what GetFile returns: as is, refanged (the collect script's
+        sample.bin), or decoded from Defender's encrypted entry (the locate strategy)."""
+        if strategy == "locate":
+            yield from decode_resource(chunks, self._ctx.config.max_sample_bytes)
+            return
+        if strategy not in _SCRIPTED:
             yield from chunks
             return
         refanger = contract.Refanger()
         for chunk in chunks:
             yield refanger.feed(chunk)
+
+    @staticmethod
+    def _delivered(size: int, attempt: Attempt) -> str:
+        """The history line that says which strategy delivered the file."""
+        how = {
+            "getfile": "GetFile on the evidence path",
+            "locate": "the read-only locator; the encrypted quarantine entry decoded here",
+            "quarantine": "the collect script decoding the quarantine on the endpoint",
+            "restore": "MpCmdRun -Restore (AllowQuarantineRestore)",
+        }[attempt.strategy]
+        return f"{size} bytes from {attempt.machine_id} by {attempt.strategy}: {how}"
 
     @staticmethod
     def _file_name(job: SampleJob) -> str:
@@ -322,7 +433,7 @@ class Collector:
         return Cause(reason=Reason.SCRIPT_FAILED, detail=outcome.message or outcome.status)
 
     def _failure_cause(self, attempt: Attempt, action: LiveResponseAction) -> Cause:
-        if attempt.strategy == "quarantine" and action.status == ActionStatus.FAILED:
+        if attempt.strategy in _SCRIPTED and action.status == ActionStatus.FAILED:
             outcome = self._script_outcome(attempt)
             if outcome is not None and outcome.status != "found":
                 return self._script_failure(outcome)
@@ -345,7 +456,7 @@ class Collector:
         attempt.ended_at = ctx.now()
         job.move_to(JobState.COLLECT)
         with ctx.changes() as changes:
-            if attempt.strategy == "quarantine" and attempt.action_id is not None:
+            if attempt.strategy in _SCRIPTED and attempt.action_id is not None:
                 schedule_cleanup(ctx, changes, attempt.machine_id, attempt.nonce)
             self._jobs.save(changes, stored)
             changes.record(
@@ -375,7 +486,7 @@ class Collector:
             return Cause(reason=Reason.NO_CANDIDATE)
         failed = [a for a in job.attempts if a.outcome == "failed"]
         failures = [f"{a.strategy} on {a.machine_id}: {a.failure.text if a.failure else ''}" for a in failed]
-        quarantine = [a for a in job.attempts if a.strategy == "quarantine"]
+        quarantine = [a for a in job.attempts if a.strategy != "getfile"]
         if quarantine and all(
             a.failure is not None and a.failure.reason == Reason.QUARANTINE_NOT_FOUND for a in quarantine
         ):

@@ -30,6 +30,7 @@ class PipelineConfig:
     machine_availability_timeout: float = 10 * 60.0
     machine_availability_retry: int = 5
     fetch_quarantined_files: bool = True
+    allow_quarantine_restore: bool = False  # MpCmdRun -Restore takes entries out of quarantine: opt-in
     max_live_response_sessions: int = 20
     max_sample_bytes: int = 3 * 1024**3
     time_scale: float = 1.0

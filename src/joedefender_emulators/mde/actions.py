@@ -245,6 +245,8 @@ def _effect(spec: CommandSpec, endpoint: Endpoint) -> CommandResult | None:
     stored = endpoint.files.lookup(path)
     if stored is None:
         raise CommandFailed(f"File '{path}' was not found on the device.")
+    if endpoint.files.is_quarantine(path) and not endpoint.files.quarantine_getfile:
+        raise CommandFailed(f"Access to the path '{path}' is denied.")
     if stored.content.size > MAX_GETFILE_BYTES:
         raise CommandFailed(f"File '{path}' is larger than the 3 GB GetFile limit.")
     return CommandResult(stored.content, gzip=True)

@@ -1,13 +1,16 @@
-"""What ``joedefender-collect.ps1`` does when an emulated endpoint "runs" it through RunScript.
+"""What the library scripts do when an emulated endpoint "runs" them through RunScript.
 
-The constants, parameter rules and output line below describe what the real script does on an
-endpoint (its param block, its work folder, its one JSON line, its exit codes). They are
-deliberately written here independently of the product's endpoint contract
-(``src/joedefender/endpoint/contract.py``), so that the tests check one against the other
-(and both against the ``.ps1``) instead of one defining the other: a connector that formats
-what this simulated script cannot bind fails here as it would on Windows.
+``joedefender-collect.ps1`` (decode on the endpoint, or restore, or clean up) and
+``joedefender-locate.ps1`` (read-only: list the quarantine's ResourceData files). The constants,
+parameter rules and output lines below describe what the real scripts do on an endpoint (their
+param blocks, work folder, JSON lines, exit codes). They are deliberately written here
+independently of the product's endpoint contract (``src/joedefender/endpoint/contract.py``), so
+that the tests check one against the other (and both against the ``.ps1``) instead of one
+defining the other: a connector that formats what these simulated scripts cannot bind fails here
+as it would on Windows.
 
-The simulation skips only the quarantine decoding: the emulated quarantine holds plain contents.
+The quarantine is in Defender's encrypted layout (``quarantine.py``); the simulated collect
+script decodes it with that module's own reader.
 """
 
 from __future__ import annotations
@@ -15,38 +18,47 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from joedefender_emulators.errors import EmulatorError
+from joedefender_emulators.mde import quarantine as store
 
 SCRIPT_NAME = "joedefender-collect.ps1"
+LOCATE_SCRIPT_NAME = "joedefender-locate.ps1"
 WORK_ROOT = "C:\\ProgramData\\joedefender"
 SAMPLE_FILE_NAME = "sample.bin"
 # $DefangKeyHex in the script: the sample is XORed with it on the endpoint's disk.
 DEFANG_KEY = bytes.fromhex("5fb389bf97028e347a9c1f073a4ad2f7bad7b7b934fa23e7d86fa685a3e1742e")
-EXIT_FOUND = 0  # found, cleaned
+EXIT_FOUND = 0  # found, cleaned, located
 EXIT_ERROR = 1  # error, or PowerShell refused the arguments
 EXIT_NOT_FOUND = 2
 OUTPUT_VERSION = 1
-# The keys of the script's output line, in the order ConvertTo-Json writes them.
+# The keys of the collect script's output line, in the order ConvertTo-Json writes them.
 OUTPUT_KEYS = ("joedefender", "status", "sha256", "size", "path", "source", "message")
+LOCATE_KEYS = ("joedefender", "status", "languageMode", "resources", "message")
+# The emulated endpoints run Full Language (what a machine without WDAC or AppLocker has).
+LANGUAGE_MODE = "FullLanguage"
+LOCATE_LIMIT = 64  # the locator lists at most this many ResourceData files, newest first
 
-SCRIPT_MODES = ("Collect", "Cleanup")
-# (parameter, ValidateLength min, max, ValidatePattern) as the script's param block declares
-# them, in the order the parameters are bound. Mode is a ValidateSet (SCRIPT_MODES).
-_NAME_PART = r'[^\x00-\x1f"*?<>|:/\[\]\\]+'
+SCRIPT_MODES = ("Collect", "Restore", "Cleanup")
+# (parameter, ValidateLength min, max, ValidatePattern) as the collect script's param block
+# declares them, in the order the parameters are bound. Mode is a ValidateSet (SCRIPT_MODES).
+# Every value is made of [A-Za-z0-9-] only: it means the same however Args is tokenised.
 SCRIPT_PARAMETERS: tuple[tuple[str, int, int, str], ...] = (
     ("JobId", 1, 64, r"^[A-Za-z0-9-]{1,64}\z"),
     ("Sha256", 64, 64, r"^[0-9a-fA-F]{64}\z"),
-    ("ThreatName", 1, 256, r'^[^\x00-\x1f\x7f"]+\z'),
-    ("OriginalPath", 4, 1024, "^[A-Za-z]:\\\\(?:" + _NAME_PART + "\\\\)*" + _NAME_PART + r"\z"),
+    ("OriginalPathHex", 8, 6144, r"^(?:[0-9a-fA-F]{2}){4,3072}\z"),
 )
+LOCATE_PARAMETERS: tuple[tuple[str, int, int, str], ...] = (("JobId", 1, 64, r"^[A-Za-z0-9-]{1,64}\z"),)
+# What the collect script's body requires of the decoded OriginalPathHex before MpCmdRun sees it:
+# an absolute drive path without wildcards, quotes or a trailing backslash.
+_NAME_PART = r'[^\x00-\x1f"*?<>|:/\[\]\\]+'
+ORIGINAL_PATH_PATTERN = "^[A-Za-z]:\\\\(?:" + _NAME_PART + "\\\\)*" + _NAME_PART + r"\z"
 
-# What PowerShell's tokenizer takes for a single quote: ASCII ' and U+2018 to U+201B.
-_QUOTES = frozenset("'\u2018\u2019\u201a\u201b")
-_BLANKS = " \t"
+# Args may hold nothing but these: the values, the dashes of the names, and blanks.
+_ALLOWED = re.compile(r"[A-Za-z0-9 -]*")
 _NAME = re.compile(r"-([A-Za-z0-9]+)")
 
 
@@ -54,87 +66,53 @@ class EndpointScriptError(EmulatorError):
     """PowerShell would not bind these arguments, or a RunScript result document is malformed."""
 
 
-def parse_args(args: str) -> dict[str, str]:
-    """Bind ``args`` as PowerShell binds them to the script's param block; returns the bound
-    parameters by name (the script's ``$PSBoundParameters``).
+def parse_args(args: str, parameters: Sequence[tuple[str, int, int, str]] = SCRIPT_PARAMETERS) -> dict[str, str]:
+    """Bind ``args`` to a script's param block; returns the bound parameters by name.
 
-    Only ``-Name 'verbatim string'`` pairs are taken (what a safe caller sends); anything else
-    (bare words, unknown or repeated parameters, unquoted values) is refused, as is a value the
-    param block's validation attributes refuse. The body's own checks are simulate's.
+    Only ``-Name Value`` pairs of ``[A-Za-z0-9-]`` separated by blanks are taken (what a safe
+    caller sends): any other character (a quote, ``&``, ``%``, ``^``, ``$``, a backtick, ``;``,
+    anything outside ASCII) is refused, as are bare words, unknown or repeated parameters, and
+    values the param block's validation attributes refuse. The body's own checks are simulate's.
     """
+    if _ALLOWED.fullmatch(args) is None:
+        raise EndpointScriptError("Args holds a character outside [A-Za-z0-9-] and blanks")
+    names = [p[0] for p in parameters]
+    with_mode = parameters is SCRIPT_PARAMETERS
     bound: dict[str, str] = {}
-    for name, value in _tokenise(args):
-        if name not in ("Mode", *(p[0] for p in SCRIPT_PARAMETERS)):
+    words = args.split()
+    if len(words) % 2:
+        raise EndpointScriptError("expected -Name Value pairs")
+    for at in range(0, len(words), 2):
+        found = _NAME.fullmatch(words[at])
+        if found is None:
+            raise EndpointScriptError(f"expected a parameter name, got {words[at][:20]!r}")
+        name, value = found.group(1), words[at + 1]
+        if name not in names and not (with_mode and name == "Mode"):
             raise EndpointScriptError(f"unknown parameter -{name}")
         if name in bound:
             raise EndpointScriptError(f"parameter -{name} given more than once")
+        if value.startswith("-"):
+            raise EndpointScriptError(f"parameter -{name} has no value")
         bound[name] = value
-    for required in ("Mode", "JobId"):
-        if required not in bound:
-            raise EndpointScriptError(f"parameter -{required} is missing")
-    if bound["Mode"] not in SCRIPT_MODES:
+    required = ("Mode", "JobId") if with_mode else ("JobId",)
+    for name in required:
+        if name not in bound:
+            raise EndpointScriptError(f"parameter -{name} is missing")
+    if with_mode and bound["Mode"] not in SCRIPT_MODES:
         raise EndpointScriptError(f"Mode must be one of {', '.join(SCRIPT_MODES)}")
-    for name, shortest, longest, pattern in SCRIPT_PARAMETERS:
+    for name, shortest, longest, pattern in parameters:
         if name in bound:
             _validate(name, bound[name], shortest, longest, pattern)
     return bound
 
 
 def _validate(name: str, value: str, shortest: int, longest: int, pattern: str) -> None:
-    """ValidateLength (in UTF-16 code units, as .NET counts) then ValidatePattern (case-insensitive)."""
-    try:
-        units = len(value.encode("utf-16-le")) // 2
-    except UnicodeEncodeError:
-        raise EndpointScriptError(f"{name} is not valid Unicode text") from None
-    if units < shortest or units > longest:
-        raise EndpointScriptError(f"{name} must be {shortest} to {longest} characters long, got {units}")
+    """ValidateLength then ValidatePattern (case-insensitive)."""
+    if len(value) < shortest or len(value) > longest:
+        raise EndpointScriptError(f"{name} must be {shortest} to {longest} characters long, got {len(value)}")
     # .NET's \z (the very end) is Python's \Z.
     if not re.search(pattern.replace(r"\z", r"\Z"), value, re.IGNORECASE):
         raise EndpointScriptError(f"{name} must match the pattern {pattern}")
-
-
-def _tokenise(args: str) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    at = _after_blanks(args, 0)
-    while at < len(args):
-        found = _NAME.match(args, at)
-        if found is None:
-            raise EndpointScriptError(f"expected a parameter name at offset {at}")
-        name, at = found.group(1), found.end()
-        if at >= len(args) or args[at] not in _BLANKS:
-            raise EndpointScriptError(f"expected a blank after -{name}")
-        at = _after_blanks(args, at)
-        if at >= len(args) or args[at] not in _QUOTES:
-            raise EndpointScriptError(f"the value of -{name} must be a single-quoted string")
-        value, at = _verbatim_string(args, at + 1, name)
-        pairs.append((name, value))
-        at = _after_blanks(args, at)
-    return pairs
-
-
-def _after_blanks(text: str, at: int) -> int:
-    while at < len(text) and text[at] in _BLANKS:
-        at += 1
-    return at
-
-
-def _verbatim_string(text: str, at: int, name: str) -> tuple[str, int]:
-    """The body of a verbatim string starting at ``at``: a doubled quote is one quote (the second
-    one kept, as PowerShell keeps it); returns the value and the offset after the closing quote."""
-    value: list[str] = []
-    while at < len(text):
-        if text[at] not in _QUOTES:
-            value.append(text[at])
-            at += 1
-        elif at + 1 < len(text) and text[at + 1] in _QUOTES:
-            value.append(text[at + 1])
-            at += 2
-        else:
-            at += 1
-            if at < len(text) and text[at] not in _BLANKS:
-                raise EndpointScriptError(f"unexpected text after the value of -{name}")
-            return "".join(value), at
-    raise EndpointScriptError(f"the value of -{name} has no closing quote")
 
 
 def defanged(content: bytes) -> bytes:
@@ -165,18 +143,28 @@ def _exit_code(status: str) -> int:
 
 
 @dataclass(frozen=True)
-class QuarantinedItem:
-    """What a simulated endpoint's Defender quarantine holds for one detected file."""
+class QuarantineFile:
+    """A file of the simulated endpoint's Quarantine folder, as Get-ChildItem lists it."""
 
-    threat_name: str
-    original_path: str
-    content: bytes
+    path: str
+    size: int
 
 
 class SimulatedEndpoint(Protocol):
-    """The little of an emulated Windows machine that simulate() touches."""
+    """The little of an emulated Windows machine that the simulated scripts touch."""
 
-    def quarantine(self) -> Sequence[QuarantinedItem]: ...
+    def resource_files(self) -> Sequence[QuarantineFile]:
+        """The Quarantine\\ResourceData files, newest first."""
+        ...
+
+    def read_quarantine_file(self, path: str) -> Iterator[bytes]: ...
+
+    def restore(self, original_path: str, destination: str) -> list[str]:
+        """MpCmdRun -Restore -FilePath: takes the entries of that path out of the quarantine and
+        writes their plaintext under ``destination``; returns the paths written."""
+        ...
+
+    def read_file(self, path: str) -> bytes | None: ...
 
     def write_file(self, path: str, content: bytes) -> None: ...
 
@@ -192,11 +180,12 @@ class ScriptRun:
     exit_code: int
     script_output: str
     script_errors: str
+    script_name: str = SCRIPT_NAME
 
     def to_result(self) -> dict[str, object]:
         """The live response RunScript result document for this run."""
         return {
-            "script_name": SCRIPT_NAME,
+            "script_name": self.script_name,
             "exit_code": self.exit_code,
             "script_output": self.script_output,
             "script_errors": self.script_errors,
@@ -211,30 +200,90 @@ class ScriptRun:
         errors = document.get("script_errors") or ""
         if not isinstance(output, str) or not isinstance(errors, str):
             raise EndpointScriptError("script_output and script_errors must be strings")
-        return cls(exit_code=exit_code, script_output=output, script_errors=errors)
+        name = document.get("script_name")
+        return cls(exit_code, output, errors, name if isinstance(name, str) else SCRIPT_NAME)
 
 
 def simulate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
-    """Do on an emulated endpoint what the real script does on Windows."""
+    """Do on an emulated endpoint what the real collect script does on Windows."""
     try:
         bound = parse_args(args)
     except EndpointScriptError as exc:
         # PowerShell refuses to bind the parameters: no output line, exit code 1.
-        return ScriptRun(EXIT_ERROR, "", f"{SCRIPT_NAME} : Cannot validate the arguments: {exc}")
+        return _refused(SCRIPT_NAME, exc)
     folder = f"{WORK_ROOT}\\{bound['JobId']}"
     if bound["Mode"] == "Cleanup":
         endpoint.delete_tree(folder)
         return _finished("cleaned")
     if "Sha256" not in bound:
-        return _finished("error", message="Sha256 is required in Collect mode")
+        return _finished("error", message=f"Sha256 is required in {bound['Mode']} mode")
     wanted = bound["Sha256"].lower()
     endpoint.delete_tree(folder)
-    for item in endpoint.quarantine():
-        if hashlib.sha256(item.content).hexdigest() == wanted:
-            path = f"{folder}\\{SAMPLE_FILE_NAME}"
-            endpoint.write_file(path, defanged(item.content))
-            return _finished("found", sha256=wanted, size=len(item.content), path=path, source="quarantine")
+    path = f"{folder}\\{SAMPLE_FILE_NAME}"
+    if bound["Mode"] == "Restore":
+        return _restore(bound, wanted, folder, endpoint)
+    for item in endpoint.resource_files():
+        payload = store.read_payload(endpoint.read_quarantine_file(item.path))
+        if payload is not None and hashlib.sha256(payload).hexdigest() == wanted:
+            endpoint.write_file(path, defanged(payload))
+            return _finished("found", sha256=wanted, size=len(payload), path=path, source="quarantine")
     return _finished("not_found", message="no quarantined file has this SHA-256")
+
+
+def _restore(bound: Mapping[str, str], wanted: str, folder: str, endpoint: SimulatedEndpoint) -> ScriptRun:
+    """Restore mode: MpCmdRun -Restore of that one path into the job folder; only the match is
+    kept (defanged), every restored plaintext deleted before the exclusion goes."""
+    if "OriginalPathHex" not in bound:
+        return _finished("error", message="OriginalPathHex is required in Restore mode")
+    try:
+        original = bytes.fromhex(bound["OriginalPathHex"]).decode("utf-8")
+    except ValueError:
+        return _finished("error", message="OriginalPathHex is not UTF-8 text")
+    if not re.search(ORIGINAL_PATH_PATTERN.replace(r"\z", r"\Z"), original):
+        return _finished("error", message="OriginalPathHex is not an absolute path without wildcards")
+    restore_folder = f"{folder}\\restore"
+    path = f"{folder}\\{SAMPLE_FILE_NAME}"
+    found: bytes | None = None
+    try:
+        for restored in endpoint.restore(original, restore_folder):
+            content = endpoint.read_file(restored)
+            if content is not None and hashlib.sha256(content).hexdigest() == wanted:
+                found = content
+    finally:
+        endpoint.delete_tree(restore_folder)
+    if found is None:
+        return _finished("not_found", message="restoring the original path gave no match")
+    endpoint.write_file(path, defanged(found))
+    return _finished("found", sha256=wanted, size=len(found), path=path, source="restore")
+
+
+def simulate_locate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
+    """Do on an emulated endpoint what the read-only locate script does: list ResourceData."""
+    try:
+        parse_args(args, LOCATE_PARAMETERS)
+    except EndpointScriptError as exc:
+        return _refused(LOCATE_SCRIPT_NAME, exc)
+    files = list(endpoint.resource_files())[:LOCATE_LIMIT]
+    status = "located" if files else "not_found"
+    document = dict(
+        zip(
+            LOCATE_KEYS,
+            (
+                OUTPUT_VERSION,
+                status,
+                LANGUAGE_MODE,
+                [{"path": f.path, "size": f.size} for f in files],
+                "" if files else "the quarantine holds no ResourceData file",
+            ),
+            strict=True,
+        )
+    )
+    line = json.dumps(document, separators=(",", ":"))
+    return ScriptRun(EXIT_FOUND if files else EXIT_NOT_FOUND, line + "\n", "", LOCATE_SCRIPT_NAME)
+
+
+def _refused(script: str, exc: EndpointScriptError) -> ScriptRun:
+    return ScriptRun(EXIT_ERROR, "", f"{script} : Cannot validate the arguments: {exc}", script)
 
 
 def _finished(status: str, **fields: Any) -> ScriptRun:

@@ -1,30 +1,41 @@
 """The emulated endpoints' disks and quarantines: what GetFile reads and the collection script
-writes. Scenario files stay as Blobs (generated 200 MB samples are never held in memory)."""
+writes. Scenario files stay as Blobs (generated 200 MB samples are never held in memory); the
+quarantine is kept in Defender's encrypted layout (`quarantine.py`), produced on demand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from joedefender_emulators.mde.endpoint_script import QuarantinedItem
+from joedefender_emulators.mde import quarantine as store
+from joedefender_emulators.mde.endpoint_script import QuarantineFile
 from joedefender_emulators.scenario import Blob, Machine
 
 _CHUNK = 1 << 20
 
 
 class FileContent:
-    """Immutable file bytes: either a scenario Blob (streamed) or bytes a script wrote."""
+    """Immutable file bytes: a scenario Blob (streamed), bytes a script wrote, or bytes produced
+    on demand (an encrypted quarantine file)."""
 
-    def __init__(self, blob: Blob | None = None, data: bytes | None = None) -> None:
-        if (blob is None) == (data is None):
-            raise ValueError("a file is either a blob or bytes")
+    def __init__(
+        self,
+        blob: Blob | None = None,
+        data: bytes | None = None,
+        produced: tuple[Callable[[], Iterator[bytes]], int] | None = None,
+    ) -> None:
+        if sum(x is not None for x in (blob, data, produced)) != 1:
+            raise ValueError("a file is either a blob, bytes or produced")
         self._blob = blob
         self._data = data
+        self._produced = produced
 
     @property
     def size(self) -> int:
         if self._data is not None:
             return len(self._data)
+        if self._produced is not None:
+            return self._produced[1]
         assert self._blob is not None
         if self._blob.generate is not None:
             return self._blob.generate.size
@@ -34,6 +45,9 @@ class FileContent:
         if self._data is not None:
             for start in range(0, len(self._data), _CHUNK):
                 yield self._data[start : start + _CHUNK]
+            return
+        if self._produced is not None:
+            yield from self._produced[0]()
             return
         assert self._blob is not None
         yield from self._blob.chunks()
@@ -53,27 +67,36 @@ class StoredFile:
     content: FileContent
 
 
-@dataclass(frozen=True)
-class _Quarantined:
-    threat_name: str
-    original_path: str
-    content: FileContent
-
-
 class EndpointFiles:
-    """One machine's files by path, plus its Defender quarantine (read-only here)."""
+    """One machine's files by path, plus its Defender quarantine (Entries and ResourceData files,
+    encrypted, produced on demand; GetFile may read them unless the scenario refuses it)."""
 
-    def __init__(self, machine: Machine, samples: Mapping[str, Blob]) -> None:
+    def __init__(self, machine: Machine, samples: Mapping[str, Blob], quarantine_getfile: bool = True) -> None:
         self._files: dict[str, StoredFile] = {}
         for item in machine.files:
             self._files[normalize(item.path)] = StoredFile(item.path, FileContent(samples[item.sample]))
-        self._quarantine = [
-            _Quarantined(entry.threat_name, entry.original_path, FileContent(samples[entry.sample]))
-            for entry in machine.quarantine
-        ]
+        self.quarantine_getfile = quarantine_getfile
+        self.restores: list[str] = []  # original paths MpCmdRun -Restore took out of the quarantine
+        self._quarantine: list[store.QuarantinedFile] = []
+        for n, entry in enumerate(machine.quarantine):
+            blob = samples[entry.sample]
+            self._quarantine.append(
+                store.quarantine(0x80000000 + 0x1000 * n + 0x8A1B, entry.threat_name, entry.original_path, blob.chunks)
+            )
+
+    def _quarantine_files(self) -> dict[str, StoredFile]:
+        files: dict[str, StoredFile] = {}
+        for q in self._quarantine:
+            files[normalize(q.entries_path)] = StoredFile(q.entries_path, FileContent(data=q.entries_bytes))
+            content = FileContent(produced=(q.resource_chunks, q.resource_size))
+            files[normalize(q.resource_path)] = StoredFile(q.resource_path, content)
+        return files
 
     def lookup(self, path: str) -> StoredFile | None:
-        return self._files.get(normalize(path))
+        return self._files.get(normalize(path)) or self._quarantine_files().get(normalize(path))
+
+    def is_quarantine(self, path: str) -> bool:
+        return normalize(path).startswith(normalize(store.ROOT) + "\\")
 
     def write(self, path: str, content: FileContent) -> None:
         self._files[normalize(path)] = StoredFile(path, content)
@@ -84,29 +107,66 @@ class EndpointFiles:
             del self._files[key]
 
     def listing(self) -> list[dict[str, object]]:
+        """The machine's files outside the quarantine (what a script could have written)."""
         return [{"path": stored.path, "size": stored.content.size} for _, stored in sorted(self._files.items())]
 
     def quarantine_listing(self) -> list[dict[str, object]]:
         return [
-            {"threatName": q.threat_name, "originalPath": q.original_path, "size": q.content.size}
+            {
+                "threatName": q.threat_name,
+                "originalPath": q.original_path,
+                "size": q.payload_size,
+                "entries": q.entries_path,
+                "resourceData": q.resource_path,
+                "resourceSize": q.resource_size,
+            }
             for q in self._quarantine
         ]
 
     def as_simulated_endpoint(self) -> SimulatedEndpointAdapter:
         return SimulatedEndpointAdapter(self)
 
-    def quarantined_items(self) -> list[QuarantinedItem]:
-        return [QuarantinedItem(q.threat_name, q.original_path, q.content.read()) for q in self._quarantine]
+    def resource_files(self) -> list[QuarantineFile]:
+        # Newest first: the scenario's last entry is the newest detection.
+        return [QuarantineFile(q.resource_path, q.resource_size) for q in reversed(self._quarantine)]
+
+    def restore(self, original_path: str, destination: str) -> list[str]:
+        taken = [q for q in self._quarantine if normalize(q.original_path) == normalize(original_path)]
+        written: list[str] = []
+        for q in taken:
+            self._quarantine.remove(q)
+            self.restores.append(q.original_path)
+            target = f"{destination}\\{q.original_path.rsplit(chr(92), 1)[-1]}"
+            self.write(target, FileContent(data=b"".join(_payload(q))))
+            written.append(target)
+        return written
+
+
+def _payload(q: store.QuarantinedFile) -> Iterator[bytes]:
+    payload = store.read_payload(q.resource_chunks())
+    if payload is not None:
+        yield payload
 
 
 class SimulatedEndpointAdapter:
-    """`endpoint_script.SimulatedEndpoint` over an EndpointFiles, for the collection script's simulation."""
+    """`endpoint_script.SimulatedEndpoint` over an EndpointFiles, for the scripts' simulation."""
 
     def __init__(self, files: EndpointFiles) -> None:
         self._files = files
 
-    def quarantine(self) -> Sequence[QuarantinedItem]:
-        return self._files.quarantined_items()
+    def resource_files(self) -> Sequence[QuarantineFile]:
+        return self._files.resource_files()
+
+    def read_quarantine_file(self, path: str) -> Iterator[bytes]:
+        stored = self._files.lookup(path)
+        return iter(()) if stored is None else stored.content.chunks()
+
+    def restore(self, original_path: str, destination: str) -> list[str]:
+        return self._files.restore(original_path, destination)
+
+    def read_file(self, path: str) -> bytes | None:
+        stored = self._files.lookup(path)
+        return None if stored is None else stored.content.read()
 
     def write_file(self, path: str, content: bytes) -> None:
         self._files.write(path, FileContent(data=bytes(content)))

@@ -51,7 +51,12 @@ class Inspection:
                 raise not_found(f"Machine {machine_id[:100]}")
             files = self._state.files[machine.id]
             return json_response(
-                {"machineId": machine.id, "files": files.listing(), "quarantine": files.quarantine_listing()}
+                {
+                    "machineId": machine.id,
+                    "files": files.listing(),
+                    "quarantine": files.quarantine_listing(),
+                    "restores": list(files.restores),
+                }
             )
 
     def _add_evidence(self, request: Request) -> Response:

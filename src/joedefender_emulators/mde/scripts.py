@@ -1,7 +1,8 @@
 """What RunScript does on an emulated endpoint.
 
-The project's collection script is played by `endpoint_script.simulate`, which the tests check
-against the real script and against the connector's contract. The emulator cannot run any other
+The project's library scripts are played by `endpoint_script.simulate` (collect) and
+`endpoint_script.simulate_locate` (locate), which the tests check against the real scripts and
+against the connector's contract. The emulator cannot run any other
 PowerShell: other library scripts succeed with empty output (an emulator choice, not a
 documented behaviour).
 """
@@ -55,11 +56,16 @@ def run_script(name: str, args: str, library: Library, files: EndpointFiles, uns
             f"Script '{entry.file_name}' is unsigned and unsigned script execution is disabled "
             "in the tenant's advanced features."
         )
-    if entry.file_name.lower() != endpoint_script.SCRIPT_NAME.lower():
+    simulations = {
+        endpoint_script.SCRIPT_NAME.lower(): endpoint_script.simulate,
+        endpoint_script.LOCATE_SCRIPT_NAME.lower(): endpoint_script.simulate_locate,
+    }
+    simulation = simulations.get(entry.file_name.lower())
+    if simulation is None:
         return ScriptResult(entry.file_name, 0, "", "")
     try:
-        run = endpoint_script.simulate(args, files.as_simulated_endpoint())
+        run = simulation(args, files.as_simulated_endpoint())
     except Exception as exc:  # a bug in the simulation must not take the emulator down
-        logger.exception("simulating %s failed", endpoint_script.SCRIPT_NAME)
+        logger.exception("simulating %s failed", entry.file_name)
         raise CommandFailed(f"Script '{entry.file_name}' failed: {type(exc).__name__}") from exc
     return ScriptResult(entry.file_name, run.exit_code, run.script_output, run.script_errors)

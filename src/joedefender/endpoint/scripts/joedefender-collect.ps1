@@ -5,6 +5,11 @@
 .DESCRIPTION
     Run by the joedefender connector through Microsoft Defender for Endpoint live response
     (RunScript, as SYSTEM). Contract: joedefender.endpoint.contract in the joedefender package.
+    The connector tries the read-only joedefender-locate.ps1 first; this script is its second
+    strategy (Collect) and, only where the user allowed it, its third (Restore).
+
+    Every argument is made of [A-Za-z0-9-] only, so it means the same however live response
+    tokenises Args; the original path arrives as the hex of its UTF-8 bytes.
 
     Collect mode
       1. Deletes job folders under C:\ProgramData\joedefender older than 24 hours, and any
@@ -12,14 +17,13 @@
       2. Creates C:\ProgramData\joedefender\<JobId>, readable by SYSTEM only.
       3. Decodes the Defender quarantine in memory (RC4 with Defender's public key, then the
          BackupRead stream layout) and hashes each entry's DATA stream. Nothing is restored.
-      4. Only if nothing matched and -OriginalPath is given: adds a temporary exclusion for the
-         job folder and restores that one path with MpCmdRun into it (this takes the entry out
-         of the quarantine), keeps the file whose hash matches and deletes every other one.
-      5. Writes the match XOR-defanged (public key below; not a secret, it keeps the sample
+      4. Writes the match XOR-defanged (public key below; not a secret, it keeps the sample
          inert on disk) to <job folder>\sample.bin, for a GetFile in the same action.
-      6. Always removes the exclusion and every plaintext copy (finally).
-    -ThreatName is accepted for the record (live response logs the arguments); the hash alone
-    decides which entry is taken.
+    Restore mode (opt-in: it takes the entry out of the quarantine)
+      Adds a temporary exclusion for the job folder, restores that one path with MpCmdRun into
+      <job folder>\restore (SYSTEM only), checks the ACL of each restored file itself, keeps
+      the one whose hash matches (defanged), and in a finally deletes every restored plaintext
+      BEFORE it removes the exclusion (else real-time protection would detect or lock it).
     Cleanup mode deletes the job folder and any exclusion for it.
 
     Output: exactly one JSON line on stdout,
@@ -32,7 +36,7 @@
 #>
 [CmdletBinding(PositionalBinding = $false)]
 param(
-    [ValidateSet('Collect', 'Cleanup')]
+    [ValidateSet('Collect', 'Restore', 'Cleanup')]
     [string]$Mode = '',
 
     [ValidateLength(1, 64)]
@@ -43,13 +47,9 @@ param(
     [ValidatePattern('^[0-9a-fA-F]{64}\z')]
     [string]$Sha256 = '',
 
-    [ValidateLength(1, 256)]
-    [ValidatePattern('^[^\x00-\x1f\x7f"]+\z')]
-    [string]$ThreatName = '',
-
-    [ValidateLength(4, 1024)]
-    [ValidatePattern('^[A-Za-z]:\\(?:[^\x00-\x1f"*?<>|:/\[\]\\]+\\)*[^\x00-\x1f"*?<>|:/\[\]\\]+\z')]
-    [string]$OriginalPath = ''
+    [ValidateLength(8, 6144)]
+    [ValidatePattern('^(?:[0-9a-fA-F]{2}){4,3072}\z')]
+    [string]$OriginalPathHex = ''
 )
 
 Set-StrictMode -Version Latest
@@ -69,6 +69,9 @@ $StaleAfterHours = 24
 $ExclusionWaitSeconds = 60
 $SystemSid = 'S-1-5-18'
 $AdministratorsSid = 'S-1-5-32-544'
+# What the decoded -OriginalPathHex must be: an absolute drive path; no wildcard characters, so
+# MpCmdRun cannot match several entries; no double quote or trailing backslash.
+$OriginalPathPattern = '^[A-Za-z]:\\(?:[^\x00-\x1f"*?<>|:/\[\]\\]+\\)*[^\x00-\x1f"*?<>|:/\[\]\\]+\z'
 
 # Defender's quarantine RC4 key (public: it is in mpengine.dll and in every open-source decoder).
 $DefenderRc4KeyHex = '1E87781B8DBAA844CE69702C0C78B786A3F623B738F5EDF9AF83530FB3FC54FAA21EB9CF1331FD0F0DA954F687CB9E18279697900E53FB317C9CBCE48E23D05371ECC15951B8F3649D7CA33ED68DC9047E82C9BAAD9799D0D458CB847CA9FFBE3C8A775233557DDE13A8B14087CC1BC8F10F6ECDD083A959CFF84A9D1D50755E3E191818AF23E2293558766D2C07E25712B2CA0B535ED8F6C56CE73D24BDD0291771861A54B4C285A9A3DB7ACA6D224AEACD621DB9F2A22ED1E9E11D75BED7DC0ECB0A8E68A2FF1263408DC808DFFD164B116774CD0B9B8D05411ED6262E429BA495676B8398DB2F35D3C1B9CED52636F2765E1A95CB7CA4C3DDABDDBFF38253'
@@ -489,7 +492,7 @@ function Wait-Exclusion {
 
 function Invoke-Restore {
     # MpCmdRun gets its arguments as an array: each one stays one argument, nothing is parsed.
-    param([string]$Destination)
+    param([string]$OriginalPath, [string]$Destination)
     if (-not (Test-Path -LiteralPath $MpCmdRun)) {
         throw "MpCmdRun.exe not found at $MpCmdRun"
     }
@@ -508,17 +511,9 @@ function Invoke-Restore {
     }
 }
 
-function Invoke-Collect {
-    if ($Sha256 -eq '') {
-        Set-Outcome -Status 'error' -Message 'Sha256 is required in Collect mode'
-        return
-    }
-    $wanted = $Sha256.ToLowerInvariant()
+function Initialize-Job {
+    # The work root and a fresh job folder, both SYSTEM only; leftovers of older runs removed.
     $jobFolder = Get-JobFolder
-    $samplePath = Join-Path $jobFolder $SampleFileName
-    $restoreFolder = Join-Path $jobFolder 'restore'
-    $exclusionAdded = $false
-
     New-ProtectedFolder -Folder $WorkRoot -AllowAdministrators $true
     Remove-StaleJobs
     try {
@@ -530,35 +525,102 @@ function Invoke-Collect {
     Remove-Tree -Folder $jobFolder
     New-ProtectedFolder -Folder $jobFolder -AllowAdministrators $false
     Initialize-Collector
+    return $jobFolder
+}
+
+function Invoke-Collect {
+    if ($Sha256 -eq '') {
+        Set-Outcome -Status 'error' -Message 'Sha256 is required in Collect mode'
+        return
+    }
+    $wanted = $Sha256.ToLowerInvariant()
+    $jobFolder = Initialize-Job
+    $samplePath = Join-Path $jobFolder $SampleFileName
     $hasher = New-Hasher
     $rc4Key = [JoeDefender.Collector]::FromHex($DefenderRc4KeyHex)
     $defangKey = [JoeDefender.Collector]::FromHex($DefangKeyHex)
-
     try {
         $entry = Find-InQuarantine -Wanted $wanted -DefenderKey $rc4Key -Hasher $hasher
-        if ($null -ne $entry) {
-            $payload = [JoeDefender.Collector]::FromQuarantine($entry, $rc4Key, $samplePath, $defangKey, $hasher)
-            if ($null -eq $payload -or $payload.Sha256 -ne $wanted) {
-                throw 'the quarantine entry changed while it was being read'
-            }
-            Set-Outcome -Status 'found' -Hash $wanted -Size $payload.Size -Path $samplePath -Source 'quarantine'
-            return
-        }
-        if ($OriginalPath -eq '') {
+        if ($null -eq $entry) {
             Set-Outcome -Status 'not_found' -Message 'no quarantined file has this SHA-256'
             return
         }
+        $payload = [JoeDefender.Collector]::FromQuarantine($entry, $rc4Key, $samplePath, $defangKey, $hasher)
+        if ($null -eq $payload -or $payload.Sha256 -ne $wanted) {
+            throw 'the quarantine entry changed while it was being read'
+        }
+        Set-Outcome -Status 'found' -Hash $wanted -Size $payload.Size -Path $samplePath -Source 'quarantine'
+    }
+    finally {
+        $hasher.Dispose()
+    }
+}
 
-        # Fallback: restore that one path into the excluded job folder, keep only the match.
+function ConvertFrom-HexText {
+    # -OriginalPathHex back to text (UTF-8), checked like the old -OriginalPath parameter was.
+    param([string]$Hex)
+    $bytes = [byte[]]::new($Hex.Length / 2)
+    for ($k = 0; $k -lt $bytes.Length; $k++) {
+        $bytes[$k] = [System.Convert]::ToByte($Hex.Substring(2 * $k, 2), 16)
+    }
+    $text = [System.Text.Encoding]::UTF8.GetString($bytes)
+    if ($text -notmatch $OriginalPathPattern) {
+        throw 'OriginalPathHex is not an absolute path without wildcards'
+    }
+    return $text
+}
+
+function Assert-SystemOnlyFile {
+    # The restored file itself, not only its folder: no reparse point, and only SYSTEM and
+    # Administrators may touch it (MpCmdRun may restore the original file's own ACL).
+    param([string]$Path)
+    $item = Get-Item -LiteralPath $Path -Force
+    if ($item.Attributes -band [System.IO.FileAttributes]::ReparsePoint) {
+        throw "a restored file is a reparse point; refusing to read it"
+    }
+    $acl = Get-Acl -LiteralPath $Path
+    foreach ($rule in @($acl.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier]))) {
+        $sid = $rule.IdentityReference.Value
+        if ($sid -ne $SystemSid -and $sid -ne $AdministratorsSid) {
+            $security = New-Object System.Security.AccessControl.FileSecurity
+            $security.SetAccessRuleProtection($true, $false)
+            $identity = New-Object System.Security.Principal.SecurityIdentifier($SystemSid)
+            $security.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule(
+                        $identity,
+                        [System.Security.AccessControl.FileSystemRights]::FullControl,
+                        [System.Security.AccessControl.AccessControlType]::Allow)))
+            Set-Acl -LiteralPath $Path -AclObject $security
+            Add-Note 'a restored file had a wider ACL; it was narrowed to SYSTEM'
+            return
+        }
+    }
+}
+
+function Invoke-RestoreMode {
+    if ($Sha256 -eq '' -or $OriginalPathHex -eq '') {
+        Set-Outcome -Status 'error' -Message 'Sha256 and OriginalPathHex are required in Restore mode'
+        return
+    }
+    $wanted = $Sha256.ToLowerInvariant()
+    $originalPath = ConvertFrom-HexText -Hex $OriginalPathHex
+    $jobFolder = Initialize-Job
+    $samplePath = Join-Path $jobFolder $SampleFileName
+    $restoreFolder = Join-Path $jobFolder 'restore'
+    $hasher = New-Hasher
+    $defangKey = [JoeDefender.Collector]::FromHex($DefangKeyHex)
+    $exclusionAdded = $false
+    try {
+        # Restore that one path into the excluded, SYSTEM-only job folder; keep only the match.
         $exclusionAdded = $true
         Add-MpPreference -ExclusionPath $jobFolder
         Wait-Exclusion -Folder $jobFolder
-        $null = New-Item -ItemType Directory -Path $restoreFolder -Force
-        Invoke-Restore -Destination $restoreFolder
+        New-ProtectedFolder -Folder $restoreFolder -AllowAdministrators $false
+        Invoke-Restore -OriginalPath $originalPath -Destination $restoreFolder
         foreach ($file in @(Get-ChildItem -LiteralPath $restoreFolder -Recurse -File -Force)) {
             if ($file.Length -gt $MaxFileBytes) {
                 continue
             }
+            Assert-SystemOnlyFile -Path $file.FullName
             $payload = [JoeDefender.Collector]::FromPlainFile($file.FullName, '', $null, $hasher)
             if ($payload.Sha256 -eq $wanted) {
                 $payload = [JoeDefender.Collector]::FromPlainFile($file.FullName, $samplePath, $defangKey, $hasher)
@@ -569,18 +631,11 @@ function Invoke-Collect {
                 return
             }
         }
-        Set-Outcome -Status 'not_found' -Message 'no quarantined file has this SHA-256, and restoring the original path gave no match'
+        Set-Outcome -Status 'not_found' -Message 'restoring the original path gave no match'
     }
     finally {
-        # Whatever happened: no exclusion and no plaintext stay behind.
-        if ($exclusionAdded) {
-            try {
-                Remove-MpPreference -ExclusionPath $jobFolder
-            }
-            catch {
-                Add-Note ('could not remove the temporary exclusion: ' + $_.Exception.Message)
-            }
-        }
+        # Whatever happened: first every restored plaintext goes (while the exclusion still
+        # keeps real-time protection from detecting or locking it), then the exclusion.
         try {
             if (Test-Path -LiteralPath $restoreFolder) {
                 Remove-Item -LiteralPath $restoreFolder -Recurse -Force
@@ -588,6 +643,14 @@ function Invoke-Collect {
         }
         catch {
             Add-Note ('could not delete the restored files: ' + $_.Exception.Message)
+        }
+        if ($exclusionAdded) {
+            try {
+                Remove-MpPreference -ExclusionPath $jobFolder
+            }
+            catch {
+                Add-Note ('could not remove the temporary exclusion: ' + $_.Exception.Message)
+            }
         }
         $hasher.Dispose()
     }
@@ -615,6 +678,9 @@ try {
     }
     elseif ($Mode -eq 'Cleanup') {
         $null = Invoke-Cleanup
+    }
+    elseif ($Mode -eq 'Restore') {
+        $null = Invoke-RestoreMode
     }
     else {
         $null = Invoke-Collect

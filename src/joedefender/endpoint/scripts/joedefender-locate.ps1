@@ -1,0 +1,85 @@
+<#
+.SYNOPSIS
+    joedefender: list the Defender quarantine entries that may hold a file. Read-only.
+
+.DESCRIPTION
+    Run by the joedefender connector through Microsoft Defender for Endpoint live response
+    (RunScript, as SYSTEM). Contract: joedefender.endpoint.contract in the joedefender package.
+
+    Lists the encrypted files under the quarantine's ResourceData folder (path and size, newest
+    first, at most 64). The connector then fetches them with GetFile, decodes them on its own
+    side and keeps the one whose SHA-256 matches the alert's evidence. This script writes,
+    restores, decodes and excludes nothing, and needs no compiled code.
+
+    Constrained Language Mode: it uses only cmdlets (Join-Path, Test-Path, Get-ChildItem,
+    Where-Object, Sort-Object, Select-Object, ConvertTo-Json, Write-Output), hashtables cast to
+    [pscustomobject], [string] casts and property reads; no Add-Type, no New-Object, no .NET
+    method call. It reports the language mode it ran in.
+
+    -JobId is only for the record (live response logs the arguments); it is [A-Za-z0-9-].
+
+    Output: exactly one JSON line on stdout,
+      {"joedefender":1,"status":"located|not_found|error","languageMode":"...",
+       "resources":[{"path":"...","size":N}],"message":"..."}
+    Exit code: 0 located, 2 not found, 1 error.
+#>
+[CmdletBinding(PositionalBinding = $false)]
+param(
+    [ValidateLength(1, 64)]
+    [ValidatePattern('^[A-Za-z0-9-]{1,64}\z')]
+    [string]$JobId = ''
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+$QuarantineData = Join-Path $env:ProgramData 'Microsoft\Windows Defender\Quarantine\ResourceData'
+$Limit = 64
+$LanguageMode = [string]$ExecutionContext.SessionState.LanguageMode
+$Status = 'error'
+$Message = ''
+$Resources = @()
+
+try {
+    if (Test-Path -LiteralPath $QuarantineData) {
+        $files = @(
+            Get-ChildItem -LiteralPath $QuarantineData -Recurse -File -Force |
+                Where-Object { $_.Name -match '^[0-9A-Fa-f]{40}$' } |
+                Sort-Object -Property LastWriteTimeUtc -Descending |
+                Select-Object -First $Limit
+        )
+        foreach ($file in $files) {
+            $Resources += [pscustomobject]@{ path = $file.FullName; size = $file.Length }
+        }
+    }
+    if ($Resources.Count -gt 0) {
+        $Status = 'located'
+    }
+    else {
+        $Status = 'not_found'
+        $Message = 'the quarantine holds no ResourceData file'
+    }
+}
+catch {
+    $Status = 'error'
+    $Message = 'failed: ' + $_.Exception.Message
+}
+
+$document = [pscustomobject]@{
+    joedefender  = 1
+    status       = $Status
+    languageMode = $LanguageMode
+    resources    = $Resources
+    message      = $Message
+}
+
+$exitCode = 1
+if ($Status -eq 'located') {
+    $exitCode = 0
+}
+elseif ($Status -eq 'not_found') {
+    $exitCode = 2
+}
+Write-Output ($document | ConvertTo-Json -Compress -Depth 4)
+exit $exitCode
