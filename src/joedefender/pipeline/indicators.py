@@ -34,7 +34,8 @@ MAX_BATCH = 500
 _GATHER = 5.0  # nominal seconds a batch waits for more samples to finish
 _RECOUNT = 900.0  # nominal seconds between counts of the tenant's active indicators
 _HOUR = 3600.0
-_LOOKUP_CHUNK = 20  # values per targeted lookup (`indicatorValue eq … or …`)
+_LOOKUP_CHUNK = 25  # values per targeted lookup (`indicatorValue eq … or …`)
+_LOOKUP_CHARS = 1500  # and their length, to keep the request line short
 STEP = "indicators"
 
 
@@ -126,8 +127,10 @@ class BatchStep:
         ctx = self._ctx
         budget = self._budget()
         now = ctx.now()
-        uncertain = [v for p in batch if p.record.state == PushState.IMPORTING for v in p.record.values]
-        known = self._look_up(uncertain) if uncertain else {}
+        # Look before importing: values never pushed (another's indicator may hold them) and those
+        # of a batch whose outcome is uncertain. A refresh of values with known ids needs no look.
+        unsure = [v for p in batch for v in p.record.values if v.id is None or p.record.state == PushState.IMPORTING]
+        known = self._look_up(unsure) if unsure else {}
         # The tenant limit: count now and then; what we create meanwhile is added to the count.
         if budget.record.counted_at is None or now - budget.record.counted_at > ctx.config.scaled(_RECOUNT):
             budget.record.active, budget.record.counted_at = ctx.defender.count_indicators(), now
@@ -194,6 +197,11 @@ class BatchStep:
                 continue
             assert push.expires_at is not None
             expires = datetime.fromtimestamp(push.expires_at, UTC)
+            theirs = [v for v in push.values if _held_by_another(known.get(_key(v.type, v.value)))]
+            if theirs:  # an analyst's (or another tool's) indicator: never overwritten
+                push.values = [v for v in push.values if v not in theirs]
+                note = f"{len(theirs)} held by another's indicator (left alone)"
+                push.skipped = f"{push.skipped}, {note}" if push.skipped else note
             for value in push.values:
                 existing = known.get(_key(value.type, value.value))
                 if existing is not None and existing.ours and _lasts(existing, expires):
@@ -263,11 +271,22 @@ class BatchStep:
                 changes.record(stored.record.sample_key, STEP, outcome, detail)
 
     def _look_up(self, values: list[PushedValue]) -> dict[tuple[str, str], ExistingIndicator]:
+        """Targeted lookups by value, a few values per request (bounded in count and length)."""
         found: dict[tuple[str, str], ExistingIndicator] = {}
-        names = sorted({v.value for v in values})
-        for start in range(0, len(names), _LOOKUP_CHUNK):
-            for existing in self._ctx.defender.find_indicators(names[start : start + _LOOKUP_CHUNK]):
-                found[_key(existing.type, existing.value)] = existing
+        chunk: list[str] = []
+        for name in sorted({v.value for v in values}):
+            if chunk and (len(chunk) >= _LOOKUP_CHUNK or sum(map(len, chunk)) + len(name) > _LOOKUP_CHARS):
+                found |= self._find(chunk)
+                chunk = []
+            chunk.append(name)
+        return found | (self._find(chunk) if chunk else {})
+
+    def _find(self, names: list[str]) -> dict[tuple[str, str], ExistingIndicator]:
+        found: dict[tuple[str, str], ExistingIndicator] = {}
+        for existing in self._ctx.defender.find_indicators(names):
+            key = _key(existing.type, existing.value)
+            if key not in found or existing.ours:  # ours wins where both exist
+                found[key] = existing
         return found
 
     def _budget(self) -> Versioned[IndicatorBudget]:
@@ -290,6 +309,10 @@ def _type(kind: str) -> IndicatorType:
     return kind  # type: ignore[return-value]
 
 
+def _held_by_another(existing: ExistingIndicator | None) -> bool:
+    return existing is not None and not existing.ours
+
+
 def _lasts(existing: ExistingIndicator, expires: datetime) -> bool:
     return existing.expires_at is not None and existing.expires_at >= expires.replace(microsecond=0)
 
@@ -299,3 +322,31 @@ def _match(results: list[ImportResult], sent: list[Indicator]) -> dict[str, Impo
     if len(results) == len(sent):
         return {indicator.value.lower(): result for indicator, result in zip(sent, results, strict=True)}
     return {result.value.lower(): result for result in results}
+
+
+def withdraw(ctx: Context, sample_key: str | None) -> list[ExistingIndicator]:
+    """Delete the connector's own indicators (of one sample, or all of them) and say so in each
+    sample's history. Only indicators Defender shows as ours are touched, whatever the store says."""
+    own = {item.id: item for item in ctx.defender.own_indicators() if item.ours}
+    pushes = ctx.pushes.list() if sample_key is None else [p for p in [ctx.pushes.get(sample_key)] if p]
+    if sample_key is None:
+        doomed = list(own.values())
+    else:  # not those another sample's push holds too: they stay for that sample
+        ids = {i for p in pushes for i in p.record.ids}
+        shared = {i for p in ctx.pushes.list() if p.record.sample_key != sample_key for i in p.record.ids}
+        doomed = [item for item in own.values() if item.id in ids - shared]
+    for start in range(0, len(doomed), MAX_BATCH):
+        ctx.defender.delete_indicators([item.id for item in doomed[start : start + MAX_BATCH]])
+    gone = {item.id for item in doomed}
+    with ctx.changes() as changes:
+        for stored in pushes:
+            push = stored.record
+            withdrawn = [v for v in push.values if v.id in gone]
+            if not withdrawn:
+                continue
+            for value in withdrawn:
+                value.id = None
+            push.updated_at = ctx.now()
+            changes.save(stored)
+            changes.record(push.sample_key, STEP, "withdrawn", f"{len(withdrawn)} indicator(s) deleted by request")
+    return doomed
