@@ -32,6 +32,7 @@ from joedefender.pipeline.records import Changes, Versioned
 
 MAX_BATCH = 500
 _GATHER = 5.0  # nominal seconds a batch waits for more samples to finish
+_GATHER_MAX = 60.0  # nominal seconds an under-full batch may wait for samples whose IOCs are being read
 _RECOUNT = 900.0  # nominal seconds between counts of the tenant's active indicators
 _HOUR = 3600.0
 _LOOKUP_CHUNK = 25  # values per targeted lookup (`indicatorValue eq … or …`)
@@ -106,9 +107,15 @@ class BatchStep:
 
     def __call__(self, _subject: str) -> Outcome:
         ctx = self._ctx
-        pending = [p for p in ctx.pushes.list() if p.record.state in (PushState.READY, PushState.IMPORTING)]
+        pushes = ctx.pushes.list()
+        pending = [p for p in pushes if p.record.state in (PushState.READY, PushState.IMPORTING)]
         if not pending:
             return DONE
+        ready = sum(len(p.record.values) for p in pending)
+        choosing = any(p.record.state == PushState.DUE for p in pushes)
+        oldest = min(p.record.updated_at for p in pending)
+        if ready < MAX_BATCH and choosing and ctx.now() - oldest < ctx.config.scaled(_GATHER_MAX):
+            return again(ctx.config.scaled(_GATHER))  # more samples are about to be ready: fill the batch
         # Uncertain batches first (they may be in Defender already), then the oldest ready ones.
         pending.sort(key=lambda p: (p.record.state != PushState.IMPORTING, p.record.updated_at))
         batch: list[Versioned[IndicatorPush]] = []
