@@ -118,6 +118,12 @@ class FakeDefender(_Faults):
         self.alerts[alert_id] = replace(alert, comments=(*alert.comments, text))
         self.leave("add_comment")
 
+    def classify_alert(self, alert_id: str, classification: str, determination: str) -> None:
+        self.enter("classify_alert")
+        alert = self.get_alert(alert_id)
+        self.alerts[alert_id] = replace(alert, classification=classification, determination=determination)
+        self.leave("classify_alert")
+
     def get_machine(self, machine_id: str) -> Machine:
         self.enter("get_machine")
         try:

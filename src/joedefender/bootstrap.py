@@ -110,6 +110,7 @@ def pipeline_config(settings: Settings, *, time_scale: float = 1.0) -> PipelineC
         fetch_quarantined_files=settings.fetch_quarantined_files,
         time_scale=time_scale,
         indicators=indicator_policy(settings),
+        classify_alerts=settings.defender_alert_classification,
     )
 
 

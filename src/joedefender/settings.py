@@ -461,6 +461,10 @@ class Settings(BaseModel):
         default=True, validation_alias="FetchQuarantinedFiles"
     )
 
+    defender_alert_classification: Annotated[bool, BeforeValidator(_boolean)] = Field(
+        default=False, validation_alias="DefenderAlertClassification"
+    )
+
     # Verdict actions: indicators pushed to Defender (off by default; see the README for why each default)
     defender_indicators_enabled: Annotated[bool, BeforeValidator(_boolean)] = Field(
         default=False, validation_alias="DefenderIndicatorsEnabled"

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from joedefender.domain.errors import Transient
 from joedefender.domain.indicators import AllowList, IndicatorPolicy, propose
-from joedefender.domain.jobs import PushState
+from joedefender.domain.jobs import AlertState, PushState
 from joedefender.domain.verdicts import Ioc, IocSet
 from joedefender.pipeline.config import PipelineConfig
 from tests.fakes import file_alert
@@ -183,3 +183,55 @@ def test_samples_finishing_together_share_one_import() -> None:
     rig.drain()
     assert len(rig.defender.indicators) == 12
     assert rig.defender.calls["import_indicators"] == 1
+
+
+def test_a_malicious_verdict_classifies_the_alert_when_asked() -> None:
+    rig = Rig(config=PipelineConfig(classify_alerts=True))
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.sandbox.verdicts[SHA] = ("malicious", 91)
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    alert = rig.defender.alerts["a1"]
+    assert (alert.classification, alert.determination) == ("TruePositive", "Malware")
+    assert ("classification", "classified") in rig.history("alert:a1")
+    assert rig.defender.calls["classify_alert"] == 1
+
+
+def test_an_analysts_classification_and_a_resolved_alert_are_left_alone() -> None:
+    rig = Rig(config=PipelineConfig(classify_alerts=True))
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.sandbox.verdicts[SHA] = ("malicious", 91)
+    rig.receive(file_alert("a1", M1, PAYLOAD), file_alert("a2", M1, PAYLOAD))
+    while any(a.record.state == AlertState.RECEIVED for a in rig.ctx.alerts.list()):
+        assert rig.engine.run_next("worker")
+    # The analysts act while the sample is being analysed.
+    rig.defender.alerts["a1"] = replace(
+        rig.defender.alerts["a1"], classification="FalsePositive", determination="Clean"
+    )
+    rig.defender.alerts["a2"] = replace(rig.defender.alerts["a2"], status="Resolved")
+    rig.drain()
+    assert (rig.defender.alerts["a1"].classification, rig.defender.alerts["a1"].determination) == (
+        "FalsePositive",
+        "Clean",
+    )
+    assert rig.defender.alerts["a2"].classification is None
+    assert rig.defender.calls["classify_alert"] == 0
+    assert ("classification", "left alone") in rig.history("alert:a1")
+    assert ("classification", "left alone") in rig.history("alert:a2")
+
+
+def test_no_classification_unless_asked_or_for_a_suspicious_verdict() -> None:
+    off = _rig()
+    off.receive(file_alert("a1", M1, PAYLOAD))
+    off.drain()
+    suspicious = Rig(config=PipelineConfig(classify_alerts=True))
+    suspicious.defender.add_machine(M1)
+    suspicious.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    suspicious.sandbox.verdicts[SHA] = ("suspicious", 60)
+    suspicious.receive(file_alert("a1", M1, PAYLOAD))
+    suspicious.drain()
+    assert off.defender.alerts["a1"].classification is None
+    assert suspicious.defender.alerts["a1"].classification is None
+    assert off.defender.calls["classify_alert"] == suspicious.defender.calls["classify_alert"] == 0

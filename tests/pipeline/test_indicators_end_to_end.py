@@ -218,3 +218,30 @@ def test_expire_withdraws_only_the_connectors_own(make_world: WorldFactory) -> N
     assert everything.returncode == 0, everything.stderr
     assert _ours(w) == []
     assert [i["title"] for i in _indicators(w)] == ["SOC block"]
+
+
+def test_alert_classification_marks_only_unclassified_alerts(make_world: WorldFactory) -> None:
+    decided = alert(2, 1, file_evidence("payload", _PATH)) | {
+        "classification": "FalsePositive",
+        "determination": "Other",
+    }
+    raw = world(
+        samples={"payload": "payload bytes"},
+        machines=[machine(1, files={_PATH: "payload"})],
+        alerts=[alert(1, 1, file_evidence("payload", _PATH)), decided],
+        verdicts=[{"sample": "payload", "detection": "malicious", "score": 97}],
+    )
+    w = make_world(scenario(raw), DefenderAlertClassification="true")
+    first = raw["defender"]["alerts"][0]["id"]
+    w.process(first, decided["id"])
+    alerts = {a["id"]: a for a in w.defender("/_emulator/alerts")}
+    assert (alerts[first]["classification"], alerts[first]["determination"]) == ("TruePositive", "Malware")
+    assert (alerts[decided["id"]]["classification"], alerts[decided["id"]]["determination"]) == (
+        "FalsePositive",
+        "Other",
+    )
+    assert all(len([c for c in w.comments(a) if "joedefender ref" in c]) == 1 for a in alerts)
+    with w.connector() as connector:
+        lines = {a: [(h.step, h.outcome) for h in connector.store.history(f"alert:{a}")] for a in alerts}
+    assert ("classification", "classified") in lines[first]
+    assert ("classification", "left alone") in lines[decided["id"]]

@@ -212,6 +212,7 @@ class AlertSampleLink(_Record):
     sample_key: str
     state: LinkState = LinkState.PENDING
     commented_at: float | None = None
+    classified_at: float | None = None  # when the optional alert classification was settled
 
 
 class EndpointCleanup(_Record):

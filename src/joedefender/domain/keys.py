@@ -16,6 +16,7 @@ class WorkKind(StrEnum):
     SAMPLE = "sample"  # subject: a sample key
     COMMENT = "comment"  # subject: a link key
     CLEANUP = "cleanup"  # subject: a cleanup key
+    CLASSIFY = "classify"  # subject: a link key
     INDICATORS = "indicators"  # subject: a sample key (choose its IOCs) or TENANT_BATCH (import)
 
 
@@ -47,6 +48,10 @@ def sample_work_key(sample_key: str) -> str:
 
 def comment_key(link: str) -> str:
     return str(WorkKey(WorkKind.COMMENT, link))
+
+
+def classify_key(link: str) -> str:
+    return str(WorkKey(WorkKind.CLASSIFY, link))
 
 
 def cleanup_work_key(cleanup: str) -> str:

@@ -15,6 +15,7 @@ from joedefender.domain.errors import Misconfigured, NotAllowed, QuotaExhausted,
 from joedefender.domain.jobs import AlertState
 from joedefender.domain.keys import TENANT_BATCH, WorkKey, WorkKind, alert_subject
 from joedefender.domain.reasons import Cause, Reason
+from joedefender.pipeline.classify import ClassifyStep
 from joedefender.pipeline.cleanup import CleanupStep
 from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.indicators import BatchStep, ChooseStep
@@ -41,6 +42,7 @@ class Engine:
             WorkKind.COMMENT: WriteBackStep(ctx),
             WorkKind.CLEANUP: CleanupStep(ctx),
             WorkKind.INDICATORS: self._indicators,
+            WorkKind.CLASSIFY: ClassifyStep(ctx),
         }
         self._choose = ChooseStep(ctx)
         self._batch = BatchStep(ctx)

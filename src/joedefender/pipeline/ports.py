@@ -40,6 +40,10 @@ class DefenderPort(Protocol):
 
     def add_comment(self, alert_id: str, text: str) -> None: ...
 
+    def classify_alert(self, alert_id: str, classification: str, determination: str) -> None:
+        """Set the alert's classification and determination (an idempotent PATCH)."""
+        ...
+
     def get_machine(self, machine_id: str) -> Machine: ...
 
     def list_actions(self, machine_id: str) -> list[LiveResponseAction]:

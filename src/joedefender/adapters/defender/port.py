@@ -116,6 +116,10 @@ class DefenderAdapter:
         with translated():
             self.client.add_comment(alert_id, text)
 
+    def classify_alert(self, alert_id: str, classification: str, determination: str) -> None:
+        with translated():
+            self.client.update_alert(alert_id, classification=classification, determination=determination)
+
     # --- machines and live response -----------------------------------------------------------------
 
     def get_machine(self, machine_id: str) -> Machine:
@@ -235,6 +239,8 @@ def to_alert(alert: WireAlert) -> Alert:
         last_update_time=alert.last_update_time,
         evidence=tuple(to_evidence(item) for item in alert.evidence),
         comments=tuple(comment.comment or "" for comment in alert.comments),
+        classification=alert.classification,
+        determination=alert.determination,
     )
 
 
