@@ -8,6 +8,7 @@ from dataclasses import replace
 from joedefender.domain.errors import Transient
 from joedefender.domain.indicators import AllowList, IndicatorPolicy, propose
 from joedefender.domain.jobs import AlertState, PushState
+from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Ioc, IocSet
 from joedefender.pipeline.config import PipelineConfig
 from tests.fakes import file_alert
@@ -235,3 +236,23 @@ def test_no_classification_unless_asked_or_for_a_suspicious_verdict() -> None:
     assert off.defender.alerts["a1"].classification is None
     assert suspicious.defender.alerts["a1"].classification is None
     assert off.defender.calls["classify_alert"] == suspicious.defender.calls["classify_alert"] == 0
+
+
+def test_an_ioc_report_that_never_comes_ends_the_push_with_a_reason() -> None:
+    retry = RetryPolicy(max_retries=3, first=1.0, cap=1.0, jitter="none")
+    rig = Rig(config=PipelineConfig(indicators=ON, step_retry=retry))
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.sandbox.verdicts[SHA] = ("malicious", 91)
+    rig.sandbox.fail("iocs", Transient("Joe is down"), times=10)
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    push = rig.ctx.pushes.get(f"sha256:{SHA}")
+    assert push is not None
+    assert push.record.state == PushState.REFUSED
+    assert "3 failed tries" in (push.record.failure or "")
+    steps = rig.history(f"sha256:{SHA}")
+    assert steps.count(("indicators", "will retry")) == 3
+    assert ("indicators", "failed") in steps
+    assert rig.defender.indicators == {}
+    assert any(c.startswith("Joe Sandbox: MALICIOUS") for c in rig.defender.comments("a1"))

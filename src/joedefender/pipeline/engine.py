@@ -102,6 +102,8 @@ class Engine:
             stored = ctx.jobs.get(work.subject)
             if stored is not None and not stored.record.state.final:
                 return self._samples.fail(stored, cause)
+        elif work.kind == WorkKind.INDICATORS and work.subject != TENANT_BATCH:
+            self._choose.give_up(work.subject, cause.text)
         elif work.kind == WorkKind.TRIAGE:
             alert = ctx.alerts.get(work.subject)
             if alert is not None:

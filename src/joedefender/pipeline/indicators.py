@@ -83,7 +83,11 @@ class ChooseStep:
             return DONE
         push, verdict = stored.record, job.record.verdict
         policy = ctx.config.indicators
-        iocs = ctx.sandbox.iocs(verdict.webid)
+        try:
+            iocs = ctx.sandbox.iocs(verdict.webid)
+        except PortError as exc:
+            ctx.record(sample_key, STEP, "will retry", f"IOC report: {type(exc).__name__}: {exc.message[:300]}")
+            raise
         proposal = propose(job.record.sha256, job.record.url, iocs, policy.allow, policy.per_sample_cap)
         push.webid = verdict.webid
         push.values = [PushedValue(type=kind, value=value) for kind, value in proposal.entries]
@@ -97,6 +101,16 @@ class ChooseStep:
             if push.values:
                 changes.enqueue(indicators_work_key(TENANT_BATCH), ctx.config.scaled(_GATHER))
         return DONE
+
+    def give_up(self, sample_key: str, reason: str) -> None:
+        """The IOC report could not be read however often it was tried: nothing is pushed."""
+        stored = self._ctx.pushes.get(sample_key)
+        if stored is None or stored.record.state != PushState.DUE:
+            return
+        stored.record.state, stored.record.failure = PushState.REFUSED, reason
+        with self._ctx.changes() as changes:
+            changes.save(stored)
+            changes.record(sample_key, STEP, "failed", reason)
 
 
 class BatchStep:
@@ -126,7 +140,11 @@ class BatchStep:
                 break
             batch.append(stored)
             size += count
-        outcome = self._push(batch)
+        try:
+            outcome = self._push(batch)
+        except PortError as exc:  # the engine retries with backoff; the samples' histories say why
+            self._note_all(batch, "will retry", f"{type(exc).__name__}: {exc.message[:300]}")
+            raise
         more = len(batch) < len(pending)
         return again(0) if more and outcome.done else outcome
 
@@ -230,9 +248,6 @@ class BatchStep:
                 results = ctx.defender.import_indicators([w[2] for w in wanted])
             except Rejected as exc:
                 return self._rejected(taken, exc)
-            except PortError as exc:
-                self._note_all(taken, "will retry", f"{type(exc).__name__}: {exc.message[:300]}")
-                raise
         by_value = _match(results, [w[2] for w in wanted])
         created = 0
         for _, value, indicator in wanted:
