@@ -16,14 +16,12 @@ import json
 import math
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from joedefender.bootstrap import open_connector
-from joedefender.hosts.standalone.workers import WorkerPool
+from bench.common import process_all
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
 from joedefender_emulators.scenario import parse_scenario
@@ -91,15 +89,7 @@ def run(samples: int, iocs: int, time_scale: float, workers: int) -> dict[str, A
                 "DefenderIndicatorsEnabled": "true",
             }
         )
-        with open_connector(settings, time_scale=time_scale) as connector:
-            started = time.perf_counter()
-            for alert in scenario.defender.alerts:
-                connector.engine.intake.receive(alert["id"], source="bench")
-            pool = WorkerPool(connector.engine, workers)
-            pool.start()
-            pool.wait_idle()
-            pool.stop()
-            elapsed = time.perf_counter() - started
+        elapsed = process_all(scenario, settings, time_scale, workers)
         with httpx.Client(verify=emulators.certificates.client_context()) as http:
             calls = http.get(f"{emulators.defender.url}/_emulator/calls").json()
             indicators = http.get(f"{emulators.defender.url}/_emulator/indicators").json()

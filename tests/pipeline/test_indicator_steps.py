@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from typing import Any
+
+from rich.console import Console
 
 from joedefender.domain.errors import Transient
 from joedefender.domain.indicators import AllowList, IndicatorPolicy, propose
 from joedefender.domain.jobs import AlertState, PushState
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Ioc, IocSet
+from joedefender.hosts.standalone.status import print_status
 from joedefender.pipeline.config import PipelineConfig
 from tests.fakes import file_alert
 from tests.pipeline.test_steps import M1, PAYLOAD, SHA, Rig
@@ -28,8 +32,9 @@ IOCS = IocSet(
 ON = IndicatorPolicy(enabled=True)
 
 
-def _rig(policy: IndicatorPolicy = ON) -> Rig:
-    rig = Rig(config=PipelineConfig(indicators=policy))
+def _rig(policy: IndicatorPolicy = ON, **config: Any) -> Rig:
+    """One machine carrying PAYLOAD, which Joe finds malicious with IOCS."""
+    rig = Rig(config=PipelineConfig(indicators=policy, **config))
     rig.defender.add_machine(M1)
     rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
     rig.sandbox.verdicts[SHA] = ("malicious", 91)
@@ -187,10 +192,7 @@ def test_samples_finishing_together_share_one_import() -> None:
 
 
 def test_a_malicious_verdict_classifies_the_alert_when_asked() -> None:
-    rig = Rig(config=PipelineConfig(classify_alerts=True))
-    rig.defender.add_machine(M1)
-    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
-    rig.sandbox.verdicts[SHA] = ("malicious", 91)
+    rig = _rig(IndicatorPolicy(), classify_alerts=True)
     rig.receive(file_alert("a1", M1, PAYLOAD))
     rig.drain()
     alert = rig.defender.alerts["a1"]
@@ -200,10 +202,7 @@ def test_a_malicious_verdict_classifies_the_alert_when_asked() -> None:
 
 
 def test_an_analysts_classification_and_a_resolved_alert_are_left_alone() -> None:
-    rig = Rig(config=PipelineConfig(classify_alerts=True))
-    rig.defender.add_machine(M1)
-    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
-    rig.sandbox.verdicts[SHA] = ("malicious", 91)
+    rig = _rig(IndicatorPolicy(), classify_alerts=True)
     rig.receive(file_alert("a1", M1, PAYLOAD), file_alert("a2", M1, PAYLOAD))
     while any(a.record.state == AlertState.RECEIVED for a in rig.ctx.alerts.list()):
         assert rig.engine.run_next("worker")
@@ -227,9 +226,7 @@ def test_no_classification_unless_asked_or_for_a_suspicious_verdict() -> None:
     off = _rig()
     off.receive(file_alert("a1", M1, PAYLOAD))
     off.drain()
-    suspicious = Rig(config=PipelineConfig(classify_alerts=True))
-    suspicious.defender.add_machine(M1)
-    suspicious.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    suspicious = _rig(IndicatorPolicy(), classify_alerts=True)
     suspicious.sandbox.verdicts[SHA] = ("suspicious", 60)
     suspicious.receive(file_alert("a1", M1, PAYLOAD))
     suspicious.drain()
@@ -240,10 +237,7 @@ def test_no_classification_unless_asked_or_for_a_suspicious_verdict() -> None:
 
 def test_an_ioc_report_that_never_comes_ends_the_push_with_a_reason() -> None:
     retry = RetryPolicy(max_retries=3, first=1.0, cap=1.0, jitter="none")
-    rig = Rig(config=PipelineConfig(indicators=ON, step_retry=retry))
-    rig.defender.add_machine(M1)
-    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
-    rig.sandbox.verdicts[SHA] = ("malicious", 91)
+    rig = _rig(step_retry=retry)
     rig.sandbox.fail("iocs", Transient("Joe is down"), times=10)
     rig.receive(file_alert("a1", M1, PAYLOAD))
     rig.drain()
@@ -256,3 +250,16 @@ def test_an_ioc_report_that_never_comes_ends_the_push_with_a_reason() -> None:
     assert ("indicators", "failed") in steps
     assert rig.defender.indicators == {}
     assert any(c.startswith("Joe Sandbox: MALICIOUS") for c in rig.defender.comments("a1"))
+
+
+def test_status_shows_each_push_with_its_indicator_ids() -> None:
+    rig = _rig(replace(ON, per_sample_cap=3))
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+    console = Console(record=True, width=250)
+    assert print_status(rig.ctx, console)
+    text = console.export_text()
+    assert "Indicators" in text
+    for indicator_id in rig.defender.indicators:
+        assert indicator_id in text
+    assert "over the per-sample cap" in text

@@ -49,7 +49,7 @@ def schedule_indicators(ctx: Context, changes: Changes, job: SampleJob, alert_id
     assert job.verdict is not None
     stored = ctx.pushes.get(job.key)
     if stored is None:
-        push = IndicatorPush(sample_key=job.key, alert_id=alert_id or _first_alert(ctx, job.key), updated_at=ctx.now())
+        push = IndicatorPush(sample_key=job.key, alert_id=alert_id or _linked_alert(ctx, job.key), updated_at=ctx.now())
         changes.create(ctx.pushes, job.key, push)
         changes.enqueue(indicators_work_key(job.key))
         return
@@ -64,7 +64,8 @@ def schedule_indicators(ctx: Context, changes: Changes, job: SampleJob, alert_id
     changes.save(stored)
 
 
-def _first_alert(ctx: Context, sample_key: str) -> str | None:
+def _linked_alert(ctx: Context, sample_key: str) -> str | None:
+    """An alert that carries the sample, for the indicators' description to name."""
     links = ctx.links.list(prefix=link_prefix(sample_key))
     return links[-1].record.alert_id if links else None
 
