@@ -191,6 +191,7 @@ class FakeDefender(_Faults):
     def import_indicators(self, indicators: Sequence[Indicator]) -> list[ImportResult]:
         self.enter("import_indicators")
         assert 0 < len(indicators) <= 500, "Defender takes at most 500 indicators per import"
+        assert len({(i.type, i.value) for i in indicators}) == len(indicators), "one of each per import"
         results = []
         for indicator in indicators:
             assert indicator.action != "Audit" or indicator.generate_alert, "Audit needs generateAlert"

@@ -185,10 +185,14 @@ def test_samples_finishing_together_share_one_import() -> None:
         rig.defender.add_machine(machine)
         rig.defender.files[(machine, "C:\\Users\\u\\x.exe")] = payload
         rig.sandbox.verdicts[hashlib.sha256(payload).hexdigest()] = ("malicious", 90)
+        rig.sandbox.iocs_of[hashlib.sha256(payload).hexdigest()] = IOCS  # the same C2 for all
     rig.receive(*[file_alert(f"a{n}", m, p) for n, (m, p) in enumerate(zip(machines, payloads, strict=True))])
     rig.drain()
-    assert len(rig.defender.indicators) == 12
+    assert len(rig.defender.indicators) == 12 + 4  # each sample's hash, and the shared four once
     assert rig.defender.calls["import_indicators"] == 1
+    pushes = [p.record for p in rig.ctx.pushes.list()]
+    shared = {i for i, e in rig.defender.indicators.items() if e.value == DROPPED}
+    assert all(shared <= set(p.ids) for p in pushes)  # every sample's push records the shared id
 
 
 def test_a_malicious_verdict_classifies_the_alert_when_asked() -> None:

@@ -89,7 +89,8 @@ class ChooseStep:
         except PortError as exc:
             ctx.record(sample_key, STEP, "will retry", f"IOC report: {type(exc).__name__}: {exc.message[:300]}")
             raise
-        proposal = propose(job.record.sha256, job.record.url, iocs, policy.allow, policy.per_sample_cap)
+        cap = min(policy.per_sample_cap, policy.per_hour_cap)  # one sample always fits in an hour
+        proposal = propose(job.record.sha256, job.record.url, iocs, policy.allow, cap)
         push.webid = verdict.webid
         push.values = [PushedValue(type=kind, value=value) for kind, value in proposal.entries]
         push.skipped = proposal.describe_skipped()
@@ -215,7 +216,9 @@ class BatchStep:
         budget: Versioned[IndicatorBudget],
     ) -> Outcome:
         ctx = self._ctx
-        wanted: list[tuple[Versioned[IndicatorPush], PushedValue, Indicator]] = []
+        # One indicator per (type, value), however many samples of the batch produced it.
+        wanted: dict[tuple[str, str], Indicator] = {}
+        holders: dict[tuple[str, str], list[PushedValue]] = {}
         for stored in taken:
             push = stored.record
             job = ctx.jobs.get(push.sample_key)
@@ -233,33 +236,36 @@ class BatchStep:
                 if existing is not None and existing.ours and _lasts(existing, expires):
                     value.id, value.failure = existing.id, None  # the lost import had done it
                     continue
-                indicator = render_indicator(
-                    ctx.config.indicators,
-                    job.record.verdict,
-                    _type(value.type),
-                    value.value,
-                    sample=job.record.sha256 or job.record.url or push.sample_key,
-                    alert_id=push.alert_id,
-                    expires_at=expires,
+                key = _key(value.type, value.value)
+                holders.setdefault(key, []).append(value)
+                wanted.setdefault(
+                    key,
+                    render_indicator(
+                        ctx.config.indicators,
+                        job.record.verdict,
+                        _type(value.type),
+                        value.value,
+                        sample=job.record.sha256 or job.record.url or push.sample_key,
+                        alert_id=push.alert_id,
+                        expires_at=expires,
+                    ),
                 )
-                wanted.append((stored, value, indicator))
+        sent = list(wanted.values())
         results: list[ImportResult] = []
-        if wanted:
+        if sent:
             try:
-                results = ctx.defender.import_indicators([w[2] for w in wanted])
+                results = ctx.defender.import_indicators(sent)
             except Rejected as exc:
                 return self._rejected(taken, exc)
-        by_value = _match(results, [w[2] for w in wanted])
+        by_value = _match(results, sent)
         created = 0
-        for _, value, indicator in wanted:
+        for key, indicator in wanted.items():
             result = by_value.get(indicator.value.lower())
-            if result is None or result.failed or result.id is None:
-                value.failure = (result.reason if result is not None else None) or "no answer for it"
-                value.failure = value.failure[:200]
-                continue
-            if value.id is None:
-                created += 1
-            value.id, value.failure = result.id, None
+            ok = result is not None and not result.failed and result.id is not None
+            reason = "" if ok else ((result.reason if result is not None else None) or "no answer for it")[:200]
+            created += int(ok and all(v.id is None for v in holders[key]))
+            for value in holders[key]:
+                value.id, value.failure = (result.id, None) if ok and result is not None else (value.id, reason)
         now = ctx.now()
         with ctx.changes() as changes:
             for stored in taken:
