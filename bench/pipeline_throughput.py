@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from joedefender.bootstrap import open_connector
-from joedefender.hosts.standalone.workers import WorkerPool
+from bench.common import process_all
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
 from joedefender_emulators.scenario import parse_scenario
@@ -74,15 +72,7 @@ def run(alerts: int, samples: int, machines: int, time_scale: float, workers: in
         settings = Settings.from_mapping(
             emulators.settings() | {"StatePath": str(Path(folder) / "bench.db"), "Workers": str(workers)}
         )
-        with open_connector(settings, time_scale=time_scale) as connector:
-            started = time.perf_counter()
-            for alert in scenario.defender.alerts:
-                connector.engine.intake.receive(alert["id"], source="bench")
-            pool = WorkerPool(connector.engine, workers)
-            pool.start()
-            pool.wait_idle()
-            pool.stop()
-            elapsed = time.perf_counter() - started
+        elapsed = process_all(scenario, settings, time_scale, workers)
         with httpx.Client(verify=emulators.certificates.client_context()) as http:
             calls = http.get(f"{emulators.defender.url}/_emulator/calls").json()
             comments = sum(

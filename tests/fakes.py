@@ -21,8 +21,9 @@ from typing import BinaryIO
 
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import Busy, NotFound
+from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
-from joedefender.domain.verdicts import Detection, SubmissionStatus, Verdict
+from joedefender.domain.verdicts import Detection, IocSet, SubmissionStatus, Verdict
 from joedefender.endpoint import contract
 from joedefender_emulators.mde import quarantine as encrypted
 
@@ -83,6 +84,8 @@ class FakeDefender(_Faults):
         self.quarantine: dict[str, dict[str, bytes]] = {}
         self.actions: dict[str, FakeAction] = {}
         self.library: dict[str, bytes] = {}
+        self.indicators: dict[str, Indicator] = {}
+        self.max_indicators = 15000
         self.held: set[str] = set()  # machines whose live response session someone else holds
         self.refuse_quarantine_getfile = False
         self.decode_fails: set[str] = set()
@@ -122,6 +125,12 @@ class FakeDefender(_Faults):
         alert = self.get_alert(alert_id)
         self.alerts[alert_id] = replace(alert, comments=(*alert.comments, text))
         self.leave("add_comment")
+
+    def classify_alert(self, alert_id: str, classification: str, determination: str) -> None:
+        self.enter("classify_alert")
+        alert = self.get_alert(alert_id)
+        self.alerts[alert_id] = replace(alert, classification=classification, determination=determination)
+        self.leave("classify_alert")
 
     def get_machine(self, machine_id: str) -> Machine:
         self.enter("get_machine")
@@ -184,6 +193,56 @@ class FakeDefender(_Faults):
         self.library[name] = content
 
     # -- what the endpoint does -------------------------------------------------------------
+
+    # -- indicators: created or updated by value and type, as Defender's import does --------------
+
+    def import_indicators(self, indicators: Sequence[Indicator]) -> list[ImportResult]:
+        self.enter("import_indicators")
+        assert 0 < len(indicators) <= 500, "Defender takes at most 500 indicators per import"
+        assert len({(i.type, i.value) for i in indicators}) == len(indicators), "one of each per import"
+        results = []
+        for indicator in indicators:
+            assert indicator.action != "Audit" or indicator.generate_alert, "Audit needs generateAlert"
+            found = next(
+                (i for i, e in self.indicators.items() if (e.value, e.type) == (indicator.value, indicator.type)), None
+            )
+            if found is None and len(self.indicators) >= self.max_indicators:
+                results.append(ImportResult(value=indicator.value, failed=True, reason="tenant limit"))
+                continue
+            indicator_id = found or str(next(self._ids))
+            self.indicators[indicator_id] = indicator
+            results.append(ImportResult(value=indicator.value, id=indicator_id))
+        self.leave("import_indicators")
+        return results
+
+    def find_indicators(self, values: Sequence[str]) -> list[ExistingIndicator]:
+        self.enter("find_indicators")
+        return [self._existing(i, e) for i, e in self.indicators.items() if e.value in values]
+
+    def own_indicators(self) -> list[ExistingIndicator]:
+        self.enter("own_indicators")
+        return [self._existing(i, e) for i, e in self.indicators.items() if e.application == "joedefender"]
+
+    def count_indicators(self) -> int:
+        self.enter("count_indicators")
+        return len(self.indicators)
+
+    def delete_indicators(self, ids: Sequence[str]) -> None:
+        self.enter("delete_indicators")
+        for indicator_id in ids:
+            self.indicators.pop(indicator_id)
+
+    @staticmethod
+    def _existing(indicator_id: str, indicator: Indicator) -> ExistingIndicator:
+        return ExistingIndicator(
+            id=indicator_id,
+            value=indicator.value,
+            type=indicator.type,
+            application=indicator.application,
+            title=indicator.title,
+            action=indicator.action,
+            expires_at=indicator.expires_at,
+        )
 
     def _action(self, action_id: str) -> FakeAction:
         try:
@@ -284,6 +343,7 @@ class FakeSandbox(_Faults):
         self.known: dict[str, list[Verdict]] = {}
         self.verdicts: dict[str, tuple[Detection, int]] = {}
         self.submissions: list[FakeSubmission] = []
+        self.iocs_of: dict[str, IocSet] = {}  # by sha256 or url of the analysed sample
         self.analysis_polls = analysis_polls
         self._ids = itertools.count(1)
 
@@ -338,6 +398,12 @@ class FakeSandbox(_Faults):
     def find_analysis(self, marker: str) -> str | None:
         self.enter("find_analysis")
         return next((s.webid for s in self.submissions if marker in s.comments), None)
+
+    def iocs(self, webid: str) -> IocSet:
+        self.enter("iocs")
+        submission = next((s for s in self.submissions if s.webid == webid), None)
+        subject = (submission.sha256 or submission.url or "") if submission is not None else webid
+        return self.iocs_of.get(subject, IocSet())
 
     def analysis_status(self, webid: str) -> str:
         self.enter("analysis_status")

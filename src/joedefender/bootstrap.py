@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from typing import Literal, cast
 
 from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.defender.auth import TokenProvider, build_credential
@@ -22,8 +23,10 @@ from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.port import JoeSandboxAdapter
 from joedefender.adapters.joe.retry import DEFAULT_RETRY as JOE_RETRY
 from joedefender.adapters.sqlite import SqliteStore
+from joedefender.domain.indicators import AllowList, IndicatorAction, IndicatorPolicy, Severity
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.triage import AlertFilters
+from joedefender.domain.verdicts import Detection
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
@@ -108,6 +111,34 @@ def pipeline_config(settings: Settings, *, time_scale: float = 1.0) -> PipelineC
         fetch_quarantined_files=settings.fetch_quarantined_files,
         allow_quarantine_restore=settings.allow_quarantine_restore,
         time_scale=time_scale,
+        indicators=indicator_policy(settings),
+        classify_alerts=settings.defender_alert_classification,
+    )
+
+
+def indicator_policy(settings: Settings) -> IndicatorPolicy:
+    """The verdict actions the settings ask for (the settings have validated every value)."""
+    actions: dict[tuple[Detection, str], str] = {
+        ("malicious", "file"): settings.defender_indicator_action_malicious_file,
+        ("malicious", "network"): settings.defender_indicator_action_malicious_network,
+        ("suspicious", "file"): settings.defender_indicator_action_suspicious_file,
+        ("suspicious", "network"): settings.defender_indicator_action_suspicious_network,
+    }
+    severities = {
+        "malicious": settings.defender_indicator_severity_malicious,
+        "suspicious": settings.defender_indicator_severity_suspicious,
+    }
+    return IndicatorPolicy(
+        enabled=settings.defender_indicators_enabled,
+        verdicts=cast(frozenset[Detection], settings.defender_indicator_verdicts),
+        actions=cast(dict[tuple[Detection, Literal["file", "network"]], IndicatorAction], actions),
+        severities=cast(dict[Detection, Severity], severities),
+        expiration_days=settings.defender_indicator_expiration_days,
+        rbac_group_names=settings.defender_indicator_rbac_group_names,
+        allow=AllowList.extended(settings.defender_indicator_allow_list),
+        per_sample_cap=settings.defender_indicator_max_per_sample,
+        per_hour_cap=settings.defender_indicator_max_per_hour,
+        tenant_headroom=settings.defender_indicator_tenant_headroom,
     )
 
 

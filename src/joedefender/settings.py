@@ -28,6 +28,9 @@ from pydantic import (
 
 from joedefender.adapters.joe.parameters import is_boolean_parameter, parameter_problems
 from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.indicators import ACTIONS as INDICATOR_ACTIONS
+from joedefender.domain.indicators import FILE_ONLY_ACTIONS
+from joedefender.domain.indicators import SEVERITIES as INDICATOR_SEVERITIES
 
 __all__ = [
     "DETECTION_SOURCES",
@@ -212,6 +215,30 @@ def _texts(pattern: str | None = None, what: str = "") -> BeforeValidator:
         return tuple(items)
 
     return BeforeValidator(parse)
+
+
+def _indicator_action(*, file: bool) -> BeforeValidator:
+    """One indicator action; `Allowed` is refused (it would allow-list malware across the fleet)."""
+    allowed = tuple(a for a in INDICATOR_ACTIONS if file or a not in FILE_ONLY_ACTIONS)
+    canonical = {choice.lower(): choice for choice in allowed}
+
+    def parse(value: object) -> str:
+        text = _text(value)
+        if text.lower() == "allowed":
+            raise ValueError("'Allowed' is refused: it would allow the sample's IOCs on every device")
+        if text.lower() not in canonical:
+            raise ValueError(f"{_echo(text)} is not one of {', '.join(allowed)}")
+        return canonical[text.lower()]
+
+    return BeforeValidator(parse)
+
+
+def _indicator_severity(value: object) -> str:
+    text = _text(value)
+    canonical = {choice.lower(): choice for choice in INDICATOR_SEVERITIES}
+    if text.lower() not in canonical:
+        raise ValueError(f"{_echo(text)} is not one of {', '.join(INDICATOR_SEVERITIES)}")
+    return canonical[text.lower()]
 
 
 def _text(value: object) -> str:
@@ -493,6 +520,54 @@ class Settings(BaseModel):
     )
     allow_quarantine_restore: Annotated[bool, BeforeValidator(_boolean)] = Field(
         default=False, validation_alias="AllowQuarantineRestore"
+    )
+
+    defender_alert_classification: Annotated[bool, BeforeValidator(_boolean)] = Field(
+        default=False, validation_alias="DefenderAlertClassification"
+    )
+
+    # Verdict actions: indicators pushed to Defender (off by default; see the README for why each default)
+    defender_indicators_enabled: Annotated[bool, BeforeValidator(_boolean)] = Field(
+        default=False, validation_alias="DefenderIndicatorsEnabled"
+    )
+    defender_indicator_verdicts: Annotated[frozenset[str], _choices(("malicious", "suspicious"))] = Field(
+        default=frozenset({"malicious"}), validation_alias="DefenderIndicatorVerdicts"
+    )
+    defender_indicator_action_malicious_file: Annotated[str, _indicator_action(file=True)] = Field(
+        default="Audit", validation_alias="DefenderIndicatorActionForMaliciousFile"
+    )
+    defender_indicator_action_malicious_network: Annotated[str, _indicator_action(file=False)] = Field(
+        default="Audit", validation_alias="DefenderIndicatorActionForMaliciousIPAddressURL"
+    )
+    defender_indicator_action_suspicious_file: Annotated[str, _indicator_action(file=True)] = Field(
+        default="Audit", validation_alias="DefenderIndicatorActionForSuspiciousFile"
+    )
+    defender_indicator_action_suspicious_network: Annotated[str, _indicator_action(file=False)] = Field(
+        default="Audit", validation_alias="DefenderIndicatorActionForSuspiciousIPAddressURL"
+    )
+    defender_indicator_severity_malicious: Annotated[str, BeforeValidator(_indicator_severity)] = Field(
+        default="High", validation_alias="DefenderIndicatorSeverityMalicious"
+    )
+    defender_indicator_severity_suspicious: Annotated[str, BeforeValidator(_indicator_severity)] = Field(
+        default="Medium", validation_alias="DefenderIndicatorSeveritySuspicious"
+    )
+    defender_indicator_expiration_days: Annotated[int, _whole(1, 365)] = Field(
+        default=30, validation_alias="DefenderIndicatorExpirationDays"
+    )
+    defender_indicator_rbac_group_names: Annotated[tuple[str, ...], _texts()] = Field(
+        default=(), validation_alias="DefenderIndicatorRbacGroupNames"
+    )
+    defender_indicator_allow_list: Annotated[tuple[str, ...], _texts(r"\S{1,2048}", "values without spaces")] = Field(
+        default=(), validation_alias="DefenderIndicatorAllowList"
+    )
+    defender_indicator_max_per_sample: Annotated[int, _whole(1, 500)] = Field(
+        default=50, validation_alias="DefenderIndicatorMaxPerSample"
+    )
+    defender_indicator_max_per_hour: Annotated[int, _whole(1, 100_000)] = Field(
+        default=5000, validation_alias="DefenderIndicatorMaxPerHour"
+    )
+    defender_indicator_tenant_headroom: Annotated[int, _whole(0, 15_000)] = Field(
+        default=1000, validation_alias="DefenderIndicatorTenantHeadroom"
     )
 
     # Standalone service

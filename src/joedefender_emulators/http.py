@@ -174,7 +174,7 @@ class FaultInjector:
     def add(self, rule: FaultRule) -> None:
         if rule.service != self.service:
             return
-        remaining = [rule.times if rule.times is not None else -1, rule.skip]
+        remaining = [rule.times if rule.times is not None else -1, rule.skip, 0]  # times, skip, fired
         with self._lock:
             self._rules.append((rule, re.compile(rule.path, re.IGNORECASE), remaining))
 
@@ -196,8 +196,17 @@ class FaultInjector:
                     continue
                 if remaining[0] > 0:
                     remaining[0] -= 1
+                remaining[2] += 1
                 return rule
         return None
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Each rule with how often it fired: a test can tell a request arrived (say, before a delay ends)."""
+        with self._lock:
+            return [
+                {"method": rule.method, "path": rule.path, "fired": remaining[2], "left": remaining[0]}
+                for rule, _, remaining in self._rules
+            ]
 
 
 class CallStats:
@@ -305,6 +314,7 @@ class EmulatorServer:
         r.add("POST", r"/_emulator/calls/reset", "inspect", self._reset_calls)
         r.add("GET", r"/_emulator/clock", "inspect", self._clock)
         r.add("POST", r"/_emulator/clock/advance", "inspect", self._advance_clock)
+        r.add("GET", r"/_emulator/faults", "inspect", lambda _: json_response(self.faults.snapshot()))
         r.add("POST", r"/_emulator/faults", "inspect", self._add_faults)
         r.add("DELETE", r"/_emulator/faults", "inspect", self._clear_faults)
 

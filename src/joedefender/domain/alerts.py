@@ -42,3 +42,5 @@ class Alert:
     last_update_time: datetime | None = None
     evidence: tuple[Evidence, ...] = ()
     comments: tuple[str, ...] = ()
+    classification: str | None = None  # set by an analyst (or by us); None while unclassified
+    determination: str | None = None

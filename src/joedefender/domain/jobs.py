@@ -226,6 +226,7 @@ class AlertSampleLink(_Record):
     sample_key: str
     state: LinkState = LinkState.PENDING
     commented_at: float | None = None
+    classified_at: float | None = None  # when the optional alert classification was settled
 
 
 class EndpointCleanup(_Record):
@@ -237,3 +238,50 @@ class EndpointCleanup(_Record):
     action_id: str | None = None
     tries: int = 0
     done: bool = False
+
+
+class PushState(StrEnum):
+    DUE = "due"  # the IOCs are still to be read and chosen
+    READY = "ready"  # chosen; waiting for the tenant's next import batch
+    IMPORTING = "importing"  # in a batch whose import may have happened: look before importing again
+    DONE = "done"
+    REFUSED = "refused"  # nothing pushed: tenant limit, or Defender refused the batch
+
+
+class PushedValue(_Record):
+    """One indicator of a push: what it is, and Defender's id once it is there."""
+
+    type: str
+    value: str
+    id: str | None = None
+    failure: str | None = None
+
+
+class IndicatorPush(_Record):
+    """The verdict actions of one sample job: the indicators chosen and where they stand."""
+
+    sample_key: str
+    state: PushState = PushState.DUE
+    webid: str | None = None
+    alert_id: str | None = None  # the alert the description names (the latest one)
+    values: list[PushedValue] = []
+    skipped: str = ""  # why other IOCs were left out, for the history and `status`
+    batch: str | None = None  # the nonce of the import batch it is in
+    expires_at: float | None = None  # what the current round asks Defender for
+    rounds: int = 0
+    updated_at: float = 0.0
+    failure: str | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [v.id for v in self.values if v.id is not None]
+
+
+class IndicatorBudget(_Record):
+    """The tenant's indicator counters: the last count of active indicators (plus what we created
+    since), and what this hour has pushed (for the per-hour cap)."""
+
+    active: int = 0
+    counted_at: float | None = None
+    hour_start: float = 0.0
+    pushed_this_hour: int = 0

@@ -16,6 +16,8 @@ class WorkKind(StrEnum):
     SAMPLE = "sample"  # subject: a sample key
     COMMENT = "comment"  # subject: a link key
     CLEANUP = "cleanup"  # subject: a cleanup key
+    CLASSIFY = "classify"  # subject: a link key
+    INDICATORS = "indicators"  # subject: a sample key (choose its IOCs) or TENANT_BATCH (import)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +50,19 @@ def comment_key(link: str) -> str:
     return str(WorkKey(WorkKind.COMMENT, link))
 
 
+def classify_key(link: str) -> str:
+    return str(WorkKey(WorkKind.CLASSIFY, link))
+
+
 def cleanup_work_key(cleanup: str) -> str:
     return str(WorkKey(WorkKind.CLEANUP, cleanup))
+
+
+TENANT_BATCH = "tenant"  # the one import batch of the tenant's ready indicator pushes
+
+
+def indicators_work_key(subject: str) -> str:
+    return str(WorkKey(WorkKind.INDICATORS, subject))
 
 
 def link_key(alert_id: str, sample_key: str) -> str:

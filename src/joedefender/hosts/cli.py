@@ -288,6 +288,74 @@ def quarantine_decode(
     raise typer.Exit(code)
 
 
+indicators_app = typer.Typer(help="See and withdraw the indicators the connector pushed to Defender (only those).")
+app.add_typer(indicators_app, name="indicators")
+
+
+@indicators_app.command("list")
+def indicators_list(settings_file: SettingsFile = None, time_scale: TimeScale = 1.0) -> None:
+    """List the connector's own active indicators, as Defender holds them."""
+    from joedefender.bootstrap import open_connector
+
+    _logging(False)
+    settings = _settings(settings_file)
+    with open_connector(settings, time_scale=time_scale) as connector:
+        own = [item for item in connector.defender.own_indicators() if item.ours]
+    table = Table(title=f"Indicators pushed by joedefender ({len(own)})")
+    for column in ("id", "type", "value", "action", "expires (UTC)", "title"):
+        table.add_column(column, overflow="fold")
+    for item in own:
+        expires = item.expires_at.strftime("%Y-%m-%d %H:%M") if item.expires_at else ""
+        table.add_row(item.id, item.type, escape(item.value), item.action or "", expires, escape(item.title or ""))
+    console.print(table)
+
+
+@indicators_app.command("expire")
+def indicators_expire(
+    sample: Annotated[
+        str | None, typer.Option(help="The sample (SHA-256, URL or sample key) whose indicators go.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Withdraw every indicator the connector pushed.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (for scripts).")] = False,
+    settings_file: SettingsFile = None,
+    time_scale: TimeScale = 1.0,
+) -> None:
+    """Withdraw the connector's own indicators: those of one sample, or all of them."""
+    from joedefender.bootstrap import open_connector
+    from joedefender.domain.samples import InvalidSampleError
+    from joedefender.pipeline.indicators import withdraw
+
+    if (sample is None) == (not all_):
+        errors.print("Give exactly one of --sample S or --all.")
+        raise typer.Exit(2)
+    key: str | None = None
+    if sample is not None:
+        try:
+            key = _sample_key(sample)
+        except InvalidSampleError as exc:
+            errors.print(f"[red]Bad sample[/]: {escape(str(exc))}")
+            raise typer.Exit(2) from exc
+    elif not yes and not typer.confirm("Withdraw every indicator joedefender pushed to Defender?"):
+        raise typer.Exit(1)
+    _logging(False)
+    settings = _settings(settings_file)
+    with open_connector(settings, time_scale=time_scale) as connector:
+        gone = withdraw(connector.ctx, key)
+    console.print(f"withdrew {len(gone)} indicator(s)")
+
+
+def _sample_key(text: str) -> str:
+    """The store's key for a SHA-256, a URL, or a key as `status` shows it."""
+    from joedefender.domain.samples import SampleKey
+
+    text = text.strip()
+    if text.startswith(("sha256:", "url:")):
+        return text
+    if "://" in text:
+        return SampleKey.for_url(text).id
+    return SampleKey.for_file(text).id
+
+
 def main() -> None:
     try:
         app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from joedefender.domain.indicators import IndicatorPolicy
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.triage import AlertFilters
@@ -34,6 +35,8 @@ class PipelineConfig:
     max_live_response_sessions: int = 20
     max_sample_bytes: int = 3 * 1024**3
     time_scale: float = 1.0
+    indicators: IndicatorPolicy = field(default_factory=IndicatorPolicy)
+    classify_alerts: bool = False  # malicious verdict: TruePositive / Malware, unless an analyst decided
     # A step that keeps failing: 15 s, doubling to 15 min, given up after 25 consecutive failures.
     step_retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(max_retries=25, first=15.0, cap=900.0, jitter="none")

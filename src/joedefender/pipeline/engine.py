@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 from joedefender.domain.errors import Misconfigured, NotAllowed, QuotaExhausted, Throttled, Transient
 from joedefender.domain.jobs import AlertState
-from joedefender.domain.keys import WorkKey, WorkKind, alert_subject
+from joedefender.domain.keys import TENANT_BATCH, WorkKey, WorkKind, alert_subject
 from joedefender.domain.reasons import Cause, Reason
+from joedefender.pipeline.classify import ClassifyStep
 from joedefender.pipeline.cleanup import CleanupStep
 from joedefender.pipeline.context import Context, Outcome, again
+from joedefender.pipeline.indicators import BatchStep, ChooseStep
 from joedefender.pipeline.intake import Intake
 from joedefender.pipeline.ports import StateStore, VersionConflict, WorkItem
 from joedefender.pipeline.sample_step import SampleStep
@@ -42,7 +44,14 @@ class Engine:
             WorkKind.SAMPLE: self._samples,
             WorkKind.COMMENT: WriteBackStep(ctx),
             WorkKind.CLEANUP: CleanupStep(ctx),
+            WorkKind.INDICATORS: self._indicators,
+            WorkKind.CLASSIFY: ClassifyStep(ctx),
         }
+        self._choose = ChooseStep(ctx)
+        self._batch = BatchStep(ctx)
+
+    def _indicators(self, subject: str) -> Outcome:
+        return self._batch(subject) if subject == TENANT_BATCH else self._choose(subject)
 
     def run_next(self, owner: str) -> bool:
         """Claim and run one due item; False when nothing is due."""
@@ -97,6 +106,8 @@ class Engine:
             stored = ctx.jobs.get(work.subject)
             if stored is not None and not stored.record.state.final:
                 return self._samples.fail(stored, cause)
+        elif work.kind == WorkKind.INDICATORS and work.subject != TENANT_BATCH:
+            self._choose.give_up(work.subject, cause.text)
         elif work.kind == WorkKind.TRIAGE:
             alert = ctx.alerts.get(work.subject)
             if alert is not None:

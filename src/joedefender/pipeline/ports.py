@@ -20,8 +20,9 @@ from typing import Any, BinaryIO, Protocol
 
 from joedefender.domain.alerts import Alert
 from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import Command, LiveResponseAction, Machine
-from joedefender.domain.verdicts import SubmissionStatus, Verdict
+from joedefender.domain.verdicts import IocSet, SubmissionStatus, Verdict
 
 # --- Defender and the sandbox ----------------------------------------------------------------
 
@@ -38,6 +39,10 @@ class DefenderPort(Protocol):
         ...
 
     def add_comment(self, alert_id: str, text: str) -> None: ...
+
+    def classify_alert(self, alert_id: str, classification: str, determination: str) -> None:
+        """Set the alert's classification and determination (an idempotent PATCH)."""
+        ...
 
     def get_machine(self, machine_id: str) -> Machine: ...
 
@@ -61,6 +66,26 @@ class DefenderPort(Protocol):
 
     def ensure_library_file(self, name: str, content: bytes, *, description: str, parameters_description: str) -> None:
         """Upload `name` to the live response library unless an identical copy is there."""
+        ...
+
+    def import_indicators(self, indicators: Sequence[Indicator]) -> list[ImportResult]:
+        """Create or update (same value and type) at most 500 indicators in one call."""
+        ...
+
+    def find_indicators(self, values: Sequence[str]) -> list[ExistingIndicator]:
+        """The active indicators whose value is one of `values` (a targeted lookup, never the list)."""
+        ...
+
+    def own_indicators(self) -> list[ExistingIndicator]:
+        """The active indicators this connector created (`application` names it)."""
+        ...
+
+    def count_indicators(self) -> int:
+        """How many active indicators the tenant holds (as far as the app may see)."""
+        ...
+
+    def delete_indicators(self, ids: Sequence[str]) -> None:
+        """Withdraw indicators by id, at most 500 per call."""
         ...
 
 
@@ -91,6 +116,10 @@ class SandboxPort(Protocol):
         ...
 
     def analysis_status(self, webid: str) -> str: ...
+
+    def iocs(self, webid: str) -> IocSet:
+        """The analysis' indicators, each with Joe's own malicious flag."""
+        ...
 
 
 # --- storage ---------------------------------------------------------------------------------

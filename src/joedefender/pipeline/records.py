@@ -15,7 +15,14 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from joedefender.domain.jobs import AlertRecord, AlertSampleLink, EndpointCleanup, SampleJob
+from joedefender.domain.jobs import (
+    AlertRecord,
+    AlertSampleLink,
+    EndpointCleanup,
+    IndicatorBudget,
+    IndicatorPush,
+    SampleJob,
+)
 from joedefender.pipeline.ports import Document, StateStore, Store, UnitOfWork
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,6 +61,8 @@ class Records:
         self.jobs: Repository[SampleJob] = Repository(store, "job", SampleJob)
         self.links: Repository[AlertSampleLink] = Repository(store, "link", AlertSampleLink)
         self.cleanups: Repository[EndpointCleanup] = Repository(store, "cleanup", EndpointCleanup)
+        self.pushes: Repository[IndicatorPush] = Repository(store, "push", IndicatorPush)
+        self.budgets: Repository[IndicatorBudget] = Repository(store, "budget", IndicatorBudget)
 
 
 class Changes:

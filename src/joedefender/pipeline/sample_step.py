@@ -15,6 +15,7 @@ from joedefender.domain.keys import comment_key, link_prefix
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.pipeline.collection import Collector
 from joedefender.pipeline.context import DONE, Context, Outcome, again
+from joedefender.pipeline.indicators import schedule_indicators
 from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
 
@@ -111,6 +112,7 @@ class SampleStep:
                     f"{known_verdict.detection} (analysis {known_verdict.webid}), not resubmitted",
                 )
                 self.announce(changes, stored)
+                schedule_indicators(ctx, changes, job)
                 return DONE
             detail = "unknown to Joe Sandbox" if not known else f"known, {ctx.config.resubmit.describe()}"
             job.move_to(JobState.COLLECT if job.kind == "file" else JobState.SUBMIT)
@@ -166,6 +168,7 @@ class SampleStep:
                 self.save(changes, stored)
                 changes.record(job.key, "analysis", "finished", f"{verdict.detection}, score {verdict.score}")
                 self.announce(changes, stored)
+                schedule_indicators(ctx, changes, job)
             return DONE
         started = submission.submitted_at or job.updated_at
         if ctx.now() - started > ctx.config.analysis_limit:

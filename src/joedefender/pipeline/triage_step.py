@@ -15,6 +15,7 @@ from joedefender.domain.reasons import Cause, Reason
 from joedefender.domain.samples import SampleKey
 from joedefender.domain.triage import TriageDecision, triage
 from joedefender.pipeline.context import DONE, Context, Outcome
+from joedefender.pipeline.indicators import schedule_indicators
 from joedefender.pipeline.ports import VersionConflict
 from joedefender.pipeline.records import Changes, Versioned
 
@@ -131,8 +132,11 @@ class TriageStep:
                 changes.enqueue(sample_work_key(job_key))
             final = job.state.final
         link = link_key(alert_id, job_key)
-        if ctx.links.get(link) is None:
+        joined_alert = ctx.links.get(link) is None
+        if joined_alert:
             changes.create(ctx.links, link, AlertSampleLink(alert_id=alert_id, sample_key=job_key))
         if final:  # a job that has ended will not announce itself again: write back now
             changes.enqueue(comment_key(link))
+            if existing is not None and joined_alert:
+                schedule_indicators(ctx, changes, existing.record, alert_id)
         return job_key

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from joedefender.domain.comments import has_marker, render_failure, render_verdict
 from joedefender.domain.jobs import AlertSampleLink, JobState, LinkState, SampleJob
-from joedefender.domain.keys import alert_subject
+from joedefender.domain.keys import alert_subject, classify_key
+from joedefender.pipeline.classify import wants_classification
 from joedefender.pipeline.context import DONE, Context, Outcome
 
 
@@ -59,6 +60,8 @@ class WriteBackStep:
         with ctx.changes() as changes:
             changes.save(stored)
             changes.record(subject, "write-back", outcome, detail)
+            if wants_classification(ctx, job.record):  # after the comment, never in its way
+                changes.enqueue(classify_key(link_id))
         return DONE
 
     def _already_there(self, link: AlertSampleLink) -> bool:

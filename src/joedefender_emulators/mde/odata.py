@@ -257,11 +257,39 @@ def _all_of(parts: list[Predicate]) -> Predicate:
 
 
 def _any_of(parts: list[Predicate]) -> Predicate:
+    keys = {part.field.key for part in parts if isinstance(part, _StringEquals)}
+    if len(keys) == 1 and all(isinstance(part, _StringEquals) for part in parts):
+        # `x eq 'a' or x eq 'b' or …` (a lookup of several values): one set lookup per item.
+        return _StringIn(parts[0].field, frozenset(part.expected for part in parts))  # type: ignore[attr-defined]
     return lambda item: any(part(item) for part in parts)
+
+
+class _StringEquals:
+    """`field eq 'text'`, compared without regard to case (docs silent; the service's store does)."""
+
+    def __init__(self, field: Field, value: str) -> None:
+        self.field = field
+        self.expected = value.lower()
+
+    def __call__(self, item: Item) -> bool:
+        actual = _coerce(self.field, item.get(self.field.key))
+        return actual is not None and str(actual).lower() == self.expected
+
+
+class _StringIn:
+    def __init__(self, field: Field, expected: frozenset[str]) -> None:
+        self.field = field
+        self.expected = expected
+
+    def __call__(self, item: Item) -> bool:
+        actual = _coerce(self.field, item.get(self.field.key))
+        return actual is not None and str(actual).lower() in self.expected
 
 
 def _comparison(field: Field, op: str, value: Any) -> Predicate:
     compare = _COMPARISONS[op]
+    if op == "eq" and field.kind is Kind.STRING and isinstance(value, str):
+        return _StringEquals(field, value)
 
     def predicate(item: Item) -> bool:
         actual = _coerce(field, item.get(field.key))

@@ -388,8 +388,12 @@ class DefenderClient:
         type: str | None = None,
         title: str | None = None,
         created_by: str | None = None,
+        application: str | None = None,
+        values: Sequence[str] = (),
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> list[Indicator]:
+        """Active indicators matching every given field; `values` is a targeted lookup of several
+        values at once (`indicatorValue eq 'a' or indicatorValue eq 'b'`)."""
         clauses = [
             f"{field} eq {odata_string(item)}"
             for field, item in (
@@ -397,9 +401,12 @@ class DefenderClient:
                 ("indicatorType", type),
                 ("title", title),
                 ("createdBy", created_by),
+                ("application", application),
             )
             if item is not None
         ]
+        if values:
+            clauses.append("(" + " or ".join(f"indicatorValue eq {odata_string(v)}" for v in values) + ")")
         params = {"$filter": " and ".join(clauses)} if clauses else {}
         return list(
             self._paged(

@@ -35,7 +35,8 @@ from joedefender.adapters.defender.errors import (
 )
 from joedefender.adapters.defender.models import Alert as WireAlert
 from joedefender.adapters.defender.models import Evidence as WireEvidence
-from joedefender.adapters.defender.models import LiveResponseCommand, MachineAction
+from joedefender.adapters.defender.models import Indicator as WireIndicator
+from joedefender.adapters.defender.models import IndicatorSpec, LiveResponseCommand, MachineAction
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import (
     Busy,
@@ -47,6 +48,7 @@ from joedefender.domain.errors import (
     Throttled,
     Transient,
 )
+from joedefender.domain.indicators import APPLICATION, ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
 from joedefender.pipeline.ports import DefenderPort
 
@@ -114,6 +116,10 @@ class DefenderAdapter:
         with translated():
             self.client.add_comment(alert_id, text)
 
+    def classify_alert(self, alert_id: str, classification: str, determination: str) -> None:
+        with translated():
+            self.client.update_alert(alert_id, classification=classification, determination=determination)
+
     # --- machines and live response -----------------------------------------------------------------
 
     def get_machine(self, machine_id: str) -> Machine:
@@ -153,6 +159,63 @@ class DefenderAdapter:
                 name, content, description=description, parameters_description=parameters_description
             )
 
+    # --- indicators ---------------------------------------------------------------------------------
+
+    def import_indicators(self, indicators: Sequence[Indicator]) -> list[ImportResult]:
+        specs = [to_spec(indicator) for indicator in indicators]
+        with translated():
+            results = self.client.import_indicators(specs)
+        return [
+            ImportResult(value=r.indicator or "", id=r.id, failed=r.is_failed, reason=r.failure_reason) for r in results
+        ]
+
+    def find_indicators(self, values: Sequence[str]) -> list[ExistingIndicator]:
+        if not values:
+            return []
+        with translated():
+            found = self.client.list_indicators(values=values)
+        return [to_existing(item) for item in found]
+
+    def own_indicators(self) -> list[ExistingIndicator]:
+        with translated():
+            found = self.client.list_indicators(application=APPLICATION)
+        return [to_existing(item) for item in found]
+
+    def count_indicators(self) -> int:
+        with translated():
+            return len(self.client.list_indicators(page_size=10_000))
+
+    def delete_indicators(self, ids: Sequence[str]) -> None:
+        with translated():
+            self.client.batch_delete_indicators(ids)
+
+
+def to_spec(indicator: Indicator) -> IndicatorSpec:
+    return IndicatorSpec(
+        indicator_value=indicator.value,
+        indicator_type=indicator.type,
+        action=indicator.action,
+        title=indicator.title,
+        description=indicator.description,
+        application=indicator.application,
+        expiration_time=indicator.expires_at,
+        severity=indicator.severity,
+        rbac_group_names=list(indicator.rbac_group_names) or None,
+        generate_alert=indicator.generate_alert,
+    )
+
+
+def to_existing(item: WireIndicator) -> ExistingIndicator:
+    return ExistingIndicator(
+        id=item.id,
+        value=item.indicator_value or "",
+        type=item.indicator_type or "",
+        application=item.application,
+        title=item.title,
+        action=item.action,
+        expires_at=item.expiration_time,
+    )
+
 
 def _translated_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """The chunks, with a failure while reading them (a broken download, a cap) in the core's terms
@@ -176,6 +239,8 @@ def to_alert(alert: WireAlert) -> Alert:
         last_update_time=alert.last_update_time,
         evidence=tuple(to_evidence(item) for item in alert.evidence),
         comments=tuple(comment.comment or "" for comment in alert.comments),
+        classification=alert.classification,
+        determination=alert.determination,
     )
 
 

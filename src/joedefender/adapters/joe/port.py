@@ -111,7 +111,7 @@ class JoeSandboxAdapter:
             return self.client.analysis_status(webid)
 
     def iocs(self, webid: str) -> IocSet:
-        """The analysis' indicators (not yet part of `SandboxPort`; verdict actions will need them)."""
+        """The analysis' indicators, for the verdict actions."""
         with translated():
             return self.client.iocs(webid)
 

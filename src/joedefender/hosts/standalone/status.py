@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -89,6 +90,30 @@ def jobs_table(ctx: Records) -> Table:
     return table
 
 
+def indicators_table(ctx: Records) -> Table | None:
+    """The verdict actions per sample: where each push stands and Defender's indicator ids."""
+    pushes = ctx.pushes.list()
+    if not pushes:
+        return None
+    table = Table(title="Indicators", expand=True)
+    for column in ("sample", "state", "indicators", "ids", "expires (UTC)", "note"):
+        table.add_column(column, overflow="fold")
+    for stored in pushes:
+        push = stored.record
+        ids = push.ids
+        shown = ", ".join(ids[:8]) + (f" (+{len(ids) - 8})" if len(ids) > 8 else "")
+        note = push.failure or (f"left out: {push.skipped}" if push.skipped else "")
+        table.add_row(
+            push.sample_key[:24] + ("…" if len(push.sample_key) > 24 else ""),
+            _styled(push.state.value),
+            str(len(push.values)),
+            shown,
+            _when(push.expires_at),
+            escape(note),
+        )
+    return table
+
+
 def history_table(ctx: Records, subject: str, title: str) -> Table:
     table = Table(title=_data(title), expand=True)
     for column in ("time (UTC)", "step", "outcome", "detail"):
@@ -114,6 +139,9 @@ def print_status(ctx: Records, console: Console, alert_id: str | None = None) ->
     if alert_id is None:
         console.print(alerts_table(ctx))
         console.print(jobs_table(ctx))
+        indicators = indicators_table(ctx)
+        if indicators is not None:
+            console.print(indicators)
         console.print(f"work items queued: {ctx.store.pending()}")
         return True
     stored = ctx.alerts.get(alert_id)
