@@ -620,7 +620,7 @@ class Settings(BaseModel):
     def webhook_tls(self) -> bool:
         return self.webhook_tls_cert_file is not None
 
-    def _webhook_problems(self) -> list[tuple[str, str]]:
+    def webhook_problems(self) -> list[tuple[str, str]]:
         """Rules across settings: off loopback the secret crosses a network, so it needs TLS (or a
         proxy in front that terminates it, said explicitly) and enough length not to be guessed."""
         problems = []
@@ -699,7 +699,7 @@ class Settings(BaseModel):
         except ValidationError as exc:
             # `from None`: the pydantic error would carry the raw input into tracebacks.
             raise SettingsError(_merge(problems, _problems_of(exc))) from None
-        problems += settings._webhook_problems()
+        problems += settings.webhook_problems()
         if problems:
             raise SettingsError(problems)
         return settings

@@ -283,3 +283,31 @@ def test_a_client_that_hangs_up_is_one_debug_line(
     assert loud == []
     assert not any(r.exc_info for r in caplog.records)
     assert [doc.key for doc in store.list("alert")] == [alert_id(1)]
+
+
+def test_the_delivery_function_imports_without_the_asgi_stack() -> None:
+    """The Azure Functions trigger will call `AlertIntake` with no Starlette nor uvicorn."""
+    code = (
+        "import sys; import joedefender.hosts.alert_intake; "
+        "assert not {'starlette', 'uvicorn'} & set(sys.modules), sorted(sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_the_service_refuses_a_plain_http_webhook_off_loopback_even_from_settings_built_in_code(
+    tmp_path: Path,
+) -> None:
+    from joedefender.bootstrap import open_connector
+    from joedefender.hosts.standalone.service import Service, ServiceOptions
+    from joedefender.settings import Settings, SettingsError
+    from tests.fakes import FakeDefender, FakeSandbox
+    from tests.test_settings import REQUIRED
+
+    settings = Settings.model_validate({**REQUIRED, "WebhookBindAddress": "0.0.0.0", "WebhookSecret": SECRET})  # noqa: S104
+    with (
+        SqliteStore(tmp_path / "state.db") as store,
+        open_connector(settings, store=store, defender=FakeDefender(), sandbox=FakeSandbox()) as connector,
+        pytest.raises(SettingsError, match="WebhookBindAddress"),
+    ):
+        Service(connector, ServiceOptions(poll=False, webhook=True))

@@ -17,6 +17,7 @@ from joedefender.hosts.standalone.poller import Poller
 from joedefender.hosts.standalone.webhook import TlsFiles, Webhook
 from joedefender.hosts.standalone.workers import WorkerPool
 from joedefender.pipeline.ports import StoreError
+from joedefender.settings import SettingsError
 
 logger = logging.getLogger("joedefender.service")
 
@@ -49,6 +50,9 @@ class Service:
             )
         self.webhook: Webhook | None = None
         if options.webhook:
+            problems = settings.webhook_problems()  # also for settings built in code, not loaded
+            if problems:
+                raise SettingsError(problems)
             # The settings refused a non-loopback address without TLS (unless a proxy terminates
             # it) or without a long enough secret; what is left to say is a warning.
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
