@@ -105,8 +105,10 @@ def main() -> None:
     parser.add_argument("--machines", type=int, default=10)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--time-scale", type=float, default=0.002)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
     args = parser.parse_args()
-    print(json.dumps(run(args.alerts, args.samples, args.machines, args.time_scale, args.workers), indent=2))
+    result = run(args.alerts, args.samples, args.machines, args.time_scale, args.workers)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
