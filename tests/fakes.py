@@ -450,3 +450,13 @@ def file_alert(
         evidence=(evidence,),
         **fields,  # type: ignore[arg-type]
     )
+
+
+def url_alert(alert_id: str, url: str) -> Alert:
+    """An EDR alert, on no machine, whose only evidence is `url`."""
+    return Alert(
+        id=alert_id,
+        detection_source="WindowsDefenderAtp",
+        status="New",
+        evidence=(Evidence(entity_type="Url", url=url),),
+    )

@@ -331,26 +331,26 @@ def _bind_address(value: object) -> str:
         raise ValueError(f"{_echo(text)} is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::)") from None
 
 
-def _pem_file(marker: bytes, what: str) -> BeforeValidator:
+def _pem_path(value: object, marker: bytes, what: str) -> Path | None:
     """A readable PEM file holding `marker`; the file's content is never echoed."""
+    if value is None:
+        return None
+    if not isinstance(value, str | Path):
+        raise ValueError("is not a file path")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{_echo(str(path))} does not exist or is not a file")
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{_echo(str(path))} cannot be read ({exc.strerror})") from None
+    if marker not in pem:
+        raise ValueError(f"{_echo(str(path))} holds no PEM {what}")
+    return path
 
-    def parse(value: object) -> Path | None:
-        if value is None:
-            return None
-        if not isinstance(value, str | Path):
-            raise ValueError("is not a file path")
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ValueError(f"{_echo(str(path))} does not exist or is not a file")
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise ValueError(f"{_echo(str(path))} cannot be read ({exc.strerror})") from None
-        if marker not in pem:
-            raise ValueError(f"{_echo(str(path))} holds no PEM {what}")
-        return path
 
-    return BeforeValidator(parse)
+def _pem_file(marker: bytes, what: str) -> BeforeValidator:
+    return BeforeValidator(lambda value: _pem_path(value, marker, what))
 
 
 def _authority_host(value: object) -> str:
@@ -369,20 +369,7 @@ def _joe_url(value: object) -> str:
 
 
 def _ca_bundle(value: object) -> Path | None:
-    if value is None:
-        return None
-    if not isinstance(value, str | Path):
-        raise ValueError("is not a file path")
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ValueError(f"{_echo(str(path))} does not exist or is not a file")
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{_echo(str(path))} cannot be read ({exc.strerror})") from None
-    if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise ValueError(f"{_echo(str(path))} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
-    return path
+    return _pem_path(value, b"-----BEGIN CERTIFICATE-----", "certificate (-----BEGIN CERTIFICATE-----)")
 
 
 def _state_path(value: object) -> Path:

@@ -27,7 +27,7 @@ from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
 from joedefender.pipeline.ports import UnitOfWork
-from tests.fakes import FakeDefender, FakeSandbox, file_alert
+from tests.fakes import FakeDefender, FakeSandbox, file_alert, url_alert
 
 M1, M2 = "1" * 40, "2" * 40
 PAYLOAD = b"MZ pretend payload"
@@ -130,14 +130,7 @@ def test_a_url_is_submitted_as_a_url() -> None:
     rig = Rig()
     url = "http://phish.example/login"
     rig.sandbox.verdicts[url] = ("malicious", 80)
-    rig.receive(
-        Alert(
-            id="a1",
-            detection_source="WindowsDefenderAtp",
-            status="New",
-            evidence=(Evidence(entity_type="Url", url=url),),
-        )
-    )
+    rig.receive(url_alert("a1", url))
     rig.drain()
 
     (submission,) = rig.sandbox.submissions
@@ -397,14 +390,7 @@ def test_a_submission_whose_answer_was_lost_is_found_by_its_marker() -> None:
     rig = Rig()
     url = "http://phish.example/"
     rig.sandbox.fail("submit_url", Transient("connection reset", service="joe"), after=True)
-    rig.receive(
-        Alert(
-            id="a1",
-            detection_source="WindowsDefenderAtp",
-            status="New",
-            evidence=(Evidence(entity_type="Url", url=url),),
-        )
-    )
+    rig.receive(url_alert("a1", url))
     rig.drain()
     assert len(rig.sandbox.submissions) == 1
     (job,) = [j.record for j in rig.ctx.jobs.list()]
