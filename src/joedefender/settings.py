@@ -680,6 +680,23 @@ class Settings(BaseModel):
         return cls._build(from_file | from_environment, file_problems + environment_problems)
 
     @classmethod
+    def load_state_path(cls, environ: Mapping[str, str] | None = None, file: Path | None = None) -> Path:
+        """Only StatePath, read as `load` reads it: for the commands that read the store alone
+        (`status`), which must work when the network settings are missing or broken."""
+        environment = os.environ if environ is None else environ
+        from_file, problems = _gather(read_settings_file(file)) if file is not None else ({}, [])
+        from_environment, environment_problems = _gather(environment)
+        problems = [p for p in problems + environment_problems if p[0] == "StatePath"]
+        value = (from_file | from_environment).get("StatePath", "joedefender.db")
+        try:
+            path = _state_path(value)
+        except ValueError as exc:
+            problems.append(("StatePath", str(exc)))
+        if problems:
+            raise SettingsError(problems)
+        return path
+
+    @classmethod
     def _build(cls, values: Mapping[str, str], problems: list[tuple[str, str]]) -> "Settings":
         try:
             settings = cls.model_validate(values)

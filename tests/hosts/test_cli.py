@@ -187,6 +187,27 @@ def test_status_without_a_state_store_says_so_and_exits_1(make_world: WorldFacto
     assert not (tmp_path / "nothing-here.db").exists()
 
 
+def test_status_reads_the_store_even_when_the_network_settings_are_broken(
+    make_world: WorldFactory, tmp_path: Path
+) -> None:
+    """`status` reads only the store: a missing CA bundle, an empty secret and a bad URL do not stop it."""
+    w = _world(make_world)
+    a = _ENRICHED["id"]
+    w.process(a)
+    broken = {
+        "StatePath": w.values["StatePath"],
+        "TlsCaBundle": str(tmp_path / "gone.pem"),
+        "DefenderApiBaseURL": "not a url",
+        "AzureTenantID": "",
+    }
+    done = _cli("status", a, settings=broken)
+    assert done.returncode == 0, done.stderr
+    assert f"Alert {a}: accepted" in done.stdout
+    bad = _cli("status", settings={"StatePath": str(tmp_path)})
+    assert bad.returncode == 2
+    assert "StatePath" in bad.stderr
+
+
 # -- check --------------------------------------------------------------------------------------
 
 

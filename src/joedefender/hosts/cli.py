@@ -82,7 +82,7 @@ def _store_advice(exc: Exception) -> str:
 
 
 @contextmanager
-def _state_store_errors(settings: Settings, verbose: bool) -> Iterator[None]:
+def _state_store_errors(state_path: Path, verbose: bool) -> Iterator[None]:
     """A state store that cannot be used is one line naming the file and what to do; -v adds the
     traceback."""
     from joedefender.pipeline.ports import StoreError
@@ -92,7 +92,7 @@ def _state_store_errors(settings: Settings, verbose: bool) -> Iterator[None]:
     except StoreError as exc:
         if verbose:
             errors.print_exception()
-        path = escape(str(settings.state_path))
+        path = escape(str(state_path))
         errors.print(f"[red]State store problem[/]: {path}: {escape(_store_advice(exc))}", soft_wrap=True)
         raise typer.Exit(3) from None
 
@@ -154,7 +154,10 @@ def run(
 
     _logging(verbose)
     settings = _settings(settings_file)
-    with _state_store_errors(settings, verbose), open_connector(settings, time_scale=time_scale) as connector:
+    with (
+        _state_store_errors(settings.state_path, verbose),
+        open_connector(settings, time_scale=time_scale) as connector,
+    ):
         service = Service(connector, ServiceOptions(poll=poll, webhook=webhook, until_idle=until_idle))
         service.install_signal_handlers()
         service.run()
@@ -175,7 +178,10 @@ def process(
 
     _logging(verbose)
     settings = _settings(settings_file)
-    with _state_store_errors(settings, verbose), open_connector(settings, time_scale=time_scale) as connector:
+    with (
+        _state_store_errors(settings.state_path, verbose),
+        open_connector(settings, time_scale=time_scale) as connector,
+    ):
         engine = connector.engine
         try:
             for alert_id in alert_ids:
@@ -212,11 +218,15 @@ def status(
     from joedefender.hosts.standalone.status import print_status
     from joedefender.pipeline.records import Records
 
-    settings = _settings(settings_file)
-    if not settings.state_path.exists():
-        errors.print(f"No state at {escape(str(settings.state_path))}: the connector has not run with this StatePath.")
+    try:  # the store alone: the network settings need not be valid here
+        state_path = Settings.load_state_path(file=settings_file)
+    except ConfigurationError as exc:
+        errors.print(f"[red]Configuration error[/]\n{escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    if not state_path.exists():
+        errors.print(f"No state at {escape(str(state_path))}: the connector has not run with this StatePath.")
         raise typer.Exit(1)
-    with _state_store_errors(settings, verbose), SqliteStore(settings.state_path) as store:
+    with _state_store_errors(state_path, verbose), SqliteStore(state_path) as store:
         found = print_status(Records(store), console, alert_id)
     if not found:
         errors.print(f"Alert {escape(str(alert_id))} is not known to the connector.")
