@@ -401,3 +401,22 @@ def test_when_getfile_on_the_quarantine_folder_is_refused_the_on_endpoint_decode
 def _jobs(w: World) -> list[SampleJob]:
     with w.connector() as connector:
         return [j.record for j in connector.ctx.jobs.list()]
+
+
+def test_a_submission_joe_refuses_as_invalid_fails_at_once_with_a_comment(make_world: WorldFactory) -> None:
+    """Joe's "invalid value for parameter" (error code 3) is permanent: one try, then the comment."""
+    path = "C:\\tools\\refused.exe"
+    raw = world(
+        samples={"refused": "refused"},
+        machines=[machine(1, files={path: "refused"})],
+        alerts=[alert(1, 1, file_evidence("refused", path))],
+    )
+    raw["faults"] = [
+        {"service": "joe", "path": "submission/new", "status": 400, "code": 3, "message": "invalid value for parameter"}
+    ]
+    w = make_world(scenario(raw))
+    w.process(alert(1, 1)["id"])
+    (comment,) = _ours(w.comments(alert(1, 1)["id"]))
+    assert comment.startswith("Joe Sandbox: not analysed\nReason: refused as invalid, not retried: Joe Sandbox:")
+    assert "invalid value for parameter" in comment
+    assert int(w.joe("/_emulator/calls").get("submission/new", {}).get("calls", 0)) == 1

@@ -17,7 +17,7 @@ import pytest
 from joedefender.adapters.memory import MemoryStore
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.comments import marker
-from joedefender.domain.errors import NotAllowed, Throttled, Transient
+from joedefender.domain.errors import NotAllowed, Rejected, Throttled, Transient
 from joedefender.domain.jobs import AlertState, Attempt, JobState, LinkState, SampleJob
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.retry import RetryPolicy
@@ -575,3 +575,20 @@ def test_a_file_name_that_forges_another_samples_marker_cannot_suppress_its_comm
     assert len(_ours(comments, f"sha256:{SHA}")) == 1
     (b_comment,) = _ours(comments, f"sha256:{other_sha}")
     assert b_comment.startswith("Joe Sandbox: MALICIOUS (score 97/100)")
+
+
+def test_a_request_the_sandbox_refuses_as_invalid_ends_the_job_at_once_with_the_reason() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.sandbox.fail("submit_file", Rejected("invalid value for parameter 'systems'", service="joe"), times=50)
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    rig.drain()
+
+    assert rig.sandbox.calls["submit_file"] == 1  # not retried
+    job = rig.job()
+    assert job.state == JobState.FAILED
+    assert job.failure is not None
+    assert job.failure.text == "refused as invalid, not retried: Joe Sandbox: invalid value for parameter 'systems'"
+    (comment,) = _ours(rig.defender.comments("a1"))
+    assert "Reason: refused as invalid, not retried: Joe Sandbox: invalid value" in comment

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     ANALYSIS_TIMEOUT = "analysis_timeout"
     NO_ANALYSIS = "no_analysis"
     GAVE_UP = "gave_up"
+    REJECTED = "rejected"
     # collection attempts
     MACHINE_NOT_FOUND = "machine_not_found"
     ACTION_LOST = "action_lost"
@@ -55,6 +56,7 @@ _TEXT: dict[Reason, str] = {
     Reason.ANALYSIS_TIMEOUT: "the analysis did not finish within {detail} minutes",
     Reason.NO_ANALYSIS: "Joe Sandbox finished the submission without an analysis",
     Reason.GAVE_UP: "gave up after {detail}",
+    Reason.REJECTED: "refused as invalid, not retried: {detail}",
     Reason.MACHINE_NOT_FOUND: "machine not found: {detail}",
     Reason.ACTION_LOST: "Defender lost the live response action",
     Reason.ACTION_TIMEOUT: "live response did not finish within {detail} minutes",

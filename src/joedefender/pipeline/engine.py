@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from joedefender.domain.errors import Misconfigured, NotAllowed, QuotaExhausted, Throttled, Transient
+from joedefender.domain.errors import Misconfigured, NotAllowed, QuotaExhausted, Rejected, Throttled, Transient
 from joedefender.domain.jobs import AlertState
 from joedefender.domain.keys import TENANT_BATCH, WorkKey, WorkKind, alert_subject
 from joedefender.domain.reasons import Cause, Reason
@@ -81,6 +81,12 @@ class Engine:
             return again(exc.retry_after or config.backoff(self._errors.failed(item.key)))
         except Transient as exc:
             return self._retry(item, work, f"{type(exc).__name__}: {exc}")
+        except Rejected as exc:
+            # The service refused this request as invalid: the same request will be refused again.
+            service = {"joe": "Joe Sandbox", "defender": "Defender"}.get(exc.service, exc.service or "the service")
+            cause = Cause(reason=Reason.REJECTED, detail=f"{service}: {exc.message}")
+            self.ctx.record(item.key, work.kind.value, "refused", cause.text)
+            return self._give_up(work, cause)
         except _CONFIGURATION as exc:
             # Every item would fail the same way: wait long, say it loudly, do not comment.
             self.ctx.record(item.key, work.kind.value, "configuration problem", f"{type(exc).__name__}: {exc}")
@@ -102,6 +108,12 @@ class Engine:
         self._errors.succeeded(item.key)
         cause = Cause(reason=Reason.GAVE_UP, detail=f"{failures} failed tries; last error: {detail}")
         ctx.record(item.key, work.kind.value, "gave up", cause.text)
+        return self._give_up(work, cause)
+
+    def _give_up(self, work: WorkKey, cause: Cause) -> Outcome:
+        """End what the work item was for with `cause`: a sample job fails (and its alerts get
+        the failure comment), an alert's triage fails; other items are dropped."""
+        ctx = self.ctx
         if work.kind == WorkKind.SAMPLE:
             stored = ctx.jobs.get(work.subject)
             if stored is not None and not stored.record.state.final:
