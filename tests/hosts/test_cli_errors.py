@@ -59,6 +59,23 @@ def test_process_with_a_key_joe_rejects_stops_with_one_line(make_world: WorldFac
     assert wrong not in done.stdout + done.stderr
 
 
+def test_process_with_joes_quota_used_up_stops_with_one_line_and_parks_the_submission(
+    make_world: WorldFactory,
+) -> None:
+    raw = world(samples={"dropper": "dropper bytes"}, machines=[machine(1, files={_PATH: "dropper"})], alerts=[_ALERT])
+    raw["joe"]["quota_daily"] = 0
+    w = make_world(scenario(raw))
+    started = time.monotonic()
+    done = _cli("process", str(_ALERT["id"]), "--time-scale", str(w.scenario.time_scale), settings=w.values)
+    assert time.monotonic() - started < 45
+    assert done.returncode == 1, done.stdout + done.stderr
+    stopped = [line for line in _lines(done.stderr) if line.startswith("Stopped")]
+    assert len(stopped) == 1, done.stderr
+    assert "quota is used up" in stopped[0]
+    status = _cli("status", settings=w.values)
+    assert "submissions are parked until" in status.stdout, status.stdout
+
+
 def _garbage(path: Path) -> None:
     path.write_bytes(b"this is not a database, it is garbage " * 300)
 

@@ -17,7 +17,7 @@ import pytest
 from joedefender.adapters.memory import MemoryStore
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.comments import marker
-from joedefender.domain.errors import NotAllowed, Rejected, Throttled, Transient
+from joedefender.domain.errors import NotAllowed, QuotaExhausted, Rejected, Throttled, Transient
 from joedefender.domain.jobs import AlertState, Attempt, JobState, LinkState, SampleJob
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.retry import RetryPolicy
@@ -27,6 +27,7 @@ from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
 from joedefender.pipeline.ports import UnitOfWork
+from joedefender.pipeline.quota import parked_until
 from tests.fakes import FakeDefender, FakeSandbox, file_alert, url_alert
 
 M1, M2 = "1" * 40, "2" * 40
@@ -592,3 +593,34 @@ def test_a_request_the_sandbox_refuses_as_invalid_ends_the_job_at_once_with_the_
     assert job.failure.text == "refused as invalid, not retried: Joe Sandbox: invalid value for parameter 'systems'"
     (comment,) = _ours(rig.defender.comments("a1"))
     assert "Reason: refused as invalid, not retried: Joe Sandbox: invalid value" in comment
+
+
+def test_an_exhausted_quota_parks_every_submission_until_it_resets() -> None:
+    rig = Rig()
+    other = b"MZ another file"
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    rig.defender.files[(M1, "C:\\Users\\u\\y.exe")] = other
+    rig.sandbox.fail("submit_file", QuotaExhausted("daily quota used up", service="joe"))
+    rig.receive(file_alert("a1", M1, PAYLOAD))
+    for _ in range(200):  # until the first submission is refused for the quota
+        if not rig.engine.run_next("worker"):
+            rig.clock.t = max(rig.clock.t, rig.store.next_due() or rig.clock.t)
+        if rig.engine.quota_exhausted is not None:
+            break
+    assert rig.engine.quota_exhausted is not None
+    parked = parked_until(rig.store, rig.clock())
+    assert parked is not None and parked - rig.clock() >= 60
+    assert ("sample", "parked") in rig.history(f"sha256:{SHA}")
+
+    # A second sample meanwhile is neither collected nor submitted while the park lasts.
+    rig.receive(file_alert("a2", M1, other, name="y.exe"))
+    while rig.engine.run_next("worker"):
+        pass
+    assert rig.sandbox.calls["submit_file"] == 1
+    assert len(rig.defender.actions) == 1
+    assert rig.defender.comments("a1") == () and rig.defender.comments("a2") == ()
+
+    rig.drain()  # the clock moves past the reset: both go
+    assert {s.sha256 for s in rig.sandbox.submissions} == {SHA, hashlib.sha256(other).hexdigest()}
+    assert len(_ours(rig.defender.comments("a1"))) == 1

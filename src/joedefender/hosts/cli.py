@@ -194,9 +194,17 @@ def process(
         try:
             # a rejected key or an exhausted quota would reschedule every item far ahead: stop then
             while not workers.wait_idle_for(0.5) and engine.configuration_problem is None:
-                pass
+                if engine.quota_exhausted is not None:
+                    break
         finally:
             workers.stop()
+        if engine.quota_exhausted is not None:
+            said = escape(engine.quota_exhausted.message)
+            errors.print(
+                f"[red]Stopped[/]: Joe Sandbox's submission quota is used up ({said}); "
+                "the submissions wait until it resets, and `joedefender run` carries them on"
+            )
+            raise typer.Exit(1)
         problem = engine.configuration_problem
         if problem is not None:
             errors.print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from joedefender.domain.errors import Misconfigured, NotAllowed, QuotaExhausted, Rejected, Throttled, Transient
 from joedefender.domain.jobs import AlertState
@@ -21,13 +22,14 @@ from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.indicators import BatchStep, ChooseStep
 from joedefender.pipeline.intake import Intake
 from joedefender.pipeline.ports import StateStore, VersionConflict, WorkItem
+from joedefender.pipeline.quota import park
 from joedefender.pipeline.sample_step import SampleStep
 from joedefender.pipeline.triage_step import TriageStep
 from joedefender.pipeline.writeback import WriteBackStep
 
 logger = logging.getLogger("joedefender.engine")
 
-_CONFIGURATION = (Misconfigured, NotAllowed, QuotaExhausted)
+_CONFIGURATION = (Misconfigured, NotAllowed)
 
 
 class Engine:
@@ -39,6 +41,7 @@ class Engine:
         # The last error that every item would meet (a rejected key, an exhausted quota): a host
         # that waits for the queue to drain (`process`) stops on it instead of waiting for ever.
         self.configuration_problem: Exception | None = None
+        self.quota_exhausted: QuotaExhausted | None = None
         self._steps: dict[WorkKind, Callable[[str], Outcome]] = {
             WorkKind.TRIAGE: TriageStep(ctx),
             WorkKind.SAMPLE: self._samples,
@@ -87,6 +90,14 @@ class Engine:
             cause = Cause(reason=Reason.REJECTED, detail=f"{service}: {exc.message}")
             self.ctx.record(item.key, work.kind.value, "refused", cause.text)
             return self._give_up(work, cause)
+        except QuotaExhausted as exc:
+            until, started = park(self.ctx, exc.message)
+            when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            if started:  # said once, however many jobs park
+                logger.warning("Joe Sandbox's submission quota is used up: submissions wait until %s", when)
+            self.ctx.record(work.subject, work.kind.value, "parked", f"Joe Sandbox quota used up; until {when}")
+            self.quota_exhausted = exc
+            return again(until - self.ctx.now())
         except _CONFIGURATION as exc:
             # Every item would fail the same way: wait long, say it loudly, do not comment.
             self.ctx.record(item.key, work.kind.value, "configuration problem", f"{type(exc).__name__}: {exc}")

@@ -16,6 +16,7 @@ from joedefender.domain.reasons import Cause, Reason
 from joedefender.pipeline.collection import Collector
 from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.indicators import schedule_indicators
+from joedefender.pipeline.quota import parked_until
 from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
 
@@ -30,6 +31,11 @@ class SampleStep:
         if stored is None:
             return DONE
         state = stored.record.state
+        parked = parked_until(self._ctx.store, self._ctx.now())
+        if parked is not None and (
+            state == JobState.SUBMIT or (state == JobState.COLLECT and stored.record.current is None)
+        ):
+            return again(parked - self._ctx.now())  # no collection or submission while Joe's quota is used up
         if state == JobState.LOOKUP:
             return self._lookup(stored)
         if state in (JobState.COLLECT, JobState.COLLECTING):

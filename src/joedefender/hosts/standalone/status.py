@@ -7,6 +7,7 @@ Rich does not parse, so `http://evil.example/[/x]` prints as itself and `[link=.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from rich.console import Console, Group
@@ -16,6 +17,7 @@ from rich.text import Text
 
 from joedefender.domain.jobs import AlertRecord, SampleJob
 from joedefender.domain.keys import alert_subject, link_key, link_prefix
+from joedefender.pipeline.quota import parked_until
 from joedefender.pipeline.records import Records
 
 _STYLE = {
@@ -143,6 +145,10 @@ def print_status(ctx: Records, console: Console, alert_id: str | None = None) ->
         if indicators is not None:
             console.print(indicators)
         console.print(f"work items queued: {ctx.store.pending()}")
+        parked = parked_until(ctx.store, time.time())
+        if parked is not None:
+            when = datetime.fromtimestamp(parked, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            console.print(f"Joe Sandbox's submission quota is used up: submissions are parked until {when} UTC")
         return True
     stored = ctx.alerts.get(alert_id)
     if stored is None:

@@ -1,0 +1,48 @@
+"""Joe Sandbox's submission quota used up: submissions park until the quota window resets.
+
+Joe documents daily and monthly submission limits per plan but no reset time (joe-api.md §5):
+we assume the daily window resets at 00:00 UTC and look again then (docs silent). The park is a
+document in the store, so every worker and every process sees it, and none spends a submission
+call to learn it again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from joedefender.pipeline.context import Context
+from joedefender.pipeline.ports import StateStore, VersionConflict
+
+_KIND, _KEY = "meta", "joe-quota"
+
+
+def parked_until(store: StateStore, now: float) -> float | None:
+    """When parked submissions may go again; None when nothing is parked."""
+    doc = store.get(_KIND, _KEY)
+    if doc is None:
+        return None
+    until = float(doc.data.get("until", 0.0))
+    return until if until > now else None
+
+
+def park(ctx: Context, reason: str) -> tuple[float, bool]:
+    """Park submissions until the next 00:00 UTC (scaled); True when this started the park."""
+    now = ctx.now()
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    until = now + ctx.config.scaled(max(60.0, (midnight - moment).total_seconds()))
+    data = {"until": until, "reason": reason[:500]}
+    for _ in range(5):
+        doc = ctx.store.get(_KIND, _KEY)
+        if doc is not None and float(doc.data.get("until", 0.0)) > now:
+            return float(doc.data["until"]), False
+        try:
+            if doc is None:
+                if ctx.store.create(_KIND, _KEY, data) is None:
+                    continue
+            else:
+                ctx.store.update(doc, data)
+        except VersionConflict:
+            continue
+        return until, True
+    return until, False
