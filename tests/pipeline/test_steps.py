@@ -610,7 +610,8 @@ def test_an_exhausted_quota_parks_every_submission_until_it_resets() -> None:
             break
     assert rig.engine.quota_exhausted is not None
     parked = parked_until(rig.store, rig.clock())
-    assert parked is not None and parked - rig.clock() >= 60
+    assert parked is not None
+    assert parked - rig.clock() >= 60
     assert ("sample", "parked") in rig.history(f"sha256:{SHA}")
 
     # A second sample meanwhile is neither collected nor submitted while the park lasts.
@@ -619,7 +620,8 @@ def test_an_exhausted_quota_parks_every_submission_until_it_resets() -> None:
         pass
     assert rig.sandbox.calls["submit_file"] == 1
     assert len(rig.defender.actions) == 1
-    assert rig.defender.comments("a1") == () and rig.defender.comments("a2") == ()
+    assert rig.defender.comments("a1") == ()
+    assert rig.defender.comments("a2") == ()
 
     rig.drain()  # the clock moves past the reset: both go
     assert {s.sha256 for s in rig.sandbox.submissions} == {SHA, hashlib.sha256(other).hexdigest()}
