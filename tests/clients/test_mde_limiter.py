@@ -156,3 +156,19 @@ def test_threads_share_one_limiter_under_the_rate():
     # slot k is granted a full window after slot k-100 was answered: no 60 ms holds more than 100
     assert _max_in_window(stamps, 0.06) <= 100
     assert max(stamps) - min(stamps) >= 0.06 * 2  # 250 slots need at least two full windows
+
+
+def test_a_retry_after_holds_the_family_for_every_thread():
+    """A 429's Retry-After seen by one thread holds that endpoint family for all of them."""
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    limiter.acquire(Family.LIVE_RESPONSE)
+    limiter.hold(Family.LIVE_RESPONSE, 7.0)
+    limiter.acquire(Family.ALERTS)  # another family is not held
+    assert clock.sleeps == []
+    limiter.acquire(Family.LIVE_RESPONSE)
+    assert sum(clock.sleeps) == pytest.approx(7.0)
+    limiter.hold(Family.LIVE_RESPONSE, 2.0)
+    limiter.hold(Family.LIVE_RESPONSE, 1.0)  # a shorter hint does not shorten the hold
+    limiter.acquire(Family.LIVE_RESPONSE)
+    assert sum(clock.sleeps) == pytest.approx(9.0)

@@ -143,6 +143,25 @@ def test_each_429_waits_its_retry_after():
         assert status_count(emu, "alerts.get", 200) == 1
 
 
+def test_a_retry_after_is_honoured_by_every_thread_of_the_client():
+    """Thread A gets a 429 with Retry-After: 2; thread B, starting right after, waits it out too
+    instead of sending at once (it would have got a 200: the fault fires once)."""
+    with emulators() as emu, client_for(emu, max_retry=3) as client:
+        add_fault(emu, path=r"^/api/alerts/", status=429, retry_after=2, times=1)
+        first = threading.Thread(target=client.get_alert, args=(ALERT_ID,))
+        first.start()
+        deadline = time.monotonic() + 10
+        while status_count(emu, "alerts.get", 429) == 0:  # until A has its 429
+            assert time.monotonic() < deadline
+        throttled_at = time.monotonic()
+        assert client.get_alert(ALERT_ID).id == ALERT_ID
+        waited = time.monotonic() - throttled_at
+        first.join()
+        assert waited >= 1.5, waited
+        assert status_count(emu, "alerts.get", 429) == 1
+        assert status_count(emu, "alerts.get", 200) == 2
+
+
 def test_a_5xx_burst_is_recovered():
     with emulators() as emu, client_for(emu, max_retry=4) as client:
         add_fault(emu, path=r"^/api/alerts/", status=503, times=3)

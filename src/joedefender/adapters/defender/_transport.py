@@ -192,6 +192,7 @@ class Transport:
                 error = error_for(status, code, message, target=target, operation=operation, retry_after=retry_after)
                 if status == 429:
                     wait = retry_after if retry_after is not None else budget.backoff(self._rand)
+                    self._limiter.hold(family, wait)  # the other threads wait it out too
                 elif status >= 500:
                     wait = budget.backoff(self._rand)
                 else:

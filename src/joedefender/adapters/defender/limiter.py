@@ -63,13 +63,14 @@ class _Window:
         self.rate = rate
         self.answered: deque[float] = deque()
         self.in_flight = 0
+        self.held_until = 0.0  # a 429's Retry-After, for every thread of the process
 
     def wait_needed(self, now: float, minute: float, hour: float) -> float:
         """0 when a slot is free now, else how long until one may be (a lower bound)."""
         horizon = hour if self.rate.per_hour is not None else minute
         while self.answered and self.answered[0] <= now - horizon:
             self.answered.popleft()
-        wait = self._wait(now, minute, self.rate.per_minute)
+        wait = max(self.held_until - now, self._wait(now, minute, self.rate.per_minute))
         if self.rate.per_hour is not None:
             wait = max(wait, self._wait(now, hour, self.rate.per_hour))
         return wait
@@ -134,6 +135,13 @@ class RateLimiter:
                 if window is not None:
                     window.in_flight -= 1
                     window.answered.append(self._monotonic())
+
+    def hold(self, family: Family, seconds: float) -> None:
+        """Defender answered 429 with `Retry-After: seconds`: no thread sends to `family` before then."""
+        with self._lock:
+            window = self._windows.get(family)
+            if window is not None:
+                window.held_until = max(window.held_until, self._monotonic() + seconds)
 
     def _take(self, family: Family) -> None:
         while True:
