@@ -420,3 +420,33 @@ def test_a_submission_joe_refuses_as_invalid_fails_at_once_with_a_comment(make_w
     assert comment.startswith("Joe Sandbox: not analysed\nReason: refused as invalid, not retried: Joe Sandbox:")
     assert "invalid value for parameter" in comment
     assert int(w.joe("/_emulator/calls").get("submission/new", {}).get("calls", 0)) == 1
+
+
+def test_evidence_defender_adds_to_a_commented_alert_is_analysed_when_the_alert_comes_again(
+    make_world: WorldFactory,
+) -> None:
+    path = "C:\\Users\\u\\first.exe"
+    a = alert(1, 1, file_evidence("first", path))
+    url = "http://late.example/payload"
+    w = make_world(
+        scenario(
+            world(
+                samples={"first": "first"},
+                machines=[machine(1, files={path: "first"})],
+                alerts=[a],
+                verdicts=[{"url": url, "detection": "malicious", "score": 77}],
+            )
+        )
+    )
+    w.process(a["id"])
+    assert len(_ours(w.comments(a["id"]))) == 1
+    response = w._http.post(
+        f"{w.emulators.defender.url}/_emulator/alerts/{a['id']}/evidence", json=[{"entityType": "Url", "url": url}]
+    )
+    assert response.status_code == 200
+    w.process(a["id"])  # delivered again (webhook retry, `process`): triaged again, new sample only
+    ours = _ours(w.comments(a["id"]))
+    assert len(ours) == 2
+    assert sum(1 for c in ours if c.startswith("Joe Sandbox: MALICIOUS (score 77/100)") and url in c) == 1
+    assert [s["url"] for s in w.submissions() if s["url"]] == [url]
+    assert len([s for s in w.submissions() if s["sha256"]]) == 1

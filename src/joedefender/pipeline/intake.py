@@ -20,6 +20,7 @@ from joedefender.pipeline.ports import AlreadyExists
 # Defender alert ids look like "da637472900382838869_1364969609"; older ones are GUID-like.
 _ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 _MACHINE_ID = re.compile(r"^[0-9a-fA-F]{40}$")
+_REDELIVERY_QUIET = 300.0  # nominal seconds after a triage in which a repeated delivery changes nothing
 
 
 class InvalidAlertError(JoeDefenderError):
@@ -80,12 +81,15 @@ class Intake:
                 changes.record(alert_subject(alert_id), "intake", "received", f"from {source}")
                 changes.enqueue(triage_key(alert_id))
         except AlreadyExists:
-            if updated_at is not None:
-                self._retriage_if_evidence_may_have_come(alert_id, updated_at)
+            self._retriage_if_evidence_may_have_come(alert_id, updated_at)
             return Accepted(alert_id, False)
         return Accepted(alert_id, True)
 
-    def _retriage_if_evidence_may_have_come(self, alert_id: str, updated_at: datetime) -> None:
+    def _retriage_if_evidence_may_have_come(self, alert_id: str, updated_at: datetime | None) -> None:
+        """Defender adds evidence to an alert as its investigation goes on: an alert triaged before
+        is triaged again when the poller sees Defender update it after that (`updated_at`), or when
+        it is delivered again (webhook, CLI) a while after its triage. Samples already linked keep
+        their comment; only new ones are added."""
         ctx = self._ctx
         stored = ctx.alerts.get(alert_id)
         if stored is None:
@@ -97,12 +101,18 @@ class Intake:
             and record.cause is not None
             and record.cause.reason == Reason.NO_EVIDENCE
         )
-        if not skipped_for_no_evidence or triaged_at is None or updated_at.timestamp() <= triaged_at:
+        if triaged_at is None or not (skipped_for_no_evidence or record.state == AlertState.ACCEPTED):
             return
+        if updated_at is not None:
+            if updated_at.timestamp() <= triaged_at:
+                return
+            why = "Defender updated the alert since its triage"
+        else:
+            if ctx.now() - triaged_at < ctx.config.scaled(_REDELIVERY_QUIET):
+                return  # a sender's quick retry, not news
+            why = "the alert was delivered again"
         record.state = AlertState.RECEIVED
         with ctx.changes() as changes:
             changes.save(stored)
-            changes.record(
-                alert_subject(alert_id), "intake", "re-triage", "Defender updated an alert that had no evidence"
-            )
+            changes.record(alert_subject(alert_id), "intake", "re-triage", why)
             changes.enqueue(triage_key(alert_id))

@@ -34,11 +34,18 @@ class TriageStep:
         try:
             alert = ctx.defender.get_alert(alert_id)
         except NotFound:
-            self._end(stored, AlertState.FAILED, Cause(reason=Reason.ALERT_UNKNOWN), "failed")
+            cause = Cause(reason=Reason.ALERT_UNKNOWN)
+            self._end(stored, AlertState.FAILED, cause, "failed", cause.text)
             return DONE
         decision = triage(alert, ctx.config.filters)
+        if decision.cause is not None and stored.record.samples:
+            # Triaged again (late evidence) and no longer passing: what it carried stays as it was.
+            self._end(stored, AlertState.ACCEPTED, None, "nothing new", decision.cause.text)
+            return DONE
         if decision.cause is not None:
-            self._end(stored, AlertState.SKIPPED, decision.cause, "skipped", decision.skipped_evidence)
+            self._end(
+                stored, AlertState.SKIPPED, decision.cause, "skipped", decision.cause.text, decision.skipped_evidence
+            )
             return DONE
         for _ in range(_RACES):
             try:
@@ -55,8 +62,9 @@ class TriageStep:
         self,
         stored: Versioned[AlertRecord],
         state: AlertState,
-        cause: Cause,
+        cause: Cause | None,
         outcome: str,
+        detail: str,
         notes: tuple[str, ...] = (),
     ) -> None:
         record = stored.record
@@ -66,7 +74,7 @@ class TriageStep:
             changes.save(stored)
             for note in notes:
                 changes.record(subject, "triage", "evidence skipped", note)
-            changes.record(subject, "triage", outcome, cause.text)
+            changes.record(subject, "triage", outcome, detail)
 
     def _accept(self, stored: Versioned[AlertRecord], alert: Alert, decision: TriageDecision) -> None:
         ctx, record = self._ctx, stored.record
@@ -89,8 +97,11 @@ class TriageStep:
                 keys.append(self._attach(changes, alert.id, key, new_job, None))
             for note in decision.skipped_evidence:
                 changes.record(subject, "triage", "evidence skipped", note)
+            new = [key for key in keys if key not in record.samples]
+            if record.samples and new:
+                changes.record(subject, "triage", "new evidence", ", ".join(new))
             record.state, record.cause, record.summary = AlertState.ACCEPTED, None, decision.summary
-            record.samples, record.triaged_at = keys, now
+            record.samples, record.triaged_at = list(dict.fromkeys([*record.samples, *keys])), now
             changes.save(stored)
             changes.record(subject, "triage", "accepted", decision.summary)
 
