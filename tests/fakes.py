@@ -71,8 +71,10 @@ class FakeAction:
 
 class FakeDefender(_Faults):
     """`files[(machine, path)]` are files on disk; `quarantine[machine]` are (sha256 → bytes) in
-    Defender's quarantine (the locator lists them encrypted, the collect script decodes them,
-    restore takes them out); an action finishes after `action_polls` looks at it.
+    Defender's quarantine (the locator lists their Entries and ResourceData files encrypted, the
+    collect script decodes them, restore takes them out), quarantined from
+    `quarantine_paths[sha256]` (default `C:\\q\\<n>.exe`); an action finishes after `action_polls`
+    looks at it.
     `refuse_quarantine_getfile` makes GetFile on the Quarantine folder fail; `decode_fails` makes
     the collect script's on-endpoint decode find nothing on those machines."""
 
@@ -82,6 +84,7 @@ class FakeDefender(_Faults):
         self.machines: dict[str, Machine] = {}
         self.files: dict[tuple[str, str], bytes] = {}
         self.quarantine: dict[str, dict[str, bytes]] = {}
+        self.quarantine_paths: dict[str, str] = {}
         self.actions: dict[str, FakeAction] = {}
         self.library: dict[str, bytes] = {}
         self.indicators: dict[str, Indicator] = {}
@@ -252,7 +255,7 @@ class FakeDefender(_Faults):
 
     def _carry_out(self, action: FakeAction) -> None:
         """Run the commands in order; a failing command fails the action and skips the rest."""
-        staged: dict[str, bytes] = {**self._encrypted_quarantine(action.machine_id)}
+        staged = {**self._encrypted_quarantine(action.machine_id), **self._entries_files(action.machine_id)}
         for index, command in enumerate(action.commands):
             if command.kind == "RunScript" and command.target == contract.LOCATE_SCRIPT_NAME:
                 action.outputs[index] = self._locate_script(action.machine_id)
@@ -275,22 +278,32 @@ class FakeDefender(_Faults):
                 action.results[index] = data
         action.status = ActionStatus.SUCCEEDED
 
-    def _encrypted_quarantine(self, machine_id: str) -> dict[str, bytes]:
-        """The machine's ResourceData files, encrypted as Defender writes them (by the emulator's
-        encoder, which the product's decoder is checked against)."""
-        files: dict[str, bytes] = {}
-        for n, content in enumerate(self.quarantine.get(machine_id, {}).values()):
-            entry = encrypted.quarantine(
-                0x80000000 + n, "Trojan:Win32/Fake", f"C:\\q\\{n}.exe", functools.partial(list, [content])
+    def _quarantined(self, machine_id: str) -> list[encrypted.QuarantinedFile]:
+        """The machine's quarantine as Defender writes it (by the emulator's encoder, which the
+        product's decoder is checked against)."""
+        return [
+            encrypted.quarantine(
+                0x80000000 + n,
+                "Trojan:Win32/Fake",
+                self.quarantine_paths.get(sha256, f"C:\\q\\{n}.exe"),
+                functools.partial(list, [content]),
             )
-            files[entry.resource_path] = b"".join(entry.resource_chunks())
-        return files
+            for n, (sha256, content) in enumerate(self.quarantine.get(machine_id, {}).items())
+        ]
+
+    def _encrypted_quarantine(self, machine_id: str) -> dict[str, bytes]:
+        """The machine's ResourceData files, encrypted."""
+        return {q.resource_path: b"".join(q.resource_chunks()) for q in self._quarantined(machine_id)}
+
+    def _entries_files(self, machine_id: str) -> dict[str, bytes]:
+        return {q.entries_path: q.entries_bytes for q in self._quarantined(machine_id)}
 
     def _locate_script(self, machine_id: str) -> str:
         resources = [{"path": p, "size": len(b)} for p, b in self._encrypted_quarantine(machine_id).items()]
+        entries = [{"path": p, "size": len(b)} for p, b in self._entries_files(machine_id).items()]
         status = "located" if resources else "not_found"
         document = {"status": status, "languageMode": "ConstrainedLanguage", "resources": resources, "message": ""}
-        return json.dumps({"joedefender": contract.OUTPUT_VERSION, **document})
+        return json.dumps({"joedefender": contract.OUTPUT_VERSION, **document, "entries": entries})
 
     def _collect_script(self, machine_id: str, args: str) -> tuple[dict[str, str | int | None], bytes | None]:
         mode, job_id = _arg(args, "Mode"), _arg(args, "JobId")

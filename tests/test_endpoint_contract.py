@@ -26,6 +26,7 @@ from joedefender.endpoint.contract import (
     WORK_ROOT,
     CollectRequest,
     ContractError,
+    LocateOutcome,
     Refanger,
     ScriptOutcome,
     defang,
@@ -395,3 +396,49 @@ def test_output_as_windows_powershell_writes_it() -> None:
 def test_bad_output_is_a_contract_error(output: str, complaint: str) -> None:
     with pytest.raises(ContractError, match=complaint):
         ScriptOutcome.from_script_output(output)
+
+
+_RESOURCE = "C:\\ProgramData\\Microsoft\\Windows Defender\\Quarantine\\ResourceData\\F7\\" + "F7" * 20
+_ENTRY = "C:\\ProgramData\\Microsoft\\Windows Defender\\Quarantine\\Entries\\{80008A1B-0000-0000-7065-3EA2B161B275}"
+
+
+def _locate_line(**fields: object) -> str:
+    document = {"joedefender": 1, "status": "located", "languageMode": "ConstrainedLanguage", "message": ""}
+    return json.dumps({**document, "resources": [{"path": _RESOURCE, "size": 272}], **fields})
+
+
+def test_a_locate_line_without_entries_parses_with_none() -> None:
+    located = LocateOutcome.from_script_output(_locate_line())
+    assert [r.path for r in located.resources] == [_RESOURCE]
+    assert located.entries == ()
+    assert LocateOutcome.from_script_output(_locate_line(entries=None)).entries == ()
+
+
+def test_a_locate_line_keeps_only_entries_files_under_the_quarantine() -> None:
+    listed = [
+        {"path": _ENTRY, "size": 362},
+        {"path": _ENTRY.lower(), "size": 362},  # Windows paths compare case-insensitively
+        {"path": _RESOURCE, "size": 272},  # not an Entries file
+        {"path": _ENTRY.replace("Entries", "Elsewhere"), "size": 1},
+        {"path": _ENTRY + "\\x", "size": 1},
+        {"path": _ENTRY.replace("{80008A1B", "{80008A1"), "size": 1},
+    ]
+    located = LocateOutcome.from_script_output(_locate_line(entries=listed))
+    assert [(e.path, e.size) for e in located.entries] == [(_ENTRY, 362), (_ENTRY.lower(), 362)]
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        "not a list",
+        [{"path": _ENTRY, "size": 1}] * 65,
+        ["a path"],
+        [{"path": _ENTRY}],
+        [{"path": _ENTRY, "size": -1}],
+        [{"path": _ENTRY, "size": True}],
+        [{"path": 7, "size": 1}],
+    ],
+)
+def test_a_locate_line_with_malformed_entries_is_refused(entries: object) -> None:
+    with pytest.raises(ContractError):
+        LocateOutcome.from_script_output(_locate_line(entries=entries))

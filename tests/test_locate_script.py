@@ -106,3 +106,73 @@ def test_its_exit_codes_follow_the_statuses() -> None:
     assert re.search(r"'located'\)\s*\{\s*\$exitCode = " + str(contract.EXIT_FOUND), code)
     assert re.search(r"'not_found'\)\s*\{\s*\$exitCode = " + str(contract.EXIT_NOT_FOUND), code)
     assert code.rstrip().endswith("exit $exitCode")
+
+
+# What the script may run: cmdlets that read, and the output; nothing that writes or runs code.
+_CMDLETS = {
+    "Set-StrictMode",
+    "Join-Path",
+    "Test-Path",
+    "Get-ChildItem",
+    "Where-Object",
+    "Sort-Object",
+    "Select-Object",
+    "ConvertTo-Json",
+    "Write-Output",
+}
+
+
+def _command_name(command: Node) -> str:
+    (name,) = [c for c in command.children if c.type == "command_name"]
+    return _text(name)
+
+
+def _commands() -> list[Node]:
+    return [n for n in _walk(_tree().root_node) if n.type == "command"]
+
+
+def test_it_runs_only_read_only_cmdlets() -> None:
+    assert {_command_name(c) for c in _commands()} <= _CMDLETS
+
+
+def _listings() -> dict[str, list[str]]:
+    """Each Get-ChildItem pipeline by the folder it lists: the text of its commands, in order."""
+    listings: dict[str, list[str]] = {}
+    for command in _commands():
+        if _command_name(command) == "Get-ChildItem":
+            assert command.parent is not None
+            assert command.parent.type == "pipeline_chain"
+            stages = [_text(c).strip() for c in command.parent.children if c.type == "command"]
+            folder = re.search(r"-LiteralPath (\$\w+)", stages[0])
+            assert folder is not None
+            listings[folder.group(1)] = stages
+    return listings
+
+
+def test_it_lists_resource_data_and_entries_newest_first_and_bounded() -> None:
+    listings = _listings()
+    assert set(listings) == {"$QuarantineData", "$QuarantineEntries"}
+    for stages in listings.values():
+        assert [s.split()[0] for s in stages] == ["Get-ChildItem", "Where-Object", "Sort-Object", "Select-Object"]
+        assert stages[2] == "Sort-Object -Property LastWriteTimeUtc -Descending"
+        assert stages[3] == "Select-Object -First $Limit"
+    assert "-Recurse" in listings["$QuarantineData"][0]  # ResourceData\XX\<name>
+    assert "-Recurse" not in listings["$QuarantineEntries"][0]  # Entries\{GUID}
+    assert (
+        "$QuarantineEntries = Join-Path $env:ProgramData 'Microsoft\\Windows Defender\\Quarantine\\Entries'" in _code()
+    )
+
+
+def test_its_entries_filter_takes_guid_names_only() -> None:
+    where = _listings()["$QuarantineEntries"][1]
+    found = re.search(r"-match '([^']+)'", where)
+    assert found is not None
+    pattern = re.compile(found.group(1).replace("$", r"\Z"), re.IGNORECASE)
+    assert pattern.match("{80008A1B-0000-0000-7065-3EA2B161B275}")
+    for name in (
+        "80008A1B-0000-0000-7065-3EA2B161B275",
+        "{80008A1B}",
+        "desktop.ini",
+        "{80008A1B-0000-0000-7065-3EA2B161B275}.bak",
+    ):
+        assert pattern.match(name) is None

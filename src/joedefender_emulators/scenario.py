@@ -174,6 +174,8 @@ class DefenderScenario(_Model):
     unsigned_scripts_allowed: bool = True
     # false: GetFile on the Quarantine folder fails (access denied), as it may on a real endpoint
     quarantine_getfile: bool = True
+    # true: the Entries files are damaged (truncated), so only the ResourceData listing helps
+    damaged_entries: bool = False
     rate_limits: bool = True
     machines: list[Machine] = []
     alerts: list[dict[str, Any]] = []

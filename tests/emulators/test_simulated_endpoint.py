@@ -20,7 +20,7 @@ from joedefender.endpoint.contract import (
     format_locate_args,
     sample_path,
 )
-from joedefender.endpoint.quarantine import decode_resource
+from joedefender.endpoint.quarantine import decode_resource, parse_entries
 from joedefender_emulators.errors import EmulatorError
 from joedefender_emulators.mde import endpoint_script
 from joedefender_emulators.mde import quarantine as store
@@ -185,6 +185,9 @@ class FakeEndpoint:
     def resource_files(self) -> Sequence[QuarantineFile]:
         return [QuarantineFile(q.resource_path, q.resource_size) for q in self.items]
 
+    def entries_files(self) -> Sequence[QuarantineFile]:
+        return [QuarantineFile(q.entries_path, len(q.entries_bytes)) for q in self.items]
+
     def read_quarantine_file(self, path: str) -> Iterator[bytes]:
         return next(q.resource_chunks() for q in self.items if q.resource_path == path)
 
@@ -280,7 +283,14 @@ def test_simulate_locate_lists_the_encrypted_entries_and_writes_nothing() -> Non
     assert located.status == "located"
     assert located.language_mode == "FullLanguage"
     assert [r.path for r in located.resources] == [q.resource_path for q in endpoint.items]
+    listed = [(q.entries_path, len(q.entries_bytes)) for q in endpoint.items]
+    assert [(e.path, e.size) for e in located.entries] == listed
     assert endpoint.files == {}
+    # Each listed Entries file names, for the product's reader, the ResourceData file of its path.
+    for item in endpoint.items:
+        (resource,) = parse_entries(item.entries_bytes).resources
+        assert resource.path == item.original_path
+        assert f"{store.ROOT}\\{resource.resource_data_path}" == item.resource_path
     # What the connector fetches decodes, with the product's decoder, to the quarantined bytes.
     payloads = [b"".join(decode_resource(endpoint.read_quarantine_file(r.path))) for r in located.resources]
     assert payloads == [b"MZ one", b"MZ two", b"MZ three", b"not really eicar"]

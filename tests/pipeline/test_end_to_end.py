@@ -398,6 +398,63 @@ def test_when_getfile_on_the_quarantine_folder_is_refused_the_on_endpoint_decode
     assert not [f for f in files["files"] if "joedefender" in str(f).lower()]  # cleaned up
 
 
+def _getfiles(w: World, machine: str) -> list[str]:
+    return [
+        p["value"]
+        for action in w.live_responses(machine)
+        for c in action["commands"]
+        if c["command"]["type"] == "GetFile"
+        for p in c["command"]["params"]
+    ]
+
+
+def _delivered_by_the_locator_alone(w: World) -> tuple[SampleJob, dict[str, Any]]:
+    """The one job, delivered by locate with no collect RunScript; and machine 1's files."""
+    (job,) = _jobs(w)
+    assert [(x.strategy, x.outcome) for x in job.attempts] == [("locate", "collected")]
+    assert [s["sha256"] for s in w.submissions()] == [_sha("quarantined loader")]
+    assert _scripts_run(w, machine_id(1)) == [f"joedefender-locate.ps1 -JobId {job.attempts[0].nonce}"]
+    return job, w.defender(f"/_emulator/machines/{machine_id(1)}/files")
+
+
+def test_locate_reads_the_entries_so_an_entry_older_than_the_newest_eight_is_still_fetched(
+    make_world: WorldFactory,
+) -> None:
+    path = "C:\\Users\\x\\AppData\\Local\\Temp\\ldr.dll"
+    a = alert(1, 1, file_evidence("ldr", path, status="Prevented"), source="WindowsDefenderAv", threat="Trojan:X")
+    newer = [
+        {"threat_name": "Trojan:Y", "original_path": f"C:\\Users\\x\\new{n}.exe", "sample": f"n{n}"} for n in range(9)
+    ]
+    # The evidence's entry is the oldest: the newest-8 listing alone would miss it.
+    quarantined = machine(
+        1, quarantine=[{"threat_name": "Trojan:X", "original_path": path.upper(), "sample": "ldr"}, *newer]
+    )
+    samples = {"ldr": "quarantined loader", **{f"n{n}": f"newer quarantined file {n}" for n in range(9)}}
+    w = make_world(scenario(world(samples=samples, machines=[quarantined], alerts=[a])))
+    w.process(a["id"])
+
+    job, files = _delivered_by_the_locator_alone(w)
+    (entry,) = [q for q in files["quarantine"] if q["threatName"] == "Trojan:X"]
+    fetched = _getfiles(w, machine_id(1))
+    assert sorted(p for p in fetched if "\\Entries\\" in p) == sorted(q["entries"] for q in files["quarantine"])
+    assert [p for p in fetched if "\\ResourceData\\" in p] == [entry["resourceData"]]  # only the matching one
+    history = _history(w, job.key)
+    assert ("selected", "entries matched: 10 Entries files read; fetching 1") in history
+
+
+def test_locate_falls_back_to_the_newest_listed_when_the_entries_cannot_be_read(make_world: WorldFactory) -> None:
+    a, quarantined = _quarantined_av_alert()
+    samples = {"ldr": "quarantined loader", "other": "another quarantined file"}
+    w = make_world(scenario(world(samples=samples, machines=[quarantined], alerts=[a], damaged_entries=True)))
+    w.process(a["id"])
+
+    job, files = _delivered_by_the_locator_alone(w)
+    fetched = [p for p in _getfiles(w, machine_id(1)) if "\\ResourceData\\" in p]
+    assert fetched == [q["resourceData"] for q in reversed(files["quarantine"])]  # the listing, newest first
+    detail = "listing fallback (0 of 2 Entries files read, none names the evidence); fetching 2"
+    assert ("selected", detail) in _history(w, job.key)
+
+
 def _jobs(w: World) -> list[SampleJob]:
     with w.connector() as connector:
         return [j.record for j in connector.ctx.jobs.list()]

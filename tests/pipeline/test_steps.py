@@ -177,6 +177,43 @@ def test_a_quarantined_file_is_located_fetched_encrypted_and_decoded_here() -> N
     assert rig.history(f"endpoint:{M1}") == []
 
 
+def test_the_entries_files_pick_the_resource_data_of_the_evidences_path_among_newer_ones() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    others = [f"newer quarantined file {n}".encode() for n in range(10)]
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD, **{hashlib.sha256(o).hexdigest(): o for o in others}}
+    rig.defender.quarantine_paths[SHA] = "c:\\USERS\\u\\X.EXE"  # Windows paths compare case-insensitively
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    (attempt,) = job.attempts
+    assert (attempt.strategy, attempt.stage) == ("locate", "fetch")
+    (wanted,) = [q.resource_path for q in rig.defender._quarantined(M1) if q.payload_sha256 == SHA]
+    assert attempt.fetch_paths == [wanted]
+    assert len(attempt.listed_paths) == 8  # the fallback, unused
+    assert [s.sha256 for s in rig.sandbox.submissions] == [SHA]
+    assert _scripts(rig) == [f"joedefender-locate.ps1 -JobId {attempt.nonce}"]
+    assert ("collect", "selected") in rig.history(job.key)
+    (selected,) = [h for h in rig.store.history(job.key) if h.outcome == "selected"]
+    assert selected.detail == "entries matched: 11 Entries files read; fetching 1"
+
+
+def test_when_no_entry_names_the_evidence_the_newest_listed_are_fetched() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}  # quarantined from another path than the evidence's
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    assert job.attempts[0].fetch_paths == job.attempts[0].listed_paths
+    (selected,) = [h for h in rig.store.history(job.key) if h.outcome == "selected"]
+    assert selected.detail.startswith("listing fallback (1 of 1 Entries files read, none names the evidence)")
+
+
 def test_when_getfile_on_the_quarantine_is_refused_the_on_endpoint_decode_delivers() -> None:
     rig = Rig()
     rig.defender.add_machine(M1)
@@ -361,30 +398,32 @@ def test_a_live_response_whose_answer_was_lost_is_found_by_its_nonce() -> None:
     assert ("collect", "recovered") in rig.history(rig.job().key)
 
 
-def test_a_lost_answer_to_the_locate_strategys_fetch_action_is_found_by_its_nonce() -> None:
+@pytest.mark.parametrize("stage", ["entries", "fetch"])
+def test_a_lost_answer_to_the_locate_strategys_entries_or_fetch_action_is_found_by_its_nonce(stage: str) -> None:
     rig = Rig()
     rig.defender.add_machine(M1)
     rig.defender.quarantine[M1] = {SHA: PAYLOAD}
     start = rig.defender.run_live_response
     lost: list[str] = []
 
-    def lose_the_fetchs_answer(machine_id: str, commands: Any, comment: str) -> Any:
+    def lose_the_answer(machine_id: str, commands: Any, comment: str) -> Any:
         action = start(machine_id, commands, comment)
-        if "fetch)" in comment and not lost:
+        if f"(locate, {stage})" in comment and not lost:
             lost.append(action.id)
             raise Transient("dropped", service="defender", maybe_applied=True)
         return action
 
-    rig.defender.run_live_response = lose_the_fetchs_answer  # type: ignore[method-assign]
+    rig.defender.run_live_response = lose_the_answer  # type: ignore[method-assign]
     rig.receive(_av_alert())
     rig.drain()
 
     job = rig.job()
     assert job.state == JobState.DONE
     assert len(lost) == 1
-    assert len(rig.defender.actions) == 2  # the locator's and the fetch, not a second fetch
-    assert job.attempts[0].action_id == lost[0]
-    assert ("collect", "recovered") in rig.history(job.key)
+    # The locator's, the Entries fetch and the ResourceData fetch: the lost one not started twice.
+    assert len(rig.defender.actions) == 3
+    (recovered,) = [h for h in rig.store.history(job.key) if h.outcome == "recovered"]
+    assert recovered.detail == f"action {lost[0]} found by its nonce"
 
 
 def test_a_submission_whose_answer_was_lost_is_found_by_its_marker() -> None:

@@ -89,6 +89,7 @@ class IllegalTransition(JoeDefenderError):
 # read-only locator then GetFile of the encrypted entries, decoded on our side ("locate"); the
 # script decoding on the endpoint ("quarantine"); MpCmdRun -Restore, opt-in ("restore").
 Strategy = Literal["getfile", "locate", "quarantine", "restore"]
+Stage = Literal["locate", "entries", "fetch"]
 
 
 class Candidate(_Record):
@@ -130,9 +131,12 @@ class Attempt(_Record):
     ended_at: float | None = None
     outcome: Literal["running", "collected", "failed"] = "running"
     failure: Cause | None = None
-    # The locate strategy takes two actions: the locator's listing, then GetFile of the entries.
-    stage: Literal["locate", "fetch"] | None = None
+    # The locate strategy takes two or three actions: the locator's listing, GetFile of the
+    # Entries files it listed (if any), then GetFile of the ResourceData files they name (or, as a
+    # fallback, of the newest listed: listed_paths).
+    stage: Stage | None = None
     fetch_paths: list[str] = []
+    listed_paths: list[str] = []
     delivered_index: int | None = None  # which fetched entry held the file
     fetch_started_at: float | None = None
 

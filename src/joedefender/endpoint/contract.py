@@ -1,6 +1,6 @@
 """The contract between the connector and the endpoint library scripts.
 
-``joedefender-locate.ps1`` (read-only: lists the quarantine's ResourceData files) and
+``joedefender-locate.ps1`` (read-only: lists the quarantine's Entries and ResourceData files) and
 ``joedefender-collect.ps1`` (decodes on the endpoint, or restores when allowed, or cleans up)
 run as SYSTEM on a Windows endpoint through live response. The connector builds their arguments
 and reads their one JSON output line with this module; the tests check the ``.ps1`` files
@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources.abc import Traversable
@@ -47,7 +47,7 @@ STATUSES: tuple[str, ...] = get_args(Status)
 SOURCES: tuple[str, ...] = get_args(Source)
 LOCATE_STATUSES: tuple[str, ...] = get_args(LocateStatus)
 OUTPUT_VERSION = 1
-# The locator lists at most this many ResourceData files (newest first).
+# The locator lists at most this many ResourceData files, and as many Entries files (newest first).
 LOCATE_LIMIT = 64
 # Every argument, whatever the parameter: what survives any tokenisation of Args.
 _SAFE_ARGUMENT = re.compile(r"[A-Za-z0-9-]+")
@@ -178,6 +178,10 @@ def format_locate_args(job_id: str) -> str:
 
 def resource_data_root() -> str:
     return f"{QUARANTINE_ROOT}\\ResourceData"
+
+
+def entries_root() -> str:
+    return f"{QUARANTINE_ROOT}\\Entries"
 
 
 def job_folder(job_id: str) -> str:
@@ -324,7 +328,8 @@ def _optional_str(doc: Mapping[str, object], key: str) -> str | None:
 
 @dataclass(frozen=True)
 class LocatedResource:
-    """A ResourceData file the locator listed: a candidate to GetFile and decode."""
+    """A file the locator listed: a ResourceData file (a candidate to GetFile and decode), or an
+    Entries file (to GetFile and read, to know which ResourceData file holds what)."""
 
     path: str
     size: int
@@ -332,12 +337,14 @@ class LocatedResource:
 
 @dataclass(frozen=True)
 class LocateOutcome:
-    """The locate script's one line: the language mode it ran in, and the candidate files."""
+    """The locate script's one line: the language mode it ran in, the candidate files, and the
+    Entries files (none when absent: the locator of before listed none)."""
 
     status: LocateStatus
     language_mode: str
     resources: tuple[LocatedResource, ...] = ()
     message: str = ""
+    entries: tuple[LocatedResource, ...] = ()
 
     @classmethod
     def from_script_output(cls, script_output: str) -> LocateOutcome:
@@ -349,29 +356,48 @@ class LocateOutcome:
             raise ContractError(f"unknown status {status!r}")
         if not isinstance(mode, str) or not isinstance(message, str):
             raise ContractError("languageMode and message must be strings")
-        raw = doc.get("resources") or []
-        if not isinstance(raw, list) or len(raw) > LOCATE_LIMIT:
-            raise ContractError(f"resources must be a list of at most {LOCATE_LIMIT}")
         return cls(
             status=status,  # type: ignore[arg-type]  # checked against LOCATE_STATUSES above
             language_mode=mode[:40],
-            resources=tuple(r for r in map(_located, raw) if r is not None),
+            resources=_listed(doc, "resources", _resource_data),
             message=message[:1000],
+            entries=_listed(doc, "entries", _entries_file),
         )
 
 
-def _located(item: object) -> LocatedResource | None:
-    """A listed file; only ResourceData\\XX\\<40 hex> under the quarantine is taken (None otherwise)."""
+def _listed(doc: Mapping[str, object], key: str, take: Callable[[str], bool]) -> tuple[LocatedResource, ...]:
+    """A list of listed files; only the paths ``take`` accepts are kept."""
+    raw = doc.get(key) or []
+    if not isinstance(raw, list) or len(raw) > LOCATE_LIMIT:
+        raise ContractError(f"{key} must be a list of at most {LOCATE_LIMIT}")
+    return tuple(r for r in map(_located, raw) if take(r.path))
+
+
+def _located(item: object) -> LocatedResource:
     if not isinstance(item, dict):
-        raise ContractError("a resource must be an object")
+        raise ContractError("a listed file must be an object")
     path, size = item.get("path"), item.get("size")
     if not isinstance(path, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ContractError("a resource needs a string path and a non-negative integer size")
-    root = resource_data_root() + "\\"
-    name = path[len(root) :].split("\\") if path.lower().startswith(root.lower()) else []
-    if len(name) != 2 or _RESOURCE_NAME.fullmatch(name[1]) is None or name[0].upper() != name[1][:2].upper():
-        return None
+        raise ContractError("a listed file needs a string path and a non-negative integer size")
     return LocatedResource(path=path, size=size)
 
 
+def _under(root: str, path: str) -> list[str]:
+    """The parts of ``path`` below ``root`` (case-insensitive, as Windows), or none."""
+    return path[len(root) + 1 :].split("\\") if path.lower().startswith(root.lower() + "\\") else []
+
+
+def _resource_data(path: str) -> bool:
+    """ResourceData\\XX\\<40 hex> under the quarantine."""
+    name = _under(resource_data_root(), path)
+    return len(name) == 2 and _RESOURCE_NAME.fullmatch(name[1]) is not None and name[0].upper() == name[1][:2].upper()
+
+
+def _entries_file(path: str) -> bool:
+    """Entries\\{GUID} under the quarantine."""
+    name = _under(entries_root(), path)
+    return len(name) == 1 and _ENTRIES_NAME.fullmatch(name[0]) is not None
+
+
 _RESOURCE_NAME = re.compile(r"[0-9A-Fa-f]{40}")
+_ENTRIES_NAME = re.compile(r"\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}")

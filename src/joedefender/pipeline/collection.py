@@ -2,8 +2,10 @@
 
 A plan of (machine, strategy) pairs is tried in order, online machines first: GetFile on the
 evidence path, and for files Defender quarantined, safest first: "locate" (the read-only
-locator script lists the quarantine's encrypted ResourceData files, a second action GetFiles
-them, and they are decoded here), "quarantine" (the collect script decodes on the endpoint and
+locator script lists the quarantine's Entries and encrypted ResourceData files; a second action
+GetFiles the Entries files, read here to find the ResourceData files of the evidence's path; a
+third GetFiles those, or the newest listed when no entry names the evidence, and they are
+decoded here), "quarantine" (the collect script decodes on the endpoint and
 leaves only the match, defanged, for a GetFile in the same action), and, only when
 AllowQuarantineRestore is on, "restore" (MpCmdRun -Restore, which takes the entry out of the
 quarantine). One live response per machine at a time (a lease in the store), the tenant's
@@ -17,12 +19,12 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from joedefender.domain.errors import Busy, NotAllowed, NotFound, QuarantineFormatError, Throttled
-from joedefender.domain.jobs import Attempt, Candidate, JobState, SampleJob, Strategy
+from joedefender.domain.errors import Busy, NotAllowed, NotFound, QuarantineFormatError, Rejected, Throttled
+from joedefender.domain.jobs import Attempt, Candidate, JobState, SampleJob, Stage, Strategy
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.endpoint import contract
-from joedefender.endpoint.quarantine import decode_resource
+from joedefender.endpoint.quarantine import MAX_ENTRIES_BYTES, QuarantineResource, decode_resource, parse_entries
 from joedefender.pipeline.cleanup import schedule_cleanup
 from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.records import Versioned
@@ -35,8 +37,11 @@ if TYPE_CHECKING:
 _QUARANTINE_FIRST = {"prevented", "blocked", "remediated", "quarantined"}
 # The strategies that run the collect script, which writes a job folder to clean up afterwards.
 _SCRIPTED: frozenset[Strategy] = frozenset({"quarantine", "restore"})
-# The locator lists at most 64 entries; the newest this many that could hold the file are fetched.
+# At most this many ResourceData files are fetched: those the Entries files name for the
+# evidence, or else the newest listed that could hold the file.
 MAX_FETCHED_ENTRIES = 8
+# At most this many Entries files (the newest listed, each at most MAX_ENTRIES_BYTES) are fetched.
+MAX_ENTRIES_FILES = 32
 # A ResourceData file is the payload plus a security descriptor, stream headers and small streams.
 _ENTRY_OVERHEAD = 1 << 20
 
@@ -53,6 +58,24 @@ def _strategies(candidate: Candidate, quarantine_allowed: bool, restore_allowed:
     if restore_allowed and candidate.path is not None and _restorable(candidate.path):
         plan.append("restore")
     return plan
+
+
+def _comment_tag(attempt: Attempt) -> str:
+    """What ends the comment of each of an attempt's actions (they share its nonce)."""
+    staged = attempt.stage in ("entries", "fetch")
+    return f"({attempt.strategy}, {attempt.stage})" if staged else f"({attempt.strategy})"
+
+
+def _holds(resource: QuarantineResource, path: str | None, name: str | None, max_bytes: int) -> bool:
+    """Whether an entry's file resource may be the evidence: the same original path, or when the
+    evidence has none, the same file name (case-insensitive, as Windows compares them)."""
+    if resource.kind != "file" or resource.resource_data_path is None:
+        return False
+    if resource.size is not None and resource.size > max_bytes:
+        return False
+    if path:
+        return resource.path.casefold() == path.casefold()
+    return bool(name) and resource.path.rsplit("\\", 1)[-1].casefold() == (name or "").casefold()
 
 
 def _restorable(path: str) -> bool:
@@ -200,7 +223,7 @@ class Collector:
             assert candidate.path is not None
             return [Command.get_file(candidate.path)]
         if attempt.strategy == "locate":
-            if attempt.stage == "fetch":
+            if attempt.stage in ("entries", "fetch"):
                 return [Command.get_file(path) for path in attempt.fetch_paths]
             return [Command.run_script(contract.LOCATE_SCRIPT_NAME, contract.format_locate_args(attempt.nonce))]
         assert job.sha256 is not None
@@ -215,8 +238,7 @@ class Collector:
 
     @staticmethod
     def _comment(job: SampleJob, attempt: Attempt) -> str:
-        what = f"{attempt.strategy}, {attempt.stage}" if attempt.stage == "fetch" else attempt.strategy
-        return f"joedefender {attempt.nonce}: collect {job.sha256} for Joe Sandbox ({what})"
+        return f"joedefender {attempt.nonce}: collect {job.sha256} for Joe Sandbox {_comment_tag(attempt)}"
 
     def _ensure_script(self, name: str) -> None:
         descriptions = {
@@ -257,6 +279,8 @@ class Collector:
                 minutes = round(ctx.config.action_timeout / ctx.config.time_scale / 60)
                 return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_TIMEOUT, detail=str(minutes)))
             return again(ctx.config.action_poll)
+        if attempt.stage == "entries":  # Entries that cannot be fetched leave the listing to go by
+            return self._fetch_selected(stored, attempt, fetched=action.status == ActionStatus.SUCCEEDED)
         if action.status != ActionStatus.SUCCEEDED:
             return self._attempt_failed(stored, attempt, self._failure_cause(attempt, action))
         if attempt.strategy in _SCRIPTED:
@@ -268,8 +292,9 @@ class Collector:
         return self._take_sample(stored, attempt)
 
     def _fetch_located(self, stored: Versioned[SampleJob], attempt: Attempt) -> Outcome:
-        """The locator listed the quarantine: GetFile the newest entries that could hold the file."""
-        ctx, job = self._ctx, stored.record
+        """The locator listed the quarantine: GetFile its Entries files, or when it listed none,
+        the newest ResourceData files that could hold the file."""
+        ctx = self._ctx
         assert attempt.action_id is not None
         try:
             located = contract.LocateOutcome.from_script_output(ctx.defender.script_output(attempt.action_id, 0))
@@ -281,32 +306,80 @@ class Collector:
         paths = [r.path for r in located.resources if r.size <= limit][:MAX_FETCHED_ENTRIES]
         if not paths:
             return self._attempt_failed(stored, attempt, Cause(reason=Reason.QUARANTINE_NOT_FOUND))
-        candidate = next((c for c in job.candidates if c.machine_id == attempt.machine_id), None)
-        assert candidate is not None  # an attempt is only ever started for a candidate's machine
+        entries = [e.path for e in located.entries if e.size <= MAX_ENTRIES_BYTES][:MAX_ENTRIES_FILES]
+        listed = f"{len(located.resources)} quarantine entries and {len(located.entries)} Entries files listed"
+        if entries:
+            attempt.listed_paths = paths
+            note = f"{listed} ({located.language_mode}); fetching {len(entries)} Entries files"
+            return self._next_action(stored, attempt, "entries", entries, ("located", note))
+        note = f"{listed} ({located.language_mode}); listing fallback: fetching {len(paths)}"
+        return self._next_action(stored, attempt, "fetch", paths, ("located", note))
+
+    def _fetch_selected(self, stored: Versioned[SampleJob], attempt: Attempt, *, fetched: bool) -> Outcome:
+        """The Entries files came back (or not): GetFile the ResourceData files of the entries that
+        name the evidence, else (none fetched, readable or matching) the newest listed ones."""
+        selected, read = self._matching_resources(stored.record, attempt) if fetched else ([], 0)
+        if selected:
+            note = f"entries matched: {read} Entries files read; fetching {len(selected)}"
+            return self._next_action(stored, attempt, "fetch", selected, ("selected", note))
+        why = f"{read} of {len(attempt.fetch_paths)} Entries files read, none names the evidence"
+        note = f"listing fallback ({why if fetched else 'the Entries files could not be fetched'}); "
+        note += f"fetching {len(attempt.listed_paths)}"
+        return self._next_action(stored, attempt, "fetch", attempt.listed_paths, ("selected", note))
+
+    def _matching_resources(self, job: SampleJob, attempt: Attempt) -> tuple[list[str], int]:
+        """The ResourceData paths the fetched Entries files give for the evidence's path (or, when
+        it has none, its file name), at most MAX_FETCHED_ENTRIES; and how many Entries were read."""
+        ctx = self._ctx
+        assert attempt.action_id is not None
+        candidate = self._candidate(job, attempt)
+        name = candidate.file_name or job.file_name
+        paths: list[str] = []
+        read = 0
+        for index in range(len(attempt.fetch_paths)):
+            try:
+                with ctx.defender.stream_file(attempt.action_id, index, max_bytes=MAX_ENTRIES_BYTES) as chunks:
+                    entry = parse_entries(b"".join(chunks))
+            except (QuarantineFormatError, NotFound, Rejected):
+                continue  # damaged, or not there: the others may still name the evidence
+            read += 1
+            for resource in entry.resources:
+                if _holds(resource, candidate.path, name, ctx.config.max_sample_bytes):
+                    assert resource.resource_data_path is not None
+                    paths.append(f"{contract.QUARANTINE_ROOT}\\{resource.resource_data_path}")
+        return list(dict.fromkeys(paths))[:MAX_FETCHED_ENTRIES], read
+
+    def _next_action(
+        self, stored: Versioned[SampleJob], attempt: Attempt, stage: Stage, paths: list[str], note: tuple[str, str]
+    ) -> Outcome:
+        """Renew the machine's lease and start the attempt's next GetFile action on ``paths``."""
+        ctx, job = self._ctx, stored.record
+        candidate = self._candidate(job, attempt)
         now = ctx.now()
         lease_until = now + ctx.config.action_timeout + ctx.config.action_poll * 4
         if not ctx.store.acquire(attempt.machine_id, job.key, now, lease_until, ctx.config.max_live_response_sessions):
             # Our lease ran out and another job took the machine: start over when it is free.
             self._withdraw(stored, attempt, ("machine busy", attempt.machine_id))
             return again(ctx.config.busy_retry)
-        attempt.stage, attempt.fetch_paths, attempt.action_id = "fetch", paths, None
+        attempt.stage, attempt.fetch_paths, attempt.action_id = stage, paths, None
         attempt.fetch_started_at = now
         with ctx.changes() as changes:
-            changes.record(
-                job.key,
-                "collect",
-                "located",
-                f"{len(located.resources)} quarantine entries listed ({located.language_mode}); fetching {len(paths)}",
-            )
+            changes.record(job.key, "collect", *note)
         outcome = self._launch(stored, candidate, attempt)
         return outcome if outcome is not None else again(ctx.config.busy_retry)
+
+    @staticmethod
+    def _candidate(job: SampleJob, attempt: Attempt) -> Candidate:
+        candidate = next((c for c in job.candidates if c.machine_id == attempt.machine_id), None)
+        assert candidate is not None  # an attempt is only ever started for a candidate's machine
+        return candidate
 
     def _reconcile(self, stored: Versioned[SampleJob], attempt: Attempt) -> Outcome:
         """The step that started this attempt died before recording the action: find it by its nonce."""
         ctx = self._ctx
-        fetching = attempt.stage == "fetch"
+        tag = _comment_tag(attempt)
         for action in ctx.defender.list_actions(attempt.machine_id):
-            if attempt.nonce in action.comment and fetching == ("fetch)" in action.comment):
+            if attempt.nonce in action.comment and tag in action.comment:
                 attempt.action_id = action.id
                 with ctx.changes() as changes:
                     self._jobs.save(changes, stored)

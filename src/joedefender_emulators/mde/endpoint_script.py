@@ -1,7 +1,7 @@
 """What the library scripts do when an emulated endpoint "runs" them through RunScript.
 
 ``joedefender-collect.ps1`` (decode on the endpoint, or restore, or clean up) and
-``joedefender-locate.ps1`` (read-only: list the quarantine's ResourceData files). The constants,
+``joedefender-locate.ps1`` (read-only: list the quarantine's ResourceData and Entries files). The constants,
 parameter rules and output lines below describe what the real scripts do on an endpoint (their
 param blocks, work folder, JSON lines, exit codes). They are deliberately written here
 independently of the product's endpoint contract (``src/joedefender/endpoint/contract.py``), so
@@ -37,10 +37,10 @@ EXIT_NOT_FOUND = 2
 OUTPUT_VERSION = 1
 # The keys of the collect script's output line, in the order ConvertTo-Json writes them.
 OUTPUT_KEYS = ("joedefender", "status", "sha256", "size", "path", "source", "message")
-LOCATE_KEYS = ("joedefender", "status", "languageMode", "resources", "message")
+LOCATE_KEYS = ("joedefender", "status", "languageMode", "resources", "entries", "message")
 # The emulated endpoints run Full Language (what a machine without WDAC or AppLocker has).
 LANGUAGE_MODE = "FullLanguage"
-LOCATE_LIMIT = 64  # the locator lists at most this many ResourceData files, newest first
+LOCATE_LIMIT = 64  # the locator lists at most this many ResourceData files, and Entries files, newest first
 
 SCRIPT_MODES = ("Collect", "Restore", "Cleanup")
 # (parameter, ValidateLength min, max, ValidatePattern) as the collect script's param block
@@ -157,6 +157,10 @@ class SimulatedEndpoint(Protocol):
         """The Quarantine\\ResourceData files, newest first."""
         ...
 
+    def entries_files(self) -> Sequence[QuarantineFile]:
+        """The Quarantine\\Entries files, newest first."""
+        ...
+
     def read_quarantine_file(self, path: str) -> Iterator[bytes]: ...
 
     def restore(self, original_path: str, destination: str) -> list[str]:
@@ -258,12 +262,13 @@ def _restore(bound: Mapping[str, str], wanted: str, folder: str, endpoint: Simul
 
 
 def simulate_locate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
-    """Do on an emulated endpoint what the read-only locate script does: list ResourceData."""
+    """Do on an emulated endpoint what the read-only locate script does: list ResourceData and Entries."""
     try:
         parse_args(args, LOCATE_PARAMETERS)
     except EndpointScriptError as exc:
         return _refused(LOCATE_SCRIPT_NAME, exc)
     files = list(endpoint.resource_files())[:LOCATE_LIMIT]
+    entries = list(endpoint.entries_files())[:LOCATE_LIMIT]
     status = "located" if files else "not_found"
     document = dict(
         zip(
@@ -273,6 +278,7 @@ def simulate_locate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
                 status,
                 LANGUAGE_MODE,
                 [{"path": f.path, "size": f.size} for f in files],
+                [{"path": f.path, "size": f.size} for f in entries],
                 "" if files else "the quarantine holds no ResourceData file",
             ),
             strict=True,

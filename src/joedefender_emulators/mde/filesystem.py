@@ -71,11 +71,18 @@ class EndpointFiles:
     """One machine's files by path, plus its Defender quarantine (Entries and ResourceData files,
     encrypted, produced on demand; GetFile may read them unless the scenario refuses it)."""
 
-    def __init__(self, machine: Machine, samples: Mapping[str, Blob], quarantine_getfile: bool = True) -> None:
+    def __init__(
+        self,
+        machine: Machine,
+        samples: Mapping[str, Blob],
+        quarantine_getfile: bool = True,
+        damaged_entries: bool = False,
+    ) -> None:
         self._files: dict[str, StoredFile] = {}
         for item in machine.files:
             self._files[normalize(item.path)] = StoredFile(item.path, FileContent(samples[item.sample]))
         self.quarantine_getfile = quarantine_getfile
+        self.damaged_entries = damaged_entries
         self.restores: list[str] = []  # original paths MpCmdRun -Restore took out of the quarantine
         self._quarantine: list[store.QuarantinedFile] = []
         for n, entry in enumerate(machine.quarantine):
@@ -87,10 +94,14 @@ class EndpointFiles:
     def _quarantine_files(self) -> dict[str, StoredFile]:
         files: dict[str, StoredFile] = {}
         for q in self._quarantine:
-            files[normalize(q.entries_path)] = StoredFile(q.entries_path, FileContent(data=q.entries_bytes))
+            files[normalize(q.entries_path)] = StoredFile(q.entries_path, FileContent(data=self._entries_bytes(q)))
             content = FileContent(produced=(q.resource_chunks, q.resource_size))
             files[normalize(q.resource_path)] = StoredFile(q.resource_path, content)
         return files
+
+    def _entries_bytes(self, q: store.QuarantinedFile) -> bytes:
+        """The Entries file, or (scenario damaged_entries) its first half: truncated, unreadable."""
+        return q.entries_bytes[: len(q.entries_bytes) // 2] if self.damaged_entries else q.entries_bytes
 
     def lookup(self, path: str) -> StoredFile | None:
         return self._files.get(normalize(path)) or self._quarantine_files().get(normalize(path))
@@ -130,6 +141,9 @@ class EndpointFiles:
         # Newest first: the scenario's last entry is the newest detection.
         return [QuarantineFile(q.resource_path, q.resource_size) for q in reversed(self._quarantine)]
 
+    def entries_files(self) -> list[QuarantineFile]:
+        return [QuarantineFile(q.entries_path, len(self._entries_bytes(q))) for q in reversed(self._quarantine)]
+
     def restore(self, original_path: str, destination: str) -> list[str]:
         taken = [q for q in self._quarantine if normalize(q.original_path) == normalize(original_path)]
         written: list[str] = []
@@ -156,6 +170,9 @@ class SimulatedEndpointAdapter:
 
     def resource_files(self) -> Sequence[QuarantineFile]:
         return self._files.resource_files()
+
+    def entries_files(self) -> Sequence[QuarantineFile]:
+        return self._files.entries_files()
 
     def read_quarantine_file(self, path: str) -> Iterator[bytes]:
         stored = self._files.lookup(path)

@@ -27,7 +27,10 @@ class TenantState:
         self.tenant = tenant
         self.alerts = AlertStore(tenant.alerts)
         self.machines = MachineDirectory(tenant.machines, clock)
-        self.files = {m.id: EndpointFiles(m, scenario.samples, tenant.quarantine_getfile) for m in tenant.machines}
+        self.files = {
+            m.id: EndpointFiles(m, scenario.samples, tenant.quarantine_getfile, tenant.damaged_entries)
+            for m in tenant.machines
+        }
         self.library = Library()
         self.indicators = IndicatorStore(tenant.indicators, clock, tenant.max_active_indicators)
         self.live_response = LiveResponse(tenant, clock, self.machines, self.files, self.library)

@@ -6,10 +6,12 @@
     Run by the joedefender connector through Microsoft Defender for Endpoint live response
     (RunScript, as SYSTEM). Contract: joedefender.endpoint.contract in the joedefender package.
 
-    Lists the encrypted files under the quarantine's ResourceData folder (path and size, newest
-    first, at most 64). The connector then fetches them with GetFile, decodes them on its own
-    side and keeps the one whose SHA-256 matches the alert's evidence. This script writes,
-    restores, decodes and excludes nothing, and needs no compiled code.
+    Lists the encrypted files under the quarantine's Entries and ResourceData folders (path and
+    size, newest first, at most 64 of each). The connector then fetches the Entries files with
+    GetFile and reads on its own side which ResourceData file holds the alert's evidence (or,
+    when they cannot be read, takes the newest ResourceData files), fetches those, decodes them
+    and keeps the one whose SHA-256 matches. This script writes, restores, decodes and excludes
+    nothing, and needs no compiled code. An Entries folder it cannot list leaves the list empty.
 
     Constrained Language Mode: it uses only cmdlets (Join-Path, Test-Path, Get-ChildItem,
     Where-Object, Sort-Object, Select-Object, ConvertTo-Json, Write-Output), hashtables cast to
@@ -20,7 +22,7 @@
 
     Output: exactly one JSON line on stdout,
       {"joedefender":1,"status":"located|not_found|error","languageMode":"...",
-       "resources":[{"path":"...","size":N}],"message":"..."}
+       "resources":[{"path":"...","size":N}],"entries":[{"path":"...","size":N}],"message":"..."}
     Exit code: 0 located, 2 not found, 1 error.
 #>
 [CmdletBinding(PositionalBinding = $false)]
@@ -35,11 +37,13 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 
 $QuarantineData = Join-Path $env:ProgramData 'Microsoft\Windows Defender\Quarantine\ResourceData'
+$QuarantineEntries = Join-Path $env:ProgramData 'Microsoft\Windows Defender\Quarantine\Entries'
 $Limit = 64
 $LanguageMode = [string]$ExecutionContext.SessionState.LanguageMode
 $Status = 'error'
 $Message = ''
 $Resources = @()
+$Entries = @()
 
 try {
     if (Test-Path -LiteralPath $QuarantineData) {
@@ -52,6 +56,22 @@ try {
         foreach ($file in $files) {
             $Resources += [pscustomobject]@{ path = $file.FullName; size = $file.Length }
         }
+    }
+    try {
+        if (Test-Path -LiteralPath $QuarantineEntries) {
+            $files = @(
+                Get-ChildItem -LiteralPath $QuarantineEntries -File -Force |
+                    Where-Object { $_.Name -match '^\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}$' } |
+                    Sort-Object -Property LastWriteTimeUtc -Descending |
+                    Select-Object -First $Limit
+            )
+            foreach ($file in $files) {
+                $Entries += [pscustomobject]@{ path = $file.FullName; size = $file.Length }
+            }
+        }
+    }
+    catch {
+        $Entries = @()
     }
     if ($Resources.Count -gt 0) {
         $Status = 'located'
@@ -71,6 +91,7 @@ $document = [pscustomobject]@{
     status       = $Status
     languageMode = $LanguageMode
     resources    = $Resources
+    entries      = $Entries
     message      = $Message
 }
 
