@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import builtins
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from azure.data.tables import TableServiceClient, TableTransactionError
+from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from joedefender.adapters._writes import (
@@ -34,19 +35,7 @@ from joedefender.adapters._writes import (
     decode,
 )
 from joedefender.adapters.azure import state as rows
-from joedefender.adapters.azure._table import (
-    Operation as TableOperation,
-)
-from joedefender.adapters.azure._table import (
-    Partition,
-    etag,
-    failed_status,
-    if_unchanged,
-    mapped,
-)
-from joedefender.adapters.azure._table import (
-    replace as put,
-)
+from joedefender.adapters.azure._table import Lost, Partition, TableOperation, etag, if_unchanged, mapped, put
 from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.leases import TableMachineLeases
 from joedefender.adapters.azure.limits import TableRateLimiter
@@ -67,7 +56,7 @@ DEFAULT_PREFIX = "joedefender"
 RELAY_GRACE = 600.0  # seconds an outbox entity or an overdue item is left to its writer first
 _ROUNDS = 100  # attempts of one write against a work index that others keep changing
 _MAX_ETAGS = 10_000
-_RETRIED = (404, 409, 412)  # a transaction lost a race on the work index: read again, try again
+_SPREAD = 8  # items one claim tries before it reads the index again
 
 logger = logging.getLogger("joedefender.store")
 
@@ -182,8 +171,8 @@ class AzureStore(BufferedWrites, Store):
             batch.extend(work)
             try:
                 results = self._submit(batch, messages, now)
-            except TableTransactionError as exc:
-                self._raise_conflict(exc, sources)
+            except Lost as lost:
+                self._raise_conflict(lost, sources)
                 continue  # the work index moved under us: read it again
             for source, result in zip(sources, results, strict=False):
                 if isinstance(source, Create | Update):
@@ -214,14 +203,10 @@ class AzureStore(BufferedWrites, Store):
             self._etags.clear()
         self._etags[kind, key] = (version, str(tag))
 
-    def _raise_conflict(self, exc: TableTransactionError, sources: Sequence[Operation | None]) -> None:
-        """Raise AlreadyExists or VersionConflict if a document made the transaction fail; return
-        if the work index did (the caller tries again); StoreError for anything else."""
-        status = failed_status(exc)
-        if status not in _RETRIED:
-            code = getattr(exc, "error_code", None) or "no error code"
-            raise StoreError(f"{self!r}: Azure Storage refused the unit of work: {status} ({code})") from exc
-        index = getattr(exc, "index", None)
+    def _raise_conflict(self, lost: Lost, sources: Sequence[Operation | None]) -> None:
+        """Raise AlreadyExists or VersionConflict if a document lost the transaction its race;
+        return if the work index did (the caller tries again)."""
+        index = lost.index
         if index is None:  # not said: look at each document
             suspects = list(sources)
         else:  # an entry past the documents and history lines is the work index or the outbox
@@ -285,7 +270,7 @@ class AzureStore(BufferedWrites, Store):
         self, batch: Sequence[TableOperation], messages: Sequence[tuple[str, float]], now: float
     ) -> list[Mapping[str, Any]]:
         """Write the batch with an outbox entity for `messages` in the same transaction; then
-        send them and delete it. TableTransactionError if the batch lost a race."""
+        send them and delete it. Lost if the batch lost a race."""
         if not batch:
             return []
         outbox = rows.outbox_row() if messages else None
@@ -317,11 +302,9 @@ class AzureStore(BufferedWrites, Store):
             operation = put(self._state.entity(row, **new.properties()), tag)
         try:
             [result, *_] = self._submit([operation], messages, self._clock())
-        except TableTransactionError as exc:
+        except Lost:
             self._known.pop(key, None)
-            if failed_status(exc) in _RETRIED:
-                return False
-            raise StoreError(f"{self!r}: Azure Storage refused a work index write: {failed_status(exc)}") from exc
+            return False
         if new is None:
             self._known.pop(key, None)
         else:
@@ -369,7 +352,11 @@ class AzureStore(BufferedWrites, Store):
             ready = self._work(f"ready le {_number(now)}")
             if not ready:
                 return None
-            for entity in sorted(ready, key=lambda e: (float(e["ready"]), str(e["key"]))):
+            ready.sort(key=lambda e: (float(e["ready"]), str(e["key"])))
+            for attempt in range(min(len(ready), _SPREAD)):
+                # The earliest first; once that race is lost, racing claimers would all go for
+                # the next one: each takes one of the rest at random (no order holds among racers).
+                entity = ready.pop(0 if attempt == 0 else random.randrange(len(ready)))
                 state = self._seen(entity)
                 claimed = state.claimed(owner, until)
                 if self._swap(state.key, etag(entity), claimed):
