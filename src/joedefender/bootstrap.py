@@ -7,6 +7,7 @@ and options (as Azure SDK clients do) and never read the settings; this is where
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,7 +18,7 @@ from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
-from joedefender.adapters.defender.limiter import RateLimiter
+from joedefender.adapters.defender.limiter import RateLimiter, SharedHolds
 from joedefender.adapters.defender.port import DefenderAdapter
 from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.port import JoeSandboxAdapter
@@ -30,8 +31,11 @@ from joedefender.domain.verdicts import Detection
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
-from joedefender.pipeline.ports import DefenderPort, SandboxPort, Store
+from joedefender.pipeline.lease import Claims
+from joedefender.pipeline.ports import DefenderPort, SandboxPort, StateStore, Store, StoreError, VersionConflict
 from joedefender.settings import Settings
+
+logger = logging.getLogger("joedefender.bootstrap")
 
 # --- clients from settings --------------------------------------------------------------------
 
@@ -51,9 +55,55 @@ def token_provider(settings: Settings) -> TokenProvider:
     )
 
 
-def defender_client(settings: Settings, *, time_scale: float = 1.0) -> DefenderClient:
+class StoredHolds(SharedHolds):
+    """The Defender limiter's Retry-After holds as documents in the state store, so every process
+    on one state file waits out a 429 that any of them met, not only the threads of that one.
+
+    A store that is busy or away costs only the sharing: the process's own hold still applies.
+    """
+
+    KIND = "throttle"
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def held_until(self) -> dict[str, float]:
+        try:
+            docs = self._store.list(self.KIND)
+        except StoreError as exc:
+            logger.debug("the shared rate limit holds could not be read: %s", exc)
+            return {}
+        return {doc.key: float(doc.data.get("until", 0.0)) for doc in docs}
+
+    def hold(self, family: str, until: float) -> None:
+        try:
+            for _ in range(5):  # racing holders: re-read and keep the later end
+                doc = self._store.get(self.KIND, family)
+                if doc is None:
+                    if self._store.create(self.KIND, family, {"until": until}) is not None:
+                        return
+                    continue
+                if float(doc.data.get("until", 0.0)) >= until:
+                    return
+                try:
+                    self._store.update(doc, {"until": until})
+                except VersionConflict:
+                    continue
+                return
+        except StoreError as exc:
+            logger.debug("the shared rate limit hold on %s could not be saved: %s", family, exc)
+
+
+def defender_client(
+    settings: Settings,
+    *,
+    time_scale: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    shared_holds: SharedHolds | None = None,
+) -> DefenderClient:
     """`time_scale` (real seconds per documented second) shrinks the limiter's windows to match
-    an emulator running a scaled clock; leave it at 1 for a real tenant."""
+    an emulator running a scaled clock; leave it at 1 for a real tenant. `sleep` is every wait the
+    client makes; `shared_holds` share its 429 holds with other processes."""
     return DefenderClient(
         settings.defender_api_base_url,
         token_provider(settings),
@@ -63,7 +113,8 @@ def defender_client(settings: Settings, *, time_scale: float = 1.0) -> DefenderC
             max_retries=settings.defender_api_max_retry,
             budget=settings.defender_api_retry_timeout.total_seconds(),
         ),
-        limiter=RateLimiter(time_scale=time_scale),
+        limiter=RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
+        sleep=sleep,
     )
 
 
@@ -169,15 +220,20 @@ def open_connector(
     describe (and is not closed here). `time_scale` (real seconds per nominal second) is 1 against
     a real tenant; the demo and the tests set it to the emulators' scale so the connector's waits
     shrink with their clock."""
+    claims = Claims()  # the steps' leases: the clients' waits end when the waiting step lost its own
     with ExitStack() as owned:
         if store is None:
             store = SqliteStore(settings.state_path)
             owned.callback(store.close)
         if defender is None:
-            defender_wire = owned.enter_context(defender_client(settings, time_scale=time_scale))
+            defender_wire = owned.enter_context(
+                defender_client(settings, time_scale=time_scale, sleep=claims.sleep, shared_holds=StoredHolds(store))
+            )
             defender = DefenderAdapter(defender_wire)
         if sandbox is None:
-            sandbox_wire = owned.enter_context(sandbox_client(settings, base_delay=max(0.01, time_scale)))
+            sandbox_wire = owned.enter_context(
+                sandbox_client(settings, base_delay=max(0.01, time_scale), sleep=claims.sleep)
+            )
             sandbox = JoeSandboxAdapter(sandbox_wire)
-        ctx = Context(store, defender, sandbox, pipeline_config(settings, time_scale=time_scale), now)
+        ctx = Context(store, defender, sandbox, pipeline_config(settings, time_scale=time_scale), now, claims)
         yield Connector(settings, store, defender, sandbox, Engine(ctx))

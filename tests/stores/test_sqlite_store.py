@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from joedefender.adapters.sqlite import SqliteStore
+from joedefender.adapters.sqlite import SCHEMA_VERSION, SqliteStore
 from joedefender.pipeline.ports import SchemaVersionError, StoreError, StoreUnavailable, UnitOfWork
 from tests.stores.helpers import FakeClock, wait_for
 
@@ -60,7 +60,7 @@ def test_reopening_keeps_everything_and_the_schema(db_path: Path) -> None:
         assert second.holder("m1", now=50.0) == "w1"
     connection = sqlite3.connect(db_path)
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_database_from_a_newer_version_is_refused(db_path: Path) -> None:
@@ -70,6 +70,31 @@ def test_a_database_from_a_newer_version_is_refused(db_path: Path) -> None:
     connection.close()
     with pytest.raises(SchemaVersionError, match="schema version 99"):
         SqliteStore(db_path)
+
+
+def test_a_version_1_database_is_upgraded_and_its_claims_run_out(db_path: Path) -> None:
+    """Version 1 had no claim tokens: a claim it left cannot be renewed or fence a commit, and
+    the item is claimed again once that lease runs out."""
+    connection = sqlite3.connect(db_path, isolation_level=None)
+    connection.executescript(
+        "CREATE TABLE work (key TEXT PRIMARY KEY, due_at REAL, attempts INTEGER NOT NULL DEFAULT 0, "
+        "owner TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0, "
+        "generation INTEGER NOT NULL DEFAULT 1, ready_at REAL GENERATED ALWAYS AS "
+        "(CASE WHEN owner = '' THEN due_at ELSE lease_until END) VIRTUAL);"
+        "INSERT INTO work (key, due_at, attempts, owner, lease_until) VALUES ('k', NULL, 1, 'old', 50.0);"
+        "PRAGMA user_version = 1;"
+    )
+    connection.close()
+    with SqliteStore(db_path) as store:
+        [left] = store.items()
+        assert (left.owner, left.token) == ("old", "")
+        assert store.renew(left, now=10.0, lease_seconds=100) is None
+        assert store.claim("new", now=49.0, lease_seconds=10) is None
+        item = store.claim("new", now=50.0, lease_seconds=10)
+        assert item is not None
+        assert item.token
+        assert store.renew(item, now=55.0, lease_seconds=10) is not None
+    assert sqlite3.connect(db_path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from joedefender.pipeline.ports import (
     AlreadyExists,
     Document,
     HistoryEntry,
+    LeaseLost,
     Store,
     StoreError,
     UnitOfWork,
@@ -216,7 +218,7 @@ def test_nothing_of_a_unit_of_work_is_visible_before_commit(store: Store) -> Non
     work.commit()
     assert store.get("job", "new") is not None
     assert store.history("j") == [HistoryEntry("j", 1000.0, "step", "ok", "detail")]
-    assert store.items() == [WorkItem("j", 5.0, attempts=0, owner="", lease_until=0.0, generation=1)]
+    assert store.items() == [WorkItem("j", 5.0, attempts=0, owner="", lease_until=0.0, generation=1, token="")]
 
 
 def test_commit_returns_the_documents_written_at_their_new_versions(store: Store, clock: FakeClock) -> None:
@@ -451,7 +453,8 @@ def test_claim_takes_the_earliest_due_item_only_when_due(store: Store) -> None:
     assert store.claim("w1", now=10.0, lease_seconds=30) is None
 
     item = store.claim("w1", now=25.0, lease_seconds=30)
-    assert item == WorkItem("early", 20.0, attempts=1, owner="w1", lease_until=55.0, generation=1)
+    assert item is not None
+    assert item == WorkItem("early", 20.0, attempts=1, owner="w1", lease_until=55.0, generation=1, token=item.token)
     assert store.claim("w2", now=25.0, lease_seconds=30) is None  # "late" is not due, "early" is held
     second = store.claim("w2", now=50.0, lease_seconds=30)
     assert second is not None
@@ -563,7 +566,7 @@ def test_a_lost_lease_cannot_complete_or_reschedule(store: Store, late_call: str
         store.complete(first)
     else:
         store.reschedule(first, 500.0)
-    assert store.items() == [WorkItem("k", 121.0, 2, "w2", 121.0, 1)]  # leased: due when the lease ends
+    assert store.items() == [WorkItem("k", 121.0, 2, "w2", 121.0, 1, second.token)]  # leased: due when it ends
     store.complete(second)
     assert store.pending() == 0
 
@@ -625,6 +628,209 @@ def test_threads_never_share_a_claim(store: Store) -> None:
     processed = [key for done in run_threads(8, drain) for key in done]
     assert Counter(processed) == Counter(keys)
     assert store.pending() == 0
+
+
+# -- lease renewal and fencing -------------------------------------------------------------------
+
+
+def test_every_claim_has_a_token_of_its_own(store: Store) -> None:
+    for key in ("a", "b"):
+        store.enqueue(key, 0.0)
+    first = store.claim("w1", now=1.0, lease_seconds=10)
+    other = store.claim("w1", now=1.0, lease_seconds=10)
+    assert first is not None
+    assert other is not None
+    assert first.token
+    assert other.token
+    assert first.token != other.token
+    again = store.claim("w1", now=20.0, lease_seconds=10)  # the same owner, after the lease ran out
+    assert again is not None
+    assert again.key == first.key
+    assert again.token not in (first.token, other.token)
+    assert {item.key: item.token for item in store.items()} == {"a": again.token, "b": other.token}
+    store.reschedule(other, 100.0)
+    assert {item.key: item.token for item in store.items()} == {"a": again.token, "b": ""}  # free: no token
+
+
+def test_renew_extends_the_lease_and_keeps_the_token(store: Store) -> None:
+    store.enqueue("k", 0.0)
+    item = store.claim("w1", now=100.0, lease_seconds=10)
+    assert item is not None
+    renewed = store.renew(item, now=108.0, lease_seconds=10)
+    assert renewed == WorkItem("k", item.due_at, 1, "w1", 118.0, item.generation, item.token)
+    assert store.claim("w2", now=115.0, lease_seconds=10) is None  # the old lease would have run out at 110
+    assert store.next_due() == 118.0
+    assert renewed is not None
+    assert store.items() == [replace(renewed, due_at=118.0)]  # leased: due when the lease ends
+    assert store.renew(renewed, now=116.0, lease_seconds=10) == WorkItem(
+        "k", item.due_at, 1, "w1", 126.0, item.generation, item.token
+    )
+    taken = store.claim("w2", now=126.0, lease_seconds=10)
+    assert taken is not None
+    assert (taken.owner, taken.attempts) == ("w2", 2)
+
+
+def test_renew_from_the_item_as_claimed_or_as_renewed_alike(store: Store) -> None:
+    store.enqueue("k", 0.0)
+    item = store.claim("w1", now=100.0, lease_seconds=10)
+    assert item is not None
+    assert store.renew(item, now=105.0, lease_seconds=10) is not None
+    renewed = store.renew(item, now=109.0, lease_seconds=10)  # the token is what counts
+    assert renewed is not None
+    assert renewed.lease_until == 119.0
+
+
+@pytest.mark.parametrize("lost_by", ["another claim", "complete", "reschedule"])
+def test_a_lost_lease_cannot_be_renewed(store: Store, lost_by: str) -> None:
+    store.enqueue("k", 0.0)
+    item = store.claim("w1", now=100.0, lease_seconds=10)
+    assert item is not None
+    if lost_by == "another claim":
+        taker = store.claim("w2", now=111.0, lease_seconds=10)
+        assert taker is not None
+    elif lost_by == "complete":
+        store.enqueue("k", 0.0)  # re-enqueued: complete keeps the item, but the claim ends
+        store.complete(item)
+    else:
+        store.reschedule(item, 500.0)
+    before = store.items()
+    assert store.renew(item, now=112.0, lease_seconds=100) is None
+    assert store.items() == before  # and nothing changed
+
+
+def test_an_expired_lease_nobody_took_can_still_be_renewed(store: Store) -> None:
+    store.enqueue("k", 0.0)
+    item = store.claim("w1", now=100.0, lease_seconds=10)
+    assert item is not None
+    renewed = store.renew(item, now=130.0, lease_seconds=10)
+    assert renewed is not None
+    assert renewed.lease_until == 140.0
+    assert store.claim("w2", now=135.0, lease_seconds=10) is None
+
+
+def _two_claims(store: Store) -> tuple[WorkItem, WorkItem]:
+    """Items "a" and "b", both claimed by w1 at 1 for 10 s."""
+    store.enqueue("a", 0.0)
+    store.enqueue("b", 0.0)
+    a = store.claim("w1", now=1.0, lease_seconds=10)
+    b = store.claim("w1", now=1.0, lease_seconds=10)
+    assert a is not None
+    assert b is not None
+    return a, b
+
+
+def test_a_renewed_claim_completes_and_reschedules_as_claimed(store: Store) -> None:
+    a, b = _two_claims(store)
+    assert store.renew(a, now=9.0, lease_seconds=10) is not None
+    assert store.renew(b, now=9.0, lease_seconds=10) is not None
+    store.enqueue("b", 50.0)  # re-enqueued while held: complete only releases the lease
+    store.complete(a)
+    store.complete(b)
+    assert [(i.key, i.due_at, i.owner, i.token) for i in store.items()] == [("b", 50.0, "", "")]
+    again = store.claim("w1", now=50.0, lease_seconds=10)
+    assert again is not None
+    assert store.renew(again, now=55.0, lease_seconds=10) is not None
+    store.reschedule(again, 80.0)
+    assert [(i.key, i.due_at, i.owner) for i in store.items()] == [("b", 80.0, "")]
+
+
+def _fenced_step(store: Store, item: WorkItem) -> UnitOfWork:
+    """A step's unit of work, fenced with its claim: writes of every kind."""
+    existing = store.get("job", "j")
+    assert existing is not None
+    work = store.unit_of_work()
+    work.fence(item)
+    work.create("job", "new", {"n": 1})
+    work.update(existing, {"n": 2})
+    work.append_history("j", "step", "ok")
+    work.enqueue("next", 5.0)
+    return work
+
+
+def test_a_fenced_unit_of_work_commits_while_the_claim_holds(store: Store) -> None:
+    store.create("job", "j", {"n": 0})
+    store.enqueue("k", 0.0)
+    item = store.claim("w1", now=100.0, lease_seconds=10)
+    assert item is not None
+    renewed = store.renew(item, now=108.0, lease_seconds=10)
+    assert renewed is not None
+    assert set(_fenced_step(store, item).commit()) == {("job", "new"), ("job", "j")}
+    late = store.unit_of_work()  # the lease ran out, but nobody claimed the item since
+    late.fence(renewed)
+    late.append_history("j", "step", "late")
+    late.commit()
+    assert [entry.outcome for entry in store.history("j")] == ["ok", "late"]
+    assert {i.key for i in store.items()} == {"k", "next"}
+
+
+@pytest.mark.parametrize("lost_by", ["another claim", "complete", "reschedule", "never claimed"])
+def test_a_fenced_unit_of_work_applies_nothing_once_the_lease_is_lost(store: Store, lost_by: str) -> None:
+    doc = store.create("job", "j", {"n": 0})
+    store.enqueue("k", 0.0)
+    item = store.claim("w1", now=100.0, lease_seconds=10)
+    assert item is not None
+    if lost_by == "another claim":
+        assert store.claim("w2", now=111.0, lease_seconds=10) is not None
+    elif lost_by == "complete":
+        store.enqueue("k", 0.0)
+        store.complete(item)
+    elif lost_by == "reschedule":
+        store.reschedule(item, 500.0)
+    else:
+        store.reschedule(item, 500.0)
+        [item] = store.items()  # an item as queued: no claim's token
+    queued = store.items()
+
+    with pytest.raises(LeaseLost) as raised:
+        _fenced_step(store, item).commit()
+    assert isinstance(raised.value, StoreError)
+    assert raised.value.key == "k"
+    assert store.get("job", "new") is None
+    assert store.get("job", "j") == doc
+    assert store.history("j") == []
+    assert store.items() == queued
+
+    only_the_fence = store.unit_of_work()  # a fenced commit checks even when it writes nothing
+    only_the_fence.fence(item)
+    with pytest.raises(LeaseLost):
+        only_the_fence.commit()
+
+
+def test_a_fence_checks_the_claim_of_its_own_key_only(store: Store) -> None:
+    a, b = _two_claims(store)
+    store.complete(b)  # b's claim ends; a's still holds
+    work = store.unit_of_work()
+    work.fence(a)
+    work.append_history("a", "step", "ok")
+    work.commit()
+    forged = store.unit_of_work()  # a's key with b's token: not a's claim
+    forged.fence(WorkItem("a", a.due_at, a.attempts, a.owner, a.lease_until, a.generation, b.token))
+    forged.append_history("a", "step", "forged")
+    with pytest.raises(LeaseLost):
+        forged.commit()
+    assert [entry.outcome for entry in store.history("a")] == ["ok"]
+
+
+def test_only_one_of_racing_claims_after_expiry_can_commit_fenced(store: Store) -> None:
+    store.enqueue("k", 0.0)
+    stale = store.claim("w0", now=0.0, lease_seconds=10)
+    assert stale is not None
+
+    def take_and_commit(index: int) -> bool:
+        item = store.claim(f"w{index + 1}", now=20.0, lease_seconds=100)
+        work = store.unit_of_work()
+        work.fence(item or stale)
+        work.append_history("k", "step", f"w{index + 1}")
+        try:
+            work.commit()
+        except LeaseLost:
+            return False
+        return True
+
+    committed = run_threads(8, take_and_commit)
+    assert sum(committed) == 1
+    [entry] = store.history("k")
+    assert entry.outcome == f"w{committed.index(True) + 1}"
 
 
 # -- machine leases ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from joedefender.pipeline.ports import AlreadyExists, Document, StoreError, UnitOfWork
+from joedefender.pipeline.ports import AlreadyExists, Document, StoreError, UnitOfWork, WorkItem
 
 # -- the record format ------------------------------------------------------------------------
 
@@ -88,7 +88,15 @@ class Enqueue:
     due_at: float
 
 
-Operation = Create | Update | AppendHistory | Enqueue
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Apply nothing (`LeaseLost`) unless the claim `token` still holds the work item `key`."""
+
+    key: str
+    token: str
+
+
+Operation = Create | Update | AppendHistory | Enqueue | Fence
 Written = dict[tuple[str, str], Document]
 
 
@@ -104,6 +112,7 @@ class BufferedUnitOfWork(UnitOfWork):
     def __init__(self, apply: Callable[[Sequence[Operation]], Written]) -> None:
         self._apply = apply
         self._operations: list[Operation] = []
+        self._fences: list[Fence] = []
         self._documents: set[tuple[str, str]] = set()
         self._committed = False
 
@@ -123,12 +132,17 @@ class BufferedUnitOfWork(UnitOfWork):
     def enqueue(self, key: str, due_at: float) -> None:
         self._add(Enqueue(key, due_at))
 
+    def fence(self, item: WorkItem) -> None:
+        self._check_open()
+        self._fences.append(Fence(item.key, item.token))
+
     def commit(self) -> Mapping[tuple[str, str], Document]:
         self._check_open()
         self._committed = True  # even if applying fails: the step re-reads and builds a new one
-        if not self._operations:
+        if not self._operations and not self._fences:
             return {}
-        return self._apply(tuple(self._operations))
+        # The fences first: an adapter checks them before it writes anything.
+        return self._apply((*self._fences, *self._operations))
 
     def _add_document(self, operation: Create | Update) -> None:
         self._check_open()
@@ -154,7 +168,8 @@ class BufferedWrites(ABC):
     def _apply(self, operations: Sequence[Operation]) -> Written:
         """Apply the operations in order, atomically: all of them, or (raising) none.
 
-        Raises `AlreadyExists` or `VersionConflict` for the first operation that cannot be
+        Raises `LeaseLost` for a `Fence` whose claim no longer holds its item (the fences come
+        first), `AlreadyExists` or `VersionConflict` for the first operation that cannot be
         applied. Returns the documents written, by (kind, key), at their new versions; their
         `updated_at`, and the time of history lines without one, is one reading of the clock.
         """

@@ -9,16 +9,18 @@ with the store. Nothing survives the process.
 from __future__ import annotations
 
 import builtins
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from joedefender.adapters._writes import (
     AppendHistory,
     BufferedWrites,
     Create,
     Enqueue,
+    Fence,
     Operation,
     Update,
     Written,
@@ -28,6 +30,7 @@ from joedefender.pipeline.ports import (
     AlreadyExists,
     Document,
     HistoryEntry,
+    LeaseLost,
     Store,
     StoreError,
     VersionConflict,
@@ -51,6 +54,7 @@ class _Work:
     owner: str = ""
     lease_until: float = 0.0
     generation: int = 1
+    token: str = ""  # the holding claim's
 
     @property
     def ready_at(self) -> float:
@@ -60,13 +64,17 @@ class _Work:
         assert self.due_at is not None  # a free item always has a due time
         return self.due_at
 
-    def holds(self, item: WorkItem) -> bool:
-        """Whether `item` is still this item's lease: no claim has taken it since."""
-        return (self.owner, self.attempts, self.lease_until) == (item.owner, item.attempts, item.lease_until)
+    def holds(self, token: str) -> bool:
+        """Whether the claim `token` still holds this item: nothing took or released it since."""
+        return bool(self.owner and self.token) and self.token == token
 
     def release(self) -> None:
         self.owner = ""
         self.lease_until = 0.0
+        self.token = ""
+
+    def item(self, key: str) -> WorkItem:
+        return WorkItem(key, self.ready_at, self.attempts, self.owner, self.lease_until, self.generation, self.token)
 
 
 class MemoryStore(BufferedWrites, Store):
@@ -108,6 +116,8 @@ class MemoryStore(BufferedWrites, Store):
             # at most once, so no operation's check depends on another's write.
             for operation in operations:
                 match operation:
+                    case Fence(key, token) if not self._holds(key, token):
+                        raise LeaseLost(key)
                     case Create(kind, key) if self._version(kind, key):
                         raise AlreadyExists(kind, key)
                     case Update(kind, key, version) if self._version(kind, key) != version:
@@ -130,6 +140,10 @@ class MemoryStore(BufferedWrites, Store):
                     case Enqueue(key, due_at):
                         self._enqueue(key, float(due_at))
             return written
+
+    def _holds(self, key: str, token: str) -> bool:
+        work = self._work.get(key)
+        return work is not None and work.holds(token)
 
     def _version(self, kind: str, key: str) -> int:
         """The stored version of the document; 0 if there is none (versions start at 1)."""
@@ -181,14 +195,24 @@ class MemoryStore(BufferedWrites, Store):
             ready_at, key = min(ready)
             work = self._work[key]
             work.owner, work.lease_until, work.due_at = owner, until, None
+            work.token = secrets.token_hex(16)
             work.attempts += 1
-            return WorkItem(key, ready_at, work.attempts, owner, until, work.generation)
+            return replace(work.item(key), due_at=ready_at)
+
+    def renew(self, item: WorkItem, now: float, lease_seconds: float) -> WorkItem | None:
+        with self._lock:
+            self._check_open()
+            work = self._work.get(item.key)
+            if work is None or not work.holds(item.token):
+                return None
+            work.lease_until = float(now + lease_seconds)
+            return replace(item, lease_until=work.lease_until)
 
     def reschedule(self, item: WorkItem, due_at: float) -> None:
         with self._lock:
             self._check_open()
             work = self._work.get(item.key)
-            if work is None or not work.holds(item):
+            if work is None or not work.holds(item.token):
                 return  # the lease was lost
             if work.generation == item.generation or work.due_at is None:
                 work.due_at = float(due_at)
@@ -200,7 +224,7 @@ class MemoryStore(BufferedWrites, Store):
         with self._lock:
             self._check_open()
             work = self._work.get(item.key)
-            if work is None or not work.holds(item):
+            if work is None or not work.holds(item.token):
                 return  # the lease was lost
             if work.generation == item.generation:
                 del self._work[item.key]
@@ -222,10 +246,7 @@ class MemoryStore(BufferedWrites, Store):
     def items(self) -> builtins.list[WorkItem]:
         with self._lock:
             self._check_open()
-            found = [
-                WorkItem(key, work.ready_at, work.attempts, work.owner, work.lease_until, work.generation)
-                for key, work in self._work.items()
-            ]
+            found = [work.item(key) for key, work in self._work.items()]
         return sorted(found, key=lambda item: (item.due_at, item.key))
 
     # -- MachineLeases ------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import builtins
 import os
+import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from joedefender.adapters._writes import (
     BufferedWrites,
     Create,
     Enqueue,
+    Fence,
     Operation,
     Update,
     Written,
@@ -32,6 +35,7 @@ from joedefender.pipeline.ports import (
     AlreadyExists,
     Document,
     HistoryEntry,
+    LeaseLost,
     SchemaVersionError,
     Store,
     StoreError,
@@ -40,7 +44,7 @@ from joedefender.pipeline.ports import (
     WorkItem,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -67,6 +71,7 @@ CREATE TABLE IF NOT EXISTS work (
     owner TEXT NOT NULL DEFAULT '',
     lease_until REAL NOT NULL DEFAULT 0,
     generation INTEGER NOT NULL DEFAULT 1,
+    token TEXT NOT NULL DEFAULT '',  -- the holding claim's token ('' when free)
     -- when a claim can take it: a free item when it is due, a leased one when its lease ends
     ready_at REAL GENERATED ALWAYS AS (CASE WHEN owner = '' THEN due_at ELSE lease_until END) VIRTUAL
 );
@@ -78,6 +83,10 @@ CREATE TABLE IF NOT EXISTS machine_leases (
     until REAL NOT NULL
 );
 """
+# What each older schema version needs to become the next one, by the version it becomes.
+_MIGRATIONS: dict[int, str] = {
+    2: "ALTER TABLE work ADD COLUMN token TEXT NOT NULL DEFAULT ''",  # a claim left by version 1 simply runs out
+}
 # `work.due_at` is NULL while a claim holds the item and nobody re-enqueued it since: the claim
 # consumed that due time, so a later enqueue sets its own due time rather than the minimum.
 
@@ -94,6 +103,7 @@ def _work_item(row: sqlite3.Row) -> WorkItem:
         owner=row["owner"],
         lease_until=float(row["lease_until"]),
         generation=row["generation"],
+        token=row["token"],
     )
 
 
@@ -231,11 +241,15 @@ class SqliteStore(BufferedWrites, Store):
                     f"{self!r} has schema version {found}; this joedefender knows up to "
                     f"{SCHEMA_VERSION}: upgrade joedefender or use another database"
                 )
-            if found < SCHEMA_VERSION:
+            if found == 0:
                 # One statement at a time: executescript would COMMIT our transaction first.
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+            else:
+                for version in range(found + 1, SCHEMA_VERSION + 1):
+                    db.execute(_MIGRATIONS[version])
+            if found < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -256,6 +270,12 @@ class SqliteStore(BufferedWrites, Store):
         with self._write() as db:  # an exception rolls back everything before it
             for operation in operations:
                 match operation:
+                    case Fence(key, token):
+                        held = db.execute(
+                            "SELECT 1 FROM work WHERE key = ? AND token = ? AND token != ''", (key, token)
+                        ).fetchone()
+                        if held is None:
+                            raise LeaseLost(key)
                     case Create(kind, key, text):
                         cursor = db.execute(
                             "INSERT INTO documents (kind, key, version, data, updated_at) VALUES (?, ?, 1, ?, ?) "
@@ -316,6 +336,7 @@ class SqliteStore(BufferedWrites, Store):
         if not owner:
             raise ValueError("a claim needs an owner")
         until = float(now + lease_seconds)
+        token = secrets.token_hex(16)
         with self._write() as db:
             row = db.execute(
                 "SELECT * FROM work WHERE ready_at <= ? ORDER BY ready_at, key LIMIT 1",
@@ -324,8 +345,9 @@ class SqliteStore(BufferedWrites, Store):
             if row is None:
                 return None
             db.execute(
-                "UPDATE work SET owner = ?, lease_until = ?, attempts = attempts + 1, due_at = NULL WHERE key = ?",
-                (owner, until, row["key"]),
+                "UPDATE work SET owner = ?, lease_until = ?, attempts = attempts + 1, due_at = NULL, token = ? "
+                "WHERE key = ?",
+                (owner, until, token, row["key"]),
             )
         return WorkItem(
             key=row["key"],
@@ -334,28 +356,32 @@ class SqliteStore(BufferedWrites, Store):
             owner=owner,
             lease_until=until,
             generation=row["generation"],
+            token=token,
         )
 
     @staticmethod
     def _lease(item: WorkItem) -> dict[str, Any]:
-        """A lease is identified by its holder, claim count and expiry: any later claim, even by
-        the same owner, changes at least one of them."""
-        return {
-            "key": item.key,
-            "owner": item.owner,
-            "attempts": item.attempts,
-            "lease_until": item.lease_until,
-            "generation": item.generation,
-            "due_at": item.due_at,
-        }
+        """The claim as query parameters: its token identifies it (a free item's token is '')."""
+        return {"key": item.key, "token": item.token, "generation": item.generation, "due_at": item.due_at}
+
+    def renew(self, item: WorkItem, now: float, lease_seconds: float) -> WorkItem | None:
+        until = float(now + lease_seconds)
+        with self._write() as db:
+            renewed = db.execute(
+                "UPDATE work SET lease_until = :until WHERE key = :key AND token = :token AND token != ''",
+                {**self._lease(item), "until": until},
+            )
+            if renewed.rowcount != 1:
+                return None
+        return replace(item, lease_until=until)
 
     def reschedule(self, item: WorkItem, due_at: float) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE work SET owner = '', lease_until = 0, due_at = CASE "
+                "UPDATE work SET owner = '', lease_until = 0, token = '', due_at = CASE "
                 "WHEN generation = :generation OR due_at IS NULL THEN :new_due "
                 "ELSE min(due_at, :new_due) END "
-                "WHERE key = :key AND owner = :owner AND attempts = :attempts AND lease_until = :lease_until",
+                "WHERE key = :key AND token = :token AND token != ''",
                 {**self._lease(item), "new_due": due_at},
             )
 
@@ -363,15 +389,13 @@ class SqliteStore(BufferedWrites, Store):
         lease = self._lease(item)
         with self._write() as db:
             deleted = db.execute(
-                "DELETE FROM work WHERE key = :key AND owner = :owner AND attempts = :attempts "
-                "AND lease_until = :lease_until AND generation = :generation",
+                "DELETE FROM work WHERE key = :key AND token = :token AND token != '' AND generation = :generation",
                 lease,
             )
             if deleted.rowcount == 0:  # re-enqueued while we held it, or the lease was lost
                 db.execute(
-                    "UPDATE work SET owner = '', lease_until = 0, due_at = coalesce(due_at, :due_at) "
-                    "WHERE key = :key AND owner = :owner AND attempts = :attempts "
-                    "AND lease_until = :lease_until",
+                    "UPDATE work SET owner = '', lease_until = 0, token = '', due_at = coalesce(due_at, :due_at) "
+                    "WHERE key = :key AND token = :token AND token != ''",
                     lease,
                 )
 

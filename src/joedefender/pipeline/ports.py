@@ -151,6 +151,16 @@ class StoreUnavailable(StoreError):
     """The backing store is locked, busy or unreachable; the operation did not happen and may be retried."""
 
 
+class LeaseLost(StoreError):
+    """The work item's claim is no longer ours (it expired and another claim took it, or it was
+    completed or rescheduled): a fenced unit of work applied nothing, and the step must stop,
+    since its next owner runs it again and finds whatever this one did by looking at the world."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"the lease on work item {key!r} is lost: another claim owns it now")
+
+
 class SchemaVersionError(StoreError):
     """The database was written by a newer joedefender, whose schema this version does not know."""
 
@@ -168,7 +178,12 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """A claimed (or, from `items`, queued) unit of work; the claim fields identify the lease."""
+    """A claimed (or, from `items`, queued) unit of work.
+
+    `token` identifies the claim: opaque, unique per successful `claim`, kept by `renew`; empty
+    for an item no claim holds. `complete`, `reschedule`, `renew` and a fenced unit of work act
+    only while the stored token is still this one.
+    """
 
     key: str
     due_at: float
@@ -176,6 +191,7 @@ class WorkItem:
     owner: str
     lease_until: float
     generation: int
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +225,13 @@ class UnitOfWork(Protocol):
 
     def enqueue(self, key: str, due_at: float) -> None:
         """As `WorkQueue.enqueue`, when the unit of work commits."""
+        ...
+
+    def fence(self, item: WorkItem) -> None:
+        """Make the commit conditional on the claim: it also checks, atomically with its writes,
+        that the stored claim token of `item.key` is still `item.token`, and if not raises
+        `LeaseLost` and applies nothing. A lease that ran out but that nobody claimed since
+        still holds (as for `complete`)."""
         ...
 
     def commit(self) -> Mapping[tuple[str, str], Document]:
@@ -261,6 +284,15 @@ class WorkQueue(Protocol):
 
     def claim(self, owner: str, now: float, lease_seconds: float) -> WorkItem | None:
         """Atomically lease the earliest item that is due and free (or whose lease expired)."""
+        ...
+
+    def renew(self, item: WorkItem, now: float, lease_seconds: float) -> WorkItem | None:
+        """Extend the lease to `now + lease_seconds` while this claim (the same `token`) still
+        holds the item: the item with its new `lease_until` (and the same token); None if the
+        lease was lost (another claim took it, or it was completed or rescheduled).
+
+        A step that runs longer than its lease renews it as it goes, so no other worker takes it.
+        """
         ...
 
     def reschedule(self, item: WorkItem, due_at: float) -> None:
