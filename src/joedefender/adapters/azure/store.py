@@ -29,6 +29,7 @@ from joedefender.adapters._writes import (
     BufferedWrites,
     Create,
     Enqueue,
+    Fence,
     Operation,
     Update,
     Written,
@@ -45,6 +46,7 @@ from joedefender.pipeline.ports import (
     AlreadyExists,
     Document,
     HistoryEntry,
+    LeaseLost,
     Store,
     StoreError,
     StoreUnavailable,
@@ -163,11 +165,10 @@ class AzureStore(BufferedWrites, Store):
                         when = now if at is None else float(at)
                         properties = rows.history_properties(subject, when, step, outcome, detail)
                         batch.append(("create", self._state.entity(rows.history_row(subject), **properties)))
-                    case Enqueue():
+                    case Enqueue() | Fence():
                         continue
                 sources.append(operation)
-            enqueues = [op for op in operations if isinstance(op, Enqueue)]
-            work, states, messages = self._enqueued(enqueues, now, fresh=round_ > 0)
+            work, states, messages = self._work_writes(operations, now, fresh=round_ > 0)
             batch.extend(work)
             try:
                 results = self._submit(batch, messages, now)
@@ -221,26 +222,36 @@ class AzureStore(BufferedWrites, Store):
                     if index is not None or stored is None or int(stored["version"]) != version:
                         raise VersionConflict(kind, key, version) from None
 
-    def _enqueued(
-        self, enqueues: Sequence[Enqueue], now: float, *, fresh: bool
+    def _work_writes(
+        self, operations: Sequence[Operation], now: float, *, fresh: bool
     ) -> tuple[list[TableOperation], list[WorkState], list[tuple[str, float]]]:
-        """The work index writes of these enqueues (each ETag-checked against the entity as
-        known), the states written, and the wake-ups they need. Unless `fresh`, a key this store
-        has not seen is taken to be new, as most enqueued keys are: if it is not, the transaction
-        fails and the next round reads it."""
+        """The work index writes of a unit of work's enqueues and fences, each ETag-checked
+        against the entity as known (a fence alone rewrites it unchanged: the check is the
+        point), the states written, and the wake-ups they need. LeaseLost for a fence whose
+        claim no longer holds. Unless `fresh`, a key this store has not seen is taken to be new,
+        as most enqueued keys are: if it is not, the transaction fails and the next round reads it."""
         dues: dict[str, list[float]] = {}
-        for enqueue in enqueues:
-            dues.setdefault(enqueue.key, []).append(float(enqueue.due_at))
+        tokens: dict[str, list[str]] = {}
+        for operation in operations:
+            if isinstance(operation, Fence):
+                tokens.setdefault(operation.key, []).append(operation.token)
+                dues.setdefault(operation.key, [])
+            elif isinstance(operation, Enqueue):
+                dues.setdefault(operation.key, []).append(float(operation.due_at))
         batch: list[TableOperation] = []
         states: list[WorkState] = []
         messages: list[tuple[str, float]] = []
         for key, times in dues.items():
             before, tag = self._work_state(key, fresh=fresh)
+            if key in tokens and not fresh and not _all_hold(before, tokens[key]):
+                before, tag = self._work_state(key, fresh=True)  # as known here; read it to be sure
+            if key in tokens and not _all_hold(before, tokens[key]):
+                raise LeaseLost(key)
             after = before
             for due in times:
                 after = WorkState(key, due) if after is None else after.enqueued(due)
             assert after is not None
-            wake = _wake_needed(before, after, now)
+            wake = None if after is before else _wake_needed(before, after, now)
             if wake is not None:
                 messages.append((key, wake))
                 after = replace(after, wake=max(after.wake, wake))
@@ -408,7 +419,7 @@ class AzureStore(BufferedWrites, Store):
                 if round_ == 0:
                     continue  # not known here: read it
                 return
-            if not state.holds(item):
+            if not state.holds(item.token):
                 if round_ == 0:
                     continue  # as known here; it may have changed since: read it
                 return  # the lease was lost
@@ -420,6 +431,19 @@ class AzureStore(BufferedWrites, Store):
                 done = self._swap(item.key, tag, released, [(item.key, again)])
             if done:
                 return
+        raise StoreUnavailable(f"{self!r}: the work index entity of {item.key!r} changed on every attempt")
+
+    def renew(self, item: WorkItem, now: float, lease_seconds: float) -> WorkItem | None:
+        until = float(now + lease_seconds)
+        for round_ in range(_ROUNDS):
+            self._check_open()
+            state, tag = self._work_state(item.key, fresh=round_ > 0)
+            if state is None or tag is None or not state.holds(item.token):
+                if round_ == 0:
+                    continue  # as known here; it may have changed since: read it
+                return None
+            if self._swap(item.key, tag, replace(state, lease_until=until)):
+                return replace(item, lease_until=until)
         raise StoreUnavailable(f"{self!r}: the work index entity of {item.key!r} changed on every attempt")
 
     def reschedule(self, item: WorkItem, due_at: float) -> None:
@@ -491,6 +515,10 @@ class AzureStore(BufferedWrites, Store):
     def active(self, now: float) -> int:
         self._check_open()
         return self._machines.active(now)
+
+
+def _all_hold(state: WorkState | None, tokens: Sequence[str]) -> bool:
+    return state is not None and all(state.holds(token) for token in tokens)
 
 
 def _wake_needed(before: WorkState | None, after: WorkState, now: float) -> float | None:
