@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
 from joedefender.adapters._trust import requests_verify
+from joedefender.adapters.azure.connection import AzureStorageConnection
+from joedefender.adapters.azure.limits import TableRateLimiter
+from joedefender.adapters.azure.store import AzureStore
 from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
-from joedefender.adapters.defender.limiter import RateLimiter, SharedHolds
+from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Limiter, RateLimiter, SharedHolds
 from joedefender.adapters.defender.port import DefenderAdapter
 from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.port import JoeSandboxAdapter
@@ -33,7 +36,7 @@ from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
 from joedefender.pipeline.lease import Claims
 from joedefender.pipeline.ports import DefenderPort, SandboxPort, StateStore, Store, StoreError, VersionConflict
-from joedefender.settings import Settings
+from joedefender.settings import ConfigurationError, Settings
 
 logger = logging.getLogger("joedefender.bootstrap")
 
@@ -100,10 +103,12 @@ def defender_client(
     time_scale: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     shared_holds: SharedHolds | None = None,
+    limiter: Limiter | None = None,
 ) -> DefenderClient:
     """`time_scale` (real seconds per documented second) shrinks the limiter's windows to match
     an emulator running a scaled clock; leave it at 1 for a real tenant. `sleep` is every wait the
-    client makes; `shared_holds` share its 429 holds with other processes."""
+    client makes; `shared_holds` share its 429 holds with other processes; `limiter` replaces the
+    in-process one (the Azure store's shared budget, for every instance of the app)."""
     return DefenderClient(
         settings.defender_api_base_url,
         token_provider(settings),
@@ -113,7 +118,7 @@ def defender_client(
             max_retries=settings.defender_api_max_retry,
             budget=settings.defender_api_retry_timeout.total_seconds(),
         ),
-        limiter=RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
+        limiter=limiter or RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
         sleep=sleep,
     )
 
@@ -142,6 +147,38 @@ def sandbox_client(
         systems=settings.joe_sandbox_systems,
         sleep=sleep,
     )
+
+
+# --- the Azure store
+
+# Defender's documented limits as the Azure adapter takes them: family -> (per minute, per hour).
+SHARED_RATES: Mapping[str, tuple[int, int | None]] = {
+    str(family): (rate.per_minute, rate.per_hour) for family, rate in DOCUMENTED_RATES.items()
+}
+
+
+def open_azure_store(
+    values: Mapping[str, str], *, prefix: str | None = None, clock: Callable[[], float] = time.time
+) -> AzureStore:
+    """The Azure store on the Functions host's storage account: `values` are app settings (the
+    environment) with `AzureWebJobsStorage` or its identity form; the prefix is `prefix`, else
+    `StoragePrefix`, else `joedefender`."""
+    try:
+        connection = AzureStorageConnection.from_settings(values)
+    except ValueError as exc:
+        raise ConfigurationError("AzureWebJobsStorage", str(exc)) from None
+    chosen = prefix or values.get("StoragePrefix", "").strip() or Settings.model_fields["storage_prefix"].default
+    try:
+        return AzureStore.from_connection(connection, prefix=chosen, clock=clock)
+    except ValueError as exc:
+        raise ConfigurationError("StoragePrefix", str(exc)) from None
+
+
+def shared_limiter(
+    store: AzureStore, *, time_scale: float = 1.0, sleep: Callable[[float], None] = time.sleep
+) -> TableRateLimiter:
+    """Defender's tenant limits as one budget for every instance that shares `store`'s account."""
+    return store.rate_limiter(SHARED_RATES, time_scale=time_scale, sleep=sleep)
 
 
 # --- the connector
@@ -226,8 +263,20 @@ def open_connector(
             store = SqliteStore(settings.state_path)
             owned.callback(store.close)
         if defender is None:
+            # On Azure every instance of the app shares one budget of the tenant's limits.
+            limiter = (
+                shared_limiter(store, time_scale=time_scale, sleep=claims.sleep)
+                if isinstance(store, AzureStore)
+                else None
+            )
             defender_wire = owned.enter_context(
-                defender_client(settings, time_scale=time_scale, sleep=claims.sleep, shared_holds=StoredHolds(store))
+                defender_client(
+                    settings,
+                    time_scale=time_scale,
+                    sleep=claims.sleep,
+                    shared_holds=StoredHolds(store),
+                    limiter=limiter,
+                )
             )
             defender = DefenderAdapter(defender_wire)
         if sandbox is None:

@@ -321,6 +321,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_STORAGE_PREFIX = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,41}[a-z0-9]$")
+
+
+def _storage_prefix(value: object) -> str:
+    """Names the Azure store's table and queues, so it obeys the queue naming rules."""
+    text = _text(value)
+    if not _STORAGE_PREFIX.match(text):
+        raise ValueError(
+            f"{_echo(text)} is no storage prefix: 3 to 43 lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    return text
+
+
 def _bind_address(value: object) -> str:
     text = _text(value)
     try:
@@ -584,6 +598,11 @@ class Settings(BaseModel):
         default=timedelta(minutes=60), validation_alias="PollLookbackMinutes"
     )
     workers: Annotated[int, _whole(1, 64)] = Field(default=4, validation_alias="Workers")
+
+    # The Azure store (the Functions app's; its connection is the host's AzureWebJobsStorage)
+    storage_prefix: Annotated[str, BeforeValidator(_storage_prefix)] = Field(
+        default="joedefender", validation_alias="StoragePrefix"
+    )
 
     # JoeAz's storage settings: accepted so JoeAz configurations load; samples never go to storage
     azure_storage_connection_string: SecretStr | None = Field(
