@@ -145,9 +145,12 @@ class AzureStore(BufferedWrites, Store):
         *,
         time_scale: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> TableRateLimiter:
-        """The tenant's Defender rate budget, shared through this store's table by every instance."""
-        return TableRateLimiter(Partition(self._table, "limits"), rates, time_scale=time_scale, sleep=sleep)
+        """The tenant's Defender rate budget, shared through this store's table by every instance
+        (`clock` is the wall clock they share, not the store's own)."""
+        limits = Partition(self._table, "limits")
+        return TableRateLimiter(limits, rates, time_scale=time_scale, clock=clock, sleep=sleep)
 
     # -- writes: a unit of work is one entity-group transaction -----------------------------
 
