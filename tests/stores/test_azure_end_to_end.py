@@ -1,0 +1,48 @@
+"""The whole connector on the Azure store: the demo scenario's alerts, over the emulators' sockets,
+with state, work queue, machine leases and the Defender rate budget all on Azurite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from joedefender.adapters.azure.connection import AzureStorageConnection
+from joedefender.adapters.azure.store import AzureStore
+from joedefender.bootstrap import open_connector
+from joedefender.domain.comments import MARKER_PREFIX
+from joedefender_emulators.scenario import load_scenario
+from tests.azurite import Azurite, unique_prefix
+from tests.world import World, drain
+
+
+def test_the_demo_scenario_ends_as_expected_on_the_azure_store(
+    make_world: Callable[..., World], azurite: Azurite
+) -> None:
+    demo = load_scenario().model_copy(update={"time_scale": 0.002})
+    w = make_world(demo, JoeSandboxResubmitAfterDays="7")
+    connection = AzureStorageConnection(connection_string=azurite.connection_string)
+    with (
+        AzureStore.from_connection(connection, prefix=unique_prefix()) as store,
+        open_connector(w.settings, time_scale=demo.time_scale, store=store) as connector,
+    ):
+        for a in demo.defender.alerts:
+            connector.engine.intake.receive(a["id"], source="test")
+        drain(connector, 180)
+        states = {r.record.alert_id: r.record.state for r in connector.ctx.alerts.list()}
+        assert store.pending() == 0
+        assert store.poisoned() == []
+
+    expected = {
+        "da638640000000000001_1001": "MALICIOUS (score 92/100)",
+        "da638640000000000002_1002": "MALICIOUS (score 92/100)",
+        "da638640000000000003_1003": "MALICIOUS (score 100/100)",  # recovered from the quarantine
+        "da638640000000000004_1004": "SUSPICIOUS (score 55/100)",  # the machine came online later
+        "da638640000000000005_1005": "CLEAN (score 4/100)",  # the machine was busy at first
+        "da638640000000000006_1006": "MALICIOUS (score 80/100)",  # URL evidence
+        "da638640000000000007_1007": "MALICIOUS (score 96/100)",  # known to Joe, not resubmitted
+    }
+    for alert_id, headline in expected.items():
+        ours = [c for c in w.comments(alert_id) if MARKER_PREFIX in c]
+        assert len(ours) == 1, (alert_id, ours)
+        assert ours[0].startswith(f"Joe Sandbox: {headline}"), ours[0]
+    assert states["da638640000000000008_1008"] == "skipped"
+    assert len(w.submissions()) == 5
