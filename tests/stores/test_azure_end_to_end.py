@@ -11,6 +11,7 @@ from joedefender.bootstrap import open_connector
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender_emulators.scenario import load_scenario
 from tests.azurite import Azurite, unique_prefix
+from tests.pipeline.test_end_to_end import DEMO_HEADLINES
 from tests.world import World, drain
 
 
@@ -31,16 +32,7 @@ def test_the_demo_scenario_ends_as_expected_on_the_azure_store(
         assert store.pending() == 0
         assert store.poisoned() == []
 
-    expected = {
-        "da638640000000000001_1001": "MALICIOUS (score 92/100)",
-        "da638640000000000002_1002": "MALICIOUS (score 92/100)",
-        "da638640000000000003_1003": "MALICIOUS (score 100/100)",  # recovered from the quarantine
-        "da638640000000000004_1004": "SUSPICIOUS (score 55/100)",  # the machine came online later
-        "da638640000000000005_1005": "CLEAN (score 4/100)",  # the machine was busy at first
-        "da638640000000000006_1006": "MALICIOUS (score 80/100)",  # URL evidence
-        "da638640000000000007_1007": "MALICIOUS (score 96/100)",  # known to Joe, not resubmitted
-    }
-    for alert_id, headline in expected.items():
+    for alert_id, headline in DEMO_HEADLINES.items():
         ours = [c for c in w.comments(alert_id) if MARKER_PREFIX in c]
         assert len(ours) == 1, (alert_id, ours)
         assert ours[0].startswith(f"Joe Sandbox: {headline}"), ours[0]
