@@ -1,5 +1,7 @@
 """The whole connector on the Azure store: the demo scenario's alerts, over the emulators' sockets,
-with state, work queue, machine leases and the Defender rate budget all on Azurite."""
+with state, work queue, machine leases and the Defender rate budget all on Azurite, every step
+started by a queue message as the Functions app starts it. (Pull mode, `claim`, is the contract
+suite's.)"""
 
 from __future__ import annotations
 
@@ -16,32 +18,7 @@ from joedefender_emulators.scenario import load_scenario
 from tests.azurite import Azurite, unique_prefix
 from tests.pipeline.test_end_to_end import DEMO_HEADLINES
 from tests.stores.helpers import wait_for
-from tests.world import World, drain
-
-
-def test_the_demo_scenario_ends_as_expected_on_the_azure_store(
-    make_world: Callable[..., World], azurite: Azurite
-) -> None:
-    demo = load_scenario().model_copy(update={"time_scale": 0.002})
-    w = make_world(demo, JoeSandboxResubmitAfterDays="7")
-    connection = AzureStorageConnection(connection_string=azurite.connection_string)
-    with (
-        AzureStore.from_connection(connection, prefix=unique_prefix()) as store,
-        open_connector(w.settings, time_scale=demo.time_scale, store=store) as connector,
-    ):
-        for a in demo.defender.alerts:
-            connector.engine.intake.receive(a["id"], source="test")
-        drain(connector, 180)
-        states = {r.record.alert_id: r.record.state for r in connector.ctx.alerts.list()}
-        assert store.pending() == 0
-        assert store.poisoned() == []
-
-    for alert_id, headline in DEMO_HEADLINES.items():
-        ours = [c for c in w.comments(alert_id) if MARKER_PREFIX in c]
-        assert len(ours) == 1, (alert_id, ours)
-        assert ours[0].startswith(f"Joe Sandbox: {headline}"), ours[0]
-    assert states["da638640000000000008_1008"] == "skipped"
-    assert len(w.submissions()) == 5
+from tests.world import World
 
 
 def test_the_demo_scenario_ends_as_expected_pushed_by_queue_messages(
