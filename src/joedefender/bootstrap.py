@@ -18,7 +18,7 @@ from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
-from joedefender.adapters.defender.limiter import RateLimiter, SharedHolds
+from joedefender.adapters.defender.limiter import Limiter, RateLimiter, SharedHolds
 from joedefender.adapters.defender.port import DefenderAdapter
 from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.port import JoeSandboxAdapter
@@ -100,10 +100,12 @@ def defender_client(
     time_scale: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     shared_holds: SharedHolds | None = None,
+    limiter: Limiter | None = None,
 ) -> DefenderClient:
     """`time_scale` (real seconds per documented second) shrinks the limiter's windows to match
     an emulator running a scaled clock; leave it at 1 for a real tenant. `sleep` is every wait the
-    client makes; `shared_holds` share its 429 holds with other processes."""
+    client makes; `shared_holds` share its 429 holds with other processes; a `limiter` given (one
+    shared by every instance, say) replaces the in-process one, and then both are ignored."""
     return DefenderClient(
         settings.defender_api_base_url,
         token_provider(settings),
@@ -113,7 +115,7 @@ def defender_client(
             max_retries=settings.defender_api_max_retry,
             budget=settings.defender_api_retry_timeout.total_seconds(),
         ),
-        limiter=RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
+        limiter=limiter or RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
         sleep=sleep,
     )
 
