@@ -248,7 +248,9 @@ class FaultRule(_Model):
     `path` is a regular expression searched in the request path. `delay` is in REAL seconds (it
     models the network, not the scenario's timeline). `times` limits how often it fires (None:
     always); `skip` lets that many matching requests through first; `rate` fires it at random
-    with that probability (seeded).
+    with that probability (seeded). `after`: the request is carried out first and only its answer
+    is replaced (a 5xx) or lost (a dropped connection), as when a real service applied a change but
+    the answer never reached the client; without it the fault stops the request before it runs.
     """
 
     service: Literal["defender", "joe"]
@@ -260,6 +262,7 @@ class FaultRule(_Model):
     message: str | None = None
     delay: float = 0.0
     drop: bool = False
+    after: bool = False
     times: int | None = None
     skip: int = 0
     rate: float = Field(1.0, ge=0.0, le=1.0)
