@@ -177,6 +177,10 @@ class DefenderScenario(_Model):
     # true: the Entries files are damaged (truncated), so only the ResourceData listing helps
     damaged_entries: bool = False
     rate_limits: bool = True
+    # shifted: every alert time moves by the same amount so the newest lastUpdateTime is the
+    # emulators' start (the real time then): a connector polling the last hour finds them, on any
+    # day. as_given: the times exactly as written (for tests of filters on fixed times).
+    alert_times: Literal["shifted", "as_given"] = "shifted"
     machines: list[Machine] = []
     alerts: list[dict[str, Any]] = []
     indicators: list[dict[str, Any]] = []
