@@ -64,7 +64,8 @@ def test_what_happens_during_the_run_is_dated_in_the_real_present(make_mde) -> N
     added = mde.http.post(f"/_emulator/alerts/{alert_id}/evidence", json=[{"entityType": "Url", "url": "http://x/"}])
     patched = mde.call("PATCH", f"/api/alerts/{alert_id}", json={"comment": "seen"})
     after = datetime.now(UTC)
-    assert added.status_code == 200 and patched.status_code == 200
+    assert added.status_code == 200
+    assert patched.status_code == 200
     assert before <= _moment(added.json()["lastUpdateTime"]) <= after
     comment = patched.json()["comments"][-1]
     assert before <= _moment(comment["createdTime"]) <= after

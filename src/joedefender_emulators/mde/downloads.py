@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import math
 import hmac
+import math
 import secrets
 import uuid
 import zlib
