@@ -125,11 +125,13 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
     ]
     answers: list[dict[str, Any]] = [{"status": 500}, {"status": 503}, {"drop": True}]
     rng = random.Random(_SEED)
-    raw["faults"] = [
-        {"service": service, "method": method, "path": path, "delay": 0.3, "after": True, "rate": _LOST_ANSWERS}
-        | rng.choice(answers)
-        for service, method, path in slow
-    ] + [{"service": service, "method": method, "path": path, "delay": 0.3} for service, method, path in slow]
+    # The first call to each is always one of them, so every run meets all three; then at random.
+    lost = [{"service": s, "method": m, "path": p, "delay": 0.3, "after": True} for s, m, p in slow]
+    raw["faults"] = (
+        [rule | {"times": 1} | rng.choice(answers) for rule in lost]
+        + [rule | {"rate": _LOST_ANSWERS} | rng.choice(answers) for rule in lost]
+        + [{"service": s, "method": m, "path": p, "delay": 0.3} for s, m, p in slow]
+    )
     return make_world(scenario(raw)), {a["id"]: headline for a, headline in alerts}
 
 
@@ -217,6 +219,10 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
             0,
             [],
         ), orphan
+
+    # Each call with side effects had its answer lost after it was carried out, at least once.
+    faults = [*w.defender("/_emulator/faults"), *w.joe("/_emulator/faults")]
+    assert [f["fired"] for f in faults if f["left"] == 0] == [1, 1, 1], faults
 
     # Nothing left on the endpoints: every quarantine folder was cleaned up.
     for n in (1, 2, 3):
