@@ -393,6 +393,7 @@ class EmulatorServer:
             body=body,
         )
         route_name = "unrouted"
+        fault: FaultRule | None = None
         try:
             resolved = self.router.resolve(method, path)
             if resolved is None:
@@ -401,7 +402,7 @@ class EmulatorServer:
             request.route = route_name = route.name
             if not inspection:
                 fault = self.faults.pick(method, path)
-                if fault is not None and self._apply_fault(handler, fault, route_name):
+                if fault is not None and not fault.after and self._apply_fault(handler, fault, route_name):
                     return
             response = route.handler(request)
         except ApiError as exc:
@@ -409,6 +410,9 @@ class EmulatorServer:
         except Exception:
             logger.exception("%s emulator failed on %s %s", self.name, method, path)
             response = self.render_error(ApiError(500, "InternalServerError", "The emulator failed."))
+        # An `after` fault: the handler has made its change, and the answer is lost or replaced.
+        if fault is not None and fault.after and self._apply_fault(handler, fault, route_name):
+            return
         if not inspection:
             self.stats.record(route_name, response.status)
         self._write(handler, response)

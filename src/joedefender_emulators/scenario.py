@@ -177,6 +177,10 @@ class DefenderScenario(_Model):
     # true: the Entries files are damaged (truncated), so only the ResourceData listing helps
     damaged_entries: bool = False
     rate_limits: bool = True
+    # shifted: every alert time moves by the same amount so the newest lastUpdateTime is the
+    # emulators' start (the real time then): a connector polling the last hour finds them, on any
+    # day. as_given: the times exactly as written (for tests of filters on fixed times).
+    alert_times: Literal["shifted", "as_given"] = "shifted"
     machines: list[Machine] = []
     alerts: list[dict[str, Any]] = []
     indicators: list[dict[str, Any]] = []
@@ -248,7 +252,9 @@ class FaultRule(_Model):
     `path` is a regular expression searched in the request path. `delay` is in REAL seconds (it
     models the network, not the scenario's timeline). `times` limits how often it fires (None:
     always); `skip` lets that many matching requests through first; `rate` fires it at random
-    with that probability (seeded).
+    with that probability (seeded). `after`: the request is carried out first and only its answer
+    is replaced (a 5xx) or lost (a dropped connection), as when a real service applied a change but
+    the answer never reached the client; without it the fault stops the request before it runs.
     """
 
     service: Literal["defender", "joe"]
@@ -260,6 +266,7 @@ class FaultRule(_Model):
     message: str | None = None
     delay: float = 0.0
     drop: bool = False
+    after: bool = False
     times: int | None = None
     skip: int = 0
     rate: float = Field(1.0, ge=0.0, le=1.0)

@@ -243,3 +243,14 @@ def test_the_limiter_keeps_a_burst_of_300_reads_under_the_documented_rate():
         assert counted["throttled"] == 0
         # 300 reads at 100 per (scaled) minute take at least two full minutes: 1.2 real seconds
         assert elapsed >= 2 * 60 * emu.scenario.time_scale
+
+
+def test_a_comment_is_not_repeated_after_a_5xx():
+    """A 5xx may come after the comment was added (a fault `after` the handler): not sent twice."""
+    with emulators() as emu, client_for(emu) as client:
+        client.get_alert(ALERT_ID)
+        add_fault(emu, method="PATCH", path=r"^/api/alerts/", status=500, after=True, times=1)
+        with pytest.raises(DefenderServerError):
+            client.add_comment(ALERT_ID, "Joe Sandbox: malicious")
+        assert count(emu, "alerts.update") == 1
+        assert [c.comment for c in client.get_alert(ALERT_ID).comments] == ["Joe Sandbox: malicious"]

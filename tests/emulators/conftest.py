@@ -42,6 +42,7 @@ _SCENARIO: dict[str, Any] = {
         "tenant_id": TENANT,
         "client_id": CLIENT,
         "client_secret": SECRET,
+        "alert_times": "as_given",  # the filter tests compare with the times written here
         "machines": [
             {
                 "id": ONLINE,

@@ -62,6 +62,20 @@ def test_a_dropped_connection_is_a_connection_error() -> None:
         assert joe.submit_url("http://a.example/")["submission_id"]
 
 
+@pytest.mark.parametrize(
+    ("fault", "error"), [({"status": 500}, jbxapi.InternalServerError), ({"drop": True}, jbxapi.ConnectionError)]
+)
+def test_a_fault_after_the_handler_keeps_the_submission(fault: dict[str, Any], error: type[Exception]) -> None:
+    """`after: true`: Joe took the submission, the client only lost the answer."""
+    with running_joe(_with_faults({"path": "submission/new", "after": True, "times": 1, **fault})) as emulator:
+        joe = client(emulator)
+        with pytest.raises(error):
+            joe.submit_url("http://a.example/")
+        [record] = inspect(emulator, "submissions")
+        assert record["url"] == "http://a.example/"
+        assert record["webids"] != []
+
+
 def test_a_drop_during_a_chunked_upload_leaves_the_submission_waiting() -> None:
     with running_joe(_with_faults({"path": "chunked-sample", "drop": True})) as emulator:
         with pytest.raises(jbxapi.ConnectionError):

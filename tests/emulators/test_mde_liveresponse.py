@@ -385,3 +385,34 @@ def test_download_link_expires_and_is_tamper_proof(mde):
     stats = mde.emulator.server.stats.snapshot()
     assert stats["liveresponse.download"]["statuses"]["403"] == 5
     assert stats["liveresponse.downloadLink"]["calls"] == 2
+
+
+def test_getfile_refuses_an_empty_file(make_mde):
+    """live-response-command-examples.md: getfile does not collect empty files."""
+    raw = mde_scenario_raw()
+    raw["samples"]["empty"] = {"text": ""}
+    raw["defender"]["machines"][0]["files"].append({"path": "C:\\Users\\alice\\empty.txt", "sample": "empty"})
+    mde = make_mde(raw)
+    action = _created(mde, ONLINE, [command("GetFile", Path="C:\\Users\\alice\\empty.txt"), GET_EVIL])
+    mde.advance(60)
+    failed = mde.action(action["id"])
+    assert failed["status"] == "Failed"
+    assert [c["commandStatus"] for c in failed["commands"]] == ["Failed", "Created"]
+    assert "empty" in failed["commands"][0]["errors"][0]
+    link = mde.get(f"/api/machineactions/{action['id']}/GetLiveResponseResultDownloadLink(index=0)")
+    assert link.status_code == 400
+
+
+def test_a_portal_session_is_not_listed_and_only_shows_as_active_request_already_exists(mde):
+    """A live response started from the portal's device page is not visible in machineactions
+    (run-live-response.md, live-response.md): the busy machine lists nothing, yet refuses ours."""
+    listed = mde.get("/api/machineactions", params={"$filter": f"machineId eq '{BUSY}'"})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["value"] == []
+    assert all(a["machineId"] != BUSY for a in mde.get("/api/machineactions").json()["value"])
+    busy = mde.run_live_response(BUSY, [GET_EVIL])
+    assert (busy.status_code, busy.json()["error"]["code"]) == (400, "ActiveRequestAlreadyExists")
+    mde.advance(1800)  # the portal session has ended
+    assert mde.run_live_response(BUSY, [GET_EVIL]).status_code == 201
+    [ours] = mde.get("/api/machineactions", params={"$filter": f"machineId eq '{BUSY}'"}).json()["value"]
+    assert ours["requestor"] == CLIENT

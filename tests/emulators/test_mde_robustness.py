@@ -172,3 +172,34 @@ def test_deeply_nested_json_is_400(mde):
         response = mde.post(path, content=b"[" * 100_000, headers={"Content-Type": "application/json"})
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "InvalidRequestBody"
+
+
+@pytest.mark.parametrize("fault", [{"status": 500}, {"status": 503, "retry_after": 1}, {"drop": True}])
+def test_a_fault_after_the_handler_applies_the_change_and_loses_the_answer(make_mde, fault):
+    """`after: true`: the PATCH and the runliveresponse are carried out, only their answer is a 5xx
+    or a dropped connection (the write-back's main risk: applied, but the client cannot know)."""
+    raw = mde_scenario_raw()
+    raw["faults"] = [
+        {"service": "defender", "method": "PATCH", "path": "^/api/alerts/", "after": True, "times": 1, **fault},
+        {"service": "defender", "path": "/runliveresponse$", "after": True, "times": 1, **fault},
+    ]
+    mde = make_mde(raw)
+    alert_id = "da637000000000000001_1"
+    getfile = [{"type": "GetFile", "params": [{"key": "Path", "value": "C:\\Users\\alice\\Downloads\\evil.exe"}]}]
+    if fault.get("drop"):
+        with pytest.raises(httpx.TransportError):
+            mde.call("PATCH", f"/api/alerts/{alert_id}", json={"comment": "applied, answer lost"})
+        with pytest.raises(httpx.TransportError):
+            mde.run_live_response(ONLINE, getfile)
+    else:
+        patched = mde.call("PATCH", f"/api/alerts/{alert_id}", json={"comment": "applied, answer lost"})
+        assert patched.status_code == fault["status"]
+        assert set(patched.json()["error"]) == {"code", "message", "target"}
+        assert mde.run_live_response(ONLINE, getfile).status_code == fault["status"]
+    [stored] = [a for a in mde.inspect("alerts")["value"] if a["id"] == alert_id]
+    assert [c["comment"] for c in stored["comments"]] == ["applied, answer lost"]
+    [action] = [a for a in mde.inspect("machineactions")["value"] if a["machineId"] == ONLINE]
+    assert action["status"] in ("Pending", "InProgress")
+    # The session is real: a second request for the machine is refused as the real API does.
+    again = mde.run_live_response(ONLINE, getfile)
+    assert (again.status_code, again.json()["error"]["code"]) == (400, "ActiveRequestAlreadyExists")

@@ -1,7 +1,9 @@
 """Crash recovery: the worker process killed with SIGKILL at random points, many times, then restarted.
 
 However often a step dies half-way (between a live response and recording it, between submitting
-and saving the submission, between the comment's PATCH and saving the link), the restarted
+and saving the submission, between the comment's PATCH and saving the link), and however often
+such a call is carried out but its answer lost (a 5xx or a dropped connection after the change
+was made, at random on the live response, the Joe submission and the comment's PATCH), the restarted
 connector must end with every alert enriched exactly once: one comment per alert, one submission
 per sample, and nothing left on the endpoints. Random kills rarely land between two writes that
 are microseconds apart, so the last tests crash the connector at such precise points on purpose.
@@ -39,6 +41,8 @@ _KILLS_PER_WAVE = 3
 _KILL_AFTER = (0.2, 1.2)  # real seconds after the start; the process takes about 0.35 s to start
 _KILL_DEADLINE = 60.0  # real seconds for the whole kill phase
 _FINAL_RUN_TIMEOUT = 60.0
+# How often a call with side effects is carried out but its answer lost (a 5xx or a drop).
+_LOST_ANSWERS = 0.25
 # Fixed for reproducible runs; set JOEDEFENDER_CRASH_SEED to explore other kill schedules.
 _SEED = int(os.environ.get("JOEDEFENDER_CRASH_SEED", "20261127"))
 
@@ -109,13 +113,25 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
         time_scale=_TIME_SCALE,
     )
     raw["joe"] |= {"queue_seconds": 30, "analysis_seconds": 900}  # under a job's 30-minute limit
+    raw["seed"] = _SEED  # which of the calls below the random `after` faults hit
     # Slow answers to the calls with side effects widen the windows where a kill leaves an effect
     # done but not recorded (the emulator carries a request out after the delay, client or not).
-    raw["faults"] = [
-        {"service": "defender", "method": "POST", "path": "runliveresponse$", "delay": 0.3},
-        {"service": "defender", "method": "PATCH", "path": "^/api/alerts/", "delay": 0.3},
-        {"service": "joe", "method": "POST", "path": "submission/(new|chunked-sample)", "delay": 0.3},
+    # Some of them are carried out and then answered with a 5xx or a dropped connection: the
+    # change was made, the connector cannot know (the first matching rule fires, so these come first).
+    slow = [
+        ("defender", "POST", "runliveresponse$"),
+        ("defender", "PATCH", "^/api/alerts/"),
+        ("joe", "POST", "submission/(new|chunked-sample)"),
     ]
+    answers: list[dict[str, Any]] = [{"status": 500}, {"status": 503}, {"drop": True}]
+    rng = random.Random(_SEED)
+    # The first call to each is always one of them, so every run meets all three; then at random.
+    lost = [{"service": s, "method": m, "path": p, "delay": 0.3, "after": True} for s, m, p in slow]
+    raw["faults"] = (
+        [rule | {"times": 1} | rng.choice(answers) for rule in lost]
+        + [rule | {"rate": _LOST_ANSWERS} | rng.choice(answers) for rule in lost]
+        + [{"service": s, "method": m, "path": p, "delay": 0.3} for s, m, p in slow]
+    )
     return make_world(scenario(raw)), {a["id"]: headline for a, headline in alerts}
 
 
@@ -203,6 +219,10 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
             0,
             [],
         ), orphan
+
+    # Each call with side effects had its answer lost after it was carried out, at least once.
+    faults = [*w.defender("/_emulator/faults"), *w.joe("/_emulator/faults")]
+    assert [f["fired"] for f in faults if f["left"] == 0] == [1, 1, 1], faults
 
     # Nothing left on the endpoints: every quarantine folder was cleaned up.
     for n in (1, 2, 3):

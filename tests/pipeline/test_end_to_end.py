@@ -307,14 +307,9 @@ def test_evidence_defender_adds_later_is_picked_up_by_the_next_poll(make_world: 
     a = alert(1, 1, {"entityType": "Process", "processId": 7})
     w = make_world(scenario(world(samples={"late": "late"}, machines=[machine(1, files={path: "late"})], alerts=[a])))
     with w.connector() as connector:
-        # The emulated tenant's clock runs ahead of ours: the poller's window is on its time.
-        poller = Poller(
-            connector.ctx,
-            connector.engine.intake,
-            interval=0,
-            lookback=timedelta(days=3650),
-            clock=w.emulators.clock.now,
-        )
+        # The poller's window is on the real clock, as in production: the emulated tenant's wall
+        # clock is anchored to it, so the evidence added below is dated in the poller's present.
+        poller = Poller(connector.ctx, connector.engine.intake, interval=0, lookback=timedelta(days=3650))
         poller.poll_once()
         drain(connector, 30)
         assert connector.ctx.alerts.get(a["id"]).record.state == "skipped"  # type: ignore[union-attr]

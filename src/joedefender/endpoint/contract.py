@@ -161,6 +161,11 @@ def _join(values: list[tuple[str, str]]) -> str:
     args = " ".join(f"-{name} {value}" for name, value in values)
     if not all(_SAFE_ARGUMENT.fullmatch(word) for word in args.split(" ")):  # the patterns make this so
         raise ContractError("an argument holds a character outside [A-Za-z0-9-]")
+    # A value starting with a dash would be read as a parameter name ("-JobId -Mode" leaves JobId
+    # without a value): the patterns allow one in JobId, so it is refused here.
+    for name, value in values:
+        if value.startswith("-"):
+            raise ContractError(f"{name} must not start with a dash")
     return args
 
 

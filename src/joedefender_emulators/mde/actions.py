@@ -95,6 +95,11 @@ class MachineAction:
     def active(self) -> bool:
         return self.status in ACTIVE
 
+    @property
+    def from_portal(self) -> bool:
+        """A session someone started from the portal: it holds the machine, the API does not list it."""
+        return self._holds_until is not None
+
     def advance(self, now: float, endpoint: Endpoint) -> None:
         if not self.active:
             return
@@ -247,6 +252,11 @@ def _effect(spec: CommandSpec, endpoint: Endpoint) -> CommandResult | None:
         raise CommandFailed(f"File '{path}' was not found on the device.")
     if endpoint.files.is_quarantine(path) and not endpoint.files.quarantine_getfile:
         raise CommandFailed(f"Access to the path '{path}' is denied.")
+    if stored.content.size == 0:
+        # getfile does not take empty files (nor reparse points, sparse or virtual files):
+        # live-response-command-examples.md, via defender-quarantine.md section 7. The docs are
+        # silent on the error text; the command fails like any other refused getfile.
+        raise CommandFailed(f"File '{path}' is empty: live response does not collect empty files.")
     if stored.content.size > MAX_GETFILE_BYTES:
         raise CommandFailed(f"File '{path}' is larger than the 3 GB GetFile limit.")
     return CommandResult(stored.content, gzip=True)

@@ -93,14 +93,45 @@ def validate_update(body: Mapping[str, Any], extra: Sequence[str] = ()) -> None:
             raise ApiError(400, "InvalidRequestBody", f"'{key}' must be a string.")
 
 
+# The timestamps of an alert, its comments and its evidence that a shift moves.
+_ALERT_TIMES = ("alertCreationTime", "firstEventTime", "lastEventTime", "lastUpdateTime", "resolvedTime")
+_EVIDENCE_TIMES = ("evidenceCreationTime", "processCreationTime", "parentProcessCreationTime")
+
+
+def shift_times(alerts: Sequence[dict[str, Any]], newest: datetime) -> None:
+    """Move every timestamp by the same amount so the newest `lastUpdateTime` is `newest`: a
+    scenario written on one day plays as if its alerts had just come in (the gaps are kept)."""
+    latest = [moment for moment in (parse_time(a.get("lastUpdateTime")) for a in alerts) if moment is not None]
+    if not latest:
+        return
+    delta = newest - max(latest)
+
+    def move(item: dict[str, Any], keys: Sequence[str]) -> None:
+        for key in keys:
+            moment = parse_time(item.get(key))
+            if moment is not None:
+                item[key] = format_time(moment + delta)
+
+    for alert in alerts:
+        move(alert, _ALERT_TIMES)
+        for comment in alert["comments"]:
+            if isinstance(comment, dict):
+                move(comment, ("createdTime",))
+        for item in alert["evidence"]:
+            move(item, _EVIDENCE_TIMES)
+
+
 class AlertStore:
-    def __init__(self, raw_alerts: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, raw_alerts: Sequence[Mapping[str, Any]], newest: datetime | None = None) -> None:
+        """`newest`: shift the scenario's times so the newest alert was updated then (None: as given)."""
         self._alerts: dict[str, dict[str, Any]] = {}
         for position, raw in enumerate(raw_alerts):
             alert = _normalize(raw, position)
             if alert["id"] in self._alerts:
                 raise ScenarioError(f"defender alert id {alert['id']!r} appears twice")
             self._alerts[alert["id"]] = alert
+        if newest is not None:
+            shift_times(list(self._alerts.values()), newest)
 
     def _ordered(self) -> list[dict[str, Any]]:
         return sorted(self._alerts.values(), key=_sort_key)

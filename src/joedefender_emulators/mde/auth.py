@@ -119,11 +119,13 @@ class TokenService:
         self._clock = clock
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
-        self._live: set[str] = set()
+        # token id -> when it runs out, on the emulated timeline (the wall clock is only shown)
+        self._live: dict[str, float] = {}
 
     def issue(self, audience: str) -> tuple[str, float]:
         """A token for the scenario's app; returns it with its lifetime in emulated seconds."""
-        now = int(self._clock.now().timestamp())
+        elapsed = self._clock.elapsed()
+        now = int(self._clock.at(elapsed).timestamp())
         lifetime = self._tenant.token_lifetime_seconds
         token_id = _b64(secrets.token_bytes(16))
         claims = {
@@ -131,7 +133,7 @@ class TokenService:
             "iss": f"https://sts.windows.net/{self._tenant.tenant_id}/",
             "iat": now,
             "nbf": now,
-            "exp": now + int(lifetime),
+            "exp": int(self._clock.at(elapsed + lifetime).timestamp()),
             "aio": _b64(secrets.token_bytes(24)),
             "appid": self._tenant.client_id,
             "appidacr": "1",
@@ -147,7 +149,7 @@ class TokenService:
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
         signature = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
         with self._lock:
-            self._live.add(token_id)
+            self._live[token_id] = elapsed + lifetime
         return f"{signing_input}.{_b64(signature)}", lifetime
 
     def revoke_all(self) -> int:
@@ -164,21 +166,22 @@ class TokenService:
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("Authorization header must be 'Bearer <access token>'.")
         claims = self._verify(token.strip())
-        now = self._clock.now().timestamp()
-        if claims.get("exp", 0) <= now:
-            raise _unauthorized("The access token has expired.")
-        if claims.get("nbf", 0) > now + 300:
+        if claims.get("nbf", 0) > self._clock.now().timestamp() + 300:
             raise _unauthorized("The access token is not yet valid.")
-        if claims.get("uti") not in self._live_ids():
+        runs_out = self._runs_out(claims.get("uti"))
+        if runs_out is None:
             raise _unauthorized("The access token has been revoked.")
+        if runs_out <= self._clock.elapsed():
+            raise _unauthorized("The access token has expired.")
         if claims.get("aud") not in _RESOURCES or claims.get("tid") != self._tenant.tenant_id:
             raise _unauthorized("The access token was not issued for this API and tenant.")
         roles = claims.get("roles")
         return Caller(str(claims.get("appid")), frozenset(roles if isinstance(roles, list) else []))
 
-    def _live_ids(self) -> set[str]:
+    def _runs_out(self, token_id: Any) -> float | None:
+        """When a live (not revoked) token expires on the timeline; None if it is not live."""
         with self._lock:
-            return set(self._live)
+            return self._live.get(token_id) if isinstance(token_id, str) else None
 
     def _verify(self, token: str) -> dict[str, Any]:
         parts = token.split(".")
@@ -287,7 +290,7 @@ class EntraEndpoints:
                 "token_type": "Bearer",
                 "expires_in": str(expires_in),
                 "ext_expires_in": str(expires_in),
-                "expires_on": str(now + int(lifetime)),
+                "expires_on": str(now + expires_in),
                 "not_before": str(now),
                 "resource": audience,
                 "access_token": token,

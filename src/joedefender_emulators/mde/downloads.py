@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import uuid
 import zlib
@@ -46,6 +47,8 @@ class DownloadLinks:
         self._clock = clock
         self._lifetime = lifetime_seconds
         self._key = secrets.token_bytes(32)
+        # signature -> when the link runs out on the emulated timeline (`se` is the wall clock's)
+        self._deadlines: dict[str, float] = {}
 
     def _sign(self, path: str, expiry: str) -> str:
         digest = hmac.new(self._key, f"{path}\n{expiry}".encode(), hashlib.sha256).digest()
@@ -54,11 +57,14 @@ class DownloadLinks:
     def create(self, origin: str, action_id: str, index: int) -> str:
         path = f"/investigation-actions-data/{action_id}/CustomPlaybookCommandOutput/{index}"
         # Whole seconds, rounded up: the link is valid at least the documented 30 minutes.
-        deadline = self._clock.at(self._clock.elapsed() + self._lifetime)
+        runs_out = self._clock.elapsed() + self._lifetime
+        deadline = self._clock.at(runs_out)
         if deadline.microsecond:
             deadline = deadline.replace(microsecond=0) + timedelta(seconds=1)
         expiry = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
-        query = urlencode({"se": expiry, "sp": "r", "sv": _SAS_VERSION, "sr": "b", "sig": self._sign(path, expiry)})
+        signature = self._sign(path, expiry)
+        self._deadlines[signature] = max(runs_out, self._deadlines.get(signature, 0.0))
+        query = urlencode({"se": expiry, "sp": "r", "sv": _SAS_VERSION, "sr": "b", "sig": signature})
         return f"{origin}{path}?{query}"
 
     def serve(self, request: Request, lookup: ResultLookup) -> Response:
@@ -77,7 +83,7 @@ class DownloadLinks:
             )
         deadline = parse_time(expiry)
         now = self._clock.now()
-        if deadline is None or now > deadline:
+        if deadline is None or self._clock.elapsed() > self._deadlines.get(signature, -math.inf):
             return blob_error(
                 403,
                 "AuthenticationFailed",

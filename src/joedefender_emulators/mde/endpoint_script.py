@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from joedefender_emulators.errors import EmulatorError
+from joedefender_emulators.mde import command_line
 from joedefender_emulators.mde import quarantine as store
 
 SCRIPT_NAME = "joedefender-collect.ps1"
@@ -57,10 +58,6 @@ LOCATE_PARAMETERS: tuple[tuple[str, int, int, str], ...] = (("JobId", 1, 64, r"^
 _NAME_PART = r'[^\x00-\x1f"*?<>|:/\[\]\\]+'
 ORIGINAL_PATH_PATTERN = "^[A-Za-z]:\\\\(?:" + _NAME_PART + "\\\\)*" + _NAME_PART + r"\z"
 
-# Args may hold nothing but these: the values, the dashes of the names, and blanks.
-_ALLOWED = re.compile(r"[A-Za-z0-9 -]*")
-_NAME = re.compile(r"-([A-Za-z0-9]+)")
-
 
 class EndpointScriptError(EmulatorError):
     """PowerShell would not bind these arguments, or a RunScript result document is malformed."""
@@ -69,37 +66,26 @@ class EndpointScriptError(EmulatorError):
 def parse_args(args: str, parameters: Sequence[tuple[str, int, int, str]] = SCRIPT_PARAMETERS) -> dict[str, str]:
     """Bind ``args`` to a script's param block; returns the bound parameters by name.
 
-    Only ``-Name Value`` pairs of ``[A-Za-z0-9-]`` separated by blanks are taken (what a safe
-    caller sends): any other character (a quote, ``&``, ``%``, ``^``, ``$``, a backtick, ``;``,
-    anything outside ASCII) is refused, as are bare words, unknown or repeated parameters, and
-    values the param block's validation attributes refuse. The body's own checks are simulate's.
+    ``args`` is split and bound as a Windows endpoint would (``command_line``: the C runtime's
+    quoting rules, then PowerShell's ``-Name value`` binding), then the param block's own checks
+    apply: Mode and JobId are mandatory, Mode is a ValidateSet (case-insensitive, as PowerShell's
+    is), the others have ValidateLength and ValidatePattern. The body's own checks are simulate's.
     """
-    if _ALLOWED.fullmatch(args) is None:
-        raise EndpointScriptError("Args holds a character outside [A-Za-z0-9-] and blanks")
-    names = [p[0] for p in parameters]
     with_mode = parameters is SCRIPT_PARAMETERS
-    bound: dict[str, str] = {}
-    words = args.split()
-    if len(words) % 2:
-        raise EndpointScriptError("expected -Name Value pairs")
-    for at in range(0, len(words), 2):
-        found = _NAME.fullmatch(words[at])
-        if found is None:
-            raise EndpointScriptError(f"expected a parameter name, got {words[at][:20]!r}")
-        name, value = found.group(1), words[at + 1]
-        if name not in names and not (with_mode and name == "Mode"):
-            raise EndpointScriptError(f"unknown parameter -{name}")
-        if name in bound:
-            raise EndpointScriptError(f"parameter -{name} given more than once")
-        if value.startswith("-"):
-            raise EndpointScriptError(f"parameter -{name} has no value")
-        bound[name] = value
+    declared = [p[0] for p in parameters] + (["Mode"] if with_mode else [])
+    try:
+        bound = command_line.bind(args, declared)
+    except command_line.BindingError as exc:
+        raise EndpointScriptError(str(exc)) from None
     required = ("Mode", "JobId") if with_mode else ("JobId",)
     for name in required:
         if name not in bound:
             raise EndpointScriptError(f"parameter -{name} is missing")
-    if with_mode and bound["Mode"] not in SCRIPT_MODES:
-        raise EndpointScriptError(f"Mode must be one of {', '.join(SCRIPT_MODES)}")
+    if with_mode:
+        mode = next((m for m in SCRIPT_MODES if m.lower() == bound["Mode"].lower()), None)
+        if mode is None:
+            raise EndpointScriptError(f"Mode must be one of {', '.join(SCRIPT_MODES)}")
+        bound["Mode"] = mode
     for name, shortest, longest, pattern in parameters:
         if name in bound:
             _validate(name, bound[name], shortest, longest, pattern)
@@ -107,9 +93,10 @@ def parse_args(args: str, parameters: Sequence[tuple[str, int, int, str]] = SCRI
 
 
 def _validate(name: str, value: str, shortest: int, longest: int, pattern: str) -> None:
-    """ValidateLength then ValidatePattern (case-insensitive)."""
-    if len(value) < shortest or len(value) > longest:
-        raise EndpointScriptError(f"{name} must be {shortest} to {longest} characters long, got {len(value)}")
+    """ValidateLength (in UTF-16 code units, as .NET counts) then ValidatePattern (case-insensitive)."""
+    length = len(value.encode("utf-16-le", errors="surrogatepass")) // 2
+    if length < shortest or length > longest:
+        raise EndpointScriptError(f"{name} must be {shortest} to {longest} characters long, got {length}")
     # .NET's \z (the very end) is Python's \Z.
     if not re.search(pattern.replace(r"\z", r"\Z"), value, re.IGNORECASE):
         raise EndpointScriptError(f"{name} must match the pattern {pattern}")

@@ -26,7 +26,10 @@ FILTERABLE: dict[str, Field] = {
     **fields(Kind.STRING, "id", "status", "machineId", "type", "requestor"),
     **fields(Kind.DATETIME, "creationDateTimeUtc"),
 }
-# Who holds a scenario's busy machine (an analyst in the portal, say).
+# Who holds a scenario's busy machine: an analyst's session from the portal's device page. Such
+# sessions are not listed in (nor found through) machineactions (mde-api.md section 3, from
+# run-live-response.md and live-response.md); they only show as 400 ActiveRequestAlreadyExists
+# on runliveresponse for that machine.
 OTHER_REQUESTOR = "secops-analyst@contoso.com"
 _SUPPORTED_OS = re.compile(r"^(windows|macos|linux)", re.IGNORECASE)
 
@@ -133,14 +136,16 @@ class LiveResponse:
         return [a.to_json(self._clock) for a in self._ordered()]
 
     def _ordered(self) -> list[MachineAction]:
-        return sorted(self._actions.values(), key=lambda a: (a.created, a.id))
+        """The actions the API shows: portal sessions are left out."""
+        listed = (a for a in self._actions.values() if not a.from_portal)
+        return sorted(listed, key=lambda a: (a.created, a.id))
 
     def select(self, page: Page) -> list[dict[str, Any]]:
         return [dict(item) for item in page.apply(self.all())]
 
     def _find(self, action_id: str) -> MachineAction:
         action = self._actions.get(action_id.lower())
-        if action is None:
+        if action is None or action.from_portal:
             raise not_found(f"Machine action {action_id[:100]}")
         return action
 

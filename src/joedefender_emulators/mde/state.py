@@ -25,7 +25,7 @@ class TenantState:
         self.lock = threading.RLock()
         self.clock = clock
         self.tenant = tenant
-        self.alerts = AlertStore(tenant.alerts)
+        self.alerts = AlertStore(tenant.alerts, clock.start if tenant.alert_times == "shifted" else None)
         self.machines = MachineDirectory(tenant.machines, clock)
         self.files = {
             m.id: EndpointFiles(m, scenario.samples, tenant.quarantine_getfile, tenant.damaged_entries)

@@ -164,7 +164,8 @@ class Transport:
         """Send one API request with the retry rules; returns the (read) answer whose status is in `ok`.
 
         With `idempotent=False`, a request that may have reached Defender is not repeated after a
-        timeout or dropped connection (a second comment, a second live response): the error says so.
+        timeout, a dropped connection or a 5xx (a second comment, a second live response): the
+        error says so.
         """
         budget = _Budget(self._retry, self._monotonic)
         refreshed = False
@@ -193,6 +194,10 @@ class Transport:
                 if status == 429:
                     wait = retry_after if retry_after is not None else budget.backoff(self._rand)
                     self._limiter.hold(family, wait)  # the other threads wait it out too
+                elif status >= 500 and not idempotent:
+                    # A 5xx may come after Defender made the change (the docs are silent on it):
+                    # not repeated here; the caller looks (comments, actions) before repeating it.
+                    raise error
                 elif status >= 500:
                     wait = budget.backoff(self._rand)
                 else:

@@ -184,10 +184,10 @@ class JoeSandboxClient:
         chunked = size > _CHUNK_SIZE
 
         def submit(joe: Any) -> Any:
-            stream.seek(start)  # a retry sends the sample again from its start
+            stream.seek(start)  # the sample from where the caller positioned the stream
             return joe.submit_sample((name, stream), params=parameters, _chunked_upload=chunked)
 
-        return _submission_id(self._call("submission/new", submit))
+        return _submission_id(self._call("submission/new", submit, repeatable=False))
 
     def submit_url(
         self,
@@ -201,7 +201,9 @@ class JoeSandboxClient:
         if not url.strip():
             raise JoeRequestError("Joe Sandbox URL submission: the URL is empty")
         parameters = self._submission_parameters(tags, comments, params)
-        return _submission_id(self._call("submission/new", lambda joe: joe.submit_url(url.strip(), params=parameters)))
+        return _submission_id(
+            self._call("submission/new", lambda joe: joe.submit_url(url.strip(), params=parameters), repeatable=False)
+        )
 
     def _submission_parameters(
         self, tags: Sequence[str], comments: str | None, params: Mapping[str, Any] | None
@@ -318,7 +320,10 @@ class JoeSandboxClient:
                 self._instances.append(joe)
         return joe
 
-    def _call(self, operation: str, action: Callable[[Any], T]) -> T:
+    def _call(self, operation: str, action: Callable[[Any], T], *, repeatable: bool = True) -> T:
+        """`action` with bounded retries; once only when not `repeatable`: a submission whose answer
+        was lost (a 5xx, a dropped connection) may have been made, and sending it again would
+        analyse the sample twice. The step retries it later, looking for its marker first."""
         secret = self._api_key.get_secret_value()
 
         def attempt() -> T:
@@ -328,6 +333,8 @@ class JoeSandboxClient:
                 # `from None`: jbxapi's exception (and the server text in it) stays out of tracebacks.
                 raise translate(exc, secret, operation) from None
 
+        if not repeatable:
+            return attempt()
         return call_with_retries(attempt, self._retry, operation=operation, sleep=self._sleep)
 
 
