@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from joedefender.domain.jobs import JobState, SampleJob, Submission
-from joedefender.domain.keys import comment_key, link_prefix
+from joedefender.domain.keys import comment_key
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.pipeline.collection import Collector
 from joedefender.pipeline.context import DONE, Context, Outcome, again
@@ -68,10 +68,9 @@ class SampleStep:
         return DONE
 
     def announce(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
-        """A final job asks for write-back on every alert linked to it so far (a link made
-        meanwhile conflicts with this job's save: triage saves the job it links)."""
-        for link in self._ctx.links.list(prefix=link_prefix(stored.record.key)):
-            changes.enqueue(comment_key(link.doc.key))
+        """A final job asks for the write-back of its sample, which comments every alert linked
+        to it by then (a link made later asks again: triage enqueues it for a final job)."""
+        changes.enqueue(comment_key(stored.record.key))
 
     def start_submission(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
         """Record the intent to submit (with the marker Joe will carry) before submitting."""

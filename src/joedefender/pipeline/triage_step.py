@@ -14,6 +14,7 @@ from joedefender.domain.keys import alert_subject, comment_key, link_key, sample
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.domain.samples import SampleKey
 from joedefender.domain.triage import TriageDecision, triage
+from joedefender.pipeline.alert_reads import AlertReads
 from joedefender.pipeline.context import DONE, Context, Outcome
 from joedefender.pipeline.indicators import schedule_indicators
 from joedefender.pipeline.ports import VersionConflict
@@ -23,8 +24,9 @@ _RACES = 20
 
 
 class TriageStep:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, reads: AlertReads | None = None) -> None:
         self._ctx = ctx
+        self._reads = reads if reads is not None else AlertReads(ctx)
 
     def __call__(self, alert_id: str) -> Outcome:
         ctx = self._ctx
@@ -32,7 +34,8 @@ class TriageStep:
         if stored is None or stored.record.state != AlertState.RECEIVED:
             return DONE
         try:
-            alert = ctx.defender.get_alert(alert_id)
+            # The poller's copy, or a bulk read: an alert is read again only when it may have changed.
+            alert = stored.record.snapshot or self._reads.read(alert_id)
         except NotFound:
             cause = Cause(reason=Reason.ALERT_UNKNOWN)
             self._end(stored, AlertState.FAILED, cause, "failed", cause.text)
@@ -69,6 +72,7 @@ class TriageStep:
     ) -> None:
         record = stored.record
         record.state, record.cause, record.triaged_at = state, cause, self._ctx.now()
+        record.snapshot = None
         subject = alert_subject(record.alert_id)
         with self._ctx.changes() as changes:
             changes.save(stored)
@@ -102,6 +106,7 @@ class TriageStep:
                 changes.record(subject, "triage", "new evidence", ", ".join(new))
             record.state, record.cause, record.summary = AlertState.ACCEPTED, None, decision.summary
             record.samples, record.triaged_at = list(dict.fromkeys([*record.samples, *keys])), now
+            record.snapshot = None
             changes.save(stored)
             changes.record(subject, "triage", "accepted", decision.summary)
 
@@ -147,7 +152,7 @@ class TriageStep:
         if joined_alert:
             changes.create(ctx.links, link, AlertSampleLink(alert_id=alert_id, sample_key=job_key))
         if final:  # a job that has ended will not announce itself again: write back now
-            changes.enqueue(comment_key(link))
+            changes.enqueue(comment_key(job_key))
             if existing is not None and joined_alert:
                 schedule_indicators(ctx, changes, existing.record, alert_id)
         return job_key
