@@ -48,6 +48,8 @@ def test_ids_taken_in_without_data_are_read_in_one_call_and_commented_in_one_bat
     assert w.calls("alerts.list") == 1
     assert w.calls("alerts.batchUpdate") == 2  # one per sample, however many alerts wait for it
     assert w.calls("alerts.update") == 0
+    assert w.calls("machines.get") == 0  # the machines' health comes from the machines list
+    assert 1 <= w.calls("machines.list") <= 2
 
 
 def test_alerts_the_poller_listed_are_triaged_from_the_listing(make_world: WorldFactory) -> None:

@@ -27,6 +27,7 @@ from joedefender.endpoint import contract
 from joedefender.endpoint.quarantine import MAX_ENTRIES_BYTES, QuarantineResource, decode_resource, parse_entries
 from joedefender.pipeline.cleanup import schedule_cleanup
 from joedefender.pipeline.context import Context, Outcome, again
+from joedefender.pipeline.machine_health import MachineHealth
 from joedefender.pipeline.records import Versioned
 from joedefender.pipeline.staging import SampleStaging
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
@@ -90,6 +91,7 @@ class Collector:
     def __init__(self, ctx: Context, jobs: SampleStep) -> None:
         self._ctx = ctx
         self._jobs = jobs
+        self._health = MachineHealth(ctx)
         self._scripts_ready: set[str] = set()
         self._script_lock = threading.Lock()
 
@@ -115,16 +117,11 @@ class Collector:
         return plan
 
     def _start_next(self, stored: Versioned[SampleJob]) -> Outcome:
-        ctx, job = self._ctx, stored.record
+        job = stored.record
         plan = self._plan(job)
         if not plan:
             return self._jobs.fail(stored, self._give_up_cause(job))
-        online: dict[str, bool] = {}
-        for machine_id in dict.fromkeys(c.machine_id for c, _ in plan):
-            try:
-                online[machine_id] = ctx.defender.get_machine(machine_id).online
-            except NotFound:
-                online[machine_id] = False
+        online = self._health.online(c.machine_id for c, _ in plan)
         plan.sort(key=lambda item: not online[item[0].machine_id])
         busy = False
         for candidate, strategy in plan:
