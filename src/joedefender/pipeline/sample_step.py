@@ -16,6 +16,7 @@ from joedefender.domain.reasons import Cause, Reason
 from joedefender.pipeline.collection import Collector
 from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.indicators import schedule_indicators
+from joedefender.pipeline.pacing import PollPlan
 from joedefender.pipeline.quota import parked_until
 from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
@@ -25,6 +26,7 @@ class SampleStep:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._collector = Collector(ctx, self)
+        self._analysis_polls = PollPlan()
 
     def __call__(self, key: str) -> Outcome:
         stored = self._ctx.jobs.get(key)
@@ -163,8 +165,10 @@ class SampleStep:
         else:
             assert webid is not None
             finished = ctx.sandbox.analysis_status(webid) == "finished"
+        started = submission.submitted_at or job.updated_at
         if finished:
             assert webid is not None
+            self._analysis_polls.finished((ctx.now() - started) / ctx.config.time_scale)
             verdict = ctx.sandbox.verdict(webid)
             job.verdict, job.verdict_source = verdict, "analysis"
             submission.webid = webid
@@ -175,15 +179,24 @@ class SampleStep:
                 self.announce(changes, stored)
                 schedule_indicators(ctx, changes, job)
             return DONE
-        started = submission.submitted_at or job.updated_at
         if ctx.now() - started > ctx.config.analysis_limit:
             minutes = round(ctx.config.analysis_timeout / 60)
             return self.fail(stored, Cause(reason=Reason.ANALYSIS_TIMEOUT, detail=str(minutes)))
-        with ctx.changes() as changes:
-            return self._next_poll(changes, stored)
+        return again(self._poll_delay(job))  # nothing learnt, nothing written
 
     def _next_poll(self, changes: Changes, stored: Versioned[SampleJob]) -> Outcome:
+        """The first look at a new analysis (the job, saved in `changes`, records the gap)."""
         job = stored.record
-        job.poll_interval = self._ctx.config.analysis_poll(job.poll_interval)
+        delay = self._poll_delay(job)
+        job.poll_interval = delay / self._ctx.config.time_scale
         self.save(changes, stored)
-        return again(self._ctx.config.scaled(job.poll_interval))
+        return again(delay)
+
+    def _poll_delay(self, job: SampleJob) -> float:
+        """Real seconds until the next look at the job's analysis (`PollPlan`): Joe documents no
+        request rate limit, so only the elapsed time and the shortest recent analysis decide."""
+        ctx = self._ctx
+        assert job.submission is not None
+        started = job.submission.submitted_at or job.updated_at
+        elapsed = (ctx.now() - started) / ctx.config.time_scale
+        return ctx.config.scaled(self._analysis_polls.next_look(elapsed))
