@@ -29,7 +29,7 @@ from joedefender.pipeline.cleanup import schedule_cleanup
 from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.machine_health import MachineHealth
 from joedefender.pipeline.pacing import PollPlan, StartPace
-from joedefender.pipeline.records import Versioned
+from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.staging import SampleStaging
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
 
@@ -126,13 +126,13 @@ class Collector:
         plan = self._plan(job)
         if not plan:
             return self._jobs.fail(stored, self._give_up_cause(job))
+        # Our own budget for starts: wait for this job's turn without holding a worker (and
+        # without asking for the machines' health before it is worth knowing).
+        turn = self._starts.wait(job.key, ctx.now(), ctx.config.scaled(60))
+        if turn > 0:
+            return again(turn)
         online = self._health.online(c.machine_id for c, _ in plan)
         offline = [m for m, up in online.items() if not up]
-        if len(offline) < len(online):
-            # Our own budget for starts: wait for this job's turn without holding a worker.
-            turn = self._starts.wait(job.key, ctx.now(), ctx.config.scaled(60))
-            if turn > 0:
-                return again(turn)
         plan.sort(key=lambda item: not online[item[0].machine_id])
         ours = elsewhere = False
         for candidate, strategy in plan:
@@ -204,10 +204,13 @@ class Collector:
         # The action's time (and its timeout) counts from Defender's accepting it: the wait for
         # our own limiter before that is not the endpoint's.
         attempt.fetch_started_at = ctx.now()
-        with ctx.changes() as changes:
+        step = f"{strategy} ({attempt.stage})" if attempt.stage else strategy
+
+        def write(changes: Changes) -> None:
             self._jobs.save(changes, stored)
-            step = f"{strategy} ({attempt.stage})" if attempt.stage else strategy
             changes.record(job.key, "collect", "started", f"{step} on {candidate.machine_id}, action {action.id}")
+
+        self._jobs.commit_rebased(stored, write)
         return again(self._next_look(attempt))
 
     def _wait_for_machines(
@@ -468,14 +471,18 @@ class Collector:
         with found as staging:
             if attempt.outcome != "collected" or job.state != JobState.SUBMIT or job.submission is None:
                 newly_collected = attempt.outcome != "collected"
-                with ctx.changes() as changes:
+                delivered = self._delivered(staging.size, attempt)
+
+                def write(changes: Changes) -> None:
                     if newly_collected:
                         attempt.outcome = "collected"
                         attempt.ended_at = ctx.now()
-                        changes.record(job.key, "collect", "collected", self._delivered(staging.size, attempt))
+                        changes.record(job.key, "collect", "collected", delivered)
                         if attempt.strategy in _SCRIPTED:
                             schedule_cleanup(ctx, changes, attempt.machine_id, attempt.nonce)
                     self._jobs.start_submission(changes, stored)
+
+                self._jobs.commit_rebased(stored, write)
                 if newly_collected:
                     ctx.store.release(attempt.machine_id, job.key)
             submission_id = ctx.sandbox.submit_file(

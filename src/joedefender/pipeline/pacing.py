@@ -21,6 +21,7 @@ from collections import deque
 
 MIN_GAP = 0.5  # nominal seconds between two looks at the same thing, at the least
 FRACTION = 0.1  # of the elapsed time: the most a look may come after the service finished
+NEAR = 0.02  # of the elapsed time: the gap near the end that the shortest recent run foretells
 _RECENT = 20  # runs remembered per kind for the shortest recent duration
 
 
@@ -45,10 +46,16 @@ class PollPlan:
         with self._lock:
             shortest = min(self._recent) if self._recent else None
         gap = max(MIN_GAP, FRACTION * elapsed)
-        if shortest is not None and elapsed + gap < shortest:
-            # Nothing finished this fast lately: the first look where the fastest did (less the
-            # slack a look may have anyway, so the bound still holds for that one).
-            gap = max(gap, shortest - max(MIN_GAP, FRACTION * shortest) - elapsed)
+        if shortest is not None:
+            # Nothing finished faster lately: the first look where the fastest did, less the slack
+            # a look may have anyway (so the bound holds for that one too); from there on, runs
+            # like it end soon, so the looks are closer (a fiftieth of the elapsed time), widening
+            # again with the time past that point.
+            early = shortest - max(MIN_GAP, FRACTION * shortest)
+            if elapsed + gap < early:
+                gap = early - elapsed
+            elif elapsed >= early:
+                gap = min(gap, max(MIN_GAP, NEAR * elapsed, FRACTION * (elapsed - early)))
         if self._budget:
             gap = max(gap, 60.0 * max(1, running) / self._budget)
         return gap

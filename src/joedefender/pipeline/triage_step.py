@@ -21,6 +21,7 @@ from joedefender.pipeline.ports import VersionConflict
 from joedefender.pipeline.records import Changes, Versioned
 
 _RACES = 20
+_AHEAD = 3600.0  # nominal seconds a new sample job's first step is put ahead in the queue
 
 
 class TriageStep:
@@ -123,7 +124,9 @@ class TriageStep:
                 new_job.candidates.append(candidate)
             changes.create(ctx.jobs, job_key, new_job)
             changes.record(job_key, "job", "created", key.value)
-            changes.enqueue(sample_work_key(job_key))
+            # Ahead of the alerts still waiting for triage: the job's collection and analysis are
+            # the long pole of an outbreak, the triage of the other alerts can go on meanwhile.
+            changes.enqueue(sample_work_key(job_key), -ctx.config.scaled(_AHEAD))
         else:
             job = existing.record
             joined = candidate is not None and job.add_candidate(candidate)

@@ -18,7 +18,8 @@ from joedefender.domain.comments import has_marker, render_failure, render_verdi
 from joedefender.domain.jobs import AlertSampleLink, JobState, LinkState, SampleJob
 from joedefender.domain.keys import alert_subject, classify_key, link_prefix
 from joedefender.pipeline.classify import wants_classification
-from joedefender.pipeline.context import DONE, Context, Outcome
+from joedefender.pipeline.context import DONE, Context, Outcome, again
+from joedefender.pipeline.pacing import StartPace
 from joedefender.pipeline.records import Versioned
 
 
@@ -42,6 +43,7 @@ def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
 class WriteBackStep:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._batches = StartPace(ctx.config.alert_batch_updates_per_minute)
 
     def __call__(self, subject: str) -> Outcome:
         """`subject` is a sample key (all its links), or one link's key (a queue from before)."""
@@ -64,6 +66,11 @@ class WriteBackStep:
             groups.setdefault(comment_text(job.record, link.record), []).append(link)
         # Larger groups first: a lone alert that Defender no longer knows must not hold them up.
         for text, group in sorted(groups.items(), key=lambda item: -len(item[1])):
+            if len(group) > 1:
+                # batchUpdate's own budget: wait for this sample's turn without holding a worker.
+                turn = self._batches.wait(sample_key, ctx.now(), ctx.config.scaled(60))
+                if turn > 0:
+                    return again(turn)
             self._write(job.record, group, text)
         return DONE
 
