@@ -20,7 +20,7 @@ import threading
 from collections import deque
 
 MIN_GAP = 0.5  # nominal seconds between two looks at the same thing, at the least
-FRACTION = 0.1  # of the elapsed time: the most a look may come after the service finished
+FRACTION = 0.05  # of the elapsed time: the most a look may come after the service finished (10 % allowed)
 NEAR = 0.02  # of the elapsed time: the gap near the end that the shortest recent run foretells
 _RECENT = 20  # runs remembered per kind for the shortest recent duration
 
