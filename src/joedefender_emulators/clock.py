@@ -64,6 +64,24 @@ class EmulatedClock:
             skipped = sum(min(max(elapsed - at, 0.0), seconds) for at, seconds in self._jumps)
         return self._start + timedelta(seconds=(elapsed - skipped) * self.time_scale + skipped)
 
+    def elapsed_at(self, moment: datetime) -> float:
+        """The timeline second at which the wall clock showed `moment`: the inverse of `at`."""
+        wall = (moment - self._start).total_seconds()
+        if wall <= 0:
+            return wall
+        with self._lock:
+            jumps = sorted(self._jumps)
+        position = shown = 0.0
+        for at, seconds in jumps:
+            stretch = (at - position) * self.time_scale  # the run's own seconds, compressed
+            if shown + stretch >= wall:
+                break
+            shown, position = shown + stretch, at
+            if shown + seconds >= wall:  # inside a skipped stretch: 1:1
+                return position + (wall - shown)
+            shown, position = shown + seconds, at + seconds
+        return position + (wall - shown) / self.time_scale
+
     def advance(self, seconds: float) -> None:
         """Jump forward; tests use this to reach a scenario's later events without sleeping."""
         if seconds < 0:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from joedefender_emulators.clock import EmulatedClock
 from joedefender_emulators.mde.common import parse_time
 
@@ -70,3 +72,10 @@ def test_what_happens_during_the_run_is_dated_in_the_real_present(make_mde) -> N
     comment = patched.json()["comments"][-1]
     assert before <= _moment(comment["createdTime"]) <= after
     assert before <= _moment(patched.json()["lastUpdateTime"]) <= after
+
+
+def test_elapsed_at_inverts_at_across_a_jump() -> None:
+    clock = EmulatedClock(time_scale=0.01)
+    clock.advance(3600)
+    for elapsed in (-60.0, 0.0, 0.5, 1800.0, 3600.0, 3700.0):
+        assert clock.elapsed_at(clock.at(elapsed)) == pytest.approx(elapsed, abs=1e-3)
