@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from joedefender.adapters._writes import Create, Update
@@ -15,7 +16,9 @@ from joedefender.domain.jobs import AlertState, PushState
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Ioc, IocSet
 from joedefender.hosts.standalone.status import print_status
+from joedefender.pipeline import indicators
 from joedefender.pipeline.config import PipelineConfig
+from joedefender.pipeline.context import Outcome, again
 from joedefender.pipeline.indicators import MAX_PUSHES
 from tests.fakes import file_alert
 from tests.pipeline.test_steps import M1, PAYLOAD, SHA, Rig
@@ -198,8 +201,20 @@ def test_samples_finishing_together_share_one_import() -> None:
     assert all(shared <= set(p.ids) for p in pushes)  # every sample's push records the shared id
 
 
-def test_a_batch_takes_at_most_max_pushes_samples_so_each_commit_fits_a_store_transaction() -> None:
-    rig = _rig(max_live_response_sessions=1000)  # every sample collected side by side: ready at once
+def test_a_batch_takes_at_most_max_pushes_samples_so_each_commit_fits_a_store_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = _rig(max_live_response_sessions=1000, live_response_starts_per_minute=100_000)
+    # Samples finish spread over minutes (paced polls): the batch step waits here until every
+    # sample is done, so all their pushes are ready at once and the cap alone splits them.
+    batch_step = indicators.BatchStep.__call__
+
+    def after_every_sample(step: indicators.BatchStep, subject: str) -> Outcome:
+        if any(not job.record.state.final for job in rig.ctx.jobs.list()):
+            return again(rig.ctx.config.scaled(5))
+        return batch_step(step, subject)
+
+    monkeypatch.setattr(indicators.BatchStep, "__call__", after_every_sample)
     count = MAX_PUSHES + 10
     payloads = [f"MZ sample {n}".encode() for n in range(count)]
     machines = [f"{n:040x}" for n in range(count)]
