@@ -1,0 +1,38 @@
+"""What the Functions app needs of its store beyond `Store`: push mode (the host delivers queue
+messages) and the poison queues. `adapters.azure.AzureStore` provides it (interfaces.md C)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from joedefender.pipeline.ports import Store, WorkItem
+
+# The queue roles and the names the triggers bind to with the default prefix; `queue_names`
+# derives them from StoragePrefix exactly as the store does, so both always agree.
+WORK = "work"
+LIVE_RESPONSE = "liveresponse"
+DEFAULT_PREFIX = "joedefender"
+
+
+def queue_names(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
+    """Role -> Storage queue name (lower case, as queue names must be)."""
+    return {WORK: f"{prefix}-work", LIVE_RESPONSE: f"{prefix}-liveresponse"}
+
+
+class PushStore(Store, Protocol):
+    def accept(self, body: str, *, owner: str, now: float, lease_seconds: float) -> WorkItem | None:
+        """Lease the item a delivered message names; None if the message is stale, early or the
+        item is leased by another (the store has then seen to a wake-up at the true due time)."""
+        ...
+
+    def relay_outbox(self, now: float) -> int:
+        """Send the queue messages a crash left in the outbox; how many were sent."""
+        ...
+
+    def poisoned(self) -> list[tuple[str, str]]:
+        """(queue name, message body) of every message in the poison queues."""
+        ...
+
+    def queue_names(self) -> dict[str, str]:
+        """Role -> queue name."""
+        ...
