@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
@@ -63,8 +64,8 @@ class _Toy:
 
 
 @pytest.fixture
-def toy(azurite_connection: str) -> _Toy:
-    return _Toy(azurite_connection)
+def toy(azurite: Any) -> _Toy:
+    return _Toy(azurite.connection_string)
 
 
 def test_the_trigger_queue_comes_from_the_binding_metadata(toy: _Toy) -> None:
