@@ -5,18 +5,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from joedefender.adapters.azure.queue import LIVE_RESPONSE, WORK, queue_names
+from joedefender.adapters.azure.store import DEFAULT_PREFIX
 from joedefender.pipeline.ports import Store, WorkItem
 
-# The queue roles and the names the triggers bind to with the default prefix; `queue_names`
-# derives them from StoragePrefix exactly as the store does, so both always agree.
-WORK = "work"
-LIVE_RESPONSE = "liveresponse"
-DEFAULT_PREFIX = "joedefender"
-
-
-def queue_names(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
-    """Role -> Storage queue name (lower case, as queue names must be)."""
-    return {WORK: f"{prefix}-work", LIVE_RESPONSE: f"{prefix}-liveresponse"}
+__all__ = ["DEFAULT_PREFIX", "LIVE_RESPONSE", "WORK", "PushStore", "queue_names"]
 
 
 class PushStore(Store, Protocol):
