@@ -18,8 +18,9 @@ class PushStore(Store, Protocol):
         item is leased by another (the store has then seen to a wake-up at the true due time)."""
         ...
 
-    def relay_outbox(self, now: float) -> int:
-        """Send the queue messages a crash left in the outbox; how many were sent."""
+    def relay_outbox(self, now: float, *, grace: float = ...) -> int:
+        """Send the wake-ups a crash left in the outbox, and wake items overdue by `grace` whose
+        message was lost; how many were sent."""
         ...
 
     def poisoned(self) -> list[tuple[str, str]]:
