@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -120,11 +121,8 @@ def test_a_delivered_message_advances_its_item_once(app: _App) -> None:
 def test_a_message_for_work_that_is_not_due_is_consumed_without_work(app: _App) -> None:
     app.post({"id": _ALERT_ID})
     [message] = app.receive()
-    stale = type(
-        "Stale",
-        (),
-        {"id": "m", "content": json.dumps({"key": "triage:nothing", "due": 0}), "dequeue_count": 1, "pop_receipt": "p"},
-    )()
+    body = json.dumps({"key": "triage:nothing", "due": 0})
+    stale = SimpleNamespace(id="m", content=body, dequeue_count=1, pop_receipt="p")
     app.run(stale)  # an item that does not exist: consumed, no error for the host to retry
     assert app.history() == [("intake", "received")]
     app.run(message)
@@ -139,7 +137,7 @@ def test_the_sweeper_wakes_work_whose_message_was_lost(fast_app: _App) -> None:
     assert app.stored() == 0
 
     def swept() -> bool:
-        call(app.functions, "sweeper", TimerRequest(past_due=False))  # type: ignore[no-untyped-call]
+        call(app.functions, "sweeper", TimerRequest(past_due=False))
         return app.stored() > 0
 
     wait_for(swept, 10, "the sweeper waking the triage")
