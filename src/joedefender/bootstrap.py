@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal, cast
 
 from joedefender.adapters._trust import requests_verify
+from joedefender.adapters.azure.connection import AzureStorageConnection
+from joedefender.adapters.azure.limits import TableRateLimiter
+from joedefender.adapters.azure.store import AzureStore
 from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
@@ -34,9 +37,6 @@ from joedefender.pipeline.engine import Engine
 from joedefender.pipeline.lease import Claims
 from joedefender.pipeline.ports import DefenderPort, SandboxPort, StateStore, Store, StoreError, VersionConflict
 from joedefender.settings import ConfigurationError, Settings
-
-if TYPE_CHECKING:  # the Azure SDKs load only for the Azure host
-    from joedefender.adapters.azure.store import AzureStore
 
 logger = logging.getLogger("joedefender.bootstrap")
 
@@ -108,7 +108,7 @@ def defender_client(
     """`time_scale` (real seconds per documented second) shrinks the limiter's windows to match
     an emulator running a scaled clock; leave it at 1 for a real tenant. `sleep` is every wait the
     client makes; `shared_holds` share its 429 holds with other processes; `limiter` replaces the
-    in-process limiter altogether (the Azure host's budget is shared by every instance)."""
+    in-process one (the Azure store's shared budget, for every instance of the app)."""
     return DefenderClient(
         settings.defender_api_base_url,
         token_provider(settings),
@@ -118,9 +118,7 @@ def defender_client(
             max_retries=settings.defender_api_max_retry,
             budget=settings.defender_api_retry_timeout.total_seconds(),
         ),
-        limiter=limiter
-        if limiter is not None
-        else RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
+        limiter=limiter or RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
         sleep=sleep,
     )
 
@@ -149,6 +147,38 @@ def sandbox_client(
         systems=settings.joe_sandbox_systems,
         sleep=sleep,
     )
+
+
+# --- the Azure store
+
+# Defender's documented limits as the Azure adapter takes them: family -> (per minute, per hour).
+SHARED_RATES: Mapping[str, tuple[int, int | None]] = {
+    str(family): (rate.per_minute, rate.per_hour) for family, rate in DOCUMENTED_RATES.items()
+}
+
+
+def open_azure_store(
+    values: Mapping[str, str], *, prefix: str | None = None, clock: Callable[[], float] = time.time
+) -> AzureStore:
+    """The Azure store on the Functions host's storage account: `values` are app settings (the
+    environment) with `AzureWebJobsStorage` or its identity form; the prefix is `prefix`, else
+    `StoragePrefix`, else `joedefender`."""
+    try:
+        connection = AzureStorageConnection.from_settings(values)
+    except ValueError as exc:
+        raise ConfigurationError("AzureWebJobsStorage", str(exc)) from None
+    chosen = prefix or values.get("StoragePrefix", "").strip() or Settings.model_fields["storage_prefix"].default
+    try:
+        return AzureStore.from_connection(connection, prefix=chosen, clock=clock)
+    except ValueError as exc:
+        raise ConfigurationError("StoragePrefix", str(exc)) from None
+
+
+def shared_limiter(
+    store: AzureStore, *, time_scale: float = 1.0, sleep: Callable[[float], None] = time.sleep
+) -> TableRateLimiter:
+    """Defender's tenant limits as one budget for every instance that shares `store`'s account."""
+    return store.rate_limiter(SHARED_RATES, time_scale=time_scale, sleep=sleep)
 
 
 # --- the connector
@@ -222,19 +252,23 @@ def open_connector(
     defender: DefenderPort | None = None,
     sandbox: SandboxPort | None = None,
     now: Callable[[], float] = time.time,
-    limiter: Limiter | None = None,
 ) -> Iterator[Connector]:
     """The connector on `settings`; an adapter given here is used instead of the one the settings
     describe (and is not closed here). `time_scale` (real seconds per nominal second) is 1 against
     a real tenant; the demo and the tests set it to the emulators' scale so the connector's waits
-    shrink with their clock. `limiter` is the Defender client's rate limiter when it is not this
-    process's own (the Azure host's, shared by its instances)."""
+    shrink with their clock."""
     claims = Claims()  # the steps' leases: the clients' waits end when the waiting step lost its own
     with ExitStack() as owned:
         if store is None:
             store = SqliteStore(settings.state_path)
             owned.callback(store.close)
         if defender is None:
+            # On Azure every instance of the app shares one budget of the tenant's limits.
+            limiter = (
+                shared_limiter(store, time_scale=time_scale, sleep=claims.sleep)
+                if isinstance(store, AzureStore)
+                else None
+            )
             defender_wire = owned.enter_context(
                 defender_client(
                     settings,
@@ -254,24 +288,6 @@ def open_connector(
         yield Connector(settings, store, defender, sandbox, Engine(ctx))
 
 
-def azure_store(settings: Settings, environ: Mapping[str, str], *, now: Callable[[], float] = time.time) -> AzureStore:
-    """The store on the Functions host's storage account: `AzureWebJobsStorage` (a connection
-    string) or its identity form (`AzureWebJobsStorage__accountName`, ...), under StoragePrefix."""
-    from joedefender.adapters.azure.connection import AzureStorageConnection  # noqa: PLC0415
-    from joedefender.adapters.azure.store import AzureStore  # noqa: PLC0415
-
-    try:
-        connection = AzureStorageConnection.from_settings(environ)
-    except ValueError as exc:
-        raise ConfigurationError("AzureWebJobsStorage", str(exc)) from None
-    return AzureStore.from_connection(connection, prefix=settings.storage_prefix, clock=now)
-
-
-def shared_rates() -> dict[str, tuple[int, int | None]]:
-    """The documented Defender rates, as the table-backed limiter takes them."""
-    return {str(family): (rate.per_minute, rate.per_hour) for family, rate in DOCUMENTED_RATES.items()}
-
-
 @contextmanager
 def open_azure_connector(
     settings: Settings,
@@ -280,13 +296,11 @@ def open_azure_connector(
     time_scale: float = 1.0,
     now: Callable[[], float] = time.time,
 ) -> Iterator[tuple[Connector, AzureStore]]:
-    """The connector as every Azure Functions instance runs it: the Azure store, and the
-    Defender rate budget kept in the store's table so all instances of the tenant share it."""
+    """The connector as every Azure Functions instance runs it: on the Azure store in the host's
+    storage account (`environ` are the app settings), whose table also holds the Defender rate
+    budget all instances share; the store is also returned as what it is, for push mode."""
     with ExitStack() as owned:
-        store = azure_store(settings, environ, now=now)
+        store = open_azure_store(environ, prefix=settings.storage_prefix, clock=now)
         owned.callback(store.close)
-        limiter = store.rate_limiter(shared_rates(), time_scale=time_scale)
-        connector = owned.enter_context(
-            open_connector(settings, time_scale=time_scale, store=store, now=now, limiter=limiter)
-        )
+        connector = owned.enter_context(open_connector(settings, time_scale=time_scale, store=store, now=now))
         yield connector, store

@@ -321,6 +321,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_STORAGE_PREFIX = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,41}[a-z0-9]$")
+
+
+def _storage_prefix(value: object) -> str:
+    """Names the Azure store's table and queues, so it obeys the queue naming rules."""
+    text = _text(value)
+    if not _STORAGE_PREFIX.match(text):
+        raise ValueError(
+            f"{_echo(text)} is no storage prefix: 3 to 43 lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    return text
+
+
 def _bind_address(value: object) -> str:
     text = _text(value)
     try:
@@ -379,19 +393,6 @@ def _state_path(value: object) -> Path:
     if path.is_dir():
         raise ValueError(f"{_echo(str(path))} is a directory; give the path of the SQLite file")
     return path
-
-
-_STORAGE_PREFIX = re.compile(r"(?=.{3,43}$)[a-z0-9]+(?:-[a-z0-9]+)*")
-
-
-def _storage_prefix(value: object) -> str:
-    text = _text(value)
-    if not _STORAGE_PREFIX.fullmatch(text):
-        raise ValueError(
-            f"{_echo(text)}: use 3 to 43 lowercase letters, digits and single hyphens, "
-            "starting and ending with a letter or digit (it names Storage queues)"
-        )
-    return text
 
 
 def _is_secret_parameter(key: str) -> bool:
@@ -604,12 +605,11 @@ class Settings(BaseModel):
     alerts by itself and the Logic App is optional (both together are harmless: intake ignores a
     repeated alert); off, alerts arrive only through the HTTP trigger. The standalone service
     uses PollIntervalSeconds instead."""
+
+    # The Azure store (the Functions app's; its connection is the host's AzureWebJobsStorage)
     storage_prefix: Annotated[str, BeforeValidator(_storage_prefix)] = Field(
         default="joedefender", validation_alias="StoragePrefix"
     )
-    """Names the Azure store's table (`<prefix>state` without hyphens) and queues (`<prefix>-work`,
-    `<prefix>-liveresponse`) in the AzureWebJobsStorage account: two apps (or a test) can share an
-    account under different prefixes. The Functions triggers bind to the queues it names."""
 
     # JoeAz's storage settings: accepted so JoeAz configurations load; samples never go to storage
     azure_storage_connection_string: SecretStr | None = Field(

@@ -139,9 +139,15 @@ class AzureStore(BufferedWrites, Store):
         """Role ("liveresponse", "work") -> queue name, for the Functions queue triggers."""
         return dict(self._wakeups.names)
 
-    def rate_limiter(self, rates: Mapping[str, tuple[int, int | None]], *, time_scale: float = 1.0) -> TableRateLimiter:
+    def rate_limiter(
+        self,
+        rates: Mapping[str, tuple[int, int | None]],
+        *,
+        time_scale: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> TableRateLimiter:
         """The tenant's Defender rate budget, shared through this store's table by every instance."""
-        return TableRateLimiter(Partition(self._table, "limits"), rates, time_scale=time_scale)
+        return TableRateLimiter(Partition(self._table, "limits"), rates, time_scale=time_scale, sleep=sleep)
 
     # -- writes: a unit of work is one entity-group transaction -----------------------------
 
