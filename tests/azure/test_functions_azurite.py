@@ -4,6 +4,7 @@ and `TimerRequest` objects) on the Azure store on Azurite, against the emulators
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -104,12 +105,18 @@ def fast_app(make_world: WorldFactory, azurite: Any) -> Iterator[_App]:
     yield from _make(make_world, azurite, 0.0001)
 
 
-def test_a_delivered_message_advances_its_item_once(app: _App) -> None:
+def test_a_delivered_message_advances_its_item_once(app: _App, caplog: pytest.LogCaptureFixture) -> None:
     assert app.post({"id": _ALERT_ID}).status_code == 202
     [message] = app.receive()
     assert json.loads(message.content)["key"] == triage_key(_ALERT_ID)
-    app.run(message)
+    with caplog.at_level(logging.INFO, logger="joedefender"):
+        app.run(message)
     assert ("triage", "accepted") in app.history()
+    # The step's own log lines (the pipeline's) carry the ids it is about.
+    lines = [r for r in caplog.records if r.name == "joedefender.pipeline" and "triage" in r.getMessage()]
+    assert lines
+    assert {getattr(r, "custom_dimensions", {}).get("alert_id") for r in lines} == {_ALERT_ID}
+    assert {getattr(r, "work_item", None) for r in lines} == {triage_key(_ALERT_ID)}
     # The triage queued the sample's collection on the live response queue.
     assert app.stored("liveresponse") == 1
     # The host delivers a message again (its instance died before deleting it): nothing happens twice.
