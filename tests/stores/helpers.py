@@ -32,8 +32,9 @@ def run_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    deadline = time.monotonic() + 120  # a guard against a hang: the Azure store on Azurite takes
+    for thread in threads:  # some 30 s for 200 contended units of work on a busy 2-core machine
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     assert not errors, errors
     assert not any(thread.is_alive() for thread in threads)
     return results

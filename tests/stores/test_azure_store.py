@@ -18,7 +18,7 @@ from joedefender.adapters.azure import state as entities
 from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.store import RELAY_GRACE, AzureStore
 from joedefender.bootstrap import open_azure_store
-from joedefender.pipeline.ports import StoreError, StoreUnavailable
+from joedefender.pipeline.ports import AlreadyExists, StoreError, StoreUnavailable, UnitOfWork
 from joedefender.settings import ConfigurationError
 from tests.azurite import KEY, Azurite, unique_prefix
 from tests.stores.helpers import FakeClock, run_threads, wait_for
@@ -260,12 +260,57 @@ def test_a_document_no_entity_can_hold_is_refused_clearly(azure: AzureStore) -> 
     assert azure.get("push", "big") is None
 
 
-def test_a_unit_of_work_beyond_one_transaction_is_refused_whole(azure: AzureStore) -> None:
+def _a_large_step(store: AzureStore, samples: int) -> UnitOfWork:
+    """Triage of an alert with many samples: per sample a job, a link, a history line, a work item."""
+    work = store.unit_of_work()
+    for i in range(samples):
+        work.create("job", f"sha256:{i:03d}", {"n": i})
+        work.create("link", f"sha256:{i:03d}|a1", {})
+        work.append_history(f"sha256:{i:03d}", "job", "created")
+        work.enqueue(f"sample:sha256:{i:03d}", 5000.0)
+    return work
+
+
+def test_a_unit_of_work_beyond_one_transaction_commits_its_documents_at_once(azure: AzureStore) -> None:
+    written = _a_large_step(azure, 40).commit()  # 160 entities and an outbox: two transactions' worth
+    assert len(written) == 80
+    assert len(azure.list("job")) == len(azure.list("link")) == 40
+    assert [e.outcome for e in azure.history("sha256:039")] == ["created"]
+    assert azure.pending() == 40
+    assert azure._state.rows(entities.redo_prefix()) == []  # the rest was applied and dropped
+
+    conflicting = _a_large_step(azure, 45)  # its first 40 jobs exist: nothing of it is applied
+    with pytest.raises(AlreadyExists):
+        conflicting.commit()
+    assert azure.get("job", "sha256:044") is None
+    assert len(azure.history("sha256:000")) == 1
+    assert azure.pending() == 40
+
+
+def test_the_rest_of_a_large_unit_of_work_survives_a_crash(
+    azure: AzureStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*_: object) -> None:
+        raise StoreUnavailable("the process died here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(azure, "_replay", crash)
+        _a_large_step(azure, 30).commit()
+    assert len(azure.list("job")) == 30  # the documents are committed
+    assert (azure.pending(), azure.history("sha256:000")) == (0, [])  # their consequences not yet
+
+    clock.now = 1000.0 + RELAY_GRACE
+    assert azure.relay_outbox(now=clock.now) == 30
+    assert azure.pending() == 30
+    assert [e.outcome for e in azure.history("sha256:029")] == ["created"]
+    assert azure.relay_outbox(now=clock.now) == 0
+
+
+def test_a_unit_of_work_of_more_documents_than_one_transaction_is_refused_whole(azure: AzureStore) -> None:
     work = azure.unit_of_work()
-    for i in range(60):
+    for i in range(101):
         work.create("link", f"l{i}", {})
-        work.append_history(f"l{i}", "created", "ok")
-    with pytest.raises(StoreError, match="120 entities is more than one Azure Tables transaction holds"):
+    with pytest.raises(StoreError, match="102 entities is more than one Azure Tables transaction holds"):
         work.commit()
     assert azure.list("link") == []
 

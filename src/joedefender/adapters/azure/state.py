@@ -11,8 +11,8 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from joedefender.adapters._writes import decode
 from joedefender.adapters.azure._table import Entity, row_key, text_of, text_properties
@@ -22,6 +22,7 @@ DOCUMENT = "d"
 HISTORY = "h"
 WORK = "w"
 OUTBOX = "o"
+REDO = "r"
 
 _sequence = itertools.count()
 _instance = uuid.uuid4().hex[:8]
@@ -93,3 +94,33 @@ def outbox_properties(messages: list[tuple[str, float]], at: float) -> Entity:
 
 def outbox_messages(entity: Mapping[str, Any]) -> list[tuple[str, float]]:
     return [(str(key), float(due)) for key, due in json.loads(text_of(entity))]
+
+
+class Line(NamedTuple):
+    """A history line with the row it is written to (fixed, so writing it again is a no-op)."""
+
+    row: str
+    subject: str
+    at: float
+    step: str
+    outcome: str
+    detail: str
+
+
+def redo_row() -> str:
+    return row_key(REDO, uuid.uuid4().hex)
+
+
+def redo_prefix() -> str:
+    return row_key(REDO, "")
+
+
+def redo_properties(lines: Sequence[Line], enqueues: Sequence[tuple[str, float]], at: float) -> Entity:
+    text = json.dumps({"lines": [list(line) for line in lines], "enqueues": [list(e) for e in enqueues]})
+    return {"at": float(at), **text_properties(text, "the rest of a large unit of work")}
+
+
+def redo_of(entity: Mapping[str, Any]) -> tuple[list[Line], list[tuple[str, float]]]:
+    data = json.loads(text_of(entity))
+    lines = [Line(str(r), str(s), float(a), str(st), str(o), str(d)) for r, s, a, st, o, d in data["lines"]]
+    return lines, [(str(key), float(due)) for key, due in data["enqueues"]]

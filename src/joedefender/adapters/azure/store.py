@@ -14,6 +14,7 @@ Two ways to take work: `claim` (pull: the earliest due item of the index, as SQL
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import random
 import time
@@ -36,7 +37,16 @@ from joedefender.adapters._writes import (
     decode,
 )
 from joedefender.adapters.azure import state as rows
-from joedefender.adapters.azure._table import Lost, Partition, TableOperation, etag, if_unchanged, mapped, put
+from joedefender.adapters.azure._table import (
+    MAX_TRANSACTION,
+    Lost,
+    Partition,
+    TableOperation,
+    etag,
+    if_unchanged,
+    mapped,
+    put,
+)
 from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.leases import TableMachineLeases
 from joedefender.adapters.azure.limits import TableRateLimiter
@@ -145,9 +155,12 @@ class AzureStore(BufferedWrites, Store):
         *,
         time_scale: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> TableRateLimiter:
-        """The tenant's Defender rate budget, shared through this store's table by every instance."""
-        return TableRateLimiter(Partition(self._table, "limits"), rates, time_scale=time_scale, sleep=sleep)
+        """The tenant's Defender rate budget, shared through this store's table by every instance
+        (`clock` is the wall clock they share, not the store's own)."""
+        limits = Partition(self._table, "limits")
+        return TableRateLimiter(limits, rates, time_scale=time_scale, clock=clock, sleep=sleep)
 
     # -- writes: a unit of work is one entity-group transaction -----------------------------
 
@@ -155,39 +168,78 @@ class AzureStore(BufferedWrites, Store):
         for round_ in range(_ROUNDS):
             self._check_open()
             now = self._clock()
-            batch: list[TableOperation] = []
-            sources: list[Operation | None] = []  # what each entry of the batch came from
+            documents: list[TableOperation] = []
+            sources: list[Create | Update] = []  # what each document write came from
+            lines: list[rows.Line] = []
             written: Written = {}
             for operation in operations:
                 match operation:
                     case Create(kind, key, text):
-                        batch.append(put(self._document(kind, key, 1, text, now), None))
+                        documents.append(put(self._document(kind, key, 1, text, now), None))
+                        sources.append(operation)
                         written[kind, key] = decode(kind, key, 1, text, now)
                     case Update(kind, key, version, text):
                         tag = self._document_etag(kind, key, version)
-                        batch.append(put(self._document(kind, key, version + 1, text, now), tag))
+                        documents.append(put(self._document(kind, key, version + 1, text, now), tag))
+                        sources.append(operation)
                         written[kind, key] = decode(kind, key, version + 1, text, now)
                     case AppendHistory(subject, step, outcome, detail, at):
                         when = now if at is None else float(at)
-                        properties = rows.history_properties(subject, when, step, outcome, detail)
-                        batch.append(("create", self._state.entity(rows.history_row(subject), **properties)))
-                    case Enqueue() | Fence():
-                        continue
-                sources.append(operation)
+                        lines.append(rows.Line(rows.history_row(subject), subject, when, step, outcome, detail))
             work, states, messages = self._work_writes(operations, now, fresh=round_ > 0)
-            batch.extend(work)
+            redo: str | None = None
+            enqueues = [(op.key, float(op.due_at)) for op in operations if isinstance(op, Enqueue)]
+            if len(documents) + len(lines) + len(work) + bool(messages) <= MAX_TRANSACTION:
+                batch = [*documents, *(self._line(line) for line in lines), *work]
+            else:
+                # More than one transaction holds: the documents and fences (everything that is
+                # checked) in one, with a redo entity that holds the rest (history lines and
+                # enqueues, which cannot conflict); the redo is applied at once, or by the relay.
+                work, states, messages = self._work_writes(
+                    [op for op in operations if isinstance(op, Fence)], now, fresh=round_ > 0
+                )
+                redo = rows.redo_row()
+                batch = [
+                    *documents,
+                    *work,
+                    ("create", self._state.entity(redo, **rows.redo_properties(lines, enqueues, now))),
+                ]
             try:
                 results = self._submit(batch, messages, now)
             except Lost as lost:
                 self._raise_conflict(lost, sources)
                 continue  # the work index moved under us: read it again
             for source, result in zip(sources, results, strict=False):
-                if isinstance(source, Create | Update):
-                    self._remember(source.kind, source.key, written[source.kind, source.key].version, result)
-            for state, result in zip(states, results[len(sources) :], strict=False):
+                self._remember(source.kind, source.key, written[source.kind, source.key].version, result)
+            first_work = len(batch) - len(work) - (redo is not None)
+            for state, result in zip(states, results[first_work:], strict=False):
                 self._known[state.key] = (state, str(result["etag"]))
+            if redo is not None:
+                try:
+                    self._replay(redo, lines, enqueues)
+                except StoreError as exc:  # committed: the relay applies the rest
+                    logger.warning("%r: the rest of a large unit of work is left to the relay: %s", self, exc)
             return written
         raise StoreUnavailable(f"{self!r}: the work index changed on every attempt of a unit of work")
+
+    def _line(self, line: rows.Line) -> TableOperation:
+        properties = rows.history_properties(line.subject, line.at, line.step, line.outcome, line.detail)
+        return ("create", self._state.entity(line.row, **properties))
+
+    def _replay(self, redo: str, lines: Sequence[rows.Line], enqueues: Sequence[tuple[str, float]]) -> None:
+        """Apply what a large unit of work left in its redo entity, then drop it. Applying it
+        twice (a crash before the drop) adds no line twice; an enqueue twice is one enqueue."""
+        for start in range(0, len(lines), MAX_TRANSACTION):
+            chunk = [self._line(line) for line in lines[start : start + MAX_TRANSACTION]]
+            try:
+                self._state.submit(chunk)
+            except Lost:  # some are there already: this is a replay
+                for operation in chunk:
+                    with contextlib.suppress(Lost):
+                        self._state.submit([operation])
+        for start in range(0, len(enqueues), MAX_TRANSACTION - 1):  # each key, and one outbox
+            self._apply([Enqueue(key, due) for key, due in enqueues[start : start + MAX_TRANSACTION - 1]])
+        self._state.delete(redo)
 
     def _document(self, kind: str, key: str, version: int, text: str, now: float) -> dict[str, Any]:
         properties = rows.document_properties(kind, key, version, text, now)
@@ -198,6 +250,8 @@ class AzureStore(BufferedWrites, Store):
         cached = self._etags.get((kind, key))
         if cached is not None and cached[0] == version:
             return cached[1]
+        if cached is not None and cached[0] > version:  # this store saw a later one: no need to ask
+            raise VersionConflict(kind, key, version)
         entity = self._state.get(rows.document_row(kind, key))
         if entity is None or int(entity["version"]) != version:
             raise VersionConflict(kind, key, version)
@@ -210,7 +264,7 @@ class AzureStore(BufferedWrites, Store):
             self._etags.clear()
         self._etags[kind, key] = (version, str(tag))
 
-    def _raise_conflict(self, lost: Lost, sources: Sequence[Operation | None]) -> None:
+    def _raise_conflict(self, lost: Lost, sources: Sequence[Create | Update]) -> None:
         """Raise AlreadyExists or VersionConflict if a document lost the transaction its race;
         return if the work index did (the caller tries again)."""
         index = lost.index
@@ -480,11 +534,16 @@ class AzureStore(BufferedWrites, Store):
 
     def relay_outbox(self, now: float, *, grace: float = RELAY_GRACE) -> int:
         """The timer sweeper's job: send the wake-ups of outbox entities older than `grace`
-        (a crash came between a transaction and its sends), and wake items overdue by more than
-        `grace` that no wake-up was sent for since (a lost or poisoned message). Returns how
-        many messages were sent."""
+        (a crash came between a transaction and its sends), apply what large units of work left
+        in redo entities as old, and wake items overdue by more than `grace` that no wake-up was
+        sent for since (a lost or poisoned message). Returns how many wake-ups were sent or
+        enqueued."""
         self._check_open()
         sent = 0
+        for entity in self._state.rows(rows.redo_prefix(), f"at le {_number(now - grace)}"):
+            lines, enqueues = rows.redo_of(entity)
+            self._replay(str(entity["RowKey"]), lines, enqueues)
+            sent += len(enqueues)
         for entity in self._state.rows(rows.outbox_prefix(), f"at le {_number(now - grace)}"):
             messages = rows.outbox_messages(entity)
             for key, due in messages:

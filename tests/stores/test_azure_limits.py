@@ -1,0 +1,134 @@
+"""The tenant's Defender rate budget shared through Azure Tables (on Azurite) by several instances.
+
+Time is a fake clock the limiters share: it moves only when a limiter sleeps to wait for a slot,
+so the test measures the budget in documented seconds and never sleeps itself.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from joedefender.adapters.azure._table import row_key, text_of
+from joedefender.adapters.azure.limits import TableRateLimiter
+from joedefender.adapters.azure.store import AzureStore
+from joedefender.adapters.defender.limiter import Family, Limiter
+from joedefender.bootstrap import SHARED_RATES, shared_limiter
+from tests.azurite import Azurite
+from tests.stores.conftest import open_azure_store
+from tests.stores.helpers import FakeClock, run_threads, wait_for
+
+
+class SharedClock:
+    """Wall time of every instance; `sleep` moves it on (a limiter waiting is time passing)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += max(seconds, 0.001)
+            self.slept += seconds
+
+
+@pytest.fixture
+def store(azurite: Azurite) -> Iterator[AzureStore]:
+    with open_azure_store(azurite, FakeClock()) as opened:
+        yield opened
+
+
+def _instances(
+    store: AzureStore, clock: SharedClock, count: int, **rates: tuple[int, int | None]
+) -> list[TableRateLimiter]:
+    """`count` limiters as `count` instances of the app would have them: one table, one budget."""
+    return [store.rate_limiter(rates, clock=clock, sleep=clock.sleep) for _ in range(count)]
+
+
+def _answered(store: AzureStore, family: str) -> list[float]:
+    """The answer times the shared budget holds for `family` (the last hour's)."""
+    entity = store._table.get_entity("limits", row_key("rate", family))
+    return sorted(json.loads(text_of(entity))["answered"])
+
+
+def _most_in_any_window(times: list[float], length: float) -> int:
+    return max(sum(1 for t in times if start <= t < start + length) for start in times)
+
+
+def test_instances_never_exceed_the_shared_budget(store: AzureStore) -> None:
+    clock = SharedClock()
+    limiters = _instances(store, clock, 3, alerts=(5, 12))
+
+    def requests(index: int) -> None:
+        for _ in range(4):
+            limiters[index].acquire("alerts")
+
+    run_threads(3, requests)
+    answered = _answered(store, "alerts")
+    assert len(answered) == 12  # every acquire counted: no instance overwrote another's
+    assert _most_in_any_window(answered, 60.0) == 5  # 5 a minute across the three instances
+    assert answered[-1] - answered[0] >= 120.0  # so 12 take at least two more windows
+
+    # The hour's 12 are used up: the next request, from any instance, waits out the hour.
+    limiters[1].acquire("alerts")
+    assert clock.now >= answered[0] + 3600.0
+
+
+def test_a_slot_in_flight_holds_the_window_for_every_instance(store: AzureStore) -> None:
+    clock = SharedClock()
+    first, second = _instances(store, clock, 2, runliveresponse=(1, None))
+    answered_at: list[float] = []
+
+    def wait_then_send() -> None:
+        second.acquire("runliveresponse")
+        answered_at.append(clock())
+
+    with first.slot("runliveresponse"):
+        waiter = threading.Thread(target=wait_then_send)
+        waiter.start()
+        wait_for(lambda: clock.slept >= 120.0)  # the other instance waits while the request is in flight
+        assert not answered_at
+        end = clock()
+    waiter.join(timeout=30)
+    assert answered_at
+    assert answered_at[0] >= end + 60.0  # counted from the answer, not from when it was sent
+
+
+def test_a_retry_after_holds_the_family_for_every_instance(store: AzureStore) -> None:
+    clock = SharedClock()
+    first, second = _instances(store, clock, 2, machines=(100, 1500), alerts=(100, 1500))
+    first.acquire("machines")
+    first.hold("machines", 30.0)
+    second.acquire("alerts")  # another family is not held
+    assert clock.slept == 0
+    second.acquire("machines")
+    assert clock.now >= 30.0
+    second.acquire("not limited")  # a family without a documented rate passes at once
+    second.hold("not limited", 100.0)
+
+
+def test_the_scale_shrinks_the_windows(store: AzureStore) -> None:
+    clock = SharedClock()
+    limiter = store.rate_limiter({"alerts": (2, None)}, time_scale=0.01, clock=clock, sleep=clock.sleep)
+    assert limiter.time_scale == 0.01
+    for _ in range(5):
+        limiter.acquire("alerts")
+    assert _most_in_any_window(_answered(store, "alerts"), 0.6) <= 2  # 2 a minute of 0.6 real seconds
+    assert 1.2 <= clock.now < 2.0
+
+
+def test_bootstrap_gives_the_documented_rates_to_the_shared_limiter(store: AzureStore) -> None:
+    assert SHARED_RATES["runliveresponse"] == (10, None)
+    assert SHARED_RATES["alerts"] == (100, 1500)
+    assert SHARED_RATES["alerts.batchUpdate"] == (10, 500)
+    limiter: Limiter = shared_limiter(store, time_scale=0.5)  # what the Defender client takes
+    assert limiter.time_scale == 0.5
+    limiter.acquire(Family.LIVE_RESPONSE)
