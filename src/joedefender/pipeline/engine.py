@@ -3,6 +3,8 @@
 A step returns when to look again; errors that pass (throttling, outages, a lost race) are
 retried with backoff; a step that keeps failing is given up with a reason the analyst will see.
 The engine decides by the core's error types only: every adapter maps its own errors into them.
+While a step runs, its work item's lease is renewed (`joedefender.pipeline.lease`); a step that
+lost it anyway stops with `LeaseLost` and the item is left to the worker that owns it now.
 """
 
 from __future__ import annotations
