@@ -19,6 +19,17 @@ from tests.world import World, drain, scenario
 WorldFactory = Callable[..., World]
 
 
+DEMO_HEADLINES = {  # how each alert of the demo scenario ends: the headline of our comment
+    "da638640000000000001_1001": "MALICIOUS (score 92/100)",
+    "da638640000000000002_1002": "MALICIOUS (score 92/100)",
+    "da638640000000000003_1003": "MALICIOUS (score 100/100)",  # recovered from the quarantine
+    "da638640000000000004_1004": "SUSPICIOUS (score 55/100)",  # the machine came online later
+    "da638640000000000005_1005": "CLEAN (score 4/100)",  # the machine was busy at first
+    "da638640000000000006_1006": "MALICIOUS (score 80/100)",  # URL evidence
+    "da638640000000000007_1007": "MALICIOUS (score 96/100)",  # known to Joe, not resubmitted
+}
+
+
 def _ours(comments: list[str]) -> list[str]:
     return [c for c in comments if MARKER_PREFIX in c]
 
@@ -35,15 +46,7 @@ def test_every_alert_of_the_demo_scenario_ends_as_expected(make_world: WorldFact
         drain(connector, 90)
         alerts = {r.record.alert_id: r.record for r in connector.ctx.alerts.list()}
 
-    expected = {
-        "da638640000000000001_1001": "MALICIOUS (score 92/100)",
-        "da638640000000000002_1002": "MALICIOUS (score 92/100)",
-        "da638640000000000003_1003": "MALICIOUS (score 100/100)",  # recovered from the quarantine
-        "da638640000000000004_1004": "SUSPICIOUS (score 55/100)",  # the machine came online later
-        "da638640000000000005_1005": "CLEAN (score 4/100)",  # the machine was busy at first
-        "da638640000000000006_1006": "MALICIOUS (score 80/100)",  # URL evidence
-        "da638640000000000007_1007": "MALICIOUS (score 96/100)",  # known to Joe, not resubmitted
-    }
+    expected = DEMO_HEADLINES
     for alert_id, headline in expected.items():
         ours = _ours(w.comments(alert_id))
         assert len(ours) == 1, (alert_id, ours)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from joedefender.adapters._writes import Create, Update
 from joedefender.domain.errors import Transient
 from joedefender.domain.indicators import AllowList, IndicatorPolicy, propose
 from joedefender.domain.jobs import AlertState, PushState
@@ -15,6 +16,7 @@ from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Ioc, IocSet
 from joedefender.hosts.standalone.status import print_status
 from joedefender.pipeline.config import PipelineConfig
+from joedefender.pipeline.indicators import MAX_PUSHES
 from tests.fakes import file_alert
 from tests.pipeline.test_steps import M1, PAYLOAD, SHA, Rig
 
@@ -193,6 +195,32 @@ def test_samples_finishing_together_share_one_import() -> None:
     pushes = [p.record for p in rig.ctx.pushes.list()]
     shared = {i for i, e in rig.defender.indicators.items() if e.value == DROPPED}
     assert all(shared <= set(p.ids) for p in pushes)  # every sample's push records the shared id
+
+
+def test_a_batch_takes_at_most_max_pushes_samples_so_each_commit_fits_a_store_transaction() -> None:
+    rig = _rig(max_live_response_sessions=1000)  # every sample collected side by side: ready at once
+    count = MAX_PUSHES + 10
+    payloads = [f"MZ sample {n}".encode() for n in range(count)]
+    machines = [f"{n:040x}" for n in range(count)]
+    for machine, payload in zip(machines, payloads, strict=True):
+        rig.defender.add_machine(machine)
+        rig.defender.files[(machine, "C:\\Users\\u\\x.exe")] = payload
+        rig.sandbox.verdicts[hashlib.sha256(payload).hexdigest()] = ("malicious", 90)
+        rig.sandbox.iocs_of[hashlib.sha256(payload).hexdigest()] = IocSet()  # the sample's own hash only
+    documents_per_commit: list[int] = []
+    apply = rig.store._apply
+
+    def counting(operations: Any) -> Any:
+        documents_per_commit.append(sum(1 for op in operations if isinstance(op, Create | Update)))
+        return apply(operations)
+
+    rig.store._apply = counting  # type: ignore[method-assign]
+    rig.receive(*[file_alert(f"a{n}", m, p) for n, (m, p) in enumerate(zip(machines, payloads, strict=True))])
+    rig.drain(max_steps=20_000)
+    assert len(rig.defender.indicators) == count  # 100 values: one import would have held them
+    assert rig.defender.calls["import_indicators"] == 2
+    assert all(p.record.state == PushState.DONE for p in rig.ctx.pushes.list())
+    assert max(documents_per_commit) == MAX_PUSHES + 1  # the batch's pushes and the budget
 
 
 def test_a_malicious_verdict_classifies_the_alert_when_asked() -> None:

@@ -31,6 +31,9 @@ from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.records import Changes, Versioned
 
 MAX_BATCH = 500
+# Samples per import: a batch's units of work save every push of it (and the budget) in one, and
+# a store may hold only so many documents in one transaction (Azure Tables: 100 entities).
+MAX_PUSHES = 90
 _GATHER = 5.0  # nominal seconds a batch waits for more samples to finish
 _GATHER_MAX = 60.0  # nominal seconds an under-full batch may wait for samples whose IOCs are being read
 _RECOUNT = 900.0  # nominal seconds between counts of the tenant's active indicators
@@ -130,7 +133,8 @@ class BatchStep:
         ready = sum(len(p.record.values) for p in pending)
         choosing = any(p.record.state == PushState.DUE for p in pushes)
         oldest = min(p.record.updated_at for p in pending)
-        if ready < MAX_BATCH and choosing and ctx.now() - oldest < ctx.config.scaled(_GATHER_MAX):
+        full = ready >= MAX_BATCH or len(pending) >= MAX_PUSHES
+        if not full and choosing and ctx.now() - oldest < ctx.config.scaled(_GATHER_MAX):
             return again(ctx.config.scaled(_GATHER))  # more samples are about to be ready: fill the batch
         # Uncertain batches first (they may be in Defender already), then the oldest ready ones.
         pending.sort(key=lambda p: (p.record.state != PushState.IMPORTING, p.record.updated_at))
@@ -138,7 +142,7 @@ class BatchStep:
         size = 0
         for stored in pending:
             count = len(stored.record.values)
-            if batch and size + count > MAX_BATCH:
+            if batch and (size + count > MAX_BATCH or len(batch) == MAX_PUSHES):
                 break
             batch.append(stored)
             size += count

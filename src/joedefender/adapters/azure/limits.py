@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from joedefender.adapters._windows import wait_for_slot
 from joedefender.adapters.azure._table import Lost, Partition, etag, put, row_key, text_of, text_properties
 
 MINUTE = 60.0
@@ -50,13 +51,7 @@ class _Budget:
 
     def wait(self, now: float, length: float, limit: int) -> float:
         """0 when a slot is free in this window, else how long until one may be."""
-        recent = [t for t in self.answered if t > now - length]
-        excess = len(recent) + len(self.in_flight) - limit + 1
-        if excess <= 0:
-            return 0.0
-        if excess > len(recent):  # only in-flight slots block: they end no sooner than a window from now
-            return length
-        return recent[excess - 1] + length - now
+        return wait_for_slot(self.answered, len(self.in_flight), now, length, limit)
 
 
 class TableRateLimiter:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from joedefender.adapters._windows import wait_for_slot
+
 MINUTE = 60.0
 HOUR = 3600.0
 
@@ -119,13 +121,7 @@ class _Window:
         return wait
 
     def _wait(self, now: float, length: float, limit: int) -> float:
-        recent = [t for t in self.answered if t > now - length]
-        excess = len(recent) + self.in_flight - limit + 1
-        if excess <= 0:
-            return 0.0
-        if excess > len(recent):  # only in-flight slots block: they end no sooner than a window from now
-            return length
-        return recent[excess - 1] + length - now
+        return wait_for_slot(self.answered, self.in_flight, now, length, limit)
 
 
 class RateLimiter:
