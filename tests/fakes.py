@@ -114,7 +114,7 @@ class FakeDefender(_Faults):
         for alert in self.alerts.values():
             updated = alert.last_update_time
             if updated is not None and since <= updated < until:
-                yield replace(alert, evidence=())
+                yield alert
 
     def get_alert(self, alert_id: str) -> Alert:
         self.enter("get_alert")
@@ -122,6 +122,20 @@ class FakeDefender(_Faults):
             return self.alerts[alert_id]
         except KeyError:
             raise NotFound(f"alert {alert_id} not found", service="defender") from None
+
+    def get_alerts(self, alert_ids: Sequence[str]) -> list[Alert]:
+        self.enter("get_alerts")
+        return [self.alerts[i] for i in dict.fromkeys(alert_ids) if i in self.alerts]
+
+    def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
+        self.enter("comment_alerts")
+        missing = [i for i in alert_ids if i not in self.alerts]
+        if missing:
+            raise NotFound(f"alerts {missing} not found", service="defender")
+        for alert_id in dict.fromkeys(alert_ids):
+            alert = self.alerts[alert_id]
+            self.alerts[alert_id] = replace(alert, comments=(*alert.comments, text))
+        self.leave("comment_alerts")
 
     def add_comment(self, alert_id: str, text: str) -> None:
         self.enter("add_comment")
@@ -141,6 +155,10 @@ class FakeDefender(_Faults):
             return self.machines[machine_id]
         except KeyError:
             raise NotFound(f"machine {machine_id} not found", service="defender") from None
+
+    def get_machines(self, machine_ids: Sequence[str]) -> list[Machine]:
+        self.enter("get_machines")
+        return [self.machines[i] for i in dict.fromkeys(machine_ids) if i in self.machines]
 
     def list_actions(self, machine_id: str) -> list[LiveResponseAction]:
         self.enter("list_actions")

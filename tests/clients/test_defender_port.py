@@ -7,6 +7,7 @@ import hashlib
 from contextlib import closing
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from joedefender.adapters.defender import (
@@ -96,7 +97,7 @@ def _port(adapter: DefenderAdapter) -> DefenderPort:
 # --- models -----------------------------------------------------------------------------------------
 
 
-def test_list_alerts_is_the_window_by_last_update_time_without_evidence() -> None:
+def test_list_alerts_is_the_window_by_last_update_time_with_evidence() -> None:
     with emulators(alerts=_alerts()) as emu, adapter_on(emu) as adapter:
         listed = list(_port(adapter).list_alerts(SINCE, UNTIL))
         assert [a.id for a in listed] == [alert(n)["id"] for n in range(1, 4)]
@@ -111,7 +112,7 @@ def test_list_alerts_is_the_window_by_last_update_time_without_evidence() -> Non
         )
         assert first.threat_name == "Trojan:Win32/Wacatac"
         assert first.last_update_time == datetime(2024, 5, 1, 10, 1, 0, 123456, tzinfo=UTC)
-        assert first.evidence == ()
+        assert [e.entity_type for e in first.evidence] == ["File", "Url", "User"]  # $expand=evidence
         assert first.comments == ("an analyst's note", "")
         assert list(adapter.list_alerts(UNTIL, datetime(2024, 5, 2, tzinfo=UTC))) == []
 
@@ -140,6 +141,32 @@ def test_machines_are_online_when_defender_reports_them_active() -> None:
     with emulators(machines=_machines()) as emu, adapter_on(emu) as adapter:
         assert adapter.get_machine(MACHINE) == Machine(MACHINE, online=True)
         assert adapter.get_machine(OFFLINE_MACHINE) == Machine(OFFLINE_MACHINE, online=False)
+        unknown = "0d" * 20
+        assert sorted(adapter.get_machines([MACHINE, OFFLINE_MACHINE, unknown]), key=lambda m: m.online) == [
+            Machine(OFFLINE_MACHINE, online=False),
+            Machine(MACHINE, online=True),
+        ]
+        assert adapter.get_machines([unknown]) == []  # Defender's 404 for "no machines": none
+
+
+def test_alerts_are_read_many_per_call_and_commented_in_one_batch() -> None:
+    many = [alert(n, minute=n % 60) for n in range(1, 121)]
+    with emulators(alerts=many) as emu, adapter_on(emu) as adapter:
+        ids = [str(a["id"]) for a in many]
+        got = adapter.get_alerts([*ids, "da000000000000000000_404"])
+        assert sorted(a.id for a in got) == sorted(ids)  # the unknown id is simply absent
+        assert all(a.evidence for a in got)
+        listed = _calls(emu, "alerts.list")
+        assert 2 <= listed <= 4  # as many ids per call as the URL allows, not one GET each
+        adapter.comment_alerts(ids[:3], "Joe Sandbox: MALICIOUS")
+        assert [a.comments[-1] for a in adapter.get_alerts(ids[:3])] == ["Joe Sandbox: MALICIOUS"] * 3
+        assert _calls(emu, "alerts.batchUpdate") == 1
+        assert _calls(emu, "alerts.get") == 0
+
+
+def _calls(emu: Emulators, route: str) -> int:
+    with httpx.Client(verify=emu.certificates.client_context()) as http:
+        return int(http.get(f"{emu.defender.url}/_emulator/calls").json().get(route, {}).get("calls", 0))
 
 
 def test_live_response_from_start_to_results() -> None:

@@ -1,7 +1,7 @@
 """Crash recovery: the worker process killed with SIGKILL at random points, many times, then restarted.
 
 However often a step dies half-way (between a live response and recording it, between submitting
-and saving the submission, between the comment's PATCH and saving the link), the restarted
+and saving the submission, between the comment's PATCH or batchUpdate and saving the links), the restarted
 connector must end with every alert enriched exactly once: one comment per alert, one submission
 per sample, and nothing left on the endpoints. Random kills rarely land between two writes that
 are microseconds apart, so the last tests crash the connector at such precise points on purpose.
@@ -114,6 +114,7 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
     raw["faults"] = [
         {"service": "defender", "method": "POST", "path": "runliveresponse$", "delay": 0.3},
         {"service": "defender", "method": "PATCH", "path": "^/api/alerts/", "delay": 0.3},
+        {"service": "defender", "method": "POST", "path": "^/api/alerts/batchUpdate$", "delay": 0.3},
         {"service": "joe", "method": "POST", "path": "submission/(new|chunked-sample)", "delay": 0.3},
     ]
     return make_world(scenario(raw)), {a["id"]: headline for a, headline in alerts}
@@ -332,3 +333,42 @@ def test_a_crash_right_after_a_failed_quarantine_attempt_still_cleans_the_endpoi
     assert _leftovers(w, 1) == []
     (comment,) = _ours(w.comments(a["id"]))
     assert comment.startswith("Joe Sandbox: not analysed")
+
+
+def _three_alerts_one_file(make_world: WorldFactory) -> tuple[World, list[str]]:
+    alerts = [alert(n, 1 + n % 2, file_evidence("invoice", _INVOICE)) for n in (1, 2, 3)]
+    machines = [machine(n, files={_INVOICE: "invoice"}) for n in (1, 2)]
+    raw = world(samples={"invoice": "invoice"}, machines=machines, alerts=alerts)
+    return make_world(scenario(raw)), [a["id"] for a in alerts]
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["after-the-batch", "before-the-batch"])
+def test_a_crash_around_a_batched_comment_leaves_every_alert_one_comment(
+    make_world: WorldFactory, monkeypatch: pytest.MonkeyPatch, applied: bool
+) -> None:
+    """The process dies right after batchUpdate commented the sample's alerts (or right before it
+    was sent), with the links saved `writing`: the restart reads the comments back and writes only
+    what is missing."""
+    w, ids = _three_alerts_one_file(make_world)
+    with w.connector() as connector:
+        for alert_id in ids:
+            connector.engine.intake.receive(alert_id, source="test")
+        original = connector.defender.comment_alerts
+
+        def dying(alert_ids: Any, text: str) -> None:
+            assert sorted(alert_ids) == sorted(ids)  # one batch for the three
+            if applied:
+                original(alert_ids, text)
+            raise _Killed("batchUpdate")
+
+        monkeypatch.setattr(connector.defender, "comment_alerts", dying)
+        _run_until_killed(connector)
+    assert [len(_ours(w.comments(i))) for i in ids] == ([1, 1, 1] if applied else [0, 0, 0])
+    with w.connector() as connector:
+        drain(connector, 30)
+        assert {link.record.state.value for link in connector.ctx.links.list()} == {"commented"}
+    assert [len(_ours(w.comments(i))) for i in ids] == [1, 1, 1]
+    # One batch in all (the one that died unsent never reached Defender); the restart read the
+    # three alerts back in one list call, not three GETs.
+    assert w.calls("alerts.batchUpdate") == 1
+    assert w.calls("alerts.get") == 0

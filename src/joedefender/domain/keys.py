@@ -14,7 +14,7 @@ from enum import StrEnum
 class WorkKind(StrEnum):
     TRIAGE = "triage"  # subject: an alert id
     SAMPLE = "sample"  # subject: a sample key
-    COMMENT = "comment"  # subject: a link key
+    COMMENT = "comment"  # subject: a sample key (all its links), or a link key
     CLEANUP = "cleanup"  # subject: a cleanup key
     CLASSIFY = "classify"  # subject: a link key
     INDICATORS = "indicators"  # subject: a sample key (choose its IOCs) or TENANT_BATCH (import)

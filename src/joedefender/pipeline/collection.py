@@ -27,13 +27,17 @@ from joedefender.endpoint import contract
 from joedefender.endpoint.quarantine import MAX_ENTRIES_BYTES, QuarantineResource, decode_resource, parse_entries
 from joedefender.pipeline.cleanup import schedule_cleanup
 from joedefender.pipeline.context import Context, Outcome, again
-from joedefender.pipeline.records import Versioned
+from joedefender.pipeline.machine_health import MachineHealth
+from joedefender.pipeline.pacing import PollPlan, StartPace
+from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.staging import SampleStaging
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
 
 if TYPE_CHECKING:
     from joedefender.pipeline.sample_step import SampleStep
 
+# What `_launch` returns when Defender says another live response session holds the machine.
+_HELD_ELSEWHERE = Outcome(0.0)
 _QUARANTINE_FIRST = {"prevented", "blocked", "remediated", "quarantined"}
 # The strategies that run the collect script, which writes a job folder to clean up afterwards.
 _SCRIPTED: frozenset[Strategy] = frozenset({"quarantine", "restore"})
@@ -90,6 +94,9 @@ class Collector:
     def __init__(self, ctx: Context, jobs: SampleStep) -> None:
         self._ctx = ctx
         self._jobs = jobs
+        self._health = MachineHealth(ctx)
+        self._starts = StartPace(ctx.config.live_response_starts_per_minute)
+        self._action_polls = PollPlan(ctx.config.action_polls_per_minute)
         self._scripts_ready: set[str] = set()
         self._script_lock = threading.Lock()
 
@@ -119,25 +126,30 @@ class Collector:
         plan = self._plan(job)
         if not plan:
             return self._jobs.fail(stored, self._give_up_cause(job))
-        online: dict[str, bool] = {}
-        for machine_id in dict.fromkeys(c.machine_id for c, _ in plan):
-            try:
-                online[machine_id] = ctx.defender.get_machine(machine_id).online
-            except NotFound:
-                online[machine_id] = False
+        # Our own budget for starts: wait for this job's turn without holding a worker (and
+        # without asking for the machines' health before it is worth knowing).
+        turn = self._starts.wait(job.key, ctx.now(), ctx.config.scaled(60))
+        if turn > 0:
+            return again(turn)
+        online = self._health.online(c.machine_id for c, _ in plan)
+        offline = [m for m, up in online.items() if not up]
         plan.sort(key=lambda item: not online[item[0].machine_id])
-        busy = False
+        ours = elsewhere = False
         for candidate, strategy in plan:
             if not online[candidate.machine_id]:
                 continue
             outcome = self._start(stored, candidate, strategy)
-            if outcome is not None:
+            if outcome is _HELD_ELSEWHERE:
+                elsewhere = True
+            elif outcome is not None:
                 return outcome
-            busy = True
-        return self._wait_for_machines(stored, busy, [m for m, up in online.items() if not up])
+            else:
+                ours = True
+        return self._wait_for_machines(stored, ours, elsewhere, offline)
 
     def _start(self, stored: Versioned[SampleJob], candidate: Candidate, strategy: Strategy) -> Outcome | None:
-        """Start one attempt; None when the machine is busy."""
+        """Start one attempt; None when another job of ours holds the machine (or our session cap
+        is reached), `_HELD_ELSEWHERE` when Defender says someone else's session holds it."""
         ctx, job = self._ctx, stored.record
         now = ctx.now()
         lease_until = now + ctx.config.action_timeout + ctx.config.action_poll * 4
@@ -162,8 +174,9 @@ class Collector:
         job.waiting_since = None
         return self._launch(stored, candidate, attempt)
 
-    def _launch(self, stored: Versioned[SampleJob], candidate: Candidate, attempt: Attempt) -> Outcome | None:
-        """Save the intent, then start the attempt's (next) action; None when the machine is busy."""
+    def _launch(self, stored: Versioned[SampleJob], candidate: Candidate, attempt: Attempt) -> Outcome:
+        """Save the intent, then start the attempt's (next) action; `_HELD_ELSEWHERE` when
+        Defender says another live response session holds the machine."""
         ctx, job = self._ctx, stored.record
         strategy = attempt.strategy
         with ctx.changes() as changes:  # the intent, so a crash after the call can find the action
@@ -174,7 +187,7 @@ class Collector:
             )
         except Busy:
             self._withdraw(stored, attempt, ("machine busy", candidate.machine_id))
-            return None
+            return _HELD_ELSEWHERE
         except Throttled as exc:
             self._withdraw(stored, attempt)
             return again(exc.retry_after or ctx.config.busy_retry)
@@ -188,15 +201,33 @@ class Collector:
             ctx.store.release(attempt.machine_id, job.key)
             return outcome
         attempt.action_id = action.id
-        with ctx.changes() as changes:
-            self._jobs.save(changes, stored)
-            step = f"{strategy} ({attempt.stage})" if attempt.stage else strategy
-            changes.record(job.key, "collect", "started", f"{step} on {candidate.machine_id}, action {action.id}")
-        return again(ctx.config.action_poll)
+        # The action's time (and its timeout) counts from Defender's accepting it: the wait for
+        # our own limiter before that is not the endpoint's.
+        attempt.fetch_started_at = ctx.now()
+        step = f"{strategy} ({attempt.stage})" if attempt.stage else strategy
 
-    def _wait_for_machines(self, stored: Versioned[SampleJob], busy: bool, offline: list[str]) -> Outcome:
+        def write(changes: Changes) -> None:
+            self._jobs.save(changes, stored)
+            changes.record(job.key, "collect", "started", f"{step} on {candidate.machine_id}, action {action.id}")
+
+        self._jobs.commit_rebased(stored, write)
+        return again(self._next_look(attempt))
+
+    def _wait_for_machines(
+        self, stored: Versioned[SampleJob], ours: bool, elsewhere: bool, offline: list[str]
+    ) -> Outcome:
+        """No candidate could be used. The machine availability deadline runs only while the
+        world keeps them from us (offline, or held by someone else's session), not while our own
+        jobs or our own session cap do: that is our queueing, and ends as our jobs end."""
         ctx, job = self._ctx, stored.record
         now = ctx.now()
+        busy = ours or elsewhere
+        if ours:
+            if job.waiting_since is not None:
+                job.waiting_since, job.poll_interval = None, None
+                with ctx.changes() as changes:
+                    self._jobs.save(changes, stored)
+            return again(ctx.config.busy_retry)
         with ctx.changes() as changes:
             if job.waiting_since is None:
                 job.waiting_since = now
@@ -271,14 +302,15 @@ class Collector:
         except NotFound:
             # Defender may not show a new action for a moment (mde-api.md section 3).
             if ctx.now() - attempt.action_started_at < ctx.config.action_timeout:
-                return again(ctx.config.action_poll)
+                return again(self._next_look(attempt))
             return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_LOST))
         if action.status.running:
             if ctx.now() - attempt.action_started_at > ctx.config.action_timeout:
                 self._cancel(action)
                 minutes = round(ctx.config.action_timeout / ctx.config.time_scale / 60)
                 return self._attempt_failed(stored, attempt, Cause(reason=Reason.ACTION_TIMEOUT, detail=str(minutes)))
-            return again(ctx.config.action_poll)
+            return again(self._next_look(attempt))
+        self._action_polls.finished((ctx.now() - attempt.action_started_at) / ctx.config.time_scale)
         if attempt.stage == "entries":  # Entries that cannot be fetched leave the listing to go by
             return self._fetch_selected(stored, attempt, fetched=action.status == ActionStatus.SUCCEEDED)
         if action.status != ActionStatus.SUCCEEDED:
@@ -366,7 +398,15 @@ class Collector:
         with ctx.changes() as changes:
             changes.record(job.key, "collect", *note)
         outcome = self._launch(stored, candidate, attempt)
-        return outcome if outcome is not None else again(ctx.config.busy_retry)
+        return again(ctx.config.busy_retry) if outcome is _HELD_ELSEWHERE else outcome
+
+    def _next_look(self, attempt: Attempt) -> float:
+        """Real seconds until the next look at the attempt's action: from its elapsed time, the
+        shortest recent action, and the poll budget shared by every running session."""
+        ctx = self._ctx
+        now = ctx.now()
+        elapsed = (now - attempt.action_started_at) / ctx.config.time_scale
+        return ctx.config.scaled(self._action_polls.next_look(elapsed, ctx.store.active(now)))
 
     @staticmethod
     def _candidate(job: SampleJob, attempt: Attempt) -> Candidate:
@@ -431,14 +471,18 @@ class Collector:
         with found as staging:
             if attempt.outcome != "collected" or job.state != JobState.SUBMIT or job.submission is None:
                 newly_collected = attempt.outcome != "collected"
-                with ctx.changes() as changes:
+                delivered = self._delivered(staging.size, attempt)
+
+                def write(changes: Changes) -> None:
                     if newly_collected:
                         attempt.outcome = "collected"
                         attempt.ended_at = ctx.now()
-                        changes.record(job.key, "collect", "collected", self._delivered(staging.size, attempt))
+                        changes.record(job.key, "collect", "collected", delivered)
                         if attempt.strategy in _SCRIPTED:
                             schedule_cleanup(ctx, changes, attempt.machine_id, attempt.nonce)
                     self._jobs.start_submission(changes, stored)
+
+                self._jobs.commit_rebased(stored, write)
                 if newly_collected:
                     ctx.store.release(attempt.machine_id, job.key)
             submission_id = ctx.sandbox.submit_file(

@@ -33,6 +33,11 @@ class PipelineConfig:
     fetch_quarantined_files: bool = True
     allow_quarantine_restore: bool = False  # MpCmdRun -Restore takes entries out of quarantine: opt-in
     max_live_response_sessions: int = 20
+    # mde-api.md section 7: POST runliveresponse 10 a minute; machineactions 100 a minute, of
+    # which the polls of running actions take at most this many (the rest: lists, cancels).
+    live_response_starts_per_minute: int = 10
+    alert_batch_updates_per_minute: int = 10  # POST alerts/batchUpdate (and 500 an hour)
+    action_polls_per_minute: int = 80
     max_sample_bytes: int = 3 * 1024**3
     time_scale: float = 1.0
     indicators: IndicatorPolicy = field(default_factory=IndicatorPolicy)

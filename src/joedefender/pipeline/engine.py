@@ -46,7 +46,7 @@ class Engine:
         self.configuration_problem: Exception | None = None
         self.quota_exhausted: QuotaExhausted | None = None
         self._steps: dict[WorkKind, Callable[[str], Outcome]] = {
-            WorkKind.TRIAGE: TriageStep(ctx),
+            WorkKind.TRIAGE: TriageStep(ctx, self.intake.reads),
             WorkKind.SAMPLE: self._samples,
             WorkKind.COMMENT: WriteBackStep(ctx),
             WorkKind.CLEANUP: CleanupStep(ctx),

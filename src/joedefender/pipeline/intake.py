@@ -7,13 +7,15 @@ alert is never recorded without the work that will triage it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from joedefender.domain.alerts import Alert
 from joedefender.domain.errors import JoeDefenderError
 from joedefender.domain.jobs import AlertRecord, AlertState
 from joedefender.domain.keys import alert_subject, triage_key
 from joedefender.domain.reasons import Reason
+from joedefender.pipeline.alert_reads import AlertReads
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.ports import AlreadyExists
 
@@ -56,6 +58,7 @@ def validate_machine_id(machine_id: object) -> str | None:
 class Intake:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self.reads = AlertReads(ctx)
 
     def receive(
         self,
@@ -64,16 +67,21 @@ class Intake:
         machine_id: str | None = None,
         source: str = "cli",
         updated_at: datetime | None = None,
+        alert: Alert | None = None,
     ) -> Accepted:
         """Record the alert and queue its triage. `updated_at` (Defender's lastUpdateTime, from the
-        poller) lets an alert skipped for lack of evidence be looked at again once Defender adds some."""
+        poller) lets an alert skipped for lack of evidence be looked at again once Defender adds some.
+        `alert` (the poller's, with its evidence) is what triage then works from; without it,
+        triage reads the alert, in bulk with the others taken in meanwhile."""
         ctx = self._ctx
         alert_id = validate_alert_id(alert_id)
+        snapshot = _snapshot(alert, alert_id)
         record = AlertRecord(
             alert_id=alert_id,
             machine_id=validate_machine_id(machine_id),
             source=source,
             received_at=ctx.now(),
+            snapshot=snapshot,
         )
         try:
             with ctx.changes() as changes:
@@ -81,11 +89,15 @@ class Intake:
                 changes.record(alert_subject(alert_id), "intake", "received", f"from {source}")
                 changes.enqueue(triage_key(alert_id))
         except AlreadyExists:
-            self._retriage_if_evidence_may_have_come(alert_id, updated_at)
+            self._retriage_if_evidence_may_have_come(alert_id, updated_at, snapshot)
             return Accepted(alert_id, False)
+        if snapshot is None:
+            self.reads.note(alert_id)
         return Accepted(alert_id, True)
 
-    def _retriage_if_evidence_may_have_come(self, alert_id: str, updated_at: datetime | None) -> None:
+    def _retriage_if_evidence_may_have_come(
+        self, alert_id: str, updated_at: datetime | None, snapshot: Alert | None
+    ) -> None:
         """Defender adds evidence to an alert as its investigation goes on: an alert triaged before
         is triaged again when the poller sees Defender update it after that (`updated_at`), or when
         it is delivered again (webhook, CLI) a while after its triage. Samples already linked keep
@@ -111,8 +123,17 @@ class Intake:
             if ctx.now() - triaged_at < ctx.config.scaled(_REDELIVERY_QUIET):
                 return  # a sender's quick retry, not news
             why = "the alert was delivered again"
-        record.state = AlertState.RECEIVED
+        record.state, record.snapshot = AlertState.RECEIVED, snapshot
         with ctx.changes() as changes:
             changes.save(stored)
             changes.record(alert_subject(alert_id), "intake", "re-triage", why)
             changes.enqueue(triage_key(alert_id))
+        if snapshot is None:
+            self.reads.note(alert_id)
+
+
+def _snapshot(alert: Alert | None, alert_id: str) -> Alert | None:
+    """What triage needs of a listed alert: its evidence, not its comments (kept out of the store)."""
+    if alert is None or alert.id != alert_id:
+        return None
+    return replace(alert, comments=())

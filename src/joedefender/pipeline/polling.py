@@ -32,7 +32,7 @@ def poll_once(ctx: Context, intake: Intake, *, now: datetime, lookback: timedelt
             continue
         try:
             accepted = intake.receive(
-                alert.id, machine_id=alert.machine_id, source="poller", updated_at=alert.last_update_time
+                alert.id, machine_id=alert.machine_id, source="poller", updated_at=alert.last_update_time, alert=alert
             )
         except InvalidAlertError as exc:
             logger.warning("poller: skipping an alert Defender returned: %s", exc)

@@ -31,20 +31,32 @@ class DefenderPort(Protocol):
     """Defender for Endpoint. Raises `joedefender.domain.errors` types."""
 
     def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
-        """Alerts whose lastUpdateTime lies in [since, until), without their evidence."""
+        """Alerts whose lastUpdateTime lies in [since, until), with their evidence."""
         ...
 
     def get_alert(self, alert_id: str) -> Alert:
         """The alert with its evidence and comments."""
         ...
 
+    def get_alerts(self, alert_ids: Sequence[str]) -> list[Alert]:
+        """The alerts (with evidence and comments) of these ids that exist, in few calls."""
+        ...
+
     def add_comment(self, alert_id: str, text: str) -> None: ...
+
+    def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
+        """The same comment on every one of the alerts, in as few calls as the API allows."""
+        ...
 
     def classify_alert(self, alert_id: str, classification: str, determination: str) -> None:
         """Set the alert's classification and determination (an idempotent PATCH)."""
         ...
 
     def get_machine(self, machine_id: str) -> Machine: ...
+
+    def get_machines(self, machine_ids: Sequence[str]) -> list[Machine]:
+        """The machines of these ids that Defender knows, in few calls (an unknown one is absent)."""
+        ...
 
     def list_actions(self, machine_id: str) -> list[LiveResponseAction]:
         """The machine's machine actions, for finding one by the nonce in its comment."""

@@ -8,23 +8,31 @@ twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from joedefender.domain.jobs import JobState, SampleJob, Submission
-from joedefender.domain.keys import comment_key, link_prefix
+from joedefender.domain.keys import comment_key
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.pipeline.collection import Collector
 from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.indicators import schedule_indicators
+from joedefender.pipeline.pacing import PollPlan
+from joedefender.pipeline.ports import VersionConflict
 from joedefender.pipeline.quota import parked_until
 from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
+
+T = TypeVar("T")
+_REBASES = 10
 
 
 class SampleStep:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._collector = Collector(ctx, self)
+        self._analysis_polls = PollPlan()
 
     def __call__(self, key: str) -> Outcome:
         stored = self._ctx.jobs.get(key)
@@ -54,6 +62,29 @@ class SampleStep:
         stored.record.updated_at = self._ctx.now()
         changes.save(stored)
 
+    def commit_rebased(self, stored: Versioned[SampleJob], write: Callable[[Changes], T]) -> T:
+        """Commit what a call to Defender or Joe did (`write` puts it into the unit of work). In
+        an outbreak, triage saves the job for every alert that joins it; such a save meanwhile
+        only adds candidates, so the job is rebased on it and the commit tried again, instead of
+        the step running again to find its own effect by its marker."""
+        for _ in range(_REBASES):
+            self._rebase(stored)
+            try:
+                with self._ctx.changes() as changes:
+                    return write(changes)
+            except VersionConflict:
+                continue
+        raise VersionConflict("job", stored.record.key, stored.doc.version)
+
+    def _rebase(self, stored: Versioned[SampleJob]) -> None:
+        """Take the stored job's version and candidates if only joins changed it since `stored`."""
+        fresh = self._ctx.jobs.get(stored.record.key)
+        if fresh is None or fresh.doc.version == stored.doc.version:
+            return
+        if _without_joins(fresh.doc.data) == _without_joins(stored.doc.data):
+            stored.record.candidates = fresh.record.candidates
+            stored.doc = fresh.doc
+
     def fail(self, stored: Versioned[SampleJob], cause: Cause, changes: Changes | None = None) -> Outcome:
         """End the job as failed (in `changes`, when given, else in a unit of work of its own)."""
         if changes is None:
@@ -68,10 +99,9 @@ class SampleStep:
         return DONE
 
     def announce(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
-        """A final job asks for write-back on every alert linked to it so far (a link made
-        meanwhile conflicts with this job's save: triage saves the job it links)."""
-        for link in self._ctx.links.list(prefix=link_prefix(stored.record.key)):
-            changes.enqueue(comment_key(link.doc.key))
+        """A final job asks for the write-back of its sample, which comments every alert linked
+        to it by then (a link made later asks again: triage enqueues it for a final job)."""
+        changes.enqueue(comment_key(stored.record.key))
 
     def start_submission(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
         """Record the intent to submit (with the marker Joe will carry) before submitting."""
@@ -88,9 +118,12 @@ class SampleStep:
         job.submission.submitted_at = self._ctx.now()
         job.move_to(JobState.ANALYSING)
         job.poll_interval = None
-        with self._ctx.changes() as changes:
+
+        def write(changes: Changes) -> Outcome:
             changes.record(job.key, "submit", "submitted", f"submission {submission_id}")
             return self._next_poll(changes, stored)
+
+        return self.commit_rebased(stored, write)
 
     # -- the states --------------------------------------------------------------------------
 
@@ -124,7 +157,9 @@ class SampleStep:
             job.move_to(JobState.COLLECT if job.kind == "file" else JobState.SUBMIT)
             self.save(changes, stored)
             changes.record(job.key, "lookup", "analyse", detail)
-        return again(0)
+        # On at once, in this step: back in the queue it would wait behind every alert still
+        # waiting for triage, and in an outbreak the collection is the long pole.
+        return self(job.key)
 
     def _submit(self, stored: Versioned[SampleJob]) -> Outcome:
         ctx, job = self._ctx, stored.record
@@ -164,8 +199,10 @@ class SampleStep:
         else:
             assert webid is not None
             finished = ctx.sandbox.analysis_status(webid) == "finished"
+        started = submission.submitted_at or job.updated_at
         if finished:
             assert webid is not None
+            self._analysis_polls.finished((ctx.now() - started) / ctx.config.time_scale)
             verdict = ctx.sandbox.verdict(webid)
             job.verdict, job.verdict_source = verdict, "analysis"
             submission.webid = webid
@@ -176,15 +213,29 @@ class SampleStep:
                 self.announce(changes, stored)
                 schedule_indicators(ctx, changes, job)
             return DONE
-        started = submission.submitted_at or job.updated_at
         if ctx.now() - started > ctx.config.analysis_limit:
             minutes = round(ctx.config.analysis_timeout / 60)
             return self.fail(stored, Cause(reason=Reason.ANALYSIS_TIMEOUT, detail=str(minutes)))
-        with ctx.changes() as changes:
-            return self._next_poll(changes, stored)
+        return again(self._poll_delay(job))  # nothing learnt, nothing written
 
     def _next_poll(self, changes: Changes, stored: Versioned[SampleJob]) -> Outcome:
+        """The first look at a new analysis (the job, saved in `changes`, records the gap)."""
         job = stored.record
-        job.poll_interval = self._ctx.config.analysis_poll(job.poll_interval)
+        delay = self._poll_delay(job)
+        job.poll_interval = delay / self._ctx.config.time_scale
         self.save(changes, stored)
-        return again(self._ctx.config.scaled(job.poll_interval))
+        return again(delay)
+
+    def _poll_delay(self, job: SampleJob) -> float:
+        """Real seconds until the next look at the job's analysis (`PollPlan`): Joe documents no
+        request rate limit, so only the elapsed time and the shortest recent analysis decide."""
+        ctx = self._ctx
+        assert job.submission is not None
+        started = job.submission.submitted_at or job.updated_at
+        elapsed = (ctx.now() - started) / ctx.config.time_scale
+        return ctx.config.scaled(self._analysis_polls.next_look(elapsed))
+
+
+def _without_joins(data: dict[str, Any]) -> dict[str, Any]:
+    """A job's stored fields but those a joining alert changes."""
+    return {key: value for key, value in data.items() if key not in ("candidates", "updated_at")}

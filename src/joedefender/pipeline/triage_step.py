@@ -14,17 +14,20 @@ from joedefender.domain.keys import alert_subject, comment_key, link_key, sample
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.domain.samples import SampleKey
 from joedefender.domain.triage import TriageDecision, triage
+from joedefender.pipeline.alert_reads import AlertReads
 from joedefender.pipeline.context import DONE, Context, Outcome
 from joedefender.pipeline.indicators import schedule_indicators
 from joedefender.pipeline.ports import VersionConflict
 from joedefender.pipeline.records import Changes, Versioned
 
 _RACES = 20
+_AHEAD = 3600.0  # nominal seconds a new sample job's first step is put ahead in the queue
 
 
 class TriageStep:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, reads: AlertReads | None = None) -> None:
         self._ctx = ctx
+        self._reads = reads if reads is not None else AlertReads(ctx)
 
     def __call__(self, alert_id: str) -> Outcome:
         ctx = self._ctx
@@ -32,7 +35,8 @@ class TriageStep:
         if stored is None or stored.record.state != AlertState.RECEIVED:
             return DONE
         try:
-            alert = ctx.defender.get_alert(alert_id)
+            # The poller's copy, or a bulk read: an alert is read again only when it may have changed.
+            alert = stored.record.snapshot or self._reads.read(alert_id)
         except NotFound:
             cause = Cause(reason=Reason.ALERT_UNKNOWN)
             self._end(stored, AlertState.FAILED, cause, "failed", cause.text)
@@ -69,6 +73,7 @@ class TriageStep:
     ) -> None:
         record = stored.record
         record.state, record.cause, record.triaged_at = state, cause, self._ctx.now()
+        record.snapshot = None
         subject = alert_subject(record.alert_id)
         with self._ctx.changes() as changes:
             changes.save(stored)
@@ -102,6 +107,7 @@ class TriageStep:
                 changes.record(subject, "triage", "new evidence", ", ".join(new))
             record.state, record.cause, record.summary = AlertState.ACCEPTED, None, decision.summary
             record.samples, record.triaged_at = list(dict.fromkeys([*record.samples, *keys])), now
+            record.snapshot = None
             changes.save(stored)
             changes.record(subject, "triage", "accepted", decision.summary)
 
@@ -118,7 +124,9 @@ class TriageStep:
                 new_job.candidates.append(candidate)
             changes.create(ctx.jobs, job_key, new_job)
             changes.record(job_key, "job", "created", key.value)
-            changes.enqueue(sample_work_key(job_key))
+            # Ahead of the alerts still waiting for triage: the job's collection and analysis are
+            # the long pole of an outbreak, the triage of the other alerts can go on meanwhile.
+            changes.enqueue(sample_work_key(job_key), -ctx.config.scaled(_AHEAD))
         else:
             job = existing.record
             joined = candidate is not None and job.add_candidate(candidate)
@@ -147,7 +155,7 @@ class TriageStep:
         if joined_alert:
             changes.create(ctx.links, link, AlertSampleLink(alert_id=alert_id, sample_key=job_key))
         if final:  # a job that has ended will not announce itself again: write back now
-            changes.enqueue(comment_key(link))
+            changes.enqueue(comment_key(job_key))
             if existing is not None and joined_alert:
                 schedule_indicators(ctx, changes, existing.record, alert_id)
         return job_key

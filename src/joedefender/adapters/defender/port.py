@@ -37,6 +37,7 @@ from joedefender.adapters.defender.models import Alert as WireAlert
 from joedefender.adapters.defender.models import Evidence as WireEvidence
 from joedefender.adapters.defender.models import Indicator as WireIndicator
 from joedefender.adapters.defender.models import IndicatorSpec, LiveResponseCommand, MachineAction
+from joedefender.adapters.defender.models import Machine as WireMachine
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import (
     Busy,
@@ -105,16 +106,24 @@ class DefenderAdapter:
 
     def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
         with translated():
-            for alert in self.client.list_alerts(since, until, time_field="lastUpdateTime", expand_evidence=False):
+            for alert in self.client.list_alerts(since, until, time_field="lastUpdateTime", expand_evidence=True):
                 yield to_alert(alert)
 
     def get_alert(self, alert_id: str) -> Alert:
         with translated():
             return to_alert(self.client.get_alert(alert_id))
 
+    def get_alerts(self, alert_ids: Sequence[str]) -> list[Alert]:
+        with translated():
+            return [to_alert(alert) for alert in self.client.get_alerts(alert_ids)]
+
     def add_comment(self, alert_id: str, text: str) -> None:
         with translated():
             self.client.add_comment(alert_id, text)
+
+    def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
+        with translated():
+            self.client.batch_update_alerts(alert_ids, comment=text)
 
     def classify_alert(self, alert_id: str, classification: str, determination: str) -> None:
         with translated():
@@ -125,7 +134,11 @@ class DefenderAdapter:
     def get_machine(self, machine_id: str) -> Machine:
         with translated():
             machine = self.client.get_machine(machine_id)
-        return Machine(machine.id, online=(machine.health_status or "") == "Active")
+        return to_machine(machine)
+
+    def get_machines(self, machine_ids: Sequence[str]) -> list[Machine]:
+        with translated():
+            return [to_machine(machine) for machine in self.client.get_machines(machine_ids)]
 
     def list_actions(self, machine_id: str) -> list[LiveResponseAction]:
         with translated():
@@ -242,6 +255,10 @@ def to_alert(alert: WireAlert) -> Alert:
         classification=alert.classification,
         determination=alert.determination,
     )
+
+
+def to_machine(machine: WireMachine) -> Machine:
+    return Machine(machine.id, online=(machine.health_status or "") == "Active")
 
 
 def to_evidence(evidence: WireEvidence) -> Evidence:

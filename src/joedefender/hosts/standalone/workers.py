@@ -67,15 +67,18 @@ class WorkerPool:
         while not self._stopping.is_set():
             with self._wake:
                 self._busy += 1
+            ran = False
             try:
                 ran = engine.run_next(owner)
             except Exception:  # the store itself failed; keep the worker alive
                 logger.exception("worker %s could not run a step", owner)
-                ran = False
             finally:
                 with self._wake:
                     self._busy -= 1
-                    self._wake.notify_all()
+                    # Only a step that ran may have made work or ended the last: an idle worker
+                    # that woke the others would be woken by them in turn, round and round.
+                    if ran:
+                        self._wake.notify_all()
             if ran:
                 continue
             due = engine.ctx.store.next_due()

@@ -1,0 +1,173 @@
+"""An outbreak at the speed the tenant's limits allow: how close the connector comes to the bound.
+
+Builds a tenant of M machines, S distinct files and N alerts (alert a is on machine a mod M and
+carries file a mod S; every machine carries every file), runs K connector instances (each its
+own engine, clients and client-side limiter, all on one store) against the emulators with the
+documented rate limits ON and a scaled clock, and prints what it cost and how long it took on
+the emulated clock, next to the bound the documented limits and the scenario's service times
+allow (`bench.bound`). The alerts arrive by one poll (`--intake poller`, with their evidence) or
+as bare ids, as a webhook or the CLI delivers them (`--intake ids`).
+
+    .venv/bin/python -m bench.outbreak --alerts 1000 --machines 200 --samples 20 --json
+
+`connector_cpu_s` is the CPU time of the connector's threads (the workers and the intake; the
+emulators run in the same process, on threads of their own). `peak_rss_mb` is the whole
+process's, emulators included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.bound import outbreak_bound
+from bench.pipeline_throughput import build
+from joedefender.adapters.sqlite import SqliteStore
+from joedefender.bootstrap import Connector, open_connector
+from joedefender.domain.comments import MARKER_PREFIX
+from joedefender.domain.jobs import JobState
+from joedefender.hosts.standalone.workers import WorkerPool
+from joedefender.pipeline.polling import poll_once
+from joedefender.pipeline.ports import Store
+from joedefender.settings import Settings
+from joedefender_emulators.runner import Emulators
+from joedefender_emulators.scenario import parse_scenario
+
+_AUTH_ROUTES = ("token", "openid-configuration")  # the sign-in, not Defender's API
+
+
+def open_store(kind: str, folder: Path) -> Store:
+    """The store every instance shares; one place, so another kind (Azure) can be added here."""
+    if kind == "sqlite":
+        return SqliteStore(folder / "outbreak.db")
+    raise ValueError(f"unknown store {kind!r}")
+
+
+def _thread_cpu(threads: list[threading.Thread]) -> float:
+    total = 0.0
+    for thread in threads:
+        if thread.ident is not None and thread.is_alive():
+            total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    return total
+
+
+def _emulator(http: httpx.Client, url: str, path: str) -> Any:
+    response = http.get(f"{url}{path}")
+    response.raise_for_status()
+    return response.json()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    raw = build(args.alerts, args.samples, args.machines, args.time_scale)
+    raw["defender"]["live_response"] = {"pending_seconds": args.pending, "command_seconds": args.command}
+    raw["joe"] |= {"queue_seconds": args.joe_queue, "analysis_seconds": args.joe_analysis}
+    for alert in raw["defender"]["alerts"]:
+        alert["lastUpdateTime"] = "2026-11-27T08:00:00Z"
+    scenario = parse_scenario(raw)
+    per_sample = Counter(a % args.samples for a in range(args.alerts))
+    bound = outbreak_bound(scenario, [per_sample[s] for s in range(args.samples)])
+    with tempfile.TemporaryDirectory() as folder, Emulators(scenario) as emulators, ExitStack() as stack:
+        settings = Settings.from_mapping(
+            emulators.settings() | {"StatePath": str(Path(folder) / "outbreak.db"), "Workers": str(args.workers)}
+        )
+        connectors: list[Connector] = []
+        for _ in range(args.instances):
+            store = open_store(args.store, Path(folder))
+            stack.callback(store.close)
+            connectors.append(stack.enter_context(open_connector(settings, time_scale=args.time_scale, store=store)))
+        pools = [WorkerPool(c.engine, args.workers) for c in connectors]
+        before = set(threading.enumerate())
+        for pool in pools:  # running while the alerts come in, as the service's workers do
+            pool.start()
+        workers = [t for t in threading.enumerate() if t not in before]
+        cpu_before = time.thread_time()
+        started = emulators.clock.elapsed()
+        first = connectors[0]
+        if args.intake == "poller":
+            now = max(datetime.now(UTC), datetime(2026, 11, 28, tzinfo=UTC))
+            poll_once(first.ctx, first.engine.intake, now=now, lookback=now - datetime(2026, 11, 1, tzinfo=UTC))
+        else:
+            for n, alert in enumerate(scenario.defender.alerts):
+                connectors[n % len(connectors)].engine.intake.receive(alert["id"], source="bench")
+        intake_cpu = time.thread_time() - cpu_before
+        for pool in pools:
+            pool.notify()
+        worker_cpu = 0.0
+        while True:
+            worker_cpu = max(worker_cpu, _thread_cpu(workers))
+            if all(pool.wait_idle_for(0.5) for pool in pools) and first.store.pending() == 0:
+                break
+        worker_cpu = max(worker_cpu, _thread_cpu(workers))
+        for pool in pools:
+            pool.stop()
+        failed = sum(1 for job in first.ctx.jobs.list() if job.record.state == JobState.FAILED)
+        with httpx.Client(verify=emulators.certificates.client_context(), timeout=60) as http:
+            calls = _emulator(http, emulators.defender.url, "/_emulator/calls")
+            alerts = _emulator(http, emulators.defender.url, "/_emulator/alerts")["value"]
+            actions = _emulator(http, emulators.defender.url, "/_emulator/machineactions")["value"]
+            submissions = _emulator(http, emulators.joe.url, "/_emulator/submissions")
+    ours = [c for a in alerts for c in a.get("comments") or [] if MARKER_PREFIX in str(c.get("comment"))]
+    last = max((emulators.clock.elapsed_at(datetime.fromisoformat(c["createdTime"])) for c in ours), default=started)
+    api = {route: v for route, v in calls.items() if route not in _AUTH_ROUTES}
+    defender_calls = sum(v["calls"] for v in api.values())
+    last_comment = last - started
+    return {
+        "alerts": args.alerts,
+        "machines": args.machines,
+        "samples": args.samples,
+        "instances": args.instances,
+        "workers": args.workers,
+        "intake": args.intake,
+        "time_scale": args.time_scale,
+        "comments": len(ours),
+        "commented_alerts": sum(
+            1 for a in alerts if any(MARKER_PREFIX in str(c.get("comment")) for c in a["comments"])
+        ),
+        "submissions": len(submissions),
+        "collections": sum(1 for a in actions if a.get("type") == "LiveResponse"),
+        "defender_calls": defender_calls,
+        "defender_calls_per_alert": round(defender_calls / max(1, args.alerts), 3),
+        "calls_by_endpoint": {route: v["calls"] for route, v in sorted(api.items())},
+        "throttled_429": sum(v["throttled"] for v in api.values()),
+        "failed_jobs": failed,
+        "last_comment_emulated_s": round(last_comment, 1),
+        "bound_emulated_s": round(bound, 1),
+        "ratio_to_bound": round(last_comment / bound, 3) if bound else None,
+        "connector_cpu_s": round(intake_cpu + worker_cpu, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--machines", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--instances", type=int, default=1, help="connector instances sharing the store")
+    parser.add_argument("--workers", type=int, default=8, help="workers per instance")
+    parser.add_argument("--store", choices=["sqlite"], default="sqlite")
+    parser.add_argument("--intake", choices=["poller", "ids"], default="poller")
+    parser.add_argument("--time-scale", type=float, default=0.1, help="real seconds per emulated second")
+    parser.add_argument("--pending", type=float, default=5.0, help="emulated seconds an action is pending")
+    parser.add_argument("--command", type=float, default=10.0, help="emulated seconds a command runs")
+    parser.add_argument("--joe-queue", type=float, default=30.0, help="emulated seconds in Joe's queue")
+    parser.add_argument("--joe-analysis", type=float, default=300.0, help="emulated seconds Joe analyses")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
+    args = parser.parse_args()
+    result = run(args)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""When to look again at something a service is doing, and how fast to start new things.
+
+`PollPlan` schedules the next look at a live response action or a Joe analysis from what is
+known: how long it has run, the shortest such run seen lately (nothing this process saw finished
+sooner, so looking earlier is wasted), and how many others share the poll budget. After that
+shortest run, the gap is at most max(MIN_GAP, 10 % of the elapsed time) where the budget allows,
+so the time between the service finishing and our noticing stays within max(2 s, 10 % of the
+service's own time).
+
+`StartPace` keeps the starts of live response sessions inside their budget without blocking a
+worker: a job that would have to wait for the client-side limiter is rescheduled to the moment a
+start is free, and the worker does other work meanwhile (a worker blocked in the limiter holds
+up every poll behind it).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import deque
+
+MIN_GAP = 0.5  # nominal seconds between two looks at the same thing, at the least
+FRACTION = 0.1  # of the elapsed time: the most a look may come after the service finished
+NEAR = 0.02  # of the elapsed time: the gap near the end that the shortest recent run foretells
+_RECENT = 20  # runs remembered per kind for the shortest recent duration
+
+
+class PollPlan:
+    """Next-look delays (nominal seconds) for one kind of service work; shared by all jobs."""
+
+    def __init__(self, budget_per_minute: float | None = None) -> None:
+        """`budget_per_minute`: the calls a minute these polls may use together (None: no limit
+        is documented); with many running at once, each one's gap widens to keep within it."""
+        self._budget = budget_per_minute
+        self._recent: deque[float] = deque(maxlen=_RECENT)
+        self._lock = threading.Lock()
+
+    def finished(self, duration: float) -> None:
+        """A run took `duration` nominal seconds from its start to our seeing it finished."""
+        with self._lock:
+            self._recent.append(max(0.0, duration))
+
+    def next_look(self, elapsed: float, running: int = 1) -> float:
+        """Nominal seconds until the next look at a run that started `elapsed` nominal seconds ago,
+        with `running` such runs being polled at once."""
+        with self._lock:
+            shortest = min(self._recent) if self._recent else None
+        gap = max(MIN_GAP, FRACTION * elapsed)
+        if shortest is not None:
+            # Nothing finished faster lately: the first look where the fastest did, less the slack
+            # a look may have anyway (so the bound holds for that one too); from there on, runs
+            # like it end soon, so the looks are closer (a fiftieth of the elapsed time), widening
+            # again with the time past that point.
+            early = shortest - max(MIN_GAP, FRACTION * shortest)
+            if elapsed + gap < early:
+                gap = early - elapsed
+            elif elapsed >= early:
+                gap = min(gap, max(MIN_GAP, NEAR * elapsed, FRACTION * (elapsed - early)))
+        if self._budget:
+            gap = max(gap, 60.0 * max(1, running) / self._budget)
+        return gap
+
+
+class StartPace:
+    """Appointments for starts, at most `per_minute` in any nominal minute, handed out in order:
+    many jobs waiting for a start each get their own time instead of all waking at the next free
+    one. In memory: another instance keeps its own (the client-side limiter still holds)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._per_minute = per_minute
+        self._booked: list[float] = []  # in time order
+        self._by_job: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, job: str, now: float, minute: float) -> float:
+        """0 when `job` may start now (its appointment has come, or a start is free), else the
+        real seconds until its appointment. `minute` is one nominal minute in real seconds."""
+        with self._lock:
+            del self._booked[: bisect.bisect_right(self._booked, now - minute)]
+            booked = self._by_job.get(job)
+            if booked is not None and booked > now:
+                return booked - now
+            if booked is not None and booked > now - minute:
+                del self._by_job[job]  # this is its start
+                return 0.0
+            when = now
+            if len(self._booked) >= self._per_minute:
+                when = max(now, self._booked[-self._per_minute] + minute)
+            bisect.insort(self._booked, when)
+            if when <= now:
+                return 0.0
+            self._by_job[job] = when
+            while len(self._by_job) > 10 * self._per_minute + 1000:  # jobs that never came back
+                self._by_job.pop(next(iter(self._by_job)))
+            return when - now
