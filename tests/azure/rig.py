@@ -70,6 +70,7 @@ def start_process(environ: Mapping[str, str], *, time_scale: float, name: str) -
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` every 50 ms (it is often a storage query) until it holds or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -15,16 +15,9 @@ from azure.core.exceptions import ResourceNotFoundError
 
 import azure.functions as func
 from tests.azure.harness import Instance, QueueHost, queue_client, queue_triggers
+from tests.azure.rig import wait_for
 
 _HOST = replace(QueueHost.from_host_json(scale=0.01, in_flight=1.0), max_dequeue_count=3)
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        time.sleep(0.02)
 
 
 class _Toy:
@@ -76,7 +69,7 @@ def test_success_deletes_the_message(toy: _Toy) -> None:
     instance = Instance(toy.app, toy.connection, _HOST).start()
     try:
         toy.send('{"n": 1}')
-        _wait(lambda: instance.counts.succeeded == 1)
+        wait_for(lambda: instance.counts.succeeded == 1, 15, "the delivery")
     finally:
         instance.stop()
     assert toy.seen == [('{"n": 1}', 1)]  # decoded from base64, as the host hands it over
@@ -91,7 +84,7 @@ def test_a_failing_message_is_retried_then_poisoned(toy: _Toy) -> None:
     instance = Instance(toy.app, toy.connection, _HOST).start()
     try:
         toy.send("doomed")
-        _wait(lambda: instance.counts.poisoned == 1)
+        wait_for(lambda: instance.counts.poisoned == 1, 15, "the poisoning")
     finally:
         instance.stop()
     assert toy.seen == [("doomed", 1), ("doomed", 2), ("doomed", 3)]
@@ -115,7 +108,7 @@ def test_an_instance_that_dies_mid_step_leaves_its_message_to_another(toy: _Toy)
     dying.kill()
     heir = Instance(toy.app, toy.connection, _HOST, name="heir").start()
     try:
-        _wait(lambda: heir.counts.succeeded == 1)
+        wait_for(lambda: heir.counts.succeeded == 1, 15, "the redelivery")
         redelivered_after = time.monotonic() - killed_at
     finally:
         release.set()
