@@ -75,6 +75,45 @@ def azure_account(folder: Path) -> Iterator[dict[str, str]]:
         yield {"AzureWebJobsStorage": emulator.connection_string} | prefix
 
 
+_DOCUMENT_WRITES = ("create", "update", "append_history")
+_QUEUE_WRITES = ("claim", "complete", "reschedule", "enqueue", "acquire", "release")
+
+
+def _counting(store: Store, counts: Counter[str]) -> Store:
+    """The store, its write transactions counted: units of work committed, documents and history
+    lines written on their own, and the queue's and machine leases' writes."""
+    unit_of_work = store.unit_of_work
+
+    def counted_unit() -> Any:
+        uow = unit_of_work()
+        commit = uow.commit
+
+        def committing() -> Any:
+            counts["documents"] += 1
+            return commit()
+
+        uow.commit = committing  # type: ignore[method-assign]
+        return uow
+
+    def wrap(name: str, kind: str) -> None:
+        method = getattr(store, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            if name != "claim" or result is not None:  # an empty claim writes nothing
+                counts[kind] += 1
+            return result
+
+        setattr(store, name, counted)
+
+    store.unit_of_work = counted_unit  # type: ignore[method-assign]
+    for name in _DOCUMENT_WRITES:
+        wrap(name, "documents")
+    for name in _QUEUE_WRITES:
+        wrap(name, "queue")
+    return store
+
+
 def _thread_cpu(threads: list[threading.Thread]) -> float:
     total = 0.0
     for thread in threads:
@@ -92,7 +131,12 @@ def _emulator(http: httpx.Client, url: str, path: str) -> Any:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     raw = build(args.alerts, args.samples, args.machines, args.time_scale)
     raw["defender"]["live_response"] = {"pending_seconds": args.pending, "command_seconds": args.command}
-    raw["joe"] |= {"queue_seconds": args.joe_queue, "analysis_seconds": args.joe_analysis}
+    raw["joe"] |= {
+        "queue_seconds": args.joe_queue,
+        "analysis_seconds": args.joe_analysis,
+        "quota_daily": max(100, 2 * args.samples),  # an outbreak is not a test of the quota
+        "quota_monthly": max(1000, 2 * args.samples),
+    }
     for alert in raw["defender"]["alerts"]:
         alert["lastUpdateTime"] = "2026-11-27T08:00:00Z"
     scenario = parse_scenario(raw)
@@ -104,8 +148,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         azure = stack.enter_context(azure_account(Path(folder))) if args.store == "azure" else None
         connectors: list[Connector] = []
+        writes: Counter[str] = Counter()
         for _ in range(args.instances):
-            store = open_store(args.store, Path(folder), azure)
+            store = _counting(open_store(args.store, Path(folder), azure), writes)
             stack.callback(store.close)
             connectors.append(stack.enter_context(open_connector(settings, time_scale=args.time_scale, store=store)))
         pools = [WorkerPool(c.engine, args.workers) for c in connectors]
@@ -167,6 +212,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bound_emulated_s": round(bound, 1),
         "ratio_to_bound": round(last_comment / bound, 3) if bound else None,
         "connector_cpu_s": round(intake_cpu + worker_cpu, 2),
+        "store_write_transactions_per_alert": round(writes["documents"] / max(1, args.alerts), 2),
+        "queue_write_transactions_per_alert": round(writes["queue"] / max(1, args.alerts), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 

@@ -174,13 +174,17 @@ class Collector:
         job.waiting_since = None
         return self._launch(stored, candidate, attempt)
 
-    def _launch(self, stored: Versioned[SampleJob], candidate: Candidate, attempt: Attempt) -> Outcome:
-        """Save the intent, then start the attempt's (next) action; `_HELD_ELSEWHERE` when
-        Defender says another live response session holds the machine."""
+    def _launch(
+        self, stored: Versioned[SampleJob], candidate: Candidate, attempt: Attempt, note: tuple[str, str] | None = None
+    ) -> Outcome:
+        """Save the intent (with the history line `note`), then start the attempt's (next) action;
+        `_HELD_ELSEWHERE` when Defender says another live response session holds the machine."""
         ctx, job = self._ctx, stored.record
         strategy = attempt.strategy
         with ctx.changes() as changes:  # the intent, so a crash after the call can find the action
             self._jobs.save(changes, stored)
+            if note is not None:
+                changes.record(job.key, "collect", *note)
         try:
             action = ctx.defender.run_live_response(
                 candidate.machine_id, self._commands(job, candidate, attempt), self._comment(job, attempt)
@@ -395,9 +399,7 @@ class Collector:
             return again(ctx.config.busy_retry)
         attempt.stage, attempt.fetch_paths, attempt.action_id = stage, paths, None
         attempt.fetch_started_at = now
-        with ctx.changes() as changes:
-            changes.record(job.key, "collect", *note)
-        outcome = self._launch(stored, candidate, attempt)
+        outcome = self._launch(stored, candidate, attempt, note)
         return again(ctx.config.busy_retry) if outcome is _HELD_ELSEWHERE else outcome
 
     def _next_look(self, attempt: Attempt) -> float:

@@ -37,7 +37,7 @@ class PipelineConfig:
     # which the polls of running actions take at most this many (the rest: lists, cancels).
     live_response_starts_per_minute: int = 10
     alert_batch_updates_per_minute: int = 10  # POST alerts/batchUpdate (and 500 an hour)
-    action_polls_per_minute: int = 80
+    action_polls_per_minute: int = 90
     max_sample_bytes: int = 3 * 1024**3
     time_scale: float = 1.0
     indicators: IndicatorPolicy = field(default_factory=IndicatorPolicy)

@@ -2,15 +2,15 @@
 
 `PollPlan` schedules the next look at a live response action or a Joe analysis from what is
 known: how long it has run, the shortest such run seen lately (nothing this process saw finished
-sooner, so looking earlier is wasted), and how many others share the poll budget. After that
-shortest run, the gap is at most max(MIN_GAP, 10 % of the elapsed time) where the budget allows,
-so the time between the service finishing and our noticing stays within max(2 s, 10 % of the
-service's own time).
+sooner, so looking earlier is wasted), and how many others share the poll budget. The gap is at
+most max(MIN_GAP, FRACTION of the elapsed time) where the budget allows, so the time between the
+service finishing and our noticing stays within max(2 s, 10 % of the service's own time), the
+bound issue 13 sets (FRACTION is half of it: the looks are cheap, the comments wait on them).
 
-`StartPace` keeps the starts of live response sessions inside their budget without blocking a
-worker: a job that would have to wait for the client-side limiter is rescheduled to the moment a
-start is free, and the worker does other work meanwhile (a worker blocked in the limiter holds
-up every poll behind it).
+`StartPace` keeps the starts of live response sessions and of batchUpdates inside their
+per-minute budgets without blocking a worker: a job that would wait in the client-side limiter
+gets an appointment and is rescheduled to it, and the worker does other work meanwhile (a worker
+blocked in the limiter holds up every poll behind it).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import threading
 from collections import deque
 
 MIN_GAP = 0.5  # nominal seconds between two looks at the same thing, at the least
-FRACTION = 0.1  # of the elapsed time: the most a look may come after the service finished
+FRACTION = 0.05  # of the elapsed time: the most a look may come after the service finished
 NEAR = 0.02  # of the elapsed time: the gap near the end that the shortest recent run foretells
 _RECENT = 20  # runs remembered per kind for the shortest recent duration
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from joedefender.domain.comments import has_marker, render_failure, render_verdict
+from joedefender.domain.errors import NotFound
 from joedefender.domain.jobs import AlertSampleLink, JobState, LinkState, SampleJob
 from joedefender.domain.keys import alert_subject, classify_key, link_prefix
 from joedefender.pipeline.classify import wants_classification
@@ -103,7 +104,14 @@ class WriteBackStep:
         if len(alert_ids) == 1:
             ctx.defender.add_comment(alert_ids[0], text)
         else:
-            ctx.defender.comment_alerts(alert_ids, text)
+            try:
+                ctx.defender.comment_alerts(alert_ids, text)
+            except NotFound:
+                # An alert of the batch is gone (the emulator refuses the whole batch then; the
+                # docs are silent): the others one by one, after looking which have it already.
+                for link in self._read_back(job, list(group)):
+                    self._write(job, [link], text)
+                return
         how = "" if len(alert_ids) == 1 else f", one of {len(alert_ids)} in a batch"
         self._commented(job, group, "commented", f"{job.key} ({job.state.value}){how}")
 
