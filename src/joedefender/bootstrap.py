@@ -107,8 +107,8 @@ def defender_client(
 ) -> DefenderClient:
     """`time_scale` (real seconds per documented second) shrinks the limiter's windows to match
     an emulator running a scaled clock; leave it at 1 for a real tenant. `sleep` is every wait the
-    client makes; `shared_holds` share its 429 holds with other processes; `limiter` replaces the
-    in-process one (the Azure store's shared budget, for every instance of the app)."""
+    client makes; `shared_holds` share its 429 holds with other processes; a `limiter` given (one
+    shared by every instance, say) replaces the in-process one, and then both are ignored."""
     return DefenderClient(
         settings.defender_api_base_url,
         token_provider(settings),
