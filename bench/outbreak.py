@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ import httpx
 from bench.bound import outbreak_bound
 from bench.pipeline_throughput import build
 from joedefender.adapters.sqlite import SqliteStore
-from joedefender.bootstrap import Connector, open_connector
+from joedefender.bootstrap import Connector, open_azure_store, open_connector
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import JobState
 from joedefender.hosts.standalone.workers import WorkerPool
@@ -47,11 +50,29 @@ from joedefender_emulators.scenario import parse_scenario
 _AUTH_ROUTES = ("token", "openid-configuration")  # the sign-in, not Defender's API
 
 
-def open_store(kind: str, folder: Path) -> Store:
-    """The store every instance shares; one place, so another kind (Azure) can be added here."""
+def open_store(kind: str, folder: Path, azure: Mapping[str, str] | None = None) -> Store:
+    """The store every instance shares: the SQLite file in `folder`, or the Azure store on the
+    storage account and prefix `azure` names (app settings: AzureWebJobsStorage, StoragePrefix)."""
     if kind == "sqlite":
         return SqliteStore(folder / "outbreak.db")
+    if kind == "azure" and azure is not None:
+        return open_azure_store(azure)
     raise ValueError(f"unknown store {kind!r}")
+
+
+@contextmanager
+def azure_account(folder: Path) -> Iterator[dict[str, str]]:
+    """The storage account for `--store azure`: the one AzureWebJobsStorage names in the
+    environment, else an Azurite started for the run; a prefix of the run's own on it."""
+    prefix = {"StoragePrefix": f"bench{uuid.uuid4().hex[:10]}"}
+    given = os.environ.get("AzureWebJobsStorage")  # noqa: SIM112 - the Functions host's own name
+    if given:
+        yield {"AzureWebJobsStorage": given} | prefix
+        return
+    from tests.azurite import running_azurite
+
+    with running_azurite(folder) as emulator:
+        yield {"AzureWebJobsStorage": emulator.connection_string} | prefix
 
 
 _DOCUMENT_WRITES = ("create", "update", "append_history")
@@ -125,10 +146,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = Settings.from_mapping(
             emulators.settings() | {"StatePath": str(Path(folder) / "outbreak.db"), "Workers": str(args.workers)}
         )
+        azure = stack.enter_context(azure_account(Path(folder))) if args.store == "azure" else None
         connectors: list[Connector] = []
         writes: Counter[str] = Counter()
         for _ in range(args.instances):
-            store = _counting(open_store(args.store, Path(folder)), writes)
+            store = _counting(open_store(args.store, Path(folder), azure), writes)
             stack.callback(store.close)
             connectors.append(stack.enter_context(open_connector(settings, time_scale=args.time_scale, store=store)))
         pools = [WorkerPool(c.engine, args.workers) for c in connectors]
@@ -203,7 +225,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--instances", type=int, default=1, help="connector instances sharing the store")
     parser.add_argument("--workers", type=int, default=8, help="workers per instance")
-    parser.add_argument("--store", choices=["sqlite"], default="sqlite")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "azure"],
+        default="sqlite",
+        help="azure: the Azure store (Tables and Queues) on Azurite, or on the account AzureWebJobsStorage names; "
+        "its instances share the Defender budget through the table (pull mode: each instance claims from the queues)",
+    )
     parser.add_argument("--intake", choices=["poller", "ids"], default="poller")
     parser.add_argument("--time-scale", type=float, default=0.1, help="real seconds per emulated second")
     parser.add_argument("--pending", type=float, default=5.0, help="emulated seconds an action is pending")

@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,14 +70,16 @@ def _answers(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    if not AZURITE.exists():
-        if os.environ.get("JOEDEFENDER_REQUIRE_AZURITE") == "1":
-            pytest.fail(f"Azurite is not installed at {AZURITE}: run `make install`")
-        pytest.skip("Azurite is not installed (run `make install`)")
+class AzuriteError(RuntimeError):
+    """Azurite did not start; the message says why (with the end of its log)."""
+
+
+@contextmanager
+def running_azurite(folder: Path) -> Iterator[Azurite]:
+    """Azurite on free loopback ports until the block ends, its log in `folder` (the fixture's
+    and the benchmarks' one way to start it)."""
     blob, queue, table = _free_ports(3)
-    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    log = folder / "azurite.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             [
@@ -93,15 +96,17 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=tmp_path_factory.getbasetemp(),
+            cwd=folder,
         )
     try:
         deadline = time.monotonic() + _READY_WITHIN
         while not (_answers(queue) and _answers(table)):
             if process.poll() is not None:
-                pytest.fail(f"Azurite exited with {process.returncode}: {log.read_text(errors='replace')[-2000:]}")
+                raise AzuriteError(
+                    f"Azurite exited with {process.returncode}: {log.read_text(errors='replace')[-2000:]}"
+                )
             if time.monotonic() > deadline:
-                pytest.fail(f"Azurite did not answer within {_READY_WITHIN:.0f} s")
+                raise AzuriteError(f"Azurite did not answer within {_READY_WITHIN:.0f} s")
             time.sleep(0.05)
         yield Azurite(blob, queue, table)
     finally:
@@ -111,3 +116,16 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    if not AZURITE.exists():
+        if os.environ.get("JOEDEFENDER_REQUIRE_AZURITE") == "1":
+            pytest.fail(f"Azurite is not installed at {AZURITE}: run `make install`")
+        pytest.skip("Azurite is not installed (run `make install`)")
+    try:
+        with running_azurite(tmp_path_factory.mktemp("azurite")) as emulator:
+            yield emulator
+    except AzuriteError as exc:
+        pytest.fail(str(exc))

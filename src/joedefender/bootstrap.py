@@ -286,3 +286,21 @@ def open_connector(
             sandbox = JoeSandboxAdapter(sandbox_wire)
         ctx = Context(store, defender, sandbox, pipeline_config(settings, time_scale=time_scale), now, claims)
         yield Connector(settings, store, defender, sandbox, Engine(ctx))
+
+
+@contextmanager
+def open_azure_connector(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    time_scale: float = 1.0,
+    now: Callable[[], float] = time.time,
+) -> Iterator[tuple[Connector, AzureStore]]:
+    """The connector as every Azure Functions instance runs it: on the Azure store in the host's
+    storage account (`environ` are the app settings), whose table also holds the Defender rate
+    budget all instances share; the store is also returned as what it is, for push mode."""
+    with ExitStack() as owned:
+        store = open_azure_store(environ, prefix=settings.storage_prefix, clock=now)
+        owned.callback(store.close)
+        connector = owned.enter_context(open_connector(settings, time_scale=time_scale, store=store, now=now))
+        yield connector, store

@@ -599,6 +599,13 @@ class Settings(BaseModel):
     )
     workers: Annotated[int, _whole(1, 64)] = Field(default=4, validation_alias="Workers")
 
+    # Azure Functions host
+    poller_enabled: Annotated[bool, BeforeValidator(_boolean)] = Field(default=True, validation_alias="PollerEnabled")
+    """The Functions app's built-in poller (a timer trigger, every minute): on, the app finds new
+    alerts by itself and the Logic App is optional (both together are harmless: intake ignores a
+    repeated alert); off, alerts arrive only through the HTTP trigger. The standalone service
+    uses PollIntervalSeconds instead."""
+
     # The Azure store (the Functions app's; its connection is the host's AzureWebJobsStorage)
     storage_prefix: Annotated[str, BeforeValidator(_storage_prefix)] = Field(
         default="joedefender", validation_alias="StoragePrefix"

@@ -1,0 +1,288 @@
+"""The Functions app without the host and without storage: its bindings as the host indexes them,
+the HTTP triggers called with real `func.HttpRequest`s, the sweeper and the log dimensions, on the
+in-memory store and fakes (the queue triggers need the Azure store: test_functions_azurite.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import azure.functions as func
+from joedefender.adapters.memory import MemoryStore
+from joedefender.bootstrap import open_connector
+from joedefender.domain.jobs import JobState, SampleJob
+from joedefender.domain.keys import sample_work_key, triage_key
+from joedefender.hosts.azure import telemetry
+from joedefender.hosts.azure.functions import build_app
+from joedefender.hosts.azure.runtime import Hosted, Runtime
+from joedefender.hosts.azure.timers import SWEEP_GRACE
+from joedefender.settings import Settings
+from tests.azure.functions import bindings_of, call
+from tests.fakes import FakeDefender, FakeSandbox, file_alert
+from tests.test_settings import REQUIRED
+
+HOST_JSON = Path(__file__).resolve().parents[2] / "deploy" / "functionapp" / "host.json"
+_ALERT_ID = "da638640000000000001_1"
+_MACHINE = "ab" * 20
+
+
+class _Poisoned(MemoryStore):
+    """The memory store with what the Functions app reads beyond `Store` for status."""
+
+    poison: list[tuple[str, str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.poison = []
+
+    def poisoned(self) -> list[tuple[str, str]]:
+        return list(self.poison)
+
+    def relay_outbox(self, now: float, *, grace: float = 0.0) -> int:
+        return 0  # the memory store's queue is in its transaction: no outbox
+
+
+@pytest.fixture
+def store() -> _Poisoned:
+    return _Poisoned()
+
+
+@pytest.fixture
+def defender() -> FakeDefender:
+    return FakeDefender()
+
+
+@pytest.fixture
+def later() -> list[float]:
+    """Seconds the connector's clock is ahead of the real one."""
+    return [0.0]
+
+
+@pytest.fixture
+def app(store: _Poisoned, defender: FakeDefender, later: list[float]) -> Iterator[func.FunctionApp]:
+    settings = Settings.from_mapping({**REQUIRED, "PollerEnabled": "false"})
+
+    def now() -> float:
+        return time.time() + later[0]
+
+    @contextmanager
+    def opener() -> Iterator[Hosted]:
+        with open_connector(settings, store=store, defender=defender, sandbox=FakeSandbox(), now=now) as connector:
+            yield Hosted(connector, store)  # type: ignore[arg-type]
+
+    runtime = Runtime(opener, instance="unit")
+    yield build_app(runtime)
+    runtime.close()
+
+
+def _post(app: func.FunctionApp, body: object, *, name: str = "alerts", content_type: str = "application/json") -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = func.HttpRequest(
+        method="POST", url=f"/api/{name}", body=raw, headers={"Content-Type": content_type}, params={}
+    )
+    return call(app, name, request)
+
+
+def _get_status(app: func.FunctionApp, alert_id: str | None) -> Any:
+    route = {} if alert_id is None else {"alert_id": alert_id}
+    request = func.HttpRequest(method="GET", url="/api/status", body=b"", route_params=route)
+    return call(app, "status", request)
+
+
+def _timer() -> func.TimerRequest:
+    from azure.functions.timer import TimerRequest
+
+    return TimerRequest(past_due=False)
+
+
+# -- what the host indexes --------------------------------------------------------------------
+
+
+def test_bindings_are_what_the_host_needs(app: func.FunctionApp) -> None:
+    bindings = bindings_of(app)
+    assert set(bindings) == {"alerts", "joeaz_alerts", "status", "work", "liveresponse", "poller", "sweeper"}
+    http = {name: bindings[name][0] for name in ("alerts", "joeaz_alerts", "status")}
+    assert {b["authLevel"] for b in http.values()} == {"FUNCTION"}
+    assert http["joeaz_alerts"]["route"] == "JoeSandboxDefender"
+    assert http["alerts"]["methods"] == ["POST"]
+    assert http["status"]["route"] == "status/{alert_id?}"
+    queues = {name: bindings[name][0] for name in ("work", "liveresponse")}
+    assert {name: (b["type"], b["queueName"], b["connection"]) for name, b in queues.items()} == {
+        "work": ("queueTrigger", "joedefender-work", "AzureWebJobsStorage"),
+        "liveresponse": ("queueTrigger", "joedefender-liveresponse", "AzureWebJobsStorage"),
+    }
+    assert {bindings[name][0]["type"] for name in ("poller", "sweeper")} == {"timerTrigger"}
+
+
+def test_host_json_is_chosen_on_purpose() -> None:
+    host = json.loads(HOST_JSON.read_text())
+    queues = host["extensions"]["queues"]
+    assert queues["messageEncoding"] == "base64"  # what the store sends
+    assert queues["batchSize"] + queues["newBatchThreshold"] <= 8  # live response steps per instance
+    assert queues["maxDequeueCount"] > 1
+    assert host["logging"]["applicationInsights"]["samplingSettings"]["isEnabled"] is False
+    assert "00:10:00" <= host["functionTimeout"] <= "00:30:00"  # Flex and Premium; a large sample takes minutes
+
+
+# -- the HTTP triggers ------------------------------------------------------------------------
+
+
+def test_joeaz_body_and_bare_body_are_accepted_at_once(app: func.FunctionApp, store: _Poisoned) -> None:
+    joeaz = {"alert": {"id": _ALERT_ID, "machineId": _MACHINE}, "threat_name": "X", "detection_source": "Y"}
+    first = _post(app, joeaz, name="joeaz_alerts")
+    assert first.status_code == 202
+    assert json.loads(first.get_body()) == {"alertId": _ALERT_ID, "job": triage_key(_ALERT_ID), "status": "accepted"}
+    again = _post(app, {"id": _ALERT_ID, "machineId": _MACHINE})
+    assert (again.status_code, json.loads(again.get_body())["status"]) == (202, "already known")
+    assert [item.key for item in store.items()] == [triage_key(_ALERT_ID)]
+    stored = store.get("alert", _ALERT_ID)
+    assert stored is not None
+    assert stored.data["machine_id"] == _MACHINE
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        ({"id": "bad id with spaces"}, "application/json", 400),
+        ({"id": _ALERT_ID}, "text/plain", 415),
+        (b"", "application/json", 400),
+    ],
+)
+def test_bad_deliveries_are_refused_with_the_reason(
+    app: func.FunctionApp, store: _Poisoned, body: object, content_type: str, status: int
+) -> None:
+    answer = _post(app, body, content_type=content_type)
+    assert answer.status_code == status
+    assert json.loads(answer.get_body())["error"]
+    assert store.items() == []
+
+
+def test_status_shows_an_alerts_history_as_the_cli_does(app: func.FunctionApp, store: _Poisoned) -> None:
+    _post(app, {"id": _ALERT_ID})
+    answer = _get_status(app, _ALERT_ID)
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/plain"
+    text = answer.get_body().decode()
+    assert f"Alert {_ALERT_ID}: received" in text
+    assert "intake" in text
+    assert "from webhook" in text
+    assert _get_status(app, "da638640000000000002_2").status_code == 404
+    assert _get_status(app, "no/such id").status_code == 400
+
+
+def test_status_overview_lists_poisoned_messages_escaped(app: func.FunctionApp, store: _Poisoned) -> None:
+    _post(app, {"id": _ALERT_ID})
+    store.poison.append(("joedefender-work-poison", '{"key": "triage:x\x1b[31m"}'))
+    text = _get_status(app, None).get_body().decode()
+    assert "work items queued: 1" in text
+    assert "poison queue messages: 1" in text
+    assert "\x1b" not in text
+
+
+def test_settings_that_do_not_load_answer_503_without_details() -> None:
+    def opener() -> Any:
+        Settings.from_mapping({"AzureClientSecret": "very-secret-value"})  # the rest is missing: SettingsError
+        raise AssertionError("unreachable")
+
+    app = build_app(Runtime(opener, instance="broken"))
+    answer = _post(app, {"id": _ALERT_ID})
+    assert answer.status_code == 503
+    assert "very-secret-value" not in answer.get_body().decode()
+    assert "AzureTenantID" not in answer.get_body().decode()
+
+
+# -- the timers -------------------------------------------------------------------------------
+
+
+def test_poller_on_takes_in_new_alerts(store: _Poisoned) -> None:
+    defender = FakeDefender()
+    recent = datetime.now(UTC) - timedelta(minutes=1)
+    defender.add_alert(replace(file_alert(_ALERT_ID, _MACHINE, b"sample"), last_update_time=recent))
+    settings = Settings.from_mapping(REQUIRED)
+
+    @contextmanager
+    def opener() -> Iterator[Hosted]:
+        with open_connector(settings, store=store, defender=defender, sandbox=FakeSandbox()) as connector:
+            yield Hosted(connector, store)  # type: ignore[arg-type]
+
+    call(build_app(Runtime(opener, instance="poll")), "poller", _timer())
+    assert defender.calls["list_alerts"] == 1
+    assert [i.key for i in store.items()] == [triage_key(_ALERT_ID)]
+
+
+def test_poller_off_by_setting_makes_no_defendercall(app: func.FunctionApp, defender: FakeDefender) -> None:
+    call(app, "poller", _timer())
+    assert defender.calls.get("list_alerts", 0) == 0
+
+
+def test_sweeper_queues_stranded_work_again_and_leaves_live_items(
+    app: func.FunctionApp, store: _Poisoned, later: list[float]
+) -> None:
+    _post(app, {"id": _ALERT_ID})
+    lost = SampleJob(key="sha256:" + "a" * 64, kind="file", sha256="a" * 64, created_at=0, updated_at=0)
+    store.create("job", lost.key, lost.model_dump(mode="json"))  # a job whose work item is gone
+    done = SampleJob(key="sha256:" + "b" * 64, kind="file", created_at=0, updated_at=0, state=JobState.DONE)
+    store.create("job", done.key, done.model_dump(mode="json"))
+    call(app, "sweeper", _timer())
+    assert sorted(i.key for i in store.items()) == sorted([triage_key(_ALERT_ID), sample_work_key(lost.key)])
+    before = {i.key: i.generation for i in store.items()}
+    call(app, "sweeper", _timer())  # each has a live item now: nothing is bumped
+    assert {i.key: i.generation for i in store.items()} == before
+    # The triage is taken by an instance that then dies: its lease runs out and nobody takes it.
+    assert store.claim("dies", time.time(), 1.0) is not None
+    later[0] = SWEEP_GRACE + 60
+    call(app, "sweeper", _timer())
+    after = {i.key: i.generation for i in store.items()}
+    assert after[triage_key(_ALERT_ID)] > before[triage_key(_ALERT_ID)]
+
+
+# -- log dimensions ---------------------------------------------------------------------------
+
+
+def test_log_records_carry_the_ids_as_custom_dimensions(caplog: pytest.LogCaptureFixture) -> None:
+    telemetry.install()
+    link = f"sha256:{'c' * 64}|{_ALERT_ID}"
+    with caplog.at_level(logging.INFO):
+        with telemetry.bound(work_item=f"comment:{link}", sample="s", alert_id=_ALERT_ID):
+            logging.getLogger("joedefender.pipeline").info("inside")
+        logging.getLogger("joedefender.pipeline").info("outside")
+    inside, outside = caplog.records[-2:]
+    assert inside.custom_dimensions == {"work_item": f"comment:{link}", "sample": "s", "alert_id": _ALERT_ID}  # type: ignore[attr-defined]
+    assert inside.alert_id == _ALERT_ID  # type: ignore[attr-defined]
+    assert not hasattr(outside, "custom_dimensions")
+
+
+def test_ids_of_a_work_key(store: _Poisoned) -> None:
+    from joedefender.pipeline.records import Records
+
+    records = Records(store)
+    link = f"sha256:{'c' * 64}|{_ALERT_ID}"
+    assert telemetry.ids_of(f"comment:{link}", records) == {
+        "work_item": f"comment:{link}",
+        "sample": f"sha256:{'c' * 64}",
+        "alert_id": _ALERT_ID,
+    }
+    assert telemetry.ids_of(f"cleanup:{_MACHINE}|n1", records)["machine_id"] == _MACHINE
+    assert telemetry.ids_of(triage_key(_ALERT_ID), records)["alert_id"] == _ALERT_ID
+
+
+def test_function_app_py_builds_the_app_without_touching_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the host loads: indexing needs no settings and no storage (the first invocation does)."""
+    import runpy
+
+    monkeypatch.setenv("StoragePrefix", "contoso-jd")
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    loaded = runpy.run_path(str(HOST_JSON.parent / "function_app.py"))
+    bindings = bindings_of(loaded["app"])
+    assert bindings["work"][0]["queueName"] == "contoso-jd-work"
+    assert bindings["liveresponse"][0]["queueName"] == "contoso-jd-liveresponse"
