@@ -1,5 +1,5 @@
 # The two commands the README promises: `make demo` and `make test`.
-# Each sets up what it needs from nothing but Python >= 3.11, Node and make.
+# Each sets up what it needs from nothing but Python >= 3.11, Node (with npm) and make.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +17,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+# Azurite (the Azure Storage emulator the Azure store tests run on), pinned in package-lock.json,
+# into ./node_modules: nothing global.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
 
 $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -50,4 +56,4 @@ test: lint check-deploy
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache dist
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .import_linter_cache dist
