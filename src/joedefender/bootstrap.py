@@ -8,16 +8,18 @@ and options (as Azure SDK clients do) and never read the settings; this is where
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
-from joedefender.adapters.defender.limiter import RateLimiter
+from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, RateLimiter
+
+Limiter = RateLimiter  # TEMPORARY until the Limiter protocol (interfaces B) is merged
 from joedefender.adapters.defender.port import DefenderAdapter
 from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.port import JoeSandboxAdapter
@@ -31,7 +33,10 @@ from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
 from joedefender.pipeline.ports import DefenderPort, SandboxPort, Store
-from joedefender.settings import Settings
+from joedefender.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:  # the Azure SDKs load only for the Azure host
+    from joedefender.adapters.azure.store import AzureStore  # noqa: PLC0415
 
 # --- clients from settings --------------------------------------------------------------------
 
@@ -51,9 +56,10 @@ def token_provider(settings: Settings) -> TokenProvider:
     )
 
 
-def defender_client(settings: Settings, *, time_scale: float = 1.0) -> DefenderClient:
+def defender_client(settings: Settings, *, time_scale: float = 1.0, limiter: Limiter | None = None) -> DefenderClient:
     """`time_scale` (real seconds per documented second) shrinks the limiter's windows to match
-    an emulator running a scaled clock; leave it at 1 for a real tenant."""
+    an emulator running a scaled clock; leave it at 1 for a real tenant. `limiter` replaces the
+    in-process one (the Azure host shares one budget between its instances)."""
     return DefenderClient(
         settings.defender_api_base_url,
         token_provider(settings),
@@ -63,7 +69,7 @@ def defender_client(settings: Settings, *, time_scale: float = 1.0) -> DefenderC
             max_retries=settings.defender_api_max_retry,
             budget=settings.defender_api_retry_timeout.total_seconds(),
         ),
-        limiter=RateLimiter(time_scale=time_scale),
+        limiter=limiter if limiter is not None else RateLimiter(time_scale=time_scale),
     )
 
 
@@ -181,3 +187,42 @@ def open_connector(
             sandbox = JoeSandboxAdapter(sandbox_wire)
         ctx = Context(store, defender, sandbox, pipeline_config(settings, time_scale=time_scale), now)
         yield Connector(settings, store, defender, sandbox, Engine(ctx))
+
+
+def azure_store(settings: Settings, environ: Mapping[str, str], *, now: Callable[[], float] = time.time) -> AzureStore:
+    """The store on the Functions host's storage account: `AzureWebJobsStorage` (a connection
+    string) or its identity form (`AzureWebJobsStorage__accountName`, ...), under StoragePrefix."""
+    from joedefender.adapters.azure.connection import AzureStorageConnection  # noqa: PLC0415
+    from joedefender.adapters.azure.store import AzureStore  # noqa: PLC0415
+
+    try:
+        connection = AzureStorageConnection.from_settings(environ)
+    except ValueError as exc:
+        raise ConfigurationError("AzureWebJobsStorage", str(exc)) from None
+    return AzureStore.from_connection(connection, prefix=settings.storage_prefix, clock=now)
+
+
+def shared_rates() -> dict[str, tuple[int, int | None]]:
+    """The documented Defender rates, as the table-backed limiter takes them."""
+    return {str(family): (rate.per_minute, rate.per_hour) for family, rate in DOCUMENTED_RATES.items()}
+
+
+@contextmanager
+def open_azure_connector(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    time_scale: float = 1.0,
+    now: Callable[[], float] = time.time,
+) -> Iterator[tuple[Connector, AzureStore]]:
+    """The connector as every Azure Functions instance runs it: the Azure store, and the
+    Defender rate budget kept in the store's table so all instances of the tenant share it."""
+    with ExitStack() as owned:
+        store = azure_store(settings, environ, now=now)
+        owned.callback(store.close)
+        limiter = store.rate_limiter(shared_rates(), time_scale=time_scale)
+        wire = owned.enter_context(defender_client(settings, time_scale=time_scale, limiter=limiter))
+        connector = owned.enter_context(
+            open_connector(settings, time_scale=time_scale, store=store, defender=DefenderAdapter(wire), now=now)
+        )
+        yield connector, store

@@ -381,6 +381,19 @@ def _state_path(value: object) -> Path:
     return path
 
 
+_STORAGE_PREFIX = re.compile(r"(?=.{3,43}$)[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def _storage_prefix(value: object) -> str:
+    text = _text(value)
+    if not _STORAGE_PREFIX.fullmatch(text):
+        raise ValueError(
+            f"{_echo(text)}: use 3 to 43 lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit (it names Storage queues)"
+        )
+    return text
+
+
 def _is_secret_parameter(key: str) -> bool:
     return "password" in key
 
@@ -591,6 +604,12 @@ class Settings(BaseModel):
     alerts by itself and the Logic App is optional (both together are harmless: intake ignores a
     repeated alert); off, alerts arrive only through the HTTP trigger. The standalone service
     uses PollIntervalSeconds instead."""
+    storage_prefix: Annotated[str, BeforeValidator(_storage_prefix)] = Field(
+        default="joedefender", validation_alias="StoragePrefix"
+    )
+    """Names the Azure store's table (`<prefix>state` without hyphens) and queues (`<prefix>-work`,
+    `<prefix>-liveresponse`) in the AzureWebJobsStorage account: two apps (or a test) can share an
+    account under different prefixes. The Functions triggers bind to the queues it names."""
 
     # JoeAz's storage settings: accepted so JoeAz configurations load; samples never go to storage
     azure_storage_connection_string: SecretStr | None = Field(

@@ -43,11 +43,13 @@ def current() -> Mapping[str, str]:
 
 
 def install() -> None:
-    """Wrap the log record factory once per process (idempotent)."""
+    """Wrap the log record factory once per process (idempotent), and keep the Azure SDKs' request
+    logging (a record per HTTP call, at INFO) out of Application Insights."""
     global _factory_installed  # noqa: PLW0603 - one factory per process, installed once
     with _installed:
         if _factory_installed:
             return
+        logging.getLogger("azure").setLevel(logging.WARNING)
         previous = logging.getLogRecordFactory()
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:

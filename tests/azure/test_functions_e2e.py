@@ -1,0 +1,150 @@
+"""The demo scenario through the Functions app: HTTP trigger in, queue triggers on three
+instances sharing the queues, the table and the rate budget on Azurite, the emulators with their
+rate limits on. Every alert must be enriched once (one comment, one submission per sample), no
+request may be answered 429, and the same must hold when one instance is killed mid-run: its
+in-flight messages come back after their visibility runs out and another instance finishes them.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from joedefender.domain.comments import MARKER_PREFIX
+from joedefender.hosts.azure.ports import queue_names
+from tests.azure.functions import call
+from tests.azure.rig import AppInstance, start_instance, start_process, wait_for
+from tests.world import World
+from joedefender_emulators.scenario import Scenario, load_scenario
+
+pytestmark = pytest.mark.slow
+WorldFactory = Callable[..., World]
+
+_SCALE = 0.002
+_DONE_WITHIN = 60.0
+_EXPECTED = {
+    "da638640000000000001_1001": "MALICIOUS (score 92/100)",
+    "da638640000000000002_1002": "MALICIOUS (score 92/100)",
+    "da638640000000000003_1003": "MALICIOUS (score 100/100)",
+    "da638640000000000004_1004": "SUSPICIOUS (score 55/100)",
+    "da638640000000000005_1005": "CLEAN (score 4/100)",
+    "da638640000000000006_1006": "MALICIOUS (score 80/100)",
+    "da638640000000000007_1007": "MALICIOUS (score 96/100)",
+}
+_SKIPPED = ("da638640000000000008_1008", "da638640000000000009_1009", "da638640000000000010_1010")
+
+
+def _ours(comments: list[str]) -> list[str]:
+    return [c for c in comments if MARKER_PREFIX in c]
+
+
+def _demo() -> Scenario:
+    return load_scenario().model_copy(update={"time_scale": _SCALE})
+
+
+@pytest.fixture
+def setup(make_world: WorldFactory, azurite: Any) -> Iterator[tuple[World, dict[str, str]]]:
+    from tests.azurite import unique_prefix
+
+    w = make_world(_demo(), JoeSandboxResubmitAfterDays="7")
+    environ = w.values | {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "StoragePrefix": unique_prefix(),
+        "PollerEnabled": "false",
+    }
+    yield w, environ
+
+
+def _deliver(apps: list[AppInstance], scenario: Scenario) -> None:
+    """Every alert through the HTTP trigger, half as JoeAz's Logic App posts them, half bare."""
+    for n, alert in enumerate(scenario.defender.alerts):
+        target = apps[n % len(apps)]
+        if n % 2:
+            answer = target.post({"id": alert["id"], "machineId": alert.get("machineId")})
+        else:
+            answer = target.post({"alert": alert, "threat_name": alert.get("threatName")}, route="JoeSandboxDefender")
+        assert answer.status_code == 202, answer.get_body()
+
+
+def _finished(app: AppInstance) -> Callable[[], bool]:
+    store = app.runtime.hosted().store
+    return lambda: store.pending() == 0
+
+
+def _check(w: World, app: AppInstance) -> None:
+    for alert_id, headline in _EXPECTED.items():
+        ours = _ours(w.comments(alert_id))
+        assert len(ours) == 1, (alert_id, ours)
+        assert ours[0].startswith(f"Joe Sandbox: {headline}"), ours[0]
+    for skipped in _SKIPPED:
+        assert _ours(w.comments(skipped)) == []
+    submitted = w.submissions()
+    assert len(submitted) == len({s["sha256"] or s["url"] for s in submitted}) == 5
+    calls = w.defender("/_emulator/calls")
+    assert sum(route["throttled"] for route in calls.values()) == 0, calls
+    states = {a.record.alert_id: a.record.state for a in app.runtime.hosted().connector.ctx.alerts.list()}
+    assert {states[a] for a in _EXPECTED} == {"accepted"}
+    status = call(app.app, "status", _status_request(next(iter(_EXPECTED))))
+    assert status.status_code == 200
+    assert "commented" in status.get_body().decode()
+
+
+def _status_request(alert_id: str) -> Any:
+    import azure.functions as func
+
+    return func.HttpRequest(method="GET", url="/api/status", body=b"", route_params={"alert_id": alert_id})
+
+
+def test_three_instances_on_the_same_queues_enrich_every_alert_once(setup: tuple[World, dict[str, str]]) -> None:
+    w, environ = setup
+    apps = [start_instance(environ, time_scale=_SCALE, name=f"i{n}") for n in range(3)]
+    try:
+        assert {tuple(sorted(queue_names(environ["StoragePrefix"]).values()))} == {
+            tuple(sorted(a.runtime.hosted().store.queue_names().values())) for a in apps
+        }
+        _deliver(apps, w.scenario)
+        try:
+            wait_for(_finished(apps[0]), _DONE_WITHIN, "the queue draining")
+        except AssertionError:
+            store = apps[0].runtime.hosted().store
+            raise AssertionError(
+                f"left: {[(i.key, i.due_at - time.time(), i.owner) for i in store.items()]}; "
+                f"counts: {[a.host.counts for a in apps]}"
+            ) from None
+        _check(w, apps[0])
+        assert all(a.host.counts.succeeded > 0 for a in apps), [a.host.counts for a in apps]
+        assert sum(a.host.counts.poisoned for a in apps) == 0
+    finally:
+        for a in apps:
+            a.stop()
+
+
+def test_one_instance_killed_mid_run_loses_nothing_and_duplicates_nothing(
+    setup: tuple[World, dict[str, str]],
+) -> None:
+    w, environ = setup
+    victim = start_process(environ, time_scale=_SCALE, name="victim")
+    apps: list[AppInstance] = []
+    try:
+        apps = [start_instance(environ, time_scale=_SCALE, name=f"i{n}") for n in range(2)]
+        _deliver(apps, w.scenario)
+        store = apps[0].runtime.hosted().store
+
+        def victim_mid_step() -> bool:
+            now = time.time()
+            return any(i.owner.startswith("victim-") and i.lease_until > now for i in store.items())
+
+        wait_for(victim_mid_step, _DONE_WITHIN, "the victim instance taking a step")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        wait_for(_finished(apps[0]), _DONE_WITHIN, "the queue draining after the kill")
+        _check(w, apps[0])
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        for a in apps:
+            a.stop()
