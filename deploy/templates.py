@@ -375,7 +375,11 @@ def common_variables(name_parameter: str) -> dict[str, Any]:
         "queues": arm(
             f"createArray(concat({p('StoragePrefix')}, '-work'), concat({p('StoragePrefix')}, '-liveresponse'))"
         ),
-        "tables": arm(f"createArray(concat(replace({p('StoragePrefix')}, '-', ''), 'state'))"),
+        # As adapters/azure/store.py's table_name: letters and digits only, starting with a letter.
+        "tables": arm(
+            f"createArray(concat(if(contains('0123456789', first({p('StoragePrefix')})), 't', ''), "
+            f"replace({p('StoragePrefix')}, '-', ''), 'state'))"
+        ),
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +21,7 @@ from deploy import templates
 from joedefender.hosts.alert_intake import parse_body
 from joedefender.hosts.azure.functions import build_app
 from joedefender.hosts.azure.ports import queue_names
-from joedefender.hosts.azure.runtime import Runtime
+from joedefender.hosts.azure.runtime import Hosted, Runtime
 from joedefender.settings import SETTING_NAMES, Settings
 from tests.azure.functions import bindings_of
 from tests.test_settings import REQUIRED
@@ -78,7 +78,8 @@ ROLES = {
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((ROOT / "deploy" / name).read_text(encoding="utf-8"))
+    template: dict[str, Any] = json.loads((ROOT / "deploy" / name).read_text(encoding="utf-8"))
+    return template
 
 
 def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -114,9 +115,10 @@ def environment_reads() -> set[str]:
                 owner = ast.unparse(node.func.value)
                 if owner in ("os.environ", "os", "environ") and node.args and isinstance(node.args[0], ast.Constant):
                     names.add(str(node.args[0].value))
-            subscript = isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("os.environ", "environ")
-            if subscript and isinstance(node.slice, ast.Constant):
-                names.add(str(node.slice.value))
+            if isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("os.environ", "environ"):
+                key = node.slice
+                if isinstance(key, ast.Constant):
+                    names.add(str(key.value))
     return names
 
 
@@ -369,7 +371,7 @@ def test_logic_app_calls_the_alert_endpoint_with_the_function_key_and_does_not_w
     assert alerts["authLevel"] == "FUNCTION"
 
 
-def _never_opened() -> Iterator[Any]:
+def _never_opened() -> AbstractContextManager[Hosted]:
     raise AssertionError("reading the bindings must not open the connector")
 
 
@@ -379,7 +381,7 @@ def test_logic_app_posts_joeaz_body_which_the_function_accepts() -> None:
     ]
     trigger_body = {"id": "da638640000000000001_1001", "machineId": "ab" * 20, "severity": "High"}
     alert = {"threatName": "Trojan:Win32/X", "detectionSource": "WindowsDefenderAv", "threatFamilyName": "X"}
-    values = {"@triggerBody()": trigger_body}
+    values: dict[str, object] = {"@triggerBody()": trigger_body}
     values |= {f"@body('Alerts_-_Get_single_alert')?['{k}']": v for k, v in alert.items()}
     body = {key: values[expression] for key, expression in action["inputs"]["body"].items()}
     assert set(body) == {"alert", "threat_name", "detection_source", "threat_family"}  # JoeAz's
