@@ -394,6 +394,15 @@ SITE_ID = resource_id("Microsoft.Web/sites", v("functionAppName"))
 PLAN_ID = resource_id("Microsoft.Web/serverfarms", v("planName"))
 
 
+def scope_of(kind: str, name: str) -> str:
+    """An extension resource's `scope`: the target as `<type>/<name>`, the form ARM documents."""
+    return f"format('{kind}/{{0}}', {name})"
+
+
+STORAGE_SCOPE = scope_of("Microsoft.Storage/storageAccounts", v("storageAccountName"))
+INSIGHTS_SCOPE = scope_of("Microsoft.Insights/components", v("insightsName"))
+
+
 def identity() -> dict[str, Any]:
     return {
         "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
@@ -578,17 +587,20 @@ def role_assignment(scope_id: str, scope_kind: str, role: str, reason: str, depe
     return {
         "type": "Microsoft.Authorization/roleAssignments",
         "apiVersion": AUTHORIZATION,
-        "scope": arm(scope_id),
+        "scope": arm(SCOPES[scope_id]),
         "name": arm(role_assignment_name(scope_id, role)),
         "dependsOn": [arm(IDENTITY_ID), *depends],
         "properties": {
-            "roleDefinitionId": arm(resource_id("Microsoft.Authorization/roleDefinitions", f"'{role}'")),
+            "roleDefinitionId": arm(f"subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '{role}')"),
             "principalId": arm(f"reference({IDENTITY_ID}, '{IDENTITY}').principalId"),
             "principalType": "ServicePrincipal",
             "description": reason,
         },
         "metadata": {"description": f"{scope_kind}: {reason}"},
     }
+
+
+SCOPES = {STORAGE_ID: STORAGE_SCOPE, INSIGHTS_ID: INSIGHTS_SCOPE}
 
 
 def role_assignments() -> list[dict[str, Any]]:
@@ -659,7 +671,7 @@ def key_vault_access() -> dict[str, Any]:
                     {
                         "type": "Microsoft.Authorization/roleAssignments",
                         "apiVersion": AUTHORIZATION,
-                        "scope": arm(vault_id),
+                        "scope": arm(scope_of("Microsoft.KeyVault/vaults", "parameters('vaultName')")),
                         "name": arm(f"guid({vault_id}, parameters('principalId'), '{KEY_VAULT_SECRETS_USER}')"),
                         "properties": {
                             "roleDefinitionId": arm(
