@@ -8,6 +8,7 @@ the JSON the portal will read (checkov runs in `make check-deploy`)."""
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from contextlib import AbstractContextManager
@@ -102,7 +103,8 @@ def app_settings(template: dict[str, Any]) -> dict[str, str]:
     return {entry["name"]: entry["value"] for entry in site(template)["properties"]["siteConfig"]["appSettings"]}
 
 
-def environment_reads() -> set[str]:
+@functools.cache
+def environment_reads() -> frozenset[str]:
     """Names the code reads from the environment directly (os.environ / os.getenv literals)."""
     names = set()
     for path in (ROOT / "src" / "joedefender").rglob("*.py"):
@@ -119,7 +121,7 @@ def environment_reads() -> set[str]:
                 key = node.slice
                 if isinstance(key, ast.Constant):
                     names.add(str(key.value))
-    return names
+    return frozenset(names)
 
 
 def storage_connection_reads() -> set[str]:
