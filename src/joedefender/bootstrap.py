@@ -18,8 +18,6 @@ from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
 from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, RateLimiter
-
-Limiter = RateLimiter  # TEMPORARY until the Limiter protocol (interfaces B) is merged
 from joedefender.adapters.defender.port import DefenderAdapter
 from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.port import JoeSandboxAdapter
@@ -36,7 +34,9 @@ from joedefender.pipeline.ports import DefenderPort, SandboxPort, Store
 from joedefender.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:  # the Azure SDKs load only for the Azure host
-    from joedefender.adapters.azure.store import AzureStore  # noqa: PLC0415
+    from joedefender.adapters.azure.store import AzureStore
+
+Limiter = RateLimiter  # TEMPORARY until the Limiter protocol (interfaces B) is merged
 
 # --- clients from settings --------------------------------------------------------------------
 

@@ -14,14 +14,14 @@ with the outcome is the host's documented behaviour (storage extension 5.x, host
   dying) goes to the poison queue unprocessed;
 - at most `batchSize + newBatchThreshold` messages run at once per function, and a new batch is
   fetched once no more than `newBatchThreshold` are in flight;
-- an idle listener polls again after `maxPollingInterval`.
+- an idle listener polls again after a randomised exponential back-off from 100 ms (the host's
+  minimum) up to `maxPollingInterval`, and at once after a batch.
 
 A host that dies mid-step deletes nothing: its message reappears when its visibility runs out
 (10 minutes on Azure; `in_flight` here, scaled). `Instance.kill` models that: the listeners stop
 at once and in-flight messages are abandoned, neither deleted nor made visible. Not reproduced:
 the host renews the visibility of a message that runs longer than its hiding time (steps are
-short here, and `in_flight` is chosen well above them), and the exponential back-off of the
-polling interval (the harness polls at the maximum interval when idle).
+short here, and `in_flight` is chosen well above them).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,6 +47,7 @@ from tests.azure.functions import bindings_of, functions_of
 
 HOST_JSON = Path(__file__).resolve().parents[2] / "deploy" / "functionapp" / "host.json"
 logger = logging.getLogger("tests.azure.harness")
+_MIN_POLLING = 0.1  # seconds: the host's first back-off step, which it does not scale
 
 
 def _seconds(text: str) -> float:
@@ -62,7 +64,7 @@ class QueueHost:
     new_batch_threshold: int
     max_dequeue_count: int
     visibility_timeout: float
-    polling: float
+    polling: float  # the longest wait between two polls of an idle queue
     in_flight: float  # how long a received message stays hidden while it runs
 
     @classmethod
@@ -74,7 +76,7 @@ class QueueHost:
             new_batch_threshold=int(queues["newBatchThreshold"]),
             max_dequeue_count=int(queues["maxDequeueCount"]),
             visibility_timeout=_seconds(queues["visibilityTimeout"]) * scale,
-            polling=_seconds(queues["maxPollingInterval"]) * scale,
+            polling=max(_MIN_POLLING, _seconds(queues["maxPollingInterval"]) * scale),
             in_flight=in_flight,
         )
 
@@ -156,6 +158,7 @@ class Instance:
         poison = queue_client(self._connection, f"{queue}-poison")
         capacity = self.host.batch_size + self.host.new_batch_threshold
         running: set[Future[None]] = set()
+        idle = _MIN_POLLING
         with client, poison, ThreadPoolExecutor(capacity, thread_name_prefix=f"{self.name}-{function}") as pool:
             while not self._stop.is_set():
                 running = {f for f in running if not f.done()}
@@ -173,8 +176,10 @@ class Instance:
                 except ResourceNotFoundError:
                     batch = []  # the queue is created by the store's first send
                 if not batch:
-                    self._stop.wait(self.host.polling)
+                    self._stop.wait(random.uniform(idle / 2, idle))
+                    idle = min(idle * 2, self.host.polling)
                     continue
+                idle = _MIN_POLLING
                 for message in batch:
                     running.add(pool.submit(self._deliver, user_function, client, poison, message))
 

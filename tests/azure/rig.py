@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
-
 from joedefender.hosts.azure.entry import build_from_environment
 from joedefender.hosts.azure.runtime import Runtime
 from tests.azure.functions import call

@@ -47,7 +47,7 @@ class _Poisoned(MemoryStore):
     def poisoned(self) -> list[tuple[str, str]]:
         return list(self.poison)
 
-    def relay_outbox(self, now: float) -> int:
+    def relay_outbox(self, now: float, *, grace: float = 0.0) -> int:
         return 0  # the memory store's queue is in its transaction: no outbox
 
 

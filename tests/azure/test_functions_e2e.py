@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.hosts.azure.ports import queue_names
+from joedefender_emulators.scenario import Scenario, load_scenario
 from tests.azure.functions import call
 from tests.azure.rig import AppInstance, start_instance, start_process, wait_for
 from tests.world import World
-from joedefender_emulators.scenario import Scenario, load_scenario
 
 pytestmark = pytest.mark.slow
 WorldFactory = Callable[..., World]
 
-_SCALE = 0.002
+_SCALE = 0.01
 _DONE_WITHIN = 60.0
 _EXPECTED = {
     "da638640000000000001_1001": "MALICIOUS (score 92/100)",
@@ -47,7 +47,7 @@ def _demo() -> Scenario:
 
 
 @pytest.fixture
-def setup(make_world: WorldFactory, azurite: Any) -> Iterator[tuple[World, dict[str, str]]]:
+def setup(make_world: WorldFactory, azurite: Any) -> tuple[World, dict[str, str]]:
     from tests.azurite import unique_prefix
 
     w = make_world(_demo(), JoeSandboxResubmitAfterDays="7")
@@ -56,7 +56,7 @@ def setup(make_world: WorldFactory, azurite: Any) -> Iterator[tuple[World, dict[
         "StoragePrefix": unique_prefix(),
         "PollerEnabled": "false",
     }
-    yield w, environ
+    return w, environ
 
 
 def _deliver(apps: list[AppInstance], scenario: Scenario) -> None:
@@ -115,6 +115,17 @@ def test_three_instances_on_the_same_queues_enrich_every_alert_once(setup: tuple
                 f"left: {[(i.key, i.due_at - time.time(), i.owner) for i in store.items()]}; "
                 f"counts: {[a.host.counts for a in apps]}"
             ) from None
+        import os
+
+        if os.environ.get("AZFUNC_DEBUG"):
+            ctx = apps[0].runtime.hosted().connector.ctx
+            t0 = min(e.at for s in ctx.alerts.list() for e in ctx.store.history("alert:" + s.record.alert_id))
+            for j in ctx.jobs.list():
+                for e in ctx.store.history(j.record.key):
+                    print(f"{e.at - t0:7.2f} {j.record.file_name or j.record.url} {e.step} {e.outcome} {e.detail[:80]}")
+            for stored in ctx.alerts.list():
+                for e in ctx.store.history("alert:" + stored.record.alert_id):
+                    print(f"{e.at - t0:7.2f} {stored.record.alert_id} {e.step} {e.outcome} {e.detail[:60]}")
         _check(w, apps[0])
         assert all(a.host.counts.succeeded > 0 for a in apps), [a.host.counts for a in apps]
         assert sum(a.host.counts.poisoned for a in apps) == 0

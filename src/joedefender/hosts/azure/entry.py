@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import azure.functions as func
-
 from joedefender.bootstrap import open_azure_connector
 from joedefender.hosts.azure.functions import build_app
 from joedefender.hosts.azure.ports import DEFAULT_PREFIX, queue_names

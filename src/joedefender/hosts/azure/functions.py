@@ -9,7 +9,7 @@ host.json (deploy/functionapp/host.json, explained there and in the README).
 
 import azure.functions as func
 from joedefender.hosts.azure import http_triggers, queue_trigger, telemetry, timers
-from joedefender.hosts.azure.ports import LIVE_RESPONSE, WORK, queue_names
+from joedefender.hosts.azure.ports import DEFAULT_PREFIX, LIVE_RESPONSE, WORK, queue_names
 from joedefender.hosts.azure.runtime import Runtime
 
 CONNECTION = "AzureWebJobsStorage"
@@ -19,7 +19,7 @@ SWEEP_SCHEDULE = "0 */5 * * * *"  # every 5 minutes: a lost message costs at mos
 
 def build_app(runtime: Runtime, *, queues: dict[str, str] | None = None) -> func.FunctionApp:
     """The app with its triggers; `queues` (role -> name) defaults to the default prefix's."""
-    names = queues or queue_names()
+    names = queues or queue_names(DEFAULT_PREFIX)
     telemetry.install()
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -5,18 +5,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from joedefender.adapters.azure.queue import LIVE_RESPONSE, WORK, queue_names
+from joedefender.adapters.azure.store import DEFAULT_PREFIX
 from joedefender.pipeline.ports import Store, WorkItem
 
-# The queue roles and the names the triggers bind to with the default prefix; `queue_names`
-# derives them from StoragePrefix exactly as the store does, so both always agree.
-WORK = "work"
-LIVE_RESPONSE = "liveresponse"
-DEFAULT_PREFIX = "joedefender"
-
-
-def queue_names(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
-    """Role -> Storage queue name (lower case, as queue names must be)."""
-    return {WORK: f"{prefix}-work", LIVE_RESPONSE: f"{prefix}-liveresponse"}
+__all__ = ["DEFAULT_PREFIX", "LIVE_RESPONSE", "WORK", "PushStore", "queue_names"]
 
 
 class PushStore(Store, Protocol):
@@ -25,8 +18,9 @@ class PushStore(Store, Protocol):
         item is leased by another (the store has then seen to a wake-up at the true due time)."""
         ...
 
-    def relay_outbox(self, now: float) -> int:
-        """Send the queue messages a crash left in the outbox; how many were sent."""
+    def relay_outbox(self, now: float, *, grace: float = ...) -> int:
+        """Send the wake-ups a crash left in the outbox, and wake items overdue by `grace` whose
+        message was lost; how many were sent."""
         ...
 
     def poisoned(self) -> list[tuple[str, str]]:

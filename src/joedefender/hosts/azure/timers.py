@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from joedefender.adapters.azure.store import RELAY_GRACE
 from joedefender.hosts.azure.runtime import Runtime
 from joedefender.pipeline.polling import poll_once
 from joedefender.pipeline.sweep import sweep
 
 logger = logging.getLogger("joedefender.functions")
 
-# A message that is due but nobody took within this many nominal seconds is taken as lost: well
-# beyond the host's 10-minute reappearance of a message whose instance died mid-step.
+# A work item due (or whose lease ran out) this many nominal seconds ago that nobody took is
+# taken as lost: well beyond the host's 10-minute reappearance of a message whose instance died
+# mid-step. The store's own relay of lost wake-ups waits RELAY_GRACE.
 SWEEP_GRACE = 30 * 60.0
 
 
@@ -33,7 +35,7 @@ def sweep_once(runtime: Runtime) -> list[str]:
     """Relay what a crash left in the outbox, then queue stranded work again; the keys queued."""
     hosted = runtime.hosted()
     ctx = hosted.connector.ctx
-    relayed = hosted.store.relay_outbox(ctx.now())
+    relayed = hosted.store.relay_outbox(ctx.now(), grace=ctx.config.scaled(RELAY_GRACE))
     if relayed:
         logger.warning("sweeper: sent %d queue message(s) a crash had left in the outbox", relayed)
     return sweep(ctx, now=ctx.now(), grace=ctx.config.scaled(SWEEP_GRACE))
