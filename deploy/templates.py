@@ -862,6 +862,10 @@ def flex_template() -> dict[str, Any]:
         },
         "siteConfig": site_config({}),
     }
+    # The one-time deployment from PackageURL, as JoeAz deployed to Flex. The docs do not say
+    # whether ARM's onedeploy still works with the SCM site's basic credentials off (it authenticates
+    # as ARM, not with them); not verifiable offline. If it fails, deploy the zip with
+    # `az functionapp deployment source config-zip` (Entra ID) and redeploy the template.
     deploy_package = {
         "type": "Microsoft.Web/sites/extensions",
         "apiVersion": WEB,
@@ -940,7 +944,8 @@ def premium_template() -> dict[str, Any]:
         plan=plan,
         site_properties=properties,
         # No Azure Files content share (WEBSITE_CONTENT*): the app runs from the package URL and writes no
-        # files, the documented case for an app without Azure Files, so no storage key is needed anywhere.
+        # files, the case storage-considerations.md ("Create an app without Azure Files") allows, so no
+        # storage key is needed anywhere. Not deployed from here (no ARM engine offline).
         platform_settings=[
             {"name": "FUNCTIONS_EXTENSION_VERSION", "value": "~4"},
             {"name": "FUNCTIONS_WORKER_RUNTIME", "value": "python"},
@@ -990,6 +995,8 @@ def logic_app_template() -> dict[str, Any]:
             }
         },
         "actions": {
+            # The trigger's body is documented only as "the alert"; reading the alert again gives the
+            # severity and status for sure (as JoeAz's Logic App did).
             get_alert: {
                 "type": "ApiConnection",
                 "runAfter": {},

@@ -8,6 +8,7 @@ the JSON the portal will read (checkov runs in `make check-deploy`)."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
 import re
@@ -19,6 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from deploy import templates
+from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.hosts.alert_intake import parse_body
 from joedefender.hosts.azure.functions import build_app
 from joedefender.hosts.azure.ports import queue_names
@@ -124,15 +126,36 @@ def environment_reads() -> frozenset[str]:
     return frozenset(names)
 
 
+class _Recording(dict[str, str]):
+    """A settings mapping that notes every name read from it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
 def storage_connection_reads() -> set[str]:
-    """The AzureWebJobsStorage forms the store reads (interfaces.md C; adapters/azure/connection.py)."""
-    return {
-        "AzureWebJobsStorage",
-        *(
-            f"AzureWebJobsStorage__{suffix}"
-            for suffix in ("accountName", "tableServiceUri", "queueServiceUri", "credential", "clientId")
-        ),
-    }
+    """The names the store's connection reads (adapters/azure/connection.py), found by letting it
+    read: with a connection string, with nothing, and with an account name (the identity form)."""
+    names: set[str] = set()
+    for values in (
+        {"AzureWebJobsStorage": "UseDevelopmentStorage=true"},
+        {},
+        {"AzureWebJobsStorage__accountName": "a"},
+    ):
+        recording = _Recording(values)
+        with contextlib.suppress(ValueError):
+            AzureStorageConnection.from_settings(recording)
+        names |= recording.read
+    return names
 
 
 def code_reads() -> set[str]:
@@ -324,9 +347,22 @@ def test_template_defaults_are_the_code_defaults(name: str) -> None:
 
 def test_the_storage_connection_the_templates_set_is_the_identity_form_the_store_reads() -> None:
     settings = app_settings(load(templates.FLEX))
-    assert settings["AzureWebJobsStorage__queueServiceUri"].endswith(".primaryEndpoints.queue]")
-    assert settings["AzureWebJobsStorage__tableServiceUri"].endswith(".primaryEndpoints.table]")
-    assert settings["AzureWebJobsStorage__clientId"].endswith(".clientId]")
+    endpoints = {
+        "blob": "https://acct.blob.core.windows.net/",
+        "queue": "https://acct.queue.core.windows.net/",
+        "table": "https://acct.table.core.windows.net/",
+    }
+    values = {}
+    for key, value in settings.items():
+        if key.startswith("AzureWebJobsStorage"):
+            kind = re.search(r"\.primaryEndpoints\.(\w+)\]$", value)
+            values[key] = endpoints[kind.group(1)] if kind else "client-id-1" if value.endswith(".clientId]") else value
+    connection = AzureStorageConnection.from_settings(values)
+    assert connection.connection_string is None
+    assert connection.table_service_uri == endpoints["table"]
+    assert connection.queue_service_uri == endpoints["queue"]
+    assert connection.credential == "managedidentity"
+    assert connection.client_id == "client-id-1"
 
 
 # --- the Logic App ------------------------------------------------------------------------------
