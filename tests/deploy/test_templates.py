@@ -466,3 +466,48 @@ def test_readme_deploy_buttons_point_at_the_templates_of_a_release_tag() -> None
         assert f"https://portal.azure.com/#create/Microsoft.Template/uri/{quote(url, safe='')}" in section
         assert f"/v{templates.version()}/deploy/{name}" in url
     assert "refs/heads" not in section
+
+
+# --- JoeAz's parameters files ----------------------------------------------------------------------
+
+# JoeAz's template parameters and their types (joesecurity/ms-defender-azure @ ab63c46).
+JOEAZ_COMMON = {
+    "AzureClientID": "string",
+    "AzureClientSecret": "securestring",
+    "AzureTenantID": "string",
+    "AzureStorageConnectionString": "securestring",
+    "AzureStorageAccountKey": "securestring",
+    "AppInsightsWorkspaceResourceID": "string",
+    "JoeSandboxBaseURL": "string",
+    "JoeSandboxAPIKey": "securestring",
+    "JoeSandboxResubmit": "bool",
+    "JoeSandboxAPIRetryTimeout": "int",
+    "JoeSandboxAPIMaxRetry": "int",
+    "JoeSandboxAnalysisJobTimeout": "int",
+    "DefenderApiRetryTimeout": "int",
+    "DefenderApiMaxRetry": "int",
+    "MachineAvailabilityTimeout": "int",
+    "MachineAvailabilityRetry": "int",
+}
+JOEAZ = {
+    templates.FLEX: {**JOEAZ_COMMON, "FunctionName": "string"},
+    templates.PREMIUM: {
+        **JOEAZ_COMMON,
+        "functionAppName": "string",
+        "storageAccountType": "string",
+        "functionAppPlanSku": "string",
+    },
+    templates.LOGIC_APP: {"PlaybookName": "string", "FunctionAppName": "string"},
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_joeaz_parameters_file_deploys_unchanged(name: str) -> None:
+    """ARM refuses a parameters file naming a parameter the template lacks, or a value of another type."""
+    parameters = load(name)["parameters"]
+    assert {key: parameters[key]["type"] for key in JOEAZ[name] if key in parameters} == JOEAZ[name]
+    if name == templates.PREMIUM:
+        assert {"Standard_LRS", "Standard_GRS", "Standard_RAGRS"} <= set(
+            parameters["storageAccountType"]["allowedValues"]
+        )
+        assert {"EP1", "EP2", "EP3"} <= set(parameters["functionAppPlanSku"]["allowedValues"])
