@@ -25,8 +25,9 @@ from joedefender.hosts.alert_intake import parse_body
 from joedefender.hosts.azure.functions import build_app
 from joedefender.hosts.azure.ports import queue_names
 from joedefender.hosts.azure.runtime import Hosted, Runtime
-from joedefender.settings import SETTING_NAMES, Settings
+from joedefender.settings import SETTING_NAMES, Settings, SettingsError
 from tests.azure.functions import bindings_of
+from tests.deploy import arm
 from tests.test_settings import REQUIRED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -316,33 +317,60 @@ def test_every_setting_the_code_reads_is_set_and_every_setting_set_is_read(name:
     assert not unread, f"set by {name} but read by nothing: {sorted(unread)}"
 
 
-def _as_app_setting(parameter: dict[str, Any]) -> str:
-    """What ARM writes into the app setting for the parameter's default (the templates' forms:
-    string() of an int or object, toLower(string()) of a bool, a comma join of an array)."""
-    value = parameter["defaultValue"]
-    kind = parameter["type"]
-    if kind == "bool":
-        return "true" if value else "false"
-    if kind == "int":
-        return str(value)
-    if kind == "array":
-        return ",".join(value)
-    if kind == "object":
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+def connector_settings(template: dict[str, Any], **given: Any) -> dict[str, str]:
+    """The connector's app settings as ARM would write them, for the template's defaults and
+    the `given` parameter values."""
+    values = {name: parameter.get("defaultValue") for name, parameter in template["parameters"].items()}
+    values.update(given)
+    return {key: arm.evaluate(value, values) for key, value in app_settings(template).items() if key in SETTING_NAMES}
 
 
 @pytest.mark.parametrize("name", FUNCTION_APPS)
 def test_template_defaults_are_the_code_defaults(name: str) -> None:
     template = load(name)
-    settings = app_settings(template)
-    defaults = Settings.from_mapping(REQUIRED)
-    given = {}
-    for key, value in settings.items():
-        if key in SETTING_NAMES and key not in REQUIRED:
-            assert f"parameters('{key}')" in value, f"{key} is not set from its own parameter"
-            given[key] = _as_app_setting(template["parameters"][key])
-    assert Settings.from_mapping({**REQUIRED, **given}) == defaults
+    written = connector_settings(template, **REQUIRED)
+    assert {key: written[key] for key in REQUIRED} == REQUIRED
+    assert Settings.from_mapping(written) == Settings.from_mapping(REQUIRED)
+
+
+@pytest.mark.parametrize("name", FUNCTION_APPS)
+def test_parameter_values_reach_the_settings_with_their_meaning(name: str) -> None:
+    written = connector_settings(
+        load(name),
+        **REQUIRED,
+        DefenderAlertSeverity=["high", "Medium"],
+        JoeSandboxAnalysisParameters={"internet-access": True},
+        JoeSandboxResubmitAfterDays="7",
+        JoeSandboxResubmit=False,
+        JoeSandboxAnalysisJobTimeout=45,
+        DefenderIndicatorAllowList=["example.org", "10.0.0.0/8"],
+        StoragePrefix="contoso-a",
+    )
+    settings = Settings.from_mapping(written)
+    assert settings.defender_alert_severity == {"High", "Medium"}
+    assert settings.joe_sandbox_analysis_parameters == {"internet-access": True}
+    assert settings.joe_sandbox_resubmit_after_days == 7
+    assert settings.joe_sandbox_resubmit is False
+    assert settings.joe_sandbox_analysis_job_timeout.total_seconds() == 45 * 60
+    assert settings.defender_indicator_allow_list == ("example.org", "10.0.0.0/8")
+    assert written["StoragePrefix"] == "contoso-a"
+
+
+@pytest.mark.parametrize("name", FUNCTION_APPS)
+def test_with_a_vault_the_credentials_are_key_vault_references(name: str) -> None:
+    written = connector_settings(load(name), **REQUIRED, KeyVaultName="contoso-kv")
+    for key in KEY_VAULT_SECRETS:
+        assert written[key] == f"@Microsoft.KeyVault(VaultName=contoso-kv;SecretName={key})"
+    without = connector_settings(load(name), **REQUIRED)
+    assert {k: v for k, v in written.items() if k not in KEY_VAULT_SECRETS} == {
+        k: v for k, v in without.items() if k not in KEY_VAULT_SECRETS
+    }
+    # Should the platform fail to resolve them, the app says so, naming each setting.
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_mapping(written)
+    assert {setting for setting, problem in caught.value.problems if "Key Vault reference" in problem} == set(
+        KEY_VAULT_SECRETS
+    )
 
 
 def test_the_storage_connection_the_templates_set_is_the_identity_form_the_store_reads() -> None:
