@@ -7,6 +7,7 @@ and options (as Azure SDK clients do) and never read the settings; this is where
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -17,7 +18,7 @@ from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
-from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, RateLimiter
+from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Limiter, RateLimiter, SharedHolds
 from joedefender.adapters.defender.port import DefenderAdapter
 from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.port import JoeSandboxAdapter
@@ -30,13 +31,14 @@ from joedefender.domain.verdicts import Detection
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
-from joedefender.pipeline.ports import DefenderPort, SandboxPort, Store
+from joedefender.pipeline.lease import Claims
+from joedefender.pipeline.ports import DefenderPort, SandboxPort, StateStore, Store, StoreError, VersionConflict
 from joedefender.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:  # the Azure SDKs load only for the Azure host
     from joedefender.adapters.azure.store import AzureStore
 
-Limiter = RateLimiter  # TEMPORARY until the Limiter protocol (interfaces B) is merged
+logger = logging.getLogger("joedefender.bootstrap")
 
 # --- clients from settings --------------------------------------------------------------------
 
@@ -56,10 +58,57 @@ def token_provider(settings: Settings) -> TokenProvider:
     )
 
 
-def defender_client(settings: Settings, *, time_scale: float = 1.0, limiter: Limiter | None = None) -> DefenderClient:
+class StoredHolds(SharedHolds):
+    """The Defender limiter's Retry-After holds as documents in the state store, so every process
+    on one state file waits out a 429 that any of them met, not only the threads of that one.
+
+    A store that is busy or away costs only the sharing: the process's own hold still applies.
+    """
+
+    KIND = "throttle"
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def held_until(self) -> dict[str, float]:
+        try:
+            docs = self._store.list(self.KIND)
+        except StoreError as exc:
+            logger.debug("the shared rate limit holds could not be read: %s", exc)
+            return {}
+        return {doc.key: float(doc.data.get("until", 0.0)) for doc in docs}
+
+    def hold(self, family: str, until: float) -> None:
+        try:
+            for _ in range(5):  # racing holders: re-read and keep the later end
+                doc = self._store.get(self.KIND, family)
+                if doc is None:
+                    if self._store.create(self.KIND, family, {"until": until}) is not None:
+                        return
+                    continue
+                if float(doc.data.get("until", 0.0)) >= until:
+                    return
+                try:
+                    self._store.update(doc, {"until": until})
+                except VersionConflict:
+                    continue
+                return
+        except StoreError as exc:
+            logger.debug("the shared rate limit hold on %s could not be saved: %s", family, exc)
+
+
+def defender_client(
+    settings: Settings,
+    *,
+    time_scale: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    shared_holds: SharedHolds | None = None,
+    limiter: Limiter | None = None,
+) -> DefenderClient:
     """`time_scale` (real seconds per documented second) shrinks the limiter's windows to match
-    an emulator running a scaled clock; leave it at 1 for a real tenant. `limiter` replaces the
-    in-process one (the Azure host shares one budget between its instances)."""
+    an emulator running a scaled clock; leave it at 1 for a real tenant. `sleep` is every wait the
+    client makes; `shared_holds` share its 429 holds with other processes; `limiter` replaces the
+    in-process limiter altogether (the Azure host's budget is shared by every instance)."""
     return DefenderClient(
         settings.defender_api_base_url,
         token_provider(settings),
@@ -69,7 +118,10 @@ def defender_client(settings: Settings, *, time_scale: float = 1.0, limiter: Lim
             max_retries=settings.defender_api_max_retry,
             budget=settings.defender_api_retry_timeout.total_seconds(),
         ),
-        limiter=limiter if limiter is not None else RateLimiter(time_scale=time_scale),
+        limiter=limiter
+        if limiter is not None
+        else RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
+        sleep=sleep,
     )
 
 
@@ -170,22 +222,35 @@ def open_connector(
     defender: DefenderPort | None = None,
     sandbox: SandboxPort | None = None,
     now: Callable[[], float] = time.time,
+    limiter: Limiter | None = None,
 ) -> Iterator[Connector]:
     """The connector on `settings`; an adapter given here is used instead of the one the settings
     describe (and is not closed here). `time_scale` (real seconds per nominal second) is 1 against
     a real tenant; the demo and the tests set it to the emulators' scale so the connector's waits
-    shrink with their clock."""
+    shrink with their clock. `limiter` is the Defender client's rate limiter when it is not this
+    process's own (the Azure host's, shared by its instances)."""
+    claims = Claims()  # the steps' leases: the clients' waits end when the waiting step lost its own
     with ExitStack() as owned:
         if store is None:
             store = SqliteStore(settings.state_path)
             owned.callback(store.close)
         if defender is None:
-            defender_wire = owned.enter_context(defender_client(settings, time_scale=time_scale))
+            defender_wire = owned.enter_context(
+                defender_client(
+                    settings,
+                    time_scale=time_scale,
+                    sleep=claims.sleep,
+                    shared_holds=StoredHolds(store),
+                    limiter=limiter,
+                )
+            )
             defender = DefenderAdapter(defender_wire)
         if sandbox is None:
-            sandbox_wire = owned.enter_context(sandbox_client(settings, base_delay=max(0.01, time_scale)))
+            sandbox_wire = owned.enter_context(
+                sandbox_client(settings, base_delay=max(0.01, time_scale), sleep=claims.sleep)
+            )
             sandbox = JoeSandboxAdapter(sandbox_wire)
-        ctx = Context(store, defender, sandbox, pipeline_config(settings, time_scale=time_scale), now)
+        ctx = Context(store, defender, sandbox, pipeline_config(settings, time_scale=time_scale), now, claims)
         yield Connector(settings, store, defender, sandbox, Engine(ctx))
 
 
@@ -221,8 +286,7 @@ def open_azure_connector(
         store = azure_store(settings, environ, now=now)
         owned.callback(store.close)
         limiter = store.rate_limiter(shared_rates(), time_scale=time_scale)
-        wire = owned.enter_context(defender_client(settings, time_scale=time_scale, limiter=limiter))
         connector = owned.enter_context(
-            open_connector(settings, time_scale=time_scale, store=store, defender=DefenderAdapter(wire), now=now)
+            open_connector(settings, time_scale=time_scale, store=store, now=now, limiter=limiter)
         )
         yield connector, store

@@ -75,23 +75,3 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout} s")
         time.sleep(0.05)
-
-
-# TEMPORARY until branch lease's Engine.run_claimed is merged (dev only, not committed).
-def _shim() -> None:
-    from joedefender.pipeline.engine import Engine
-
-    if hasattr(Engine, "run_claimed"):
-        return
-
-    def run_claimed(self: Engine, item: Any) -> None:
-        outcome = self._run(item)
-        if outcome.done:
-            self.ctx.store.complete(item)
-        else:
-            self.ctx.store.reschedule(item, self.ctx.now() + (outcome.delay or 0.0))
-
-    Engine.run_claimed = run_claimed  # type: ignore[attr-defined]
-
-
-_shim()

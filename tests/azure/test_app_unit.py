@@ -274,3 +274,15 @@ def test_ids_of_a_work_key(store: _Poisoned) -> None:
     }
     assert telemetry.ids_of(f"cleanup:{_MACHINE}|n1", records)["machine_id"] == _MACHINE
     assert telemetry.ids_of(triage_key(_ALERT_ID), records)["alert_id"] == _ALERT_ID
+
+
+def test_function_app_py_builds_the_app_without_touching_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the host loads: indexing needs no settings and no storage (the first invocation does)."""
+    import runpy
+
+    monkeypatch.setenv("StoragePrefix", "contoso-jd")
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    loaded = runpy.run_path(str(HOST_JSON.parent / "function_app.py"))
+    bindings = bindings_of(loaded["app"])
+    assert bindings["work"][0]["queueName"] == "contoso-jd-work"
+    assert bindings["liveresponse"][0]["queueName"] == "contoso-jd-liveresponse"

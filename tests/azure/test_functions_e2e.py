@@ -115,17 +115,6 @@ def test_three_instances_on_the_same_queues_enrich_every_alert_once(setup: tuple
                 f"left: {[(i.key, i.due_at - time.time(), i.owner) for i in store.items()]}; "
                 f"counts: {[a.host.counts for a in apps]}"
             ) from None
-        import os
-
-        if os.environ.get("AZFUNC_DEBUG"):
-            ctx = apps[0].runtime.hosted().connector.ctx
-            t0 = min(e.at for s in ctx.alerts.list() for e in ctx.store.history("alert:" + s.record.alert_id))
-            for j in ctx.jobs.list():
-                for e in ctx.store.history(j.record.key):
-                    print(f"{e.at - t0:7.2f} {j.record.file_name or j.record.url} {e.step} {e.outcome} {e.detail[:80]}")
-            for stored in ctx.alerts.list():
-                for e in ctx.store.history("alert:" + stored.record.alert_id):
-                    print(f"{e.at - t0:7.2f} {stored.record.alert_id} {e.step} {e.outcome} {e.detail[:60]}")
         _check(w, apps[0])
         assert all(a.host.counts.succeeded > 0 for a in apps), [a.host.counts for a in apps]
         assert sum(a.host.counts.poisoned for a in apps) == 0

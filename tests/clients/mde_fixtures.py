@@ -83,6 +83,7 @@ def client_for(
     retry_timeout: float = 30.0,
     timeout: httpx.Timeout | float = 10.0,
     limiter: RateLimiter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DefenderClient:
     """A client with the test's retry budget, fast backoff and a limiter on the emulator's time scale."""
     settings = settings_for(emu, **({"AzureClientSecret": secret} if secret is not None else {}))
@@ -92,7 +93,8 @@ def client_for(
         ca_bundle=settings.tls_ca_bundle,
         retry=RetryPolicy(max_retries=max_retry, budget=retry_timeout, first=0.02, cap=0.2, jitter="full"),
         timeout=timeout,
-        limiter=limiter if limiter is not None else RateLimiter(time_scale=emu.scenario.time_scale),
+        limiter=limiter if limiter is not None else RateLimiter(time_scale=emu.scenario.time_scale, sleep=sleep),
+        sleep=sleep,
     )
 
 

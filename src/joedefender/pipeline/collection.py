@@ -401,7 +401,7 @@ class Collector:
         cause = Cause(reason=Reason.QUARANTINE_NOT_FOUND)
         limit = ctx.config.max_sample_bytes
         for index in indexes:
-            staging = SampleStaging(limit)
+            staging = SampleStaging(limit, check=ctx.check_lease)
             try:
                 with ctx.defender.stream_file(attempt.action_id, index, max_bytes=limit + _ENTRY_OVERHEAD) as chunks:
                     for chunk in self._plain(chunks, attempt.strategy):

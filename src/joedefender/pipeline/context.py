@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from joedefender.pipeline.config import PipelineConfig
+from joedefender.pipeline.lease import Claims
 from joedefender.pipeline.ports import DefenderPort, SandboxPort, Store
 from joedefender.pipeline.records import Changes, Records
 
@@ -36,13 +37,28 @@ class Context(Records):
     sandbox: SandboxPort
     config: PipelineConfig
     now: Callable[[], float] = field(default=time.time)
+    # The claim each thread's step runs under; bootstrap shares it with the adapters' waits.
+    claims: Claims = field(default_factory=Claims)
 
     def __post_init__(self) -> None:
         Records.__init__(self, self.store)
 
     def changes(self) -> Changes:
-        """A new unit of work for one step's writes."""
-        return Changes(self.store.unit_of_work(), self.now)
+        """A new unit of work for one step's writes; under the engine, fenced with the step's
+        claim, so a step that lost its lease commits nothing (`LeaseLost`)."""
+        uow = self.store.unit_of_work()
+        claim = self.claims.current()
+        if claim is not None:
+            uow.fence(claim.item)
+        return Changes(uow, self.now)
+
+    def lease_held(self) -> bool:
+        """False once the running step is known to have lost its work item's lease: it should
+        stop before its next side effect (`check_lease` raises `LeaseLost` then)."""
+        return self.claims.held()
+
+    def check_lease(self) -> None:
+        self.claims.check()
 
     def record(self, subject: str, step: str, outcome: str, detail: str = "") -> None:
         """A history line on its own, for what happens outside any record change."""

@@ -21,7 +21,8 @@ from joedefender.pipeline.cleanup import CleanupStep
 from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.indicators import BatchStep, ChooseStep
 from joedefender.pipeline.intake import Intake
-from joedefender.pipeline.ports import StateStore, VersionConflict, WorkItem
+from joedefender.pipeline.lease import Heartbeat
+from joedefender.pipeline.ports import LeaseLost, StateStore, VersionConflict, WorkItem
 from joedefender.pipeline.quota import park
 from joedefender.pipeline.sample_step import SampleStep
 from joedefender.pipeline.triage_step import TriageStep
@@ -52,6 +53,7 @@ class Engine:
         }
         self._choose = ChooseStep(ctx)
         self._batch = BatchStep(ctx)
+        self._heartbeat = Heartbeat(ctx.store, now=ctx.now, lease_seconds=lambda: ctx.config.step_lease)
 
     def _indicators(self, subject: str) -> Outcome:
         return self._batch(subject) if subject == TENANT_BATCH else self._choose(subject)
@@ -62,15 +64,36 @@ class Engine:
         item = ctx.store.claim(owner, ctx.now(), ctx.config.step_lease)
         if item is None:
             return False
-        outcome = self._run(item)
-        if outcome.done:
-            ctx.store.complete(item)
-        else:
-            assert outcome.delay is not None
-            ctx.store.reschedule(item, ctx.now() + outcome.delay)
+        self.run_claimed(item)
         return True
 
-    def _run(self, item: WorkItem) -> Outcome:
+    def run_claimed(self, item: WorkItem) -> None:
+        """Run the step a claimed item names, its lease renewed while it runs, then complete or
+        reschedule the item; if the lease was lost meanwhile, leave the item to its new owner."""
+        ctx = self.ctx
+        with self._heartbeat.hold(item) as claim, ctx.claims.running(claim):
+            outcome = self._run(item)
+        if outcome is None:
+            return
+        if outcome.done:
+            ctx.store.complete(claim.item)
+        else:
+            assert outcome.delay is not None
+            ctx.store.reschedule(claim.item, ctx.now() + outcome.delay)
+
+    def _run(self, item: WorkItem) -> Outcome | None:
+        """The step's outcome; None when the lease was lost (the step stopped, or committed nothing)."""
+        try:
+            return self._outcome(item)
+        except LeaseLost:
+            # Someone else owns the item now and runs the step again: no retry, no failure count.
+            logger.info("%s: the lease was lost while the step ran; its new owner carries on", item.key)
+            work = WorkKey.parse(item.key)
+            step = work.kind.value if work is not None else "engine"
+            self.ctx.store.append_history(item.key, step, "lease lost", "another worker took the step over")
+            return None
+
+    def _outcome(self, item: WorkItem) -> Outcome:
         work = WorkKey.parse(item.key)
         if work is None:
             logger.error("dropping work item of unknown kind: %s", item.key)
@@ -78,6 +101,8 @@ class Engine:
         config = self.ctx.config
         try:
             outcome = self._steps[work.kind](work.subject)
+        except LeaseLost:
+            raise
         except VersionConflict:
             return again(config.scaled(1))
         except Throttled as exc:

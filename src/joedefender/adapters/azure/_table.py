@@ -16,6 +16,8 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -34,8 +36,20 @@ _MAX_CHUNKS = 15  # 15 x 64 KB stays under the 1 MiB an entity may hold, with ro
 _KEPT = frozenset(chr(c) for c in range(0x20, 0x7E)) - set("/\\#?%|")
 _UNAVAILABLE = {408, 429, 500, 502, 503, 504}
 
+_LOST = (404, 409, 412)  # not found, exists already, changed since read
+
 Entity = dict[str, Any]
-Operation = tuple[Any, ...]  # what TableClient.submit_transaction takes
+TableOperation = tuple[Any, ...]  # what TableClient.submit_transaction takes
+
+
+class Lost(Exception):
+    """A conditional write lost a race: the entity of operation `index` was created, changed
+    or deleted by someone else first (`status` 409, 412 or 404). Nothing was written."""
+
+    def __init__(self, status: int, index: int | None) -> None:
+        super().__init__(f"lost a race: {status} at operation {index}")
+        self.status = status
+        self.index = index
 
 
 def escape(text: str) -> str:
@@ -85,7 +99,7 @@ def if_unchanged(tag: str) -> dict[str, Any]:
     return {"etag": tag, "match_condition": MatchConditions.IfNotModified}
 
 
-def replace(entity: Entity, tag: str | None) -> Operation:
+def put(entity: Entity, tag: str | None) -> TableOperation:
     """Create the entity (tag None: it must not exist) or replace it if it is still at `tag`."""
     if tag is None:
         return ("create", entity)
@@ -100,7 +114,7 @@ def mapped(what: str) -> Iterator[None]:
     try:
         yield
     except TableTransactionError:
-        raise
+        raise  # `Partition.submit` sorts out what failed
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise StoreUnavailable(f"{what}: Azure Storage did not answer ({type(exc).__name__})") from exc
     except HttpResponseError as exc:
@@ -108,10 +122,6 @@ def mapped(what: str) -> Iterator[None]:
         code = getattr(exc, "error_code", None) or "no error code"
         kind = StoreUnavailable if status in _UNAVAILABLE else StoreError
         raise kind(f"{what}: Azure Storage answered {status} ({code})") from exc
-
-
-def failed_status(exc: TableTransactionError) -> int:
-    return exc.status_code or 0
 
 
 class Partition:
@@ -142,15 +152,39 @@ class Partition:
         with mapped(f"reading {self.table.table_name}"):
             return list(self.table.query_entities(query, parameters=parameters))
 
-    def submit(self, operations: Sequence[Operation]) -> list[Mapping[str, Any]]:
-        """One entity-group transaction: all of it or (raising TableTransactionError) none."""
+    def submit(self, operations: Sequence[TableOperation]) -> list[Mapping[str, Any]]:
+        """One entity-group transaction: all of it or (raising Lost, or StoreError) none.
+        Returns what the service answered for each operation (its `etag`)."""
         if len(operations) > MAX_TRANSACTION:
             raise StoreError(
                 f"a unit of work of {len(operations)} entities is more than one Azure Tables transaction "
                 f"holds ({MAX_TRANSACTION}): nothing was written"
             )
-        with mapped(f"writing {self.table.table_name}"):
-            return list(self.table.submit_transaction(list(operations)))
+        try:
+            with mapped(f"writing {self.table.table_name}"):
+                if len(operations) == 1:  # the plain request is a third cheaper than a batch of one
+                    return [self._one(operations[0])]
+                return list(self.table.submit_transaction(list(operations)))
+        except TableTransactionError as exc:
+            status = exc.status_code or 0
+            if status in _LOST:
+                raise Lost(status, getattr(exc, "index", None)) from exc
+            code = getattr(exc, "error_code", None) or "no error code"
+            raise StoreError(f"writing {self.table.table_name}: Azure Storage answered {status} ({code})") from exc
+
+    def _one(self, operation: TableOperation) -> Mapping[str, Any]:
+        kind, entity, *rest = operation
+        options: dict[str, Any] = rest[0] if rest else {}
+        try:
+            if kind == "create":
+                return self.table.create_entity(entity)
+            if kind == "update":
+                return self.table.update_entity(entity, **options)
+            # delete: the SDK takes a missing entity as deleted; only a changed one loses
+            self.table.delete_entity(entity["PartitionKey"], entity["RowKey"], **options)
+            return {}
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise Lost(exc.status_code or 0, 0) from exc
 
     def delete(self, row: str) -> None:
         with mapped(f"deleting from {self.table.table_name}"):

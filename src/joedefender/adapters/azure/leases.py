@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 
-from azure.data.tables import TableTransactionError
-
-from joedefender.adapters.azure._table import Partition, etag, failed_status, replace, text_of, text_properties
+from joedefender.adapters.azure._table import Lost, Partition, etag, put, text_of, text_properties
 from joedefender.pipeline.ports import StoreUnavailable
 
 _ROW = "sessions"
@@ -37,11 +35,9 @@ class TableMachineLeases:
         """Replace the leases if nobody changed them since they were read at `tag`."""
         entity = self._partition.entity(_ROW, **text_properties(json.dumps(leases), "the machine leases"))
         try:
-            self._partition.submit([replace(entity, tag)])
-        except TableTransactionError as exc:
-            if failed_status(exc) in (409, 412):
-                return False
-            raise
+            self._partition.submit([put(entity, tag)])
+        except Lost:
+            return False
         return True
 
     def acquire(self, machine_id: str, owner: str, now: float, until: float, max_active: int) -> bool:

@@ -17,10 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from azure.data.tables import TableTransactionError
-
-from joedefender.adapters.azure._table import Partition, etag, failed_status, replace, row_key, text_of, text_properties
-from joedefender.pipeline.ports import StoreError
+from joedefender.adapters.azure._table import Lost, Partition, etag, put, row_key, text_of, text_properties
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -158,11 +155,9 @@ class TableRateLimiter:
         """Replace the family's budget unless another instance changed it since `tag`."""
         entity = self._partition.entity(row_key("rate", family), **text_properties(budget.text(), f"{family} budget"))
         try:
-            self._partition.submit([replace(entity, tag)])
-        except TableTransactionError as exc:
-            if failed_status(exc) in (409, 412):
-                return False
-            raise StoreError(f"{self!r}: Azure Storage refused a budget write: {failed_status(exc)}") from exc
+            self._partition.submit([put(entity, tag)])
+        except Lost:
+            return False
         return True
 
 

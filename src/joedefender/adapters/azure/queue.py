@@ -77,11 +77,11 @@ class WorkState:
         )
 
     def released(self, due: float) -> WorkState:
-        return replace(self, owner="", lease_until=0.0, due=due)
+        return replace(self, owner="", lease_until=0.0, due=due, token="")
 
-    def holds(self, item: WorkItem) -> bool:
-        """Whether `item` is still this item's claim: no claim has taken it since."""
-        return bool(self.owner) and (self.owner, self.attempts) == (item.owner, item.attempts)
+    def holds(self, token: str) -> bool:
+        """Whether the claim `token` still holds this item: nothing took or released it since."""
+        return bool(self.owner and self.token) and self.token == token
 
     def item(self, due_at: float | None = None) -> WorkItem:
         return WorkItem(
@@ -91,6 +91,7 @@ class WorkState:
             owner=self.owner,
             lease_until=self.lease_until,
             generation=self.generation,
+            token=self.token,
         )
 
     def properties(self) -> dict[str, Any]:

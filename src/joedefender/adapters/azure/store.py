@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import builtins
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from azure.data.tables import TableServiceClient, TableTransactionError
+from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from joedefender.adapters._writes import (
@@ -28,25 +29,14 @@ from joedefender.adapters._writes import (
     BufferedWrites,
     Create,
     Enqueue,
+    Fence,
     Operation,
     Update,
     Written,
     decode,
 )
 from joedefender.adapters.azure import state as rows
-from joedefender.adapters.azure._table import (
-    Operation as TableOperation,
-)
-from joedefender.adapters.azure._table import (
-    Partition,
-    etag,
-    failed_status,
-    if_unchanged,
-    mapped,
-)
-from joedefender.adapters.azure._table import (
-    replace as put,
-)
+from joedefender.adapters.azure._table import Lost, Partition, TableOperation, etag, if_unchanged, mapped, put
 from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.leases import TableMachineLeases
 from joedefender.adapters.azure.limits import TableRateLimiter
@@ -56,6 +46,7 @@ from joedefender.pipeline.ports import (
     AlreadyExists,
     Document,
     HistoryEntry,
+    LeaseLost,
     Store,
     StoreError,
     StoreUnavailable,
@@ -67,7 +58,7 @@ DEFAULT_PREFIX = "joedefender"
 RELAY_GRACE = 600.0  # seconds an outbox entity or an overdue item is left to its writer first
 _ROUNDS = 100  # attempts of one write against a work index that others keep changing
 _MAX_ETAGS = 10_000
-_RETRIED = (404, 409, 412)  # a transaction lost a race on the work index: read again, try again
+_SPREAD = 8  # items one claim tries before it reads the index again
 
 logger = logging.getLogger("joedefender.store")
 
@@ -174,16 +165,15 @@ class AzureStore(BufferedWrites, Store):
                         when = now if at is None else float(at)
                         properties = rows.history_properties(subject, when, step, outcome, detail)
                         batch.append(("create", self._state.entity(rows.history_row(subject), **properties)))
-                    case Enqueue():
+                    case Enqueue() | Fence():
                         continue
                 sources.append(operation)
-            enqueues = [op for op in operations if isinstance(op, Enqueue)]
-            work, states, messages = self._enqueued(enqueues, now, fresh=round_ > 0)
+            work, states, messages = self._work_writes(operations, now, fresh=round_ > 0)
             batch.extend(work)
             try:
                 results = self._submit(batch, messages, now)
-            except TableTransactionError as exc:
-                self._raise_conflict(exc, sources)
+            except Lost as lost:
+                self._raise_conflict(lost, sources)
                 continue  # the work index moved under us: read it again
             for source, result in zip(sources, results, strict=False):
                 if isinstance(source, Create | Update):
@@ -214,14 +204,10 @@ class AzureStore(BufferedWrites, Store):
             self._etags.clear()
         self._etags[kind, key] = (version, str(tag))
 
-    def _raise_conflict(self, exc: TableTransactionError, sources: Sequence[Operation | None]) -> None:
-        """Raise AlreadyExists or VersionConflict if a document made the transaction fail; return
-        if the work index did (the caller tries again); StoreError for anything else."""
-        status = failed_status(exc)
-        if status not in _RETRIED:
-            code = getattr(exc, "error_code", None) or "no error code"
-            raise StoreError(f"{self!r}: Azure Storage refused the unit of work: {status} ({code})") from exc
-        index = getattr(exc, "index", None)
+    def _raise_conflict(self, lost: Lost, sources: Sequence[Operation | None]) -> None:
+        """Raise AlreadyExists or VersionConflict if a document lost the transaction its race;
+        return if the work index did (the caller tries again)."""
+        index = lost.index
         if index is None:  # not said: look at each document
             suspects = list(sources)
         else:  # an entry past the documents and history lines is the work index or the outbox
@@ -236,26 +222,36 @@ class AzureStore(BufferedWrites, Store):
                     if index is not None or stored is None or int(stored["version"]) != version:
                         raise VersionConflict(kind, key, version) from None
 
-    def _enqueued(
-        self, enqueues: Sequence[Enqueue], now: float, *, fresh: bool
+    def _work_writes(
+        self, operations: Sequence[Operation], now: float, *, fresh: bool
     ) -> tuple[list[TableOperation], list[WorkState], list[tuple[str, float]]]:
-        """The work index writes of these enqueues (each ETag-checked against the entity as
-        known), the states written, and the wake-ups they need. Unless `fresh`, a key this store
-        has not seen is taken to be new, as most enqueued keys are: if it is not, the transaction
-        fails and the next round reads it."""
+        """The work index writes of a unit of work's enqueues and fences, each ETag-checked
+        against the entity as known (a fence alone rewrites it unchanged: the check is the
+        point), the states written, and the wake-ups they need. LeaseLost for a fence whose
+        claim no longer holds. Unless `fresh`, a key this store has not seen is taken to be new,
+        as most enqueued keys are: if it is not, the transaction fails and the next round reads it."""
         dues: dict[str, list[float]] = {}
-        for enqueue in enqueues:
-            dues.setdefault(enqueue.key, []).append(float(enqueue.due_at))
+        tokens: dict[str, list[str]] = {}
+        for operation in operations:
+            if isinstance(operation, Fence):
+                tokens.setdefault(operation.key, []).append(operation.token)
+                dues.setdefault(operation.key, [])
+            elif isinstance(operation, Enqueue):
+                dues.setdefault(operation.key, []).append(float(operation.due_at))
         batch: list[TableOperation] = []
         states: list[WorkState] = []
         messages: list[tuple[str, float]] = []
         for key, times in dues.items():
             before, tag = self._work_state(key, fresh=fresh)
+            if key in tokens and not fresh and not _all_hold(before, tokens[key]):
+                before, tag = self._work_state(key, fresh=True)  # as known here; read it to be sure
+            if key in tokens and not _all_hold(before, tokens[key]):
+                raise LeaseLost(key)
             after = before
             for due in times:
                 after = WorkState(key, due) if after is None else after.enqueued(due)
             assert after is not None
-            wake = _wake_needed(before, after, now)
+            wake = None if after is before else _wake_needed(before, after, now)
             if wake is not None:
                 messages.append((key, wake))
                 after = replace(after, wake=max(after.wake, wake))
@@ -285,7 +281,7 @@ class AzureStore(BufferedWrites, Store):
         self, batch: Sequence[TableOperation], messages: Sequence[tuple[str, float]], now: float
     ) -> list[Mapping[str, Any]]:
         """Write the batch with an outbox entity for `messages` in the same transaction; then
-        send them and delete it. TableTransactionError if the batch lost a race."""
+        send them and delete it. Lost if the batch lost a race."""
         if not batch:
             return []
         outbox = rows.outbox_row() if messages else None
@@ -317,11 +313,9 @@ class AzureStore(BufferedWrites, Store):
             operation = put(self._state.entity(row, **new.properties()), tag)
         try:
             [result, *_] = self._submit([operation], messages, self._clock())
-        except TableTransactionError as exc:
+        except Lost:
             self._known.pop(key, None)
-            if failed_status(exc) in _RETRIED:
-                return False
-            raise StoreError(f"{self!r}: Azure Storage refused a work index write: {failed_status(exc)}") from exc
+            return False
         if new is None:
             self._known.pop(key, None)
         else:
@@ -369,7 +363,11 @@ class AzureStore(BufferedWrites, Store):
             ready = self._work(f"ready le {_number(now)}")
             if not ready:
                 return None
-            for entity in sorted(ready, key=lambda e: (float(e["ready"]), str(e["key"]))):
+            ready.sort(key=lambda e: (float(e["ready"]), str(e["key"])))
+            for attempt in range(min(len(ready), _SPREAD)):
+                # The earliest first; once that race is lost, racing claimers would all go for
+                # the next one: each takes one of the rest at random (no order holds among racers).
+                entity = ready.pop(0 if attempt == 0 else random.randrange(len(ready)))
                 state = self._seen(entity)
                 claimed = state.claimed(owner, until)
                 if self._swap(state.key, etag(entity), claimed):
@@ -421,7 +419,7 @@ class AzureStore(BufferedWrites, Store):
                 if round_ == 0:
                     continue  # not known here: read it
                 return
-            if not state.holds(item):
+            if not state.holds(item.token):
                 if round_ == 0:
                     continue  # as known here; it may have changed since: read it
                 return  # the lease was lost
@@ -433,6 +431,19 @@ class AzureStore(BufferedWrites, Store):
                 done = self._swap(item.key, tag, released, [(item.key, again)])
             if done:
                 return
+        raise StoreUnavailable(f"{self!r}: the work index entity of {item.key!r} changed on every attempt")
+
+    def renew(self, item: WorkItem, now: float, lease_seconds: float) -> WorkItem | None:
+        until = float(now + lease_seconds)
+        for round_ in range(_ROUNDS):
+            self._check_open()
+            state, tag = self._work_state(item.key, fresh=round_ > 0)
+            if state is None or tag is None or not state.holds(item.token):
+                if round_ == 0:
+                    continue  # as known here; it may have changed since: read it
+                return None
+            if self._swap(item.key, tag, replace(state, lease_until=until)):
+                return replace(item, lease_until=until)
         raise StoreUnavailable(f"{self!r}: the work index entity of {item.key!r} changed on every attempt")
 
     def reschedule(self, item: WorkItem, due_at: float) -> None:
@@ -504,6 +515,10 @@ class AzureStore(BufferedWrites, Store):
     def active(self, now: float) -> int:
         self._check_open()
         return self._machines.active(now)
+
+
+def _all_hold(state: WorkState | None, tokens: Sequence[str]) -> bool:
+    return state is not None and all(state.holds(token) for token in tokens)
 
 
 def _wake_needed(before: WorkState | None, after: WorkState, now: float) -> float | None:

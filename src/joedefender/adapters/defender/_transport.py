@@ -34,7 +34,7 @@ from joedefender.adapters.defender.errors import (
     DefenderTransportError,
     error_for,
 )
-from joedefender.adapters.defender.limiter import Family, RateLimiter
+from joedefender.adapters.defender.limiter import Family, Limiter
 from joedefender.domain.retry import RetryPolicy
 
 logger = logging.getLogger("joedefender.adapters.defender")
@@ -120,7 +120,7 @@ class Transport:
         base_url: str,
         tokens: TokenProvider,
         *,
-        limiter: RateLimiter,
+        limiter: Limiter,
         retry: RetryPolicy,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         ca_bundle: Path | None = None,

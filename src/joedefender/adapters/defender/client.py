@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from joedefender.adapters.defender._stream import CHUNK, capped, gunzipped, too_
 from joedefender.adapters.defender._transport import DEFAULT_TIMEOUT, Transport, raw_chunks
 from joedefender.adapters.defender.auth import TokenProvider
 from joedefender.adapters.defender.errors import InvalidResponseError
-from joedefender.adapters.defender.limiter import Family, RateLimiter
+from joedefender.adapters.defender.limiter import Family, Limiter, RateLimiter
 from joedefender.adapters.defender.models import (
     Alert,
     Indicator,
@@ -86,11 +87,14 @@ class DefenderClient:
         *,
         ca_bundle: Path | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`sleep` is how the client waits before a retry (bootstrap passes one that ends early
+        when the step waiting lost its work item's lease)."""
         self._tokens = token_provider
-        self.limiter = limiter if limiter is not None else RateLimiter()
+        self.limiter: Limiter = limiter if limiter is not None else RateLimiter(sleep=sleep)
         self._transport = Transport(
             base_url,
             token_provider,
@@ -98,6 +102,7 @@ class DefenderClient:
             retry=retry,
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
             ca_bundle=ca_bundle,
+            sleep=sleep,
         )
         self._base_url = base_url.rstrip("/")
 
