@@ -97,6 +97,7 @@ class Setting:
     default: object
     description: str
     key_vault: bool = False  # read from the Key Vault when a vault is named
+    constraints: tuple[tuple[str, object], ...] = ()  # ARM's own checks (minLength, allowedValues, ...)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -227,6 +228,7 @@ SETTINGS: tuple[Setting, ...] = (
         "string",
         "joedefender",
         "Prefix of the app's queues and tables (3 to 43 lowercase letters, digits, single hyphens).",
+        constraints=(("minLength", 3), ("maxLength", 43)),
     ),
 )
 
@@ -280,6 +282,7 @@ def setting_parameter(setting: Setting) -> dict[str, Any]:
     return {
         "type": ARM_TYPES[setting.kind],
         "defaultValue": setting.default,
+        **dict(setting.constraints),
         "metadata": {"description": f"Setting {setting.name}: {setting.description} See the README's Settings."},
     }
 
