@@ -52,8 +52,12 @@ check-deploy: install $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 package: install
 	$(BIN)/python -m deploy.package
 
+# Two workers (pytest-xdist), a test file each at a time: module fixtures (emulator worlds, Azurite)
+# stay within one worker, and the many tests that wait on scaled emulator time overlap.
+PYTEST_WORKERS ?= 2
+
 test: lint check-deploy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .import_linter_cache dist

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -38,17 +38,30 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
 _TRANSITIONS_TAKEN = observe_transitions()
 
 
+_TAKEN_BY_WORKERS: set[tuple[str, str]] = set()  # under pytest-xdist: what each worker took
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """The xdist controller gathers the transitions each worker took (see below)."""
+    _TAKEN_BY_WORKERS.update((a, b) for a, b in node.workeroutput.get("transitions", []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its share goes to the controller
+        workeroutput["transitions"] = sorted((a.value, b.value) for a, b in _TRANSITIONS_TAKEN)
+        return
+    taken = {(a.value, b.value) for a, b in _TRANSITIONS_TAKEN} | _TAKEN_BY_WORKERS
     whole_suite = not session.config.option.keyword and not session.config.option.markexpr
     args = [a for a in session.config.args if not a.startswith("-")]
     whole_suite = whole_suite and all(Path(a).resolve() == Path(__file__).parent.resolve() for a in args)
-    if not whole_suite or exitstatus != 0 or session.testscollected == 0:
+    if not whole_suite or exitstatus != 0 or not taken:
         return
     missing = sorted(
         f"{a.value} -> {b.value}"
         for a, targets in TRANSITIONS.items()
         for b in targets
-        if (a, b) not in _TRANSITIONS_TAKEN
+        if (a.value, b.value) not in taken
     )
     if missing:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -33,6 +33,12 @@ from tests.stores.helpers import FakeClock, run_threads
 # -- documents ---------------------------------------------------------------------------------
 
 
+def _rounds(store: Store, full: int) -> int:
+    """Rounds of a contention test: an Azure Tables call takes milliseconds where SQLite's take
+    microseconds, so the Azure store meets the same contention (as many threads) in fewer rounds."""
+    return max(4, full // 4) if type(store).__name__ == "AzureStore" else full
+
+
 def test_the_store_satisfies_the_port(store: Store) -> None:
     port: Store = store  # mypy checks the structure; this checks it is the same object at runtime
     assert port.pending() == 0
@@ -172,9 +178,11 @@ def test_racing_creates_have_exactly_one_winner(store: Store) -> None:
 def test_optimistic_updates_under_contention_lose_no_increment(store: Store) -> None:
     store.create("meta", "counter", {"count": 0})
 
+    rounds = _rounds(store, 25)
+
     def increment(_: int) -> int:
         conflicts = 0
-        for _ in range(25):
+        for _ in range(rounds):
             while True:
                 doc = store.get("meta", "counter")
                 assert doc is not None
@@ -188,8 +196,8 @@ def test_optimistic_updates_under_contention_lose_no_increment(store: Store) -> 
     run_threads(8, increment)
     final = store.get("meta", "counter")
     assert final is not None
-    assert final.data == {"count": 200}
-    assert final.version == 201
+    assert final.data == {"count": 8 * rounds}
+    assert final.version == 8 * rounds + 1
 
 
 # -- units of work -------------------------------------------------------------------------------
@@ -318,8 +326,10 @@ def test_racing_units_of_work_creating_one_key_have_exactly_one_winner(store: St
 def test_units_of_work_under_contention_lose_nothing(store: Store) -> None:
     store.create("meta", "counter", {"count": 0})
 
+    rounds = _rounds(store, 25)
+
     def increment(index: int) -> None:
-        for _ in range(25):
+        for _ in range(rounds):
             while True:
                 doc = store.get("meta", "counter")
                 assert doc is not None
@@ -337,9 +347,10 @@ def test_units_of_work_under_contention_lose_nothing(store: Store) -> None:
     run_threads(8, increment)
     final = store.get("meta", "counter")
     assert final is not None
-    assert (final.data, final.version) == ({"count": 200}, 201)
-    assert [entry.outcome for entry in store.history("counter")] == [str(n) for n in range(1, 201)]
-    assert [item.key for item in store.items()] == [f"count-{n:03d}" for n in range(1, 201)]
+    total = 8 * rounds
+    assert (final.data, final.version) == ({"count": total}, total + 1)
+    assert [entry.outcome for entry in store.history("counter")] == [str(n) for n in range(1, total + 1)]
+    assert [item.key for item in store.items()] == [f"count-{n:03d}" for n in range(1, total + 1)]
 
 
 def test_enqueue_in_a_unit_of_work_behaves_as_the_immediate_enqueue(store: Store) -> None:
@@ -613,7 +624,7 @@ def test_next_due_and_pending(store: Store) -> None:
 
 
 def test_threads_never_share_a_claim(store: Store) -> None:
-    keys = [f"sample:{i:04d}" for i in range(200)]
+    keys = [f"sample:{i:04d}" for i in range(_rounds(store, 200))]
     for key in keys:
         store.enqueue(key, 0.0)
 
