@@ -22,6 +22,7 @@ from joedefender.pipeline.records import Changes, Versioned
 
 _RACES = 20
 _AHEAD = 3600.0  # nominal seconds a new sample job's first step is put ahead in the queue
+_SAMPLES_PER_COMMIT = 40  # two documents each, and the alert: within one Azure Tables transaction
 
 
 class TriageStep:
@@ -85,21 +86,27 @@ class TriageStep:
         ctx, record = self._ctx, stored.record
         now = ctx.now()
         subject = alert_subject(record.alert_id)
+        samples: list[tuple[SampleKey, SampleJob, Candidate | None]] = []
+        for key, evidence in decision.files:
+            new_job = SampleJob(
+                key=key.id, kind="file", sha256=key.value, file_name=evidence.file_name, created_at=now, updated_at=now
+            )
+            samples.append((key, new_job, Candidate.sighted(alert, evidence)))
+        for key in decision.urls:
+            url_job = SampleJob(key=key.id, kind="url", url=key.value, created_at=now, updated_at=now)
+            samples.append((key, url_job, None))
+        # A unit of work must fit one store transaction (Azure Tables: 100 entities; a sample is a
+        # job and a link): an alert with many samples attaches them in several, the alert's own
+        # record last. Attaching is idempotent, so a crash in between is mended by the next try.
+        head, last = samples[:-_SAMPLES_PER_COMMIT], samples[-_SAMPLES_PER_COMMIT:]
+        keys: list[str] = []
+        for start in range(0, len(head), _SAMPLES_PER_COMMIT):
+            with ctx.changes() as changes:
+                for key, new_job, candidate in head[start : start + _SAMPLES_PER_COMMIT]:
+                    keys.append(self._attach(changes, alert.id, key, new_job, candidate))
         with ctx.changes() as changes:
-            keys: list[str] = []
-            for key, evidence in decision.files:
-                new_job = SampleJob(
-                    key=key.id,
-                    kind="file",
-                    sha256=key.value,
-                    file_name=evidence.file_name,
-                    created_at=now,
-                    updated_at=now,
-                )
-                keys.append(self._attach(changes, alert.id, key, new_job, Candidate.sighted(alert, evidence)))
-            for key in decision.urls:
-                new_job = SampleJob(key=key.id, kind="url", url=key.value, created_at=now, updated_at=now)
-                keys.append(self._attach(changes, alert.id, key, new_job, None))
+            for key, new_job, candidate in last:
+                keys.append(self._attach(changes, alert.id, key, new_job, candidate))
             for note in decision.skipped_evidence:
                 changes.record(subject, "triage", "evidence skipped", note)
             new = [key for key in keys if key not in record.samples]
