@@ -9,12 +9,12 @@ with the store. Nothing survives the process.
 from __future__ import annotations
 
 import builtins
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from joedefender.adapters._queue import QueueEntry
 from joedefender.adapters._writes import (
     AppendHistory,
     BufferedWrites,
@@ -45,38 +45,6 @@ class _Record:
     updated_at: float
 
 
-@dataclass(slots=True)
-class _Work:
-    """A queued key. `due_at` is None while a claim holds it and nobody re-enqueued it since."""
-
-    due_at: float | None
-    attempts: int = 0
-    owner: str = ""
-    lease_until: float = 0.0
-    generation: int = 1
-    token: str = ""  # the holding claim's
-
-    @property
-    def ready_at(self) -> float:
-        """When a claim can take it: a free item when it is due, a leased one when its lease ends."""
-        if self.owner:
-            return self.lease_until
-        assert self.due_at is not None  # a free item always has a due time
-        return self.due_at
-
-    def holds(self, token: str) -> bool:
-        """Whether the claim `token` still holds this item: nothing took or released it since."""
-        return bool(self.owner and self.token) and self.token == token
-
-    def release(self) -> None:
-        self.owner = ""
-        self.lease_until = 0.0
-        self.token = ""
-
-    def item(self, key: str) -> WorkItem:
-        return WorkItem(key, self.ready_at, self.attempts, self.owner, self.lease_until, self.generation, self.token)
-
-
 class MemoryStore(BufferedWrites, Store):
     """Documents, history, the work queue and machine leases in dicts, behind one lock."""
 
@@ -86,7 +54,7 @@ class MemoryStore(BufferedWrites, Store):
         self._documents: dict[tuple[str, str], _Record] = {}
         self._history: dict[str, builtins.list[tuple[float, int, HistoryEntry]]] = {}
         self._appended = 0  # orders history lines of the same time as they were appended
-        self._work: dict[str, _Work] = {}
+        self._work: dict[str, QueueEntry] = {}
         self._machines: dict[str, tuple[str, float]] = {}  # machine id -> (owner, until)
         self._closed = False
 
@@ -152,11 +120,7 @@ class MemoryStore(BufferedWrites, Store):
 
     def _enqueue(self, key: str, due_at: float) -> None:
         work = self._work.get(key)
-        if work is None:
-            self._work[key] = _Work(due_at=due_at)
-            return
-        work.due_at = due_at if work.due_at is None else min(work.due_at, due_at)
-        work.generation += 1
+        self._work[key] = QueueEntry(key, due_at) if work is None else work.enqueued(due_at)
 
     # -- StateStore ---------------------------------------------------------------------------
 
@@ -189,15 +153,12 @@ class MemoryStore(BufferedWrites, Store):
         until = float(now + lease_seconds)
         with self._lock:
             self._check_open()
-            ready = [(work.ready_at, key) for key, work in self._work.items() if work.ready_at <= now]
+            ready = [(work.ready, key) for key, work in self._work.items() if work.ready <= now]
             if not ready:
                 return None
             ready_at, key = min(ready)
-            work = self._work[key]
-            work.owner, work.lease_until, work.due_at = owner, until, None
-            work.token = secrets.token_hex(16)
-            work.attempts += 1
-            return replace(work.item(key), due_at=ready_at)
+            work = self._work[key] = self._work[key].claimed(owner, until)
+            return work.item(ready_at)
 
     def renew(self, item: WorkItem, now: float, lease_seconds: float) -> WorkItem | None:
         with self._lock:
@@ -205,7 +166,7 @@ class MemoryStore(BufferedWrites, Store):
             work = self._work.get(item.key)
             if work is None or not work.holds(item.token):
                 return None
-            work.lease_until = float(now + lease_seconds)
+            work = self._work[item.key] = replace(work, lease_until=float(now + lease_seconds))
             return replace(item, lease_until=work.lease_until)
 
     def reschedule(self, item: WorkItem, due_at: float) -> None:
@@ -214,11 +175,7 @@ class MemoryStore(BufferedWrites, Store):
             work = self._work.get(item.key)
             if work is None or not work.holds(item.token):
                 return  # the lease was lost
-            if work.generation == item.generation or work.due_at is None:
-                work.due_at = float(due_at)
-            else:  # re-enqueued while we held it: the earlier time wins
-                work.due_at = min(work.due_at, float(due_at))
-            work.release()
+            self._work[item.key] = work.released(work.due_after_reschedule(item, due_at))
 
     def complete(self, item: WorkItem) -> None:
         with self._lock:
@@ -226,17 +183,16 @@ class MemoryStore(BufferedWrites, Store):
             work = self._work.get(item.key)
             if work is None or not work.holds(item.token):
                 return  # the lease was lost
-            if work.generation == item.generation:
+            due = work.due_after_complete(item)
+            if due is None:
                 del self._work[item.key]
-                return
-            if work.due_at is None:  # re-enqueued while we held it: only release the lease
-                work.due_at = item.due_at
-            work.release()
+            else:  # re-enqueued while we held it: only release the lease
+                self._work[item.key] = work.released(due)
 
     def next_due(self) -> float | None:
         with self._lock:
             self._check_open()
-            return min((work.ready_at for work in self._work.values()), default=None)
+            return min((work.ready for work in self._work.values()), default=None)
 
     def pending(self) -> int:
         with self._lock:
@@ -246,7 +202,7 @@ class MemoryStore(BufferedWrites, Store):
     def items(self) -> builtins.list[WorkItem]:
         with self._lock:
             self._check_open()
-            found = [work.item(key) for key, work in self._work.items()]
+            found = [work.item() for work in self._work.values()]
         return sorted(found, key=lambda item: (item.due_at, item.key))
 
     # -- MachineLeases ------------------------------------------------------------------------

@@ -16,9 +16,8 @@ import json
 import logging
 import math
 import re
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -29,9 +28,9 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
+from joedefender.adapters._queue import QueueEntry
 from joedefender.adapters.azure._table import mapped
 from joedefender.domain.keys import WorkKey, WorkKind
-from joedefender.pipeline.ports import WorkItem
 
 MAX_DELAY = 7 * 24 * 3600  # seconds: the longest visibility timeout Storage Queues accepts
 MAX_SHOWN = 2000  # characters of a poison message's body that `poisoned` returns
@@ -45,54 +44,10 @@ WORK = "work"
 
 
 @dataclass(frozen=True, slots=True)
-class WorkState:
-    """A work key's index entity. `due` is None while a claim holds the item and nobody
-    re-enqueued it since (the claim consumed that due time), as in the SQLite store."""
+class WorkState(QueueEntry):
+    """A work key's index entity: the queue entry, and when its latest wake-up was sent for."""
 
-    key: str
-    due: float | None
-    attempts: int = 0
-    owner: str = ""
-    lease_until: float = 0.0
-    generation: int = 1
-    token: str = ""
     wake: float = 0.0  # the latest time a wake-up message was scheduled for
-
-    @property
-    def ready(self) -> float:
-        """When a claim can take it: a free item when due, a leased one when its lease ends."""
-        if self.owner:
-            return self.lease_until
-        assert self.due is not None  # a free item always has a due time
-        return self.due
-
-    def enqueued(self, due_at: float) -> WorkState:
-        """Moved earlier (never later), one generation on; a held lease stays held."""
-        due = due_at if self.due is None else min(self.due, due_at)
-        return replace(self, due=due, generation=self.generation + 1)
-
-    def claimed(self, owner: str, until: float) -> WorkState:
-        return replace(
-            self, owner=owner, lease_until=until, due=None, attempts=self.attempts + 1, token=uuid.uuid4().hex
-        )
-
-    def released(self, due: float) -> WorkState:
-        return replace(self, owner="", lease_until=0.0, due=due, token="")
-
-    def holds(self, token: str) -> bool:
-        """Whether the claim `token` still holds this item: nothing took or released it since."""
-        return bool(self.owner and self.token) and self.token == token
-
-    def item(self, due_at: float | None = None) -> WorkItem:
-        return WorkItem(
-            key=self.key,
-            due_at=self.ready if due_at is None else due_at,
-            attempts=self.attempts,
-            owner=self.owner,
-            lease_until=self.lease_until,
-            generation=self.generation,
-            token=self.token,
-        )
 
     def properties(self) -> dict[str, Any]:
         found: dict[str, Any] = {

@@ -507,20 +507,10 @@ class AzureStore(BufferedWrites, Store):
         raise StoreUnavailable(f"{self!r}: the work index entity of {item.key!r} changed on every attempt")
 
     def reschedule(self, item: WorkItem, due_at: float) -> None:
-        def due(state: WorkState) -> float:
-            if state.generation == item.generation or state.due is None:
-                return float(due_at)
-            return min(state.due, float(due_at))  # re-enqueued while we held it: the earlier time wins
-
-        self._release(item, due)
+        self._release(item, lambda state: state.due_after_reschedule(item, due_at))
 
     def complete(self, item: WorkItem) -> None:
-        def due(state: WorkState) -> float | None:
-            if state.generation == item.generation:
-                return None
-            return state.due if state.due is not None else item.due_at  # re-enqueued meanwhile
-
-        self._release(item, due)
+        self._release(item, lambda state: state.due_after_complete(item))
 
     def next_due(self) -> float | None:
         return min((float(entity["ready"]) for entity in self._work()), default=None)
