@@ -12,9 +12,10 @@ CHECKOV_VENV := .venv-checkov
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+# The product and, as a distribution of its own, the emulators the demo and the tests run against.
+$(VENV)/.installed: pyproject.toml emulators/pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]" -e ./emulators
 	touch $@
 
 # Azurite (the Azure Storage emulator the Azure store tests run on), pinned in package-lock.json,
@@ -34,8 +35,8 @@ demo: install
 	$(BIN)/joedefender demo
 
 lint: install
-	$(BIN)/ruff check src tests bench deploy
-	$(BIN)/ruff format --check src tests bench deploy
+	$(BIN)/ruff check src emulators/src tests bench deploy
+	$(BIN)/ruff format --check src emulators/src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

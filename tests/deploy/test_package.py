@@ -68,6 +68,15 @@ def test_requirements_pin_every_runtime_dependency_and_what_it_pulls_in(built: P
     assert not {"pytest", "ruff", "mypy", "hypothesis"} & set(pins)
 
 
+def test_neither_the_emulators_nor_yaml_travel_to_azure(built: Path) -> None:
+    """The emulators are a distribution of their own (emulators/), and PyYAML is theirs alone: the
+    Functions package, and the lock it installs from, carry neither."""
+    pins = {line.split("==")[0] for line in zipfile.ZipFile(built).read("requirements.txt").decode().split()}
+    assert not {"pyyaml", "joedefender-emulators", "types-pyyaml"} & pins
+    names = zipfile.ZipFile(built).namelist()
+    assert not [n for n in names if "joedefender_emulators" in n or n.split("/")[-2:-1] == ["yaml"]]
+
+
 def test_the_app_in_the_package_indexes_with_the_packaged_connector(built: Path, tmp_path: Path) -> None:
     """function_app.py from the zip, with the zip's joedefender first on the path, as the host loads it."""
     root = tmp_path / "wwwroot"

@@ -128,3 +128,24 @@ def test_a_read_only_database_says_to_make_it_writable(make_world: WorldFactory,
     (line,) = _lines(done.stderr)
     assert str(state) in line
     assert "read-only" in line
+
+
+@pytest.mark.parametrize("command", ["demo", "emulate"])
+def test_without_the_emulators_demo_and_emulate_say_how_to_get_them(command: str, tmp_path: Path) -> None:
+    """The emulators are a distribution of their own: where they are not installed, the two commands
+    that need them say so in one line, with the command that installs them, and exit 2."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\n"
+        "class _NoEmulators:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'joedefender_emulators':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _NoEmulators())\n"
+    )
+    env = {**environment({}), "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(joedefender(command), env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "emulators are not installed" in done.stderr
+    assert "pip install ./emulators" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

@@ -105,6 +105,24 @@ def _settings(file: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
+_EMULATORS_MISSING = (
+    "The emulators are not installed: they are a distribution of their own (joedefender-emulators), "
+    "for the demo, the tests and `emulate`. From a checkout: `make install`, or `pip install ./emulators`."
+)
+
+
+@contextmanager
+def _emulators_needed() -> Iterator[None]:
+    """Say how to get the emulators when `emulate` or `demo` cannot import them."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("joedefender_emulators"):
+            raise
+        errors.print(f"[red]{escape(_EMULATORS_MISSING)}[/]")
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -118,8 +136,9 @@ def emulate(
     joe_port: Annotated[int, typer.Option(help="Joe Sandbox emulator port (0: any free port).")] = 0,
 ) -> None:
     """Run the MDE and Joe Sandbox emulators; print the settings that reach them, then serve."""
-    from joedefender_emulators.runner import Emulators
-    from joedefender_emulators.scenario import ScenarioError, load_scenario
+    with _emulators_needed():
+        from joedefender_emulators.runner import Emulators
+        from joedefender_emulators.scenario import ScenarioError, load_scenario
 
     _logging(False)
     try:
@@ -265,7 +284,8 @@ def demo(
     scenario: Annotated[Path | None, typer.Option(help="Scenario file (default: the bundled demo).")] = None,
 ) -> None:
     """The whole flow against the emulators on the bundled scenario, with a live view."""
-    from joedefender.hosts.demo import run_demo
+    with _emulators_needed():
+        from joedefender.hosts.demo import run_demo
 
     _logging(False)
     raise typer.Exit(run_demo(console, scenario))
