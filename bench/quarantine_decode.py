@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from joedefender.endpoint.quarantine import Rc4, ResourceDecoder
+from joedefender.formats.defender_quarantine import Rc4, ResourceDecoder
 from joedefender_emulators.mde import quarantine as store
 
 _CHUNK = 1 << 20

@@ -20,7 +20,7 @@ from joedefender.endpoint.contract import (
     format_locate_args,
     sample_path,
 )
-from joedefender.endpoint.quarantine import decode_resource, parse_entries
+from joedefender.formats.defender_quarantine import decode_resource, parse_entries
 from joedefender_emulators.errors import EmulatorError
 from joedefender_emulators.mde import endpoint_script
 from joedefender_emulators.mde import quarantine as store

@@ -44,4 +44,4 @@ def test_quarantine_decode_help_does_not_load_the_decoder() -> None:
     modules = _imported_modules("quarantine", "decode", "--help")
     assert "joedefender.hosts.cli" in modules
     assert "joedefender.hosts.quarantine_decode" not in modules
-    assert "joedefender.endpoint.quarantine" not in modules
+    assert "joedefender.formats.defender_quarantine" not in modules

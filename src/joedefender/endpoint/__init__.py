@@ -1,10 +1,9 @@
-"""What runs on the endpoint, and what lies on it: the library scripts, their contract, and
-Defender's quarantine format.
+"""What runs on the endpoint: the library scripts, and their contract with the connector.
 
 The connector goes through :mod:`joedefender.endpoint.contract` for the arguments it sends to
 ``joedefender-locate.ps1`` and ``joedefender-collect.ps1`` and the lines it reads back; the
-scripts are package data (``scripts/``). :mod:`joedefender.endpoint.quarantine` decodes the
-encrypted quarantine entries the locate strategy fetches.
+scripts are package data (``scripts/``). What the connector reads of the quarantine's own files
+is in :mod:`joedefender.formats.defender_quarantine`.
 """
 
 from joedefender.endpoint.contract import (

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from joedefender.domain.errors import QuarantineFormatError
-from joedefender.endpoint.quarantine import (
+from joedefender.formats.defender_quarantine import (
     MAX_ENTRIES_BYTES,
     QuarantineEntry,
     ResourceDecoder,

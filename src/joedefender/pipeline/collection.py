@@ -24,7 +24,12 @@ from joedefender.domain.jobs import Attempt, Candidate, JobState, SampleJob, Sta
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.endpoint import contract
-from joedefender.endpoint.quarantine import MAX_ENTRIES_BYTES, QuarantineResource, decode_resource, parse_entries
+from joedefender.formats.defender_quarantine import (
+    MAX_ENTRIES_BYTES,
+    QuarantineResource,
+    decode_resource,
+    parse_entries,
+)
 from joedefender.pipeline.cleanup import schedule_cleanup
 from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.machine_health import MachineHealth

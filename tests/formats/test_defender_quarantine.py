@@ -1,4 +1,4 @@
-"""The connector's decoder of Defender's quarantine (joedefender.endpoint.quarantine), on
+"""The connector's decoder of Defender's quarantine (joedefender.formats.defender_quarantine), on
 synthetic vectors built here (license-free, as in reference/defender-quarantine.md section 6),
 and fuzzed: nothing but QuarantineFormatError may come out of damaged input."""
 
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from joedefender.domain.errors import JoeDefenderError, QuarantineFormatError
-from joedefender.endpoint.quarantine import (
+from joedefender.formats.defender_quarantine import (
     RC4_KEY,
     Rc4,
     ResourceDecoder,
