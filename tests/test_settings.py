@@ -1,6 +1,8 @@
 """The settings object: JoeAz compatibility, every validation path, and that secrets stay secret."""
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -9,6 +11,7 @@ import jbxapi
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from joedefender.bootstrap import checked_settings
 from joedefender.settings import (
     DETECTION_SOURCES,
     SETTING_NAMES,
@@ -60,9 +63,15 @@ def settings_with(**overrides: str) -> Settings:
     return Settings.from_mapping({**REQUIRED, **overrides})
 
 
+def started_with(**overrides: str) -> Settings:
+    """The settings as a connector starts with them: loaded, then what only the adapters know
+    checked (Joe's analysis parameters), as every host does before it builds the connector."""
+    return checked_settings(settings_with(**overrides))
+
+
 def problems_for(**overrides: str) -> list[tuple[str, str]]:
     with pytest.raises(SettingsError) as caught:
-        settings_with(**overrides)
+        started_with(**overrides)
     return caught.value.problems
 
 
@@ -296,7 +305,7 @@ def test_analysis_parameters_are_checked_and_kept() -> None:
         "tags": ["mde", "prod"],
     }
 
-    settings = settings_with(JoeSandboxAnalysisParameters=json.dumps(parameters))
+    settings = started_with(JoeSandboxAnalysisParameters=json.dumps(parameters))
 
     assert settings.joe_sandbox_analysis_parameters == {**parameters, "hybrid-code-analysis": True}
     assert settings.joe_sandbox_analysis_parameters["internet-access"] is False
@@ -888,3 +897,17 @@ def test_an_error_in_the_file_format_stops_load(tmp_path: Path) -> None:
     file.write_text('{"values": {}}')
     with pytest.raises(SettingsError, match='no "Values" object'):
         Settings.load(environ=REQUIRED, file=file)
+
+
+def test_loading_the_settings_loads_no_client_library(tmp_path: Path) -> None:
+    """The settings are read by every host before anything else; Joe's client (jbxapi, requests)
+    is loaded only where the Joe adapter is built, so its parameter check lives there."""
+    values = {**REQUIRED, "JoeSandboxAnalysisParameters": '{"priority": 3, "internet-access": "no"}'}
+    script = (
+        "import sys\n"
+        "from joedefender.settings import Settings\n"
+        f"Settings.from_mapping({values!r})\n"
+        "print(sorted(m for m in ('jbxapi', 'requests', 'httpx', 'azure') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert done.stdout.strip() == "[]"

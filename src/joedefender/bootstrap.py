@@ -24,6 +24,7 @@ from joedefender.adapters.defender.client import DefenderClient
 from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Limiter, RateLimiter, SharedHolds
 from joedefender.adapters.defender.port import DefenderAdapter
 from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
+from joedefender.adapters.joe.parameters import as_joe_takes_them
 from joedefender.adapters.joe.port import JoeSandboxAdapter
 from joedefender.adapters.joe.retry import DEFAULT_RETRY as JOE_RETRY
 from joedefender.adapters.sqlite import SqliteStore
@@ -36,7 +37,7 @@ from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
 from joedefender.pipeline.lease import Claims
 from joedefender.pipeline.ports import DefenderPort, SandboxPort, StateStore, Store, StoreError, VersionConflict
-from joedefender.settings import ConfigurationError, Settings
+from joedefender.settings import ConfigurationError, Settings, SettingsError
 
 logger = logging.getLogger("joedefender.bootstrap")
 
@@ -121,6 +122,16 @@ def defender_client(
         limiter=limiter or RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
         sleep=sleep,
     )
+
+
+def checked_settings(settings: Settings) -> Settings:
+    """`settings` with what only an adapter knows checked: Joe's analysis parameters, against
+    jbxapi's list of names and kinds (loading the settings does not load jbxapi). A problem is a
+    SettingsError naming the setting, as at load."""
+    parameters, problems = as_joe_takes_them(settings.joe_sandbox_analysis_parameters)
+    if problems:
+        raise SettingsError([("JoeSandboxAnalysisParameters", "; ".join(problems))])
+    return settings.model_copy(update={"joe_sandbox_analysis_parameters": parameters})
 
 
 def sandbox_client(
@@ -257,6 +268,7 @@ def open_connector(
     describe (and is not closed here). `time_scale` (real seconds per nominal second) is 1 against
     a real tenant; the demo and the tests set it to the emulators' scale so the connector's waits
     shrink with their clock."""
+    settings = checked_settings(settings)
     claims = Claims()  # the steps' leases: the clients' waits end when the waiting step lost its own
     with ExitStack() as owned:
         if store is None:

@@ -98,8 +98,10 @@ def _state_store_errors(state_path: Path, verbose: bool) -> Iterator[None]:
 
 
 def _settings(file: Path | None) -> Settings:
+    from joedefender.bootstrap import checked_settings
+
     try:
-        return Settings.load(file=file)
+        return checked_settings(Settings.load(file=file))
     except ConfigurationError as exc:
         errors.print(f"[red]Configuration error[/]\n{escape(str(exc))}")
         raise typer.Exit(2) from exc

@@ -1,15 +1,18 @@
 """Which analysis parameters Joe Sandbox accepts, and of what kind: jbxapi's `submission_defaults`.
 
-The settings check JoeSandboxAnalysisParameters with these at start (so a typo fails then, not
-at the first submission), and the client checks what it is about to send; jbxapi stays an
-implementation detail of this adapter.
+Bootstrap checks JoeSandboxAnalysisParameters with these where it builds this adapter, at start
+(so a typo fails then, not at the first submission; loading the settings does not load jbxapi),
+and the client checks what it is about to send; jbxapi stays an implementation detail here.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 
 import jbxapi
+
+from joedefender.domain.booleans import parse_boolean
 
 _ECHO_LIMIT = 80
 
@@ -48,6 +51,19 @@ def parameter_problems(params: Mapping[str, object]) -> list[str]:
         ):
             problems.append(f"{key!r} must be text, a whole number or a list of texts")
     return problems
+
+
+def as_joe_takes_them(params: Mapping[str, object]) -> tuple[dict[str, object], list[str]]:
+    """The parameters with Joe's true/false ones read as such ("yes" is true), and what Joe would
+    refuse in them, one problem per parameter, in their order."""
+    taken: dict[str, object] = {}
+    for key, given in params.items():
+        item = given
+        if is_boolean_parameter(key):
+            with contextlib.suppress(ValueError):  # else left as given: parameter_problems says why
+                item = parse_boolean(given)
+        taken[key] = item
+    return taken, parameter_problems(taken)
 
 
 def _echo(text: str) -> str:
