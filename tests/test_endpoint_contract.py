@@ -16,7 +16,6 @@ import pytest
 import tree_sitter_powershell as tsp
 from tree_sitter import Language, Node, Parser
 
-from joedefender.domain.errors import JoeDefenderError
 from joedefender.endpoint.contract import (
     DEFANG_KEY,
     EXIT_ERROR,
@@ -231,10 +230,6 @@ def test_longest_values_still_pass() -> None:
     request = CollectRequest("Restore", "a" * 64, SHA, original_path="C:\\" + "\u4e2d" * 1021)
     request.validate()
     assert _bound(format_args(request)) == request
-
-
-def test_contract_error_is_a_joedefender_error() -> None:
-    assert issubclass(ContractError, JoeDefenderError)
 
 
 def test_job_paths() -> None:

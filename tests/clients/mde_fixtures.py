@@ -123,6 +123,16 @@ def calls(emu: Emulators) -> dict[str, dict[str, Any]]:
         return counted
 
 
+def timeline(emu: Emulators, route: str) -> list[dict[str, Any]]:
+    """The route's exchanges as the emulator saw them: received and answered (real monotonic
+    seconds of the emulator's process), status and Retry-After."""
+    with _admin(emu) as admin:
+        response = admin.get("/_emulator/timeline", params={"route": route})
+        response.raise_for_status()
+        exchanges: list[dict[str, Any]] = response.json()
+        return exchanges
+
+
 def count(emu: Emulators, route: str, what: str = "calls") -> int:
     return int(calls(emu).get(route, {}).get(what, 0))
 

@@ -21,7 +21,6 @@ from joedefender.endpoint.contract import (
     sample_path,
 )
 from joedefender.formats.defender_quarantine import decode_resource, parse_entries
-from joedefender_emulators.errors import EmulatorError
 from joedefender_emulators.mde import endpoint_script
 from joedefender_emulators.mde import quarantine as store
 from joedefender_emulators.mde.endpoint_script import (
@@ -160,11 +159,6 @@ def test_parse_args_binds_what_powershell_would_bind(args: str) -> None:
 
 def test_parse_args_tolerates_extra_blanks() -> None:
     assert parse_args("  -Mode Cleanup   -JobId  j ") == {"Mode": "Cleanup", "JobId": "j"}
-
-
-def test_the_emulators_errors_are_their_own() -> None:
-    assert issubclass(EndpointScriptError, EmulatorError)
-    assert not issubclass(EndpointScriptError, contract.ContractError)
 
 
 # ---------------------------------------------------------------- the RunScript result

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from joedefender.domain.errors import JoeDefenderError, QuarantineFormatError
+from joedefender.domain.errors import QuarantineFormatError
 from joedefender.formats.defender_quarantine import (
     RC4_KEY,
     Rc4,
@@ -150,10 +150,6 @@ def test_the_payload_limit_is_enforced_while_streaming() -> None:
     huge_gap = _header(1, 0) + _header(9, 9) + struct.pack("<q", 2**62) + b"a"
     with pytest.raises(QuarantineFormatError, match="limit"):
         b"".join(decode_resource([_encrypt(huge_gap)], max_payload_bytes=1 << 20))
-
-
-def test_format_errors_are_joedefender_errors() -> None:
-    assert issubclass(QuarantineFormatError, JoeDefenderError)
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import LinkState, SampleJob
@@ -298,8 +300,23 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_timestamps_are_utc() -> None:
-    assert datetime.now(UTC).tzinfo is UTC
+def test_the_pollers_window_is_utc_whatever_the_machines_time_zone(
+    make_world: WorldFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defender's times are UTC: a window taken from local time (here 14 hours ahead of UTC) would
+    look half a day into the future and miss an alert updated a minute ago."""
+    monkeypatch.setenv("TZ", "Etc/GMT-14")
+    time.tzset()
+    try:
+        a = alert(1, 1, file_evidence("now", "C:\\Users\\x\\now.exe"))
+        w = make_world(scenario(world(samples={"now": "now"}, machines=[machine(1)], alerts=[a])))
+        with w.connector() as connector:
+            poller = Poller(connector.ctx, connector.engine.intake, interval=0, lookback=timedelta(minutes=30))
+            assert poller.poll_once() == 1
+            assert connector.ctx.alerts.get(a["id"]) is not None
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_evidence_defender_adds_later_is_picked_up_by_the_next_poll(make_world: WorldFactory) -> None:

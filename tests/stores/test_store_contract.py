@@ -8,6 +8,7 @@ SIGKILL) is in that adapter's own test file.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -39,9 +40,28 @@ def _rounds(store: Store, full: int) -> int:
     return max(4, full // 4) if type(store).__name__ == "AzureStore" else full
 
 
-def test_the_store_satisfies_the_port(store: Store) -> None:
-    port: Store = store  # mypy checks the structure; this checks it is the same object at runtime
-    assert port.pending() == 0
+def _operations(protocol: type) -> dict[str, inspect.Signature]:
+    """The port's operations (its own and its bases'), by name, with their signatures."""
+    found: dict[str, inspect.Signature] = {}
+    for base in reversed(protocol.__mro__):
+        for name, member in vars(base).items():
+            if callable(member) and not name.startswith("_") and base is not object:
+                found[name] = inspect.signature(member)
+    return found
+
+
+@pytest.mark.parametrize("port", [Store, UnitOfWork], ids=["store", "unit of work"])
+def test_the_store_has_every_operation_of_the_port_with_its_parameters(store: Store, port: type) -> None:
+    """mypy checks the stores where they are built; this checks each store as the tests run it:
+    every operation of the port is there, with the same parameters, kinds and defaults, so a caller
+    that names an argument (as the pipeline does) reaches the same parameter on every store."""
+    implementation = store if port is Store else store.unit_of_work()
+    for name, wanted in _operations(port).items():
+        method = getattr(implementation, name, None)
+        assert callable(method), f"{type(implementation).__name__} has no {name}"
+        given = inspect.signature(method)
+        expected = [(p.name, p.kind, p.default) for p in wanted.parameters.values() if p.name != "self"]
+        assert [(p.name, p.kind, p.default) for p in given.parameters.values()] == expected, name
 
 
 def test_create_get_update_round_trip(store: Store, clock: FakeClock) -> None:

@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -209,20 +209,57 @@ class FaultInjector:
             ]
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One request as the server saw it: when it arrived and when it was answered (real monotonic
+    seconds, this process's clock), the answer's status (None: the connection was dropped) and its
+    Retry-After. Tests judge a client's pacing from these, not from their own wall clock."""
+
+    route: str
+    path: str
+    received: float
+    answered: float
+    status: int | None
+    retry_after: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "path": self.path,
+            "received": self.received,
+            "answered": self.answered,
+            "status": self.status,
+            "retryAfter": self.retry_after,
+        }
+
+
+# The timeline keeps the newest exchanges only: a benchmark's hundreds of thousands of calls must
+# not grow the emulator without bound.
+TIMELINE_LENGTH = 200_000
+
+
 class CallStats:
-    """Calls and answers per route name: what tests and benchmarks read back."""
+    """Calls and answers per route name, and the timeline of exchanges: what tests and benchmarks
+    read back."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._statuses: dict[str, Counter[int]] = defaultdict(Counter)
         self._dropped: Counter[str] = Counter()
+        self._timeline: deque[Exchange] = deque(maxlen=TIMELINE_LENGTH)
 
-    def record(self, route: str, status: int | None) -> None:
+    def record(self, route: str, status: int | None, exchange: Exchange | None = None) -> None:
         with self._lock:
             if status is None:
                 self._dropped[route] += 1
             else:
                 self._statuses[route][status] += 1
+            if exchange is not None:
+                self._timeline.append(exchange)
+
+    def timeline(self, route: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e.as_json() for e in self._timeline if route is None or e.route == route]
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -241,6 +278,7 @@ class CallStats:
         with self._lock:
             self._statuses.clear()
             self._dropped.clear()
+            self._timeline.clear()
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -311,12 +349,17 @@ class EmulatorServer:
     def _add_inspection_routes(self) -> None:
         r = self.router
         r.add("GET", r"/_emulator/calls", "inspect", lambda _: json_response(self.stats.snapshot()))
+        r.add("GET", r"/_emulator/timeline", "inspect", self._timeline)
         r.add("POST", r"/_emulator/calls/reset", "inspect", self._reset_calls)
         r.add("GET", r"/_emulator/clock", "inspect", self._clock)
         r.add("POST", r"/_emulator/clock/advance", "inspect", self._advance_clock)
         r.add("GET", r"/_emulator/faults", "inspect", lambda _: json_response(self.faults.snapshot()))
         r.add("POST", r"/_emulator/faults", "inspect", self._add_faults)
         r.add("DELETE", r"/_emulator/faults", "inspect", self._clear_faults)
+
+    def _timeline(self, request: Request) -> Response:
+        """The exchanges in the order they were answered (`?route=NAME` for one route's)."""
+        return json_response(self.stats.timeline(request.query.get("route")))
 
     def _reset_calls(self, _: Request) -> Response:
         self.stats.reset()
@@ -376,6 +419,7 @@ class EmulatorServer:
         return _Handler
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        received = time.monotonic()
         split = urlsplit(handler.path)
         path = split.path
         method = handler.command
@@ -392,17 +436,16 @@ class EmulatorServer:
             headers=handler.headers,
             body=body,
         )
-        route_name = "unrouted"
         fault: FaultRule | None = None
         try:
             resolved = self.router.resolve(method, path)
             if resolved is None:
                 raise ApiError(404, "NotFound", f"No such endpoint: {method} {path}.")
             route, request.params = resolved
-            request.route = route_name = route.name
+            request.route = route.name
             if not inspection:
                 fault = self.faults.pick(method, path)
-                if fault is not None and not fault.after and self._apply_fault(handler, fault, route_name):
+                if fault is not None and not fault.after and self._apply_fault(handler, fault, request, received):
                     return
             response = route.handler(request)
         except ApiError as exc:
@@ -411,18 +454,25 @@ class EmulatorServer:
             logger.exception("%s emulator failed on %s %s", self.name, method, path)
             response = self.render_error(ApiError(500, "InternalServerError", "The emulator failed."))
         # An `after` fault: the handler has made its change, and the answer is lost or replaced.
-        if fault is not None and fault.after and self._apply_fault(handler, fault, route_name):
+        if fault is not None and fault.after and self._apply_fault(handler, fault, request, received):
             return
         if not inspection:
-            self.stats.record(route_name, response.status)
+            self._record(request, received, response.status, response.headers)
         self._write(handler, response)
 
-    def _apply_fault(self, handler: BaseHTTPRequestHandler, fault: FaultRule, route: str) -> bool:
+    def _record(self, request: Request, received: float, status: int | None, headers: dict[str, str]) -> None:
+        route = request.route or "unrouted"
+        exchange = Exchange(route, request.path, received, time.monotonic(), status, headers.get("Retry-After"))
+        self.stats.record(route, status, exchange)
+
+    def _apply_fault(
+        self, handler: BaseHTTPRequestHandler, fault: FaultRule, request: Request, received: float
+    ) -> bool:
         """Carry out a fault; True when it replaced the answer."""
         if fault.delay:
             time.sleep(fault.delay)
         if fault.drop:
-            self.stats.record(route, None)
+            self._record(request, received, None, {})
             handler.close_connection = True
             with contextlib.suppress(OSError):
                 handler.connection.shutdown(socket.SHUT_RDWR)
@@ -433,7 +483,7 @@ class EmulatorServer:
         code = fault.code if fault.code is not None else _default_code(fault.status)
         message = fault.message or f"Injected fault: {fault.status}."
         response = self.render_error(ApiError(fault.status, code, message, headers))
-        self.stats.record(route, response.status)
+        self._record(request, received, response.status, response.headers)
         self._write(handler, response)
         return True
 
