@@ -154,7 +154,7 @@ def test_any_text_is_split_or_refused_with_a_command_line_error(line: str, diale
 @pytest.mark.parametrize("dialect", READINGS)
 @pytest.mark.parametrize(
     "piece",
-    ['\\\\\\"', '"', '""', "\\", " \t", '"\\ "', 'a"b""'],
+    ['\\\\\\"', '"', '""', "\\", " \t", '"\\ "', 'a"b""', "a "],
 )
 def test_splitting_is_linear_even_on_hostile_lines(dialect: Dialect, piece: str) -> None:
     assert_linear(lambda line: split_command_line(line, dialect), lambda size: "p " + piece * (size // len(piece)))

@@ -242,6 +242,18 @@ SHAPES = [
         ("pwsh.exe", r"C:\Users\x\a.ps1"),
         (r"C:\Users\x\a.ps1",),
     ),
+    Shape(  # PowerShell 7 runs the file; Windows PowerShell runs the command C:\Users\x\my, which is no script
+        "pwsh.exe",
+        r'pwsh.exe "C:\Users\x\my script.ps1"',
+        ("pwsh.exe", r"C:\Users\x\my script.ps1"),
+        (r"C:\Users\x\my script.ps1",),
+    ),
+    Shape(
+        "powershell.exe",
+        r'powershell.exe "C:\Users\x\my script.ps1"',
+        ("powershell.exe", r"C:\Users\x\my script.ps1"),
+        reasons=(R.NO_FILE,),
+    ),
     Shape(
         "pwsh.exe",
         r"pwsh --noprofile /f C:\Users\x\a.ps1",
