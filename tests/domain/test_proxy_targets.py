@@ -447,6 +447,13 @@ def test_a_reason_shows_attacker_text_escaped_and_bounded() -> None:
     assert huge.skipped[0].text.endswith("… is a URL, not a file on the machine")
 
 
+@pytest.mark.parametrize("reason", list(TargetReason))
+def test_every_reason_reads_as_a_sentence_with_its_detail(reason: TargetReason) -> None:
+    text = Skip(reason, "C:\\x\\a.dll").text
+    assert "C:\\x\\a.dll" in text
+    assert "{" not in text
+
+
 def test_an_image_name_is_matched_on_its_file_name_without_regard_to_case() -> None:
     for image in ("RUNDLL32.EXE", "rundll32", "C:/Windows/SysWOW64/RunDll32.exe", "\\\\?\\C:\\W\\rundll32.exe"):
         assert command_line_targets(ProcessRun(image, r"rundll32 C:\x\a.dll,Go")).found

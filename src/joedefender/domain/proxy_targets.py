@@ -147,7 +147,7 @@ def alert_targets(runs: Iterable[ProcessRun], os_rules: OsBinaryRules | None = N
             if target.key in found:
                 continue
             if len(found) >= MAX_TARGETS_PER_ALERT:
-                skipped.append(Skip(TargetReason.TOO_MANY, target.path))
+                skipped.append(Skip(TargetReason.TOO_MANY, _bounded(target.path)))
             else:
                 found[target.key] = target
         skipped.extend(skip for skip in result.skipped if skip.reason is not TargetReason.NOT_A_PROXY)
@@ -195,7 +195,7 @@ class _Context:
                 inner = proxy_binary(finding.binary)
                 outcome.extend(self.read(inner, finding.line, via=binary.name) if inner else ())
             elif isinstance(finding, Nothing):
-                outcome.append(Skip(TargetReason.NO_FILE, f"{binary.name} {finding.why}"))
+                outcome.append(Skip(TargetReason.NO_FILE, _bounded(f"{binary.name} {finding.why}")))
             else:
                 outcome.append(self._named(finding, runner))
         return tuple(outcome)
@@ -213,7 +213,7 @@ class _Context:
         if named.needs_extension and "." not in file_name(named.text):
             return Skip(TargetReason.AMBIGUOUS, f"{_bounded(named.text)}: {named.needs_extension}")
         if self.os_rules.match(path.text, Platform.WINDOWS) is not None:
-            return Skip(TargetReason.OS_BINARY, path.text)
+            return Skip(TargetReason.OS_BINARY, _bounded(path.text))
         return Target(path.text, runner)
 
 
