@@ -14,6 +14,7 @@ from joedefender.domain.os_binaries import OsBinaryRules
 from joedefender.domain.proxy_binaries import PROXY_BINARIES
 from joedefender.domain.proxy_targets import (
     MAX_DETAIL,
+    MAX_FILES_PER_LINE,
     MAX_TARGETS_PER_ALERT,
     ProcessRun,
     Skip,
@@ -433,10 +434,13 @@ def test_an_alert_takes_each_target_once_and_at_most_a_few() -> None:
 
 
 def test_an_alert_with_many_targets_in_one_line_keeps_the_first_few() -> None:
-    line = "regsvr32 " + " ".join(rf"C:\x\{index}.dll" for index in range(10))
+    line = "regsvr32 " + " ".join(rf"C:\x\{index}.dll" for index in range(1_000))
     result = alert_targets([ProcessRun("regsvr32.exe", line)])
     assert len(result.found) == MAX_TARGETS_PER_ALERT
-    assert [skip.detail for skip in result.skipped] == [rf"C:\x\{index}.dll" for index in range(4, 10)]
+    assert [skip.detail for skip in result.skipped] == [
+        *(rf"C:\x\{index}.dll" for index in range(MAX_TARGETS_PER_ALERT, MAX_FILES_PER_LINE)),
+        "992 more file(s) named on one command line, not read",
+    ]
 
 
 def test_a_reason_shows_attacker_text_escaped_and_bounded() -> None:
