@@ -32,6 +32,9 @@ from joedefender.domain.text import shown
 from joedefender.domain.windows_paths import PathProblem, WindowsPath, WindowsPathError, ascii_upper, file_name
 
 MAX_TARGETS_PER_ALERT = 4
+# Files of one command line looked at (their paths parsed and checked); the rest are one reason. A
+# 32 KiB line can name thousands of DLLs, and only the first few could be collected anyway.
+MAX_FILES_PER_LINE = 8
 MAX_DETAIL = 300  # characters of attacker text a reason keeps
 
 
@@ -190,7 +193,12 @@ class _Context:
 
     def _resolve(self, findings: list[Finding], binary: ProxyBinary, runner: str) -> Outcome:
         outcome: list[Target | Skip] = []
+        named = 0
         for finding in findings:
+            if isinstance(finding, Named):
+                named += 1
+                if named > MAX_FILES_PER_LINE:
+                    continue
             if isinstance(finding, Nested):
                 inner = proxy_binary(finding.binary)
                 outcome.extend(self.read(inner, finding.line, via=binary.name) if inner else ())
@@ -198,6 +206,9 @@ class _Context:
                 outcome.append(Skip(TargetReason.NO_FILE, _bounded(f"{binary.name} {finding.why}")))
             else:
                 outcome.append(self._named(finding, runner))
+        if named > MAX_FILES_PER_LINE:
+            unread = named - MAX_FILES_PER_LINE
+            outcome.append(Skip(TargetReason.TOO_MANY, f"{unread} more file(s) named on one command line, not read"))
         return tuple(outcome)
 
     def _named(self, named: Named, runner: str) -> Target | Skip:
