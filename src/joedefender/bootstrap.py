@@ -27,7 +27,8 @@ from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.port import JoeSandboxAdapter
 from joedefender.adapters.joe.retry import DEFAULT_RETRY as JOE_RETRY
 from joedefender.adapters.sqlite import SqliteStore
-from joedefender.domain.indicators import AllowList, IndicatorAction, IndicatorPolicy, Severity
+from joedefender.domain.indicator_values import AllowList
+from joedefender.domain.indicators import IndicatorAction, IndicatorPolicy, Severity
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.triage import AlertFilters
 from joedefender.domain.verdicts import Detection
