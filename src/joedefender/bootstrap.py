@@ -224,7 +224,9 @@ def indicator_policy(settings: Settings) -> IndicatorPolicy:
         severities=cast(dict[Detection, Severity], severities),
         expiration_days=settings.defender_indicator_expiration_days,
         rbac_group_names=settings.defender_indicator_rbac_group_names,
-        allow=AllowList.extended(settings.defender_indicator_allow_list),
+        allow=AllowList.extended(
+            settings.defender_indicator_allow_list, platforms=settings.defender_indicator_shared_platforms
+        ),
         per_sample_cap=settings.defender_indicator_max_per_sample,
         per_hour_cap=settings.defender_indicator_max_per_hour,
         tenant_headroom=settings.defender_indicator_tenant_headroom,
