@@ -204,10 +204,10 @@ def _checked_ip(ip: IPAddress, allow: AllowList) -> Checked:
     embedded = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip, embedded = ip.ipv4_mapped, None  # an IPv4 address in IPv6 clothing: pushed as IPv4
-    if not _public(ip) or ip in _NAT64_LOCAL:
-        return Skip("private or reserved IP")
     if embedded is not None and not all(_public(v4) for v4 in embedded):
         return Skip("IPv6 carrying a private or reserved IPv4")
+    if not _public(ip) or ip in _NAT64_LOCAL:
+        return Skip("private or reserved IP")
     if allow.ip_allowed(ip) or (embedded is not None and any(allow.ip_allowed(v4) for v4 in embedded)):
         return Skip("allow-listed")
     return ("IpAddress", str(ip))
