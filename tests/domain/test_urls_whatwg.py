@@ -166,7 +166,7 @@ def _reference(text: str) -> ada_url.URL | None:
         return None
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(_URL)
 def test_our_parser_never_yields_a_url_whatwg_would_not(text: str) -> None:
     try:
@@ -181,7 +181,7 @@ def test_our_parser_never_yields_a_url_whatwg_would_not(text: str) -> None:
     assert ours.href == reference.href
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(_URL)
 def test_normalise_url_never_yields_a_host_whatwg_would_not(text: str) -> None:
     try:
@@ -198,7 +198,7 @@ def test_normalise_url_never_yields_a_host_whatwg_would_not(text: str) -> None:
     assert normalised.href == key
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(_HOST)
 def test_addresses_are_read_in_every_spelling_a_browser_accepts(text: str) -> None:
     ours = parse_ip(text)
