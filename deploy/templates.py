@@ -211,6 +211,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DefenderIndicatorExpirationDays", "int", 30, "Days until an indicator expires."),
     Setting("DefenderIndicatorRbacGroupNames", "list", [], "Device groups the indicators apply to (empty: all)."),
     Setting("DefenderIndicatorAllowList", "list", [], "Values never pushed, added to the shipped allow-list."),
+    Setting(
+        "DefenderIndicatorSharedPlatforms",
+        "list",
+        [],
+        "Shared platforms' host names never pushed, added to the shipped list.",
+    ),
     Setting("DefenderIndicatorMaxPerSample", "int", 50, "Most indicators from one sample."),
     Setting("DefenderIndicatorMaxPerHour", "int", 5000, "Most indicators pushed in one hour."),
     Setting(

@@ -33,6 +33,7 @@ def test_every_setting_reaches_the_policy() -> None:
         DefenderIndicatorExpirationDays="7",
         DefenderIndicatorRbacGroupNames="Servers, Finance laptops",
         DefenderIndicatorAllowList="corp.example,198.51.100.0/24",
+        DefenderIndicatorSharedPlatforms="files.share.example, *.cdn.example",
         DefenderIndicatorMaxPerSample="10",
         DefenderIndicatorMaxPerHour="100",
         DefenderIndicatorTenantHeadroom="500",
@@ -49,6 +50,9 @@ def test_every_setting_reaches_the_policy() -> None:
     assert policy.expiration_days == 7
     assert policy.rbac_group_names == ("Servers", "Finance laptops")
     assert policy.allow.domain_allowed("www.corp.example")
+    assert policy.allow.platform("eu.files.share.example")
+    assert policy.allow.platform("x.cdn.example")
+    assert policy.allow.platform("raw.githubusercontent.com")  # the shipped list stays
     assert (policy.per_sample_cap, policy.per_hour_cap, policy.tenant_ceiling) == (10, 100, 14500)
     assert pipeline_config(settings).classify_alerts
 
@@ -66,6 +70,8 @@ def test_every_setting_reaches_the_policy() -> None:
         ("DefenderIndicatorMaxPerSample", "501", "between 1 and 500"),
         ("DefenderIndicatorTenantHeadroom", "-1", "between 0 and 15000"),
         ("DefenderIndicatorAllowList", "a b", "values without spaces"),
+        ("DefenderIndicatorSharedPlatforms", "files.example.com,http://x.example/", "not host names"),
+        ("DefenderIndicatorSharedPlatforms", "localhost", "not host names"),
         ("DefenderAlertClassification", "maybe", "not true or false"),
     ],
 )

@@ -28,7 +28,8 @@ from joedefender.adapters.joe.parameters import as_joe_takes_them
 from joedefender.adapters.joe.port import JoeSandboxAdapter
 from joedefender.adapters.joe.retry import DEFAULT_RETRY as JOE_RETRY
 from joedefender.adapters.sqlite import SqliteStore
-from joedefender.domain.indicators import AllowList, IndicatorAction, IndicatorPolicy, Severity
+from joedefender.domain.indicator_values import AllowList
+from joedefender.domain.indicators import IndicatorAction, IndicatorPolicy, Severity
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.triage import AlertFilters
 from joedefender.domain.verdicts import Detection
@@ -234,7 +235,9 @@ def indicator_policy(settings: Settings) -> IndicatorPolicy:
         severities=cast(dict[Detection, Severity], severities),
         expiration_days=settings.defender_indicator_expiration_days,
         rbac_group_names=settings.defender_indicator_rbac_group_names,
-        allow=AllowList.extended(settings.defender_indicator_allow_list),
+        allow=AllowList.extended(
+            settings.defender_indicator_allow_list, platforms=settings.defender_indicator_shared_platforms
+        ),
         per_sample_cap=settings.defender_indicator_max_per_sample,
         per_hour_cap=settings.defender_indicator_max_per_hour,
         tenant_headroom=settings.defender_indicator_tenant_headroom,

@@ -286,3 +286,36 @@ def test_function_app_py_builds_the_app_without_touching_storage(monkeypatch: py
     bindings = bindings_of(loaded["app"])
     assert bindings["work"][0]["queueName"] == "contoso-jd-work"
     assert bindings["liveresponse"][0]["queueName"] == "contoso-jd-liveresponse"
+
+
+def test_status_escapes_attacker_text_and_bounds_the_answer(
+    app: func.FunctionApp, store: _Poisoned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from joedefender.hosts.azure import http_triggers
+    from joedefender.pipeline.records import Records
+
+    hostile = "http://evil.example/\x1b[2J\u202e" + "a" * 100_000
+    uow = store.unit_of_work()
+    uow.create("job", "url:1", SampleJob(key="url:1", kind="url", url=hostile, created_at=1, updated_at=1).model_dump())
+    uow.commit()
+    text = _get_status(app, None).get_body().decode()
+    assert Records(store).jobs.get("url:1") is not None
+    assert "\x1b" not in text
+    assert "\u202e" not in text
+    assert "\\u{001B}[2J\\u{202E}" in text
+    assert len(text) < 10_000  # a 100,000-character URL once gave 699 KB
+    monkeypatch.setattr(http_triggers, "MAX_STATUS_CHARS", 500)
+    text = _get_status(app, None).get_body().decode()
+    assert text.endswith("… cut at 500 characters\n")
+    assert len(text) < 600
+
+
+def test_log_records_are_made_safe_by_the_record_factory(caplog: pytest.LogCaptureFixture) -> None:
+    telemetry.install()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("joedefender.pipeline").info(
+            "skipping %s", "x\x1b[2J\u202e\nJoe Sandbox: CLEAN" + "a" * 10_000
+        )
+    message = caplog.records[-1].getMessage()
+    assert message.startswith("skipping x\\u{001B}[2J\\u{202E}\\nJoe Sandbox: CLEAN")
+    assert len(message) <= 4000

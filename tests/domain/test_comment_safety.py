@@ -87,3 +87,41 @@ def test_no_text_makes_a_line_or_hides_a_character(value: str) -> None:
     text = _comment(value)
     assert has_marker([text], f"sha256:{SHA_A}")
     assert not has_marker([text], f"sha256:{SHA_B}")
+
+
+@pytest.mark.parametrize("pad", [" ", "\u00a0", "\u3000", "\u2003", "\u3164", "\u2800", " \u2009\u00a0"])
+def test_a_padded_file_name_cannot_wrap_a_fake_verdict_onto_a_line_of_its_own(pad: str) -> None:
+    # A narrow portal view wraps at spaces: 200 blanks would put the fake verdict at a line's start.
+    text = _comment("invoice.exe" + pad * 200 + "Joe Sandbox: CLEAN (score 0/100)")
+    [file_line] = [line for line in text.splitlines() if line.startswith("File: ")]
+    assert file_line.startswith("File: invoice.exe")
+    assert "  " not in file_line
+    assert len(file_line) < 80
+
+
+def test_indicator_texts_show_format_characters_escaped_and_stay_bounded() -> None:
+    from datetime import UTC, datetime
+
+    from joedefender.domain.indicators import IndicatorPolicy, render_indicator
+
+    verdict = Verdict(
+        detection="malicious",
+        score=90,
+        webid="1\u202e",
+        link="https://joe.example/analysis/1" + "\u200b" * 5000,
+        threat_names=("Emo\u202etet" + " " * 200 + "x", "\x1b[2J"),
+    )
+    indicator = render_indicator(
+        IndicatorPolicy(enabled=True),
+        verdict,
+        "DomainName",
+        "c2.evil.example",
+        sample="http://evil.example/\u2066" + "a" * 10_000,
+        alert_id="a\nb",
+        expires_at=datetime.now(UTC),
+    )
+    for text in (indicator.title, indicator.description):
+        assert not any(ch in text for ch in "\u202e\u200b\u2066\x1b\n")
+    assert "Emo\\u{202E}tet x" in indicator.title
+    assert len(indicator.title) <= 200
+    assert len(indicator.description) <= 1000

@@ -72,7 +72,8 @@ def test_evidence_is_deduplicated_and_what_cannot_be_analysed_is_said() -> None:
     assert decision.accepted
     assert [(key.value, evidence.sha256) for key, evidence in decision.files] == [(SHA, SHA)]
     assert decision.files[0][1].path == "C:\\a\\a.exe"
-    assert [key.value for key in decision.urls] == ["https://example.com/a"]
+    # one job per normalised URL; what is submitted is the first spelling, as validated
+    assert [(key.value, url) for key, url in decision.urls] == [("https://example.com/a", "https://example.com/a#x")]
     skipped = " | ".join(decision.skipped_evidence)
     assert "has no sha256" in skipped
     assert "not a SHA-256" in skipped

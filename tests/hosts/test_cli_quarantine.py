@@ -59,7 +59,7 @@ def test_a_quarantine_folder_is_listed_with_payload_hashes_and_nothing_is_writte
     # Attacker strings: markup shown literally, control characters escaped, length bounded.
     assert "[red]Evil[/red]" in done.stdout
     assert "\x1b" not in done.stdout
-    assert "\\x1b" in done.stdout
+    assert "\\u{001B}" in done.stdout
     assert "A" * 400 not in done.stdout
     assert PAYLOAD.decode() not in done.stdout
     assert sorted(p for p in tmp_path.rglob("*")) == before

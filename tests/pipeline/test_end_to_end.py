@@ -227,6 +227,7 @@ def test_resubmit_after_days_reuses_the_newest_analysis_and_names_an_older_worse
 
 def test_url_evidence_is_submitted_as_a_url(make_world: WorldFactory) -> None:
     url = "HTTP://Phish.Example:80/login?next=%2Fhome#frag"
+    submitted = "http://phish.example/login?next=%2Fhome#frag"
     a = alert(1, 1, {"entityType": "Url", "url": url})
     w = make_world(
         scenario(
@@ -234,16 +235,20 @@ def test_url_evidence_is_submitted_as_a_url(make_world: WorldFactory) -> None:
                 samples={},
                 machines=[machine(1)],
                 alerts=[a],
-                verdicts=[{"url": "http://phish.example/login?next=%2Fhome", "detection": "malicious", "score": 81}],
+                verdicts=[
+                    {"url": "http://phish.example/login?next=%2Fhome#frag", "detection": "malicious", "score": 81}
+                ],
             )
         )
     )
     w.process(a["id"])
+    # The URL as a browser reads it (scheme and host lowered, default port dropped), fragment kept:
+    # what is submitted is the validated URL; only the job's key drops the fragment.
     (submission,) = w.submissions()
     assert submission["mode"] == "url"
-    assert submission["url"] == "http://phish.example/login?next=%2Fhome"
+    assert submission["url"] == submitted
     assert w.live_responses() == []
-    assert "URL: http://phish.example/login?next=%2Fhome" in _ours(w.comments(a["id"]))[0]
+    assert f"URL: {submitted}" in _ours(w.comments(a["id"]))[0]
 
 
 def test_bytes_that_do_not_match_the_evidence_hash_are_rejected(make_world: WorldFactory) -> None:

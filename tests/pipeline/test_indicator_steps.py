@@ -11,7 +11,8 @@ from rich.console import Console
 
 from joedefender.adapters._writes import Create, Update
 from joedefender.domain.errors import Transient
-from joedefender.domain.indicators import AllowList, IndicatorPolicy, propose
+from joedefender.domain.indicator_values import AllowList
+from joedefender.domain.indicators import IndicatorPolicy, propose
 from joedefender.domain.jobs import AlertState, PushState
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Ioc, IocSet

@@ -1,7 +1,10 @@
 """What a sample job is about: a file (by sha256) or a URL, each with one spelling.
 
-`normalise_url` is the project's one URL normaliser (the Joe emulator keeps an independent one
-on purpose, so a test can tell them apart).
+URLs are read as browsers read them (`joedefender.domain.urls`, the WHATWG URL standard): the URL
+a job submits to Joe Sandbox is `validated_url`, the standard's serialisation of what the device
+opened; `normalise_url` (that, less the fragment) only names the job, so one site seen by two
+alerts is one job. The Joe emulator keeps an independent normaliser on purpose, so a test can
+tell them apart.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+
+from joedefender.domain.text import shown
+from joedefender.domain.urls import UrlError, WebUrl, parse_web_url
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class InvalidSampleError(ValueError):
@@ -27,24 +31,22 @@ def normalise_sha256(value: str) -> str:
     return sha256
 
 
+def validated_url(value: str) -> str:
+    """The URL as the WHATWG standard serialises it (what a browser, and the sandbox, opens)."""
+    return _parsed(value).href
+
+
 def normalise_url(value: str) -> str:
-    """One spelling per URL, so the same site seen by two alerts is one job (scheme and host lowered,
-    default port and fragment dropped, path and query kept as they are)."""
-    text = value.strip()
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
-        raise InvalidSampleError(f"not an http(s) URL: {value[:200]!r}")
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
+    """One spelling per URL, for the job's key: the validated URL without its fragment (scheme
+    and host lowered, default port dropped, `\\` read as `/`, dot segments resolved)."""
+    return _parsed(value).without_fragment
+
+
+def _parsed(value: str) -> WebUrl:
     try:
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidSampleError(f"bad port in URL: {value[:200]!r}") from exc
-    netloc = host if port in (None, _DEFAULT_PORTS[parts.scheme.lower()]) else f"{host}:{port}"
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+        return parse_web_url(value)
+    except UrlError as exc:
+        raise InvalidSampleError(f"{exc}: {shown(value, 200)}") from None
 
 
 @dataclass(frozen=True)

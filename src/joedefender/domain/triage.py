@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.reasons import Cause, Reason
-from joedefender.domain.samples import InvalidSampleError, SampleKey
+from joedefender.domain.samples import InvalidSampleError, SampleKey, validated_url
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class TriageDecision:
     alert_id: str
     cause: Cause | None  # why it is skipped; None when accepted
     files: tuple[tuple[SampleKey, Evidence], ...] = ()  # one per sha256, the hash normalised
-    urls: tuple[SampleKey, ...] = ()
+    urls: tuple[tuple[SampleKey, str], ...] = ()  # with the URL as validated (what is submitted)
     skipped_evidence: tuple[str, ...] = ()
 
     @property
@@ -74,7 +74,7 @@ def triage(alert: Alert, filters: AlertFilters) -> TriageDecision:
         return TriageDecision(alert.id, Cause(reason=Reason.TITLE_FILTERED))
 
     files: dict[SampleKey, Evidence] = {}
-    urls: dict[SampleKey, None] = {}
+    urls: dict[SampleKey, str] = {}
     skipped: list[str] = []
     for index, item in enumerate(alert.evidence):
         kind = (item.entity_type or "").lower()
@@ -89,11 +89,11 @@ def triage(alert: Alert, filters: AlertFilters) -> TriageDecision:
                 if not item.url:
                     skipped.append(f"evidence {index}: URL evidence without a url")
                     continue
-                urls.setdefault(SampleKey.for_url(item.url))
+                urls.setdefault(SampleKey.for_url(item.url), validated_url(item.url))
             else:
                 skipped.append(f"evidence {index}: {item.entity_type or 'unknown'} evidence is not analysed")
         except InvalidSampleError as exc:
             skipped.append(f"evidence {index}: {exc}")
     if not files and not urls:
         return TriageDecision(alert.id, Cause(reason=Reason.NO_EVIDENCE), skipped_evidence=tuple(skipped))
-    return TriageDecision(alert.id, None, tuple(files.items()), tuple(urls), tuple(skipped))
+    return TriageDecision(alert.id, None, tuple(files.items()), tuple(urls.items()), tuple(skipped))

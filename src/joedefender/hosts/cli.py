@@ -51,10 +51,12 @@ TimeScale = Annotated[
 
 
 def _logging(verbose: bool) -> None:
-    from joedefender.hosts.logfilter import RepeatFilter
+    from joedefender.hosts.logfilter import RepeatFilter, SafeFormatter, SafeText
 
     handler = RichHandler(console=errors, show_path=False, rich_tracebacks=False)
     handler.addFilter(RepeatFilter())  # a fault repeated every second is one line a minute
+    handler.addFilter(SafeText())  # attacker text in a message: one line, escaped, bounded
+    handler.setFormatter(SafeFormatter("%(name)s: %(message)s"))
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(name)s: %(message)s",
@@ -336,6 +338,7 @@ app.add_typer(indicators_app, name="indicators")
 def indicators_list(settings_file: SettingsFile = None, time_scale: TimeScale = 1.0) -> None:
     """List the connector's own active indicators, as Defender holds them."""
     from joedefender.bootstrap import open_connector
+    from joedefender.domain.text import shown
 
     _logging(False)
     settings = _settings(settings_file)
@@ -346,7 +349,14 @@ def indicators_list(settings_file: SettingsFile = None, time_scale: TimeScale = 
         table.add_column(column, overflow="fold")
     for item in own:
         expires = item.expires_at.strftime("%Y-%m-%d %H:%M") if item.expires_at else ""
-        table.add_row(item.id, item.type, escape(item.value), item.action or "", expires, escape(item.title or ""))
+        table.add_row(
+            Text(shown(item.id, 40)),
+            Text(shown(item.type, 20)),
+            Text(shown(item.value, 300)),
+            Text(shown(item.action, 20)),
+            expires,
+            Text(shown(item.title, 200)),
+        )
     console.print(table)
 
 

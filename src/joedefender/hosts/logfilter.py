@@ -1,8 +1,15 @@
-"""Logs that stay readable under faults: an error repeated every second (a full disk, a store
-that is gone) is logged once per window, and the next one says how many were held back.
+"""Logs that stay readable under faults and safe under attack.
 
-A filter on the handler, so it sees every logger's records, the connector's and uvicorn's.
-Records below WARNING pass untouched: they are only shown with -v, when every line is wanted.
+`RepeatFilter`: an error repeated every second (a full disk, a store that is gone) is logged once
+per window, and the next one says how many were held back. Records below WARNING pass untouched:
+they are only shown with -v, when every line is wanted.
+
+`made_safe`: a log line often quotes attacker text (a URL, a file name, an error Defender or Joe
+returned). Every record's message is passed through `shown`, so it stays one line, without ESC
+sequences or bidi controls, and bounded; a traceback's lines are each made safe and indented
+under the record (`SafeFormatter`), so an exception message cannot forge a line of its own. The
+CLI puts both on its handler (every logger's records, the connector's and uvicorn's); the Azure
+host applies `made_safe` in its log record factory.
 """
 
 from __future__ import annotations
@@ -11,6 +18,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
+
+from joedefender.domain.text import shown
+
+MAX_LOG = 4000  # characters of one log message
 
 
 class RepeatFilter(logging.Filter):
@@ -47,3 +59,30 @@ def _arguments(record: logging.LogRecord) -> str:
         return repr(record.args)
     except Exception:  # a repr that fails must not lose the record
         return ""
+
+
+def made_safe(record: logging.LogRecord) -> logging.LogRecord:
+    """The record with its message formatted, made safe and bounded (its arguments consumed)."""
+    try:
+        message = record.getMessage()
+    except Exception:  # arguments that do not fit the template must not lose the record
+        message = f"{record.msg} {_arguments(record)}"
+    record.msg, record.args = shown(message, MAX_LOG), ()
+    return record
+
+
+class SafeText(logging.Filter):
+    """`made_safe` on every record a handler emits."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        made_safe(record)
+        return True
+
+
+class SafeFormatter(logging.Formatter):
+    """Tracebacks with each line made safe and indented under the record it belongs to."""
+
+    def formatException(
+        self, ei: tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+    ) -> str:
+        return "\n".join("  | " + shown(line, MAX_LOG) for line in super().formatException(ei).splitlines())

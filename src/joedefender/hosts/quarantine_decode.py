@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from joedefender.domain.errors import QuarantineFormatError
+from joedefender.domain.text import shown as safe_text
 from joedefender.formats.defender_quarantine import (
     MAX_ENTRIES_BYTES,
     QuarantineEntry,
@@ -34,12 +35,9 @@ _MAX_FILES = 100_000
 
 
 def shown(text: str) -> str:
-    """An attacker-chosen string made safe for the terminal: control characters escaped, rich
-    markup escaped, at most _MAX_SHOWN characters."""
-    cleaned = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-    if len(cleaned) > _MAX_SHOWN:
-        cleaned = cleaned[:_MAX_SHOWN] + "..."
-    return escape(cleaned)
+    """An attacker-chosen string made safe for the terminal (`joedefender.domain.text.shown`), its
+    Rich markup escaped, at most _MAX_SHOWN characters."""
+    return escape(safe_text(text, _MAX_SHOWN))
 
 
 @dataclass(frozen=True)

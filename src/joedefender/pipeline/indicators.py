@@ -17,14 +17,8 @@ import secrets
 from datetime import UTC, datetime
 
 from joedefender.domain.errors import PortError, Rejected
-from joedefender.domain.indicators import (
-    ExistingIndicator,
-    ImportResult,
-    Indicator,
-    IndicatorType,
-    propose,
-    render_indicator,
-)
+from joedefender.domain.indicator_values import IndicatorType
+from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator, propose, render_indicator
 from joedefender.domain.jobs import IndicatorBudget, IndicatorPush, JobState, PushedValue, PushState, SampleJob
 from joedefender.domain.keys import TENANT_BATCH, indicators_work_key, link_prefix
 from joedefender.pipeline.context import DONE, Context, Outcome, again

@@ -23,11 +23,13 @@ from joedefender.domain.jobs import (
     IndicatorPush,
     SampleJob,
 )
+from joedefender.domain.text import shown
 from joedefender.pipeline.ports import Document, StateStore, Store, UnitOfWork
 
 M = TypeVar("M", bound=BaseModel)
 
 logger = logging.getLogger("joedefender.pipeline")
+MAX_DETAIL = 2000  # characters of one history line's detail
 
 
 @dataclass
@@ -88,7 +90,9 @@ class Changes:
         return stored
 
     def record(self, subject: str, step: str, outcome: str, detail: str = "") -> None:
-        """One line of a job's or alert's history (shown by `status`) and, once committed, of the log."""
+        """One line of a job's or alert's history (shown by `status`) and, once committed, of the log.
+        The detail often quotes attacker text (a URL, a file name, an error): it is stored safe."""
+        detail = shown(detail, MAX_DETAIL)
         self._uow.append_history(subject, step, outcome, detail, at=self._now())
         self._lines.append((subject, step, outcome, detail))
 

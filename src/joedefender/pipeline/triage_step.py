@@ -92,8 +92,8 @@ class TriageStep:
                 key=key.id, kind="file", sha256=key.value, file_name=evidence.file_name, created_at=now, updated_at=now
             )
             samples.append((key, new_job, Candidate.sighted(alert, evidence)))
-        for key in decision.urls:
-            url_job = SampleJob(key=key.id, kind="url", url=key.value, created_at=now, updated_at=now)
+        for key, url in decision.urls:
+            url_job = SampleJob(key=key.id, kind="url", url=url, created_at=now, updated_at=now)
             samples.append((key, url_job, None))
         # A unit of work must fit one store transaction (Azure Tables: 100 entities; a sample is a
         # job and a link): an alert with many samples attaches them in several, the alert's own

@@ -170,6 +170,10 @@ class Settings(BaseModel):
     defender_indicator_allow_list: Annotated[tuple[str, ...], parsers.texts(r"\S{1,2048}", "values without spaces")] = (
         Field(default=(), validation_alias="DefenderIndicatorAllowList")
     )
+    defender_indicator_shared_platforms: Annotated[
+        tuple[str, ...],
+        parsers.texts(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\.?", "host names like files.example.com"),
+    ] = Field(default=(), validation_alias="DefenderIndicatorSharedPlatforms")
     defender_indicator_max_per_sample: Annotated[int, parsers.whole(1, 500)] = Field(
         default=50, validation_alias="DefenderIndicatorMaxPerSample"
     )

@@ -29,6 +29,8 @@ from joedefender.settings import ConfigurationError
 logger = logging.getLogger("joedefender.functions")
 _STATUS_WIDTH = 200  # characters; the tables fold longer cells
 _POISON_SHOWN = 100
+# The tables bound their rows and cells (hosts/standalone/status.py); this bounds the whole answer.
+MAX_STATUS_CHARS = 1_000_000
 
 
 def _json(status: int, body: dict[str, Any]) -> func.HttpResponse:
@@ -70,7 +72,10 @@ def alert_status(runtime: Runtime, req: func.HttpRequest) -> func.HttpResponse:
             _print_poisoned(console, hosted.store.poisoned())
     except (ConfigurationError, StoreError) as exc:
         return _unavailable(exc)
-    return func.HttpResponse(buffer.getvalue(), status_code=200, mimetype="text/plain", charset="utf-8")
+    text = buffer.getvalue()
+    if len(text) > MAX_STATUS_CHARS:
+        text = text[:MAX_STATUS_CHARS] + f"\n… cut at {MAX_STATUS_CHARS:,} characters\n"
+    return func.HttpResponse(text, status_code=200, mimetype="text/plain", charset="utf-8")
 
 
 def _print_poisoned(console: Console, poisoned: list[tuple[str, str]]) -> None:

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from joedefender.domain.keys import TENANT_BATCH, WorkKey, WorkKind
+from joedefender.hosts.logfilter import made_safe
 from joedefender.pipeline.records import Records
 
 DIMENSIONS = ("alert_id", "sample", "machine_id", "action_id", "work_item")
@@ -43,8 +44,9 @@ def current() -> Mapping[str, str]:
 
 
 def install() -> None:
-    """Wrap the log record factory once per process (idempotent), and keep the Azure SDKs' request
-    logging (a record per HTTP call, at INFO) out of Application Insights."""
+    """Wrap the log record factory once per process (idempotent): every record made safe
+    (`made_safe`) and given the ids; and keep the Azure SDKs' request logging (a record per HTTP
+    call, at INFO) out of Application Insights."""
     global _factory_installed  # noqa: PLW0603 - one factory per process, installed once
     with _installed:
         if _factory_installed:
@@ -53,7 +55,7 @@ def install() -> None:
         previous = logging.getLogRecordFactory()
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = previous(*args, **kwargs)
+            record = made_safe(previous(*args, **kwargs))  # attacker text: one line, escaped, bounded
             ids = _current.get()
             if ids:
                 for name, value in ids.items():

@@ -3,22 +3,31 @@
 Everything shown here came from Defender or Joe Sandbox (alert titles, URLs, file names, threat
 names, failure reasons) and is data, never Rich markup: every cell and title is a `Text`, which
 Rich does not parse, so `http://evil.example/[/x]` prints as itself and `[link=...]` stays visible.
+Every value goes through `shown` (no ESC sequence or bidi control reaches the terminal, at most
+`FIELD` characters), and each table lists at most `ROWS` rows (the most recent), so the whole
+output is bounded however many alerts and however long their URLs are.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from joedefender.domain.jobs import AlertRecord, SampleJob
 from joedefender.domain.keys import alert_subject, link_key, link_prefix
+from joedefender.domain.text import shown
 from joedefender.pipeline.quota import parked_until
 from joedefender.pipeline.records import Records
+
+FIELD = 200  # characters of one cell
+ROWS = 200  # rows of one table: the most recent ones
+T = TypeVar("T")
 
 _STYLE = {
     "done": "green",
@@ -41,8 +50,16 @@ def _styled(value: str) -> Text:
     return Text(value, style=_STYLE.get(value, ""))
 
 
-def _data(value: str) -> Text:
-    return Text(value)
+def _data(value: str | None, limit: int = FIELD) -> Text:
+    return Text(shown(value, limit))
+
+
+def _recent(table: Table, items: Sequence[T], what: str) -> Sequence[T]:
+    """The last `ROWS` items (lists come oldest first); the table's caption says what is left out."""
+    if len(items) <= ROWS:
+        return items
+    table.caption = f"the {ROWS} most recent of {len(items)} {what}"
+    return items[-ROWS:]
 
 
 def job_outcome(job: SampleJob) -> str:
@@ -56,7 +73,8 @@ def alerts_table(ctx: Records) -> Table:
     table = Table(title="Alerts", expand=True)
     for column in ("alert", "state", "sample", "sample state", "outcome", "comment"):
         table.add_column(column, overflow="fold")
-    for stored in ctx.alerts.list():
+    alerts = sorted(ctx.alerts.list(), key=lambda stored: stored.record.received_at)
+    for stored in _recent(table, alerts, "alerts"):
         alert = stored.record
         if not alert.samples:
             table.add_row(_data(alert.alert_id), _styled(alert.state.value), "", "", _data(alert.reason), "")
@@ -66,7 +84,7 @@ def alerts_table(ctx: Records) -> Table:
             table.add_row(
                 _data(alert.alert_id),
                 _styled(alert.state.value),
-                _data(key[:24] + ("…" if len(key) > 24 else "")),
+                _data(key, 24),
                 _styled(job.record.state.value) if job else "",
                 _data(job_outcome(job.record)) if job else "",
                 _styled(link.record.state.value) if link else "",
@@ -78,7 +96,8 @@ def jobs_table(ctx: Records) -> Table:
     table = Table(title="Sample jobs", expand=True)
     for column in ("sample", "state", "alerts", "attempts", "outcome", "updated (UTC)"):
         table.add_column(column, overflow="fold")
-    for stored in ctx.jobs.list():
+    jobs = sorted(ctx.jobs.list(), key=lambda stored: stored.record.updated_at)
+    for stored in _recent(table, jobs, "sample jobs"):
         job = stored.record
         alerts = len({c.alert_id for c in job.candidates}) or len(ctx.links.list(prefix=link_prefix(job.key)))
         table.add_row(
@@ -100,18 +119,19 @@ def indicators_table(ctx: Records) -> Table | None:
     table = Table(title="Indicators", expand=True)
     for column in ("sample", "state", "indicators", "ids", "expires (UTC)", "note"):
         table.add_column(column, overflow="fold")
-    for stored in pushes:
+    pushes = sorted(pushes, key=lambda stored: stored.record.updated_at)
+    for stored in _recent(table, pushes, "pushes"):
         push = stored.record
         ids = push.ids
-        shown = ", ".join(ids[:8]) + (f" (+{len(ids) - 8})" if len(ids) > 8 else "")
+        listed = _data(", ".join(ids[:8]) + (f" (+{len(ids) - 8})" if len(ids) > 8 else ""))
         note = push.failure or (f"left out: {push.skipped}" if push.skipped else "")
         table.add_row(
-            push.sample_key[:24] + ("…" if len(push.sample_key) > 24 else ""),
+            _data(push.sample_key, 24),
             _styled(push.state.value),
             str(len(push.values)),
-            shown,
+            listed,
             _when(push.expires_at),
-            escape(note),
+            _data(note, 2 * FIELD),
         )
     return table
 
@@ -120,8 +140,8 @@ def history_table(ctx: Records, subject: str, title: str) -> Table:
     table = Table(title=_data(title), expand=True)
     for column in ("time (UTC)", "step", "outcome", "detail"):
         table.add_column(column, overflow="fold")
-    for entry in ctx.store.history(subject):
-        table.add_row(_when(entry.at), _data(entry.step), _styled(entry.outcome), _data(entry.detail))
+    for entry in _recent(table, ctx.store.history(subject), "history lines"):
+        table.add_row(_when(entry.at), _data(entry.step), _styled(entry.outcome), _data(entry.detail, 2 * FIELD))
     return table
 
 
