@@ -20,6 +20,7 @@ from rich.markup import escape
 from joedefender.domain.errors import QuarantineFormatError
 from joedefender.formats.defender_quarantine import (
     MAX_ENTRIES_BYTES,
+    PayloadLimitError,
     QuarantineEntry,
     ResourceDecoder,
     ResourceInfo,
@@ -51,16 +52,16 @@ class Decoded:
     info: ResourceInfo
 
 
-def decode_file(path: Path, sink: BinaryIO | None = None) -> Decoded:
+def decode_file(path: Path, max_payload_bytes: int, sink: BinaryIO | None = None) -> Decoded:
     """Decode one ResourceData file, chunk by chunk; the payload goes only to ``sink``."""
-    decoder = ResourceDecoder()
+    decoder = ResourceDecoder(max_payload_bytes)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
-            payload = decoder.feed(chunk)
-            digest.update(payload)
-            if sink is not None:
-                sink.write(payload)
+            for payload in decoder.feed(chunk):
+                digest.update(payload)
+                if sink is not None:
+                    sink.write(payload)
     info = decoder.finish()
     return Decoded(info.payload_size, digest.hexdigest(), info)
 
@@ -85,8 +86,9 @@ def _is_entries(path: Path) -> bool:
 class Report:
     """Reads what was given and prints it; counts the damaged files for the exit code."""
 
-    def __init__(self, console: Console, errors: Console) -> None:
+    def __init__(self, console: Console, errors: Console, max_payload_bytes: int) -> None:
         self.console, self.errors = console, errors
+        self.max_payload_bytes = max_payload_bytes
         self.damaged = 0
 
     def run(self, paths: list[Path], out: Path | None) -> int:
@@ -118,6 +120,8 @@ class Report:
     def _damaged(self, file: Path, exc: Exception) -> None:
         self.damaged += 1
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, PayloadLimitError):
+            reason += f" ({exc.limit >> 20} MiB); raise it with --max-payload-mib if the file is really that large"
         self.errors.print(f"[red]error:[/] {shown(str(file))}: {shown(reason)}", soft_wrap=True)
 
     def _entry(
@@ -154,10 +158,12 @@ class Report:
         self.console.print(f"  sha256:   {decoded.sha256}")
         for name in decoded.info.alternate_streams:
             self.console.print(f"  stream:   {shown(name)}", soft_wrap=True)
+        if decoded.info.unlisted_streams:
+            self.console.print(f"  streams:  {decoded.info.unlisted_streams} more, not listed")
 
     def _decode(self, file: Path) -> Decoded | None:
         try:
-            return decode_file(file)
+            return decode_file(file, self.max_payload_bytes)
         except (QuarantineFormatError, OSError) as exc:
             self._damaged(file, exc)
             return None
@@ -166,7 +172,7 @@ class Report:
         """The payload to --out (a new file: never overwrites), removed again if decoding fails."""
         try:
             with out.open("xb") as sink:
-                decoded = decode_file(file, sink)
+                decoded = decode_file(file, self.max_payload_bytes, sink)
         except FileExistsError:
             self.errors.print(f"[red]error:[/] {shown(str(out))} exists; not overwritten", soft_wrap=True)
             self.damaged += 1
