@@ -39,7 +39,9 @@ DEFANG_KEY = bytes.fromhex("5fb389bf97028e347a9c1f073a4ad2f7bad7b7b934fa23e7d86f
 EXIT_FOUND, EXIT_ERROR, EXIT_NOT_FOUND = 0, 1, 2
 
 Mode = Literal["Collect", "Restore", "Cleanup"]
-Status = Literal["found", "not_found", "error", "cleaned"]
+# unsafe_folder: a folder the script must write to is not its own (someone else made it, or it is
+# a junction); the script did nothing there, and says why in its message.
+Status = Literal["found", "not_found", "error", "cleaned", "unsafe_folder"]
 LocateStatus = Literal["located", "not_found", "error"]
 Source = Literal["quarantine", "restore"]
 MODES: tuple[str, ...] = get_args(Mode)
