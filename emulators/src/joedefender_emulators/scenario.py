@@ -143,6 +143,15 @@ class PlantedFolder(_Model):
     junction_to: str | None = None
 
 
+class PlantedEntries(_Model):
+    """A crafted 1 MiB Entries file planted in the machine's quarantine by whoever can write
+    there (a local admin, malware running as SYSTEM): a layout of mde/hostile_quarantine.py,
+    with that many resources (none: as many as the file holds). Listed as the newest entries."""
+
+    layout: str
+    resources: int | None = Field(None, ge=0)
+
+
 class Machine(_Model):
     id: str = Field(pattern=r"^[0-9a-fA-F]{40}$")
     computer_dns_name: str = Field(alias="computerDnsName")
@@ -152,6 +161,7 @@ class Machine(_Model):
     files: list[MachineFile] = []
     quarantine: list[QuarantineEntry] = []
     planted_folders: list[PlantedFolder] = []
+    planted_entries: list[PlantedEntries] = []
     extra: dict[str, Any] = Field({}, description="further machine fields, returned as given")
 
     def is_online(self, elapsed: float) -> bool:

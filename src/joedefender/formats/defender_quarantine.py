@@ -351,7 +351,7 @@ class _Section:
 def parse_entries(data: bytes) -> QuarantineEntry:
     """Parse one Entries file; raises QuarantineFormatError if it is not one or is damaged."""
     if len(data) > MAX_ENTRIES_BYTES:
-        raise QuarantineFormatError(f"{len(data)} bytes is too large for an Entries file")
+        raise QuarantineFormatError(f"more than {MAX_ENTRIES_BYTES} bytes: too large for an Entries file")
     if len(data) < _ENTRIES_HEADER:
         raise QuarantineFormatError("too short for an Entries file")
     header = rc4(data[:_ENTRIES_HEADER])

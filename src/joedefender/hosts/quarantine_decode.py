@@ -99,9 +99,8 @@ class Report:
                 continue  # Resources\\XX\\ID: Defender's small index files; nothing to report
             try:
                 if _is_entries(file):
-                    if file.stat().st_size > MAX_ENTRIES_BYTES:
-                        raise QuarantineFormatError("too large for an Entries file")
-                    entries.append((file, parse_entries(file.read_bytes())))
+                    with file.open("rb") as handle:  # at most one byte past the limit, however large
+                        entries.append((file, parse_entries(handle.read(MAX_ENTRIES_BYTES + 1))))
                 else:
                     resources[file.name.upper()] = file
             except (QuarantineFormatError, OSError) as exc:

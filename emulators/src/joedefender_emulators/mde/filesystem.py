@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from joedefender_emulators.mde import hostile_quarantine as hostile
 from joedefender_emulators.mde import quarantine as store
 from joedefender_emulators.mde.endpoint_script import SYSTEM_SID, FolderState, QuarantineFile
-from joedefender_emulators.scenario import Blob, Machine
+from joedefender_emulators.scenario import Blob, Machine, ScenarioError
 
 _CHUNK = 1 << 20
 
@@ -99,6 +100,10 @@ class EndpointFiles:
             self._quarantine.append(
                 store.quarantine(0x80000000 + 0x1000 * n + 0x8A1B, entry.threat_name, entry.original_path, blob.chunks)
             )
+        self._planted_entries = [
+            StoredFile(f"{store.ROOT}\\Entries\\{{80000BAD-0000-0000-0000-{n:012X}}}", FileContent(data=data))
+            for n, data in enumerate(_planted(machine))
+        ]
 
     def _quarantine_files(self) -> dict[str, StoredFile]:
         files: dict[str, StoredFile] = {}
@@ -106,6 +111,7 @@ class EndpointFiles:
             files[normalize(q.entries_path)] = StoredFile(q.entries_path, FileContent(data=self._entries_bytes(q)))
             content = FileContent(produced=(q.resource_chunks, q.resource_size))
             files[normalize(q.resource_path)] = StoredFile(q.resource_path, content)
+        files.update((normalize(f.path), f) for f in self._planted_entries)
         return files
 
     def _entries_bytes(self, q: store.QuarantinedFile) -> bytes:
@@ -181,7 +187,10 @@ class EndpointFiles:
         return [QuarantineFile(q.resource_path, q.resource_size) for q in reversed(self._quarantine)]
 
     def entries_files(self) -> list[QuarantineFile]:
-        return [QuarantineFile(q.entries_path, len(self._entries_bytes(q))) for q in reversed(self._quarantine)]
+        planted = [QuarantineFile(f.path, f.content.size) for f in reversed(self._planted_entries)]
+        return planted + [
+            QuarantineFile(q.entries_path, len(self._entries_bytes(q))) for q in reversed(self._quarantine)
+        ]
 
     def restore(self, original_path: str, destination: str) -> list[str]:
         taken = [q for q in self._quarantine if normalize(q.original_path) == normalize(original_path)]
@@ -193,6 +202,15 @@ class EndpointFiles:
             self.write(target, FileContent(data=b"".join(_payload(q))))
             written.append(target)
         return written
+
+
+def _planted(machine: Machine) -> Iterator[bytes]:
+    """The crafted Entries files the scenario planted on ``machine``."""
+    for planted in machine.planted_entries:
+        layouts = hostile.hostile_entries(1 << 20, planted.resources)
+        if planted.layout not in layouts:
+            raise ScenarioError(f"unknown planted Entries layout {planted.layout!r}; known: {', '.join(layouts)}")
+        yield layouts[planted.layout]
 
 
 def _payload(q: store.QuarantinedFile) -> Iterator[bytes]:

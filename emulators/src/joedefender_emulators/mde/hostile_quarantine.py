@@ -3,7 +3,8 @@ local admin, malware running as SYSTEM) could plant there to stall or exhaust a 
 
 Built from the layout alone with this package's own encoder (``quarantine.py``), independently
 of the product's decoder, so that the tests and ``bench/quarantine_decode`` feed the product
-what an attacker could write rather than what the product expects. Each Entries layout is
+what an attacker could write rather than what the product expects. A scenario can plant the
+Entries layouts in a machine's quarantine (``planted_entries``). Each Entries layout is
 padded to exactly ``size`` bytes (trailing bytes after the resources are allowed); the
 ResourceData layouts are produced chunk by chunk, as GetFile would stream them.
 """

@@ -1,9 +1,14 @@
-"""A work folder someone planted on an endpoint (issue 18 item 11), end to end against the
-emulators: any local user may create C:\\ProgramData\\joedefender before the connector comes, or
-make it a junction to a folder of their own. The collect script then refuses the machine's
-on-endpoint strategies with a status line of its own, the attempt fails with that reason in the
-job's history, and the job moves on to another machine or strategy; nothing is written into
-the planted folder or where its junction leads, and nothing is restored."""
+"""What someone in control of an endpoint could plant for the connector, end to end against the
+emulators (issue 18 items 1 and 11).
+
+Crafted Entries files in the quarantine (anyone who can write there: a local admin, malware
+running as SYSTEM): each is refused in a few milliseconds, and the real entry beside them still
+delivers the file. A work folder someone made first: any local user may create
+C:\\ProgramData\\joedefender before the connector comes, or make it a junction to a folder of
+their own. The collect script then refuses the machine's on-endpoint strategies with a status
+line of its own, the attempt fails with that reason in the job's history, and the job moves on
+to another machine or strategy; nothing is written into the planted folder or where its
+junction leads, and nothing is restored."""
 
 from __future__ import annotations
 
@@ -104,3 +109,23 @@ def test_a_planted_junction_fails_both_scripted_strategies_and_nothing_is_restor
     assert len(files["quarantine"]) == 1
     assert files["files"] == []  # nothing written where the junction leads
     assert w.submissions() == []
+
+
+def test_crafted_entries_beside_the_real_one_are_refused_and_the_real_one_delivers(make_world: WorldFactory) -> None:
+    # Newest first, so the connector reads them before the real one; with as many resources as
+    # the file holds (a quadratic parser would take hours on the first) and with 100.
+    planted = [
+        {"layout": layout, "resources": resources}
+        for layout in ("shared path (legal length)", "shared path (odd NULs)", "staggered path", "field flood")
+        for resources in (None, 100)
+    ]
+    target = _quarantined(1, planted_entries=planted)
+    w = make_world(scenario(world(samples=SAMPLES, machines=[target], alerts=[_av_alert(1)])))
+    w.process(_av_alert(1)["id"], timeout=30)
+
+    job, history = _job(w)
+    assert _attempts(job) == [(machine_id(1), "locate", "collected", None)]
+    assert ("selected", "entries matched: 1 Entries files read; fetching 1") in history
+    entries = [p for p in w.getfiles(machine_id(1)) if "\\Entries\\" in p]
+    assert len(entries) == len(planted) + 1  # every planted one was fetched, and read
+    assert [s["sha256"] for s in w.submissions()] == [w.scenario.samples["ldr"].sha256]
