@@ -358,11 +358,69 @@ def test_restore_finally_deletes_the_plaintext_before_removing_the_exclusion() -
 def test_job_folder_is_created_with_a_system_only_acl() -> None:
     security = _text(_function("New-SystemOnlySecurity"))
     assert "SetAccessRuleProtection($true, $false)" in security
-    assert _assigned_string("$SystemSid") == "S-1-5-18"
+    assert "SetOwner((New-Object System.Security.Principal.SecurityIdentifier($SystemSid)))" in security
+    assert _assigned_string("$SystemSid") == "S-1-5-18" == endpoint_script.SYSTEM_SID
+    assert _assigned_string("$AdministratorsSid") == "S-1-5-32-544" == endpoint_script.ADMINISTRATORS_SID
     create = _text(_function("New-ProtectedFolder"))
     assert "[System.IO.Directory]::CreateDirectory($Folder, $security)" in create
-    assert "set-acl" in _commands(_function("New-ProtectedFolder"))
+    # An existing work root keeps its place only with our ACL set again (then checked).
+    root = _commands(_function("Assert-WorkRoot"))
+    assert root == ["assert-trustedowner", "set-acl", "new-systemonlysecurity", "assert-ownfolder"]
     assert "icacls" not in script_bytes().decode().lower()
+
+
+def test_every_folder_the_script_writes_to_is_checked_to_be_its_own() -> None:
+    """A folder someone else made (a pre-created work root, a planted junction, a job folder
+    that exists already) ends the run with status unsafe_folder before anything is done in it."""
+    # Created now: an existing one is refused before CreateDirectory, the new one checked after.
+    create = _commands(_function("New-ProtectedFolder"))
+    assert create[:2] == ["get-folderitem", "stop-unsafefolder"]
+    assert create[-1] == "assert-ownfolder"
+    creations = [n for n in _nodes("invokation_expression") if "CreateDirectory" in _text(n)]
+    assert creations
+    assert all(_enclosing_function(n) == "new-protectedfolder" for n in creations)
+    # No link, owner SYSTEM or Administrators, no access rule for anyone else.
+    owner = _text(_function("Assert-TrustedOwner"))
+    assert "[System.IO.FileAttributes]::ReparsePoint" in owner
+    assert "GetOwner([System.Security.Principal.SecurityIdentifier])" in owner
+    assert "$owner -ne $SystemSid -and $owner -ne $AdministratorsSid" in owner
+    assert "GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier])" in _text(
+        _function("Assert-OwnFolder")
+    )
+    # The work root is checked before anything runs in it, and the job folder is never reused.
+    job = _commands(_function("Initialize-Job"))
+    assert job.index("assert-workroot") < job.index("remove-stalejobs")
+    assert job.index("new-protectedfolder") < job.index("remove-stalejobs")
+    assert job[-2:] == ["new-protectedfolder", "initialize-collector"]
+    assert "remove-tree" not in job
+    cleanup = _commands(_function("Invoke-Cleanup"))
+    assert cleanup.index("assert-workroot") < cleanup.index("remove-tree")
+    restore = _commands(_function("Invoke-RestoreMode"))
+    assert restore.index("initialize-job") < restore.index("new-protectedfolder") < restore.index("invoke-restore")
+
+
+def _enclosing_function(node: Node) -> str | None:
+    ancestor = node.parent
+    while ancestor is not None:
+        if ancestor.type == "function_statement":
+            return next(_text(c).lower() for c in ancestor.children if c.type == "function_name")
+        ancestor = ancestor.parent
+    return None
+
+
+def test_an_unsafe_folder_is_its_own_status_with_the_reasons_the_emulator_gives() -> None:
+    assert "unsafe_folder" in contract.STATUSES
+    assert endpoint_script.UNSAFE_FOLDER == "unsafe_folder"
+    main = _text(_tree().root_node)
+    assert re.search(
+        r"if \(\$script:UnsafeFolder\) \{\s*Set-Outcome -Status 'unsafe_folder' -Message \$script:UnsafeFolder", main
+    )
+    stop = _text(_function("Stop-UnsafeFolder"))
+    assert '$script:UnsafeFolder = "$Folder $Reason"' in stop
+    assert "throw $script:UnsafeFolder" in stop
+    for reason in endpoint_script.UNSAFE_REASONS.values():
+        for part in reason.split("{sid}"):
+            assert part in main, part
 
 
 def test_the_keys_in_the_script_are_the_public_keys() -> None:

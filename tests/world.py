@@ -70,6 +70,16 @@ class World:
         actions = [a for a in self.defender("/_emulator/machineactions") if a.get("type") == "LiveResponse"]
         return [a for a in actions if machine_id is None or a.get("machineId") == machine_id]
 
+    def getfiles(self, machine_id: str) -> list[str]:
+        """The paths of every GetFile command sent to the machine, in order."""
+        return [
+            p["value"]
+            for action in self.live_responses(machine_id)
+            for c in action["commands"]
+            if c["command"]["type"] == "GetFile"
+            for p in c["command"]["params"]
+        ]
+
     def calls(self, route: str) -> int:
         return int(self.defender("/_emulator/calls").get(route, {}).get("calls", 0))
 

@@ -25,6 +25,7 @@ from joedefender_emulators.mde import endpoint_script
 from joedefender_emulators.mde import quarantine as store
 from joedefender_emulators.mde.endpoint_script import (
     EndpointScriptError,
+    FolderState,
     QuarantineFile,
     ScriptRun,
     parse_args,
@@ -33,6 +34,7 @@ from joedefender_emulators.mde.endpoint_script import (
 )
 
 SHA = hashlib.sha256(b"sample").hexdigest()
+SYSTEM, USER, USERS = endpoint_script.SYSTEM_SID, "S-1-5-21-1-2-3-1001", "S-1-5-32-545"
 
 
 # ---------------------------------------------------------------- the two descriptions agree
@@ -69,6 +71,7 @@ def test_the_simulated_script_and_the_contract_describe_the_same_script() -> Non
         ScriptOutcome("not_found", message="no quarantined file has this SHA-256"),
         ScriptOutcome("error", message='failed: C:\\o\'brien\\"x" \u4e2d'),
         ScriptOutcome("cleaned"),
+        ScriptOutcome("unsafe_folder", message="C:\\ProgramData\\joedefender is a reparse point"),
     ],
 )
 def test_the_output_lines_are_the_same(outcome: ScriptOutcome) -> None:
@@ -189,7 +192,18 @@ class FakeEndpoint:
             for n, (name, path, content) in enumerate(items)
         ]
         self.files: dict[str, bytes] = {}
+        self.folders: dict[str, FolderState] = {}
         self.restored: list[str] = []
+
+    def folder(self, path: str) -> FolderState | None:
+        return self.folders.get(path.lower())
+
+    def make_folder(self, path: str, owner: str, access: tuple[str, ...]) -> None:
+        self.folders.setdefault(path.lower(), FolderState(path, owner, access))
+
+    def set_access(self, path: str, access: tuple[str, ...]) -> None:
+        current = self.folders[path.lower()]
+        self.folders[path.lower()] = FolderState(current.path, endpoint_script.SYSTEM_SID, access, current.junction_to)
 
     def resource_files(self) -> Sequence[QuarantineFile]:
         return [QuarantineFile(q.resource_path, q.resource_size) for q in self.items]
@@ -221,6 +235,7 @@ class FakeEndpoint:
     def delete_tree(self, folder: str) -> None:
         prefix = folder.lower().rstrip("\\") + "\\"
         self.files = {p: c for p, c in self.files.items() if not p.startswith(prefix)}
+        self.folders = {p: f for p, f in self.folders.items() if not (p + "\\").startswith(prefix)}
 
 
 def _endpoint() -> FakeEndpoint:
@@ -258,11 +273,42 @@ def test_simulate_collects_only_the_matching_entry() -> None:
     assert endpoint.restored == []
 
 
-def test_simulate_collect_replaces_a_previous_attempt_of_the_same_job() -> None:
+def test_simulate_collect_makes_its_folders_its_own() -> None:
     endpoint = _endpoint()
-    endpoint.write_file(contract.job_folder("job-1") + "\\restore\\leftover.exe", b"plaintext")
     simulate(_collect_args(b"MZ three"), endpoint)
-    assert list(endpoint.files) == [sample_path("job-1").lower()]
+    system, administrators = endpoint_script.SYSTEM_SID, endpoint_script.ADMINISTRATORS_SID
+    assert endpoint.folder(contract.WORK_ROOT) == FolderState(contract.WORK_ROOT, system, (system, administrators))
+    assert endpoint.folder(contract.job_folder("job-1")) == FolderState(contract.job_folder("job-1"), system, (system,))
+
+
+OWN_ROOT = FolderState(contract.WORK_ROOT, SYSTEM, (SYSTEM, endpoint_script.ADMINISTRATORS_SID))
+
+
+@pytest.mark.parametrize(
+    ("planted", "complaint"),
+    [
+        ([FolderState(contract.WORK_ROOT, USER, (USER, USERS))], f"is owned by {USER}, not SYSTEM or Administrators"),
+        ([FolderState(contract.WORK_ROOT, SYSTEM, (SYSTEM,), junction_to="C:\\Users\\u")], "is a reparse point"),
+        ([OWN_ROOT, FolderState(contract.job_folder("job-1"), SYSTEM, (SYSTEM,))], "existed before this run"),
+    ],
+)
+def test_simulate_refuses_a_folder_someone_else_made_and_touches_nothing(
+    planted: list[FolderState], complaint: str
+) -> None:
+    endpoint = _endpoint()
+    for folder in planted:
+        endpoint.folders[folder.path.lower()] = folder
+        endpoint.write_file(folder.path + "\\planted.txt", b"left by someone")
+    before = dict(endpoint.folders), dict(endpoint.files)
+    for mode, extra in (("Collect", {}), ("Restore", {"original_path": "C:\\Users\\a\\Downloads\\two.exe"})):
+        run = simulate(_collect_args(b"MZ two", mode=mode, **extra), endpoint)
+        assert run.exit_code == contract.EXIT_ERROR
+        assert run.script_output.count("\n") == 1
+        outcome = json.loads(run.script_output)
+        assert outcome["status"] == endpoint_script.UNSAFE_FOLDER
+        assert complaint in outcome["message"]
+        assert (dict(endpoint.folders), dict(endpoint.files)) == before
+    assert endpoint.restored == []
 
 
 def test_simulate_not_found_writes_nothing() -> None:
@@ -355,3 +401,17 @@ def test_simulate_collect_without_hash_reports_an_error_line() -> None:
     outcome = ScriptOutcome.from_script_output(run.script_output)
     assert outcome.status == "error"
     assert "Sha256" in outcome.message
+
+
+def test_simulate_cleanup_leaves_a_work_root_someone_else_made_alone() -> None:
+    endpoint = _endpoint()
+    planted = FolderState(contract.WORK_ROOT, USER, (USER, USERS))
+    endpoint.folders[contract.WORK_ROOT.lower()] = planted
+    endpoint.write_file(contract.job_folder("job-1") + "\\planted.txt", b"left by someone")
+    run = simulate(format_args(CollectRequest("Cleanup", "job-1")), endpoint)
+    assert run.exit_code == contract.EXIT_ERROR
+    outcome = ScriptOutcome.from_script_output(run.script_output)
+    assert outcome.status == "unsafe_folder"
+    assert outcome.message.startswith(f"{contract.WORK_ROOT} is owned by {USER}")
+    assert endpoint.folders == {contract.WORK_ROOT.lower(): planted}
+    assert list(endpoint.files) == [(contract.job_folder("job-1") + "\\planted.txt").lower()]

@@ -79,7 +79,7 @@ def test_the_payload_comes_back_with_and_without_an_alternate_stream(zone: bytes
     payload = b"MZ\x90\x00 synthetic payload " * 13
     decoder = ResourceDecoder()
     ciphertext = _encrypt(_blob(payload, zone=zone))
-    out = b"".join(decoder.feed(ciphertext[i : i + chunk]) for i in range(0, len(ciphertext), chunk))
+    out = b"".join(piece for i in range(0, len(ciphertext), chunk) for piece in decoder.feed(ciphertext[i : i + chunk]))
     info = decoder.finish()
     assert out == payload
     assert info.payload_size == len(payload)
@@ -110,9 +110,9 @@ def test_a_large_payload_streams_in_constant_memory() -> None:
     decoder = ResourceDecoder()
     digest, largest = hashlib.sha256(), 0
     for i in range(0, len(ciphertext), 65536):
-        piece = decoder.feed(ciphertext[i : i + 65536])
-        largest = max(largest, len(piece))
-        digest.update(piece)
+        for piece in decoder.feed(ciphertext[i : i + 65536]):
+            largest = max(largest, len(piece))
+            digest.update(piece)
     decoder.finish()
     assert digest.hexdigest() == hashlib.sha256(payload).hexdigest()
     assert largest <= 65536

@@ -6,10 +6,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from joedefender.formats.defender_quarantine import MAX_PAYLOAD_BYTES
+from joedefender.hosts.cli import QUARANTINE_MAX_PAYLOAD_MIB
+from joedefender_emulators.mde import hostile_quarantine as hostile
 from joedefender_emulators.mde import quarantine as store
 from tests.hosts import environment, joedefender
 
@@ -107,3 +111,36 @@ def test_a_damaged_file_gets_one_line_naming_it_and_a_non_zero_exit(tmp_path: Pa
     assert broken.name in lines[0]
     assert "Traceback" not in done.stderr
     assert not out.exists()  # a partial payload is removed again
+
+
+def _crafted_resource(root: Path, chunks: Iterator[bytes]) -> Path:
+    """A ResourceData file someone planted: named as Defender names them, content crafted."""
+    file = root / "ResourceData" / "AB" / ("AB" * 20)
+    file.parent.mkdir(parents=True)
+    file.write_bytes(b"".join(chunks))
+    return file
+
+
+def test_a_sparse_block_far_out_stops_at_the_limit_with_a_line_that_says_how_to_raise_it(tmp_path: Path) -> None:
+    file = _crafted_resource(tmp_path, hostile.sparse_gap(1 << 40))  # 1 TiB of zeros, claimed in 36 bytes
+    done = _decode(str(file))
+    assert done.returncode == 1
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert f"exceeds the limit of {QUARANTINE_MAX_PAYLOAD_MIB << 20} bytes" in line
+    assert "--max-payload-mib" in line
+    assert "Traceback" not in done.stderr
+
+
+def test_the_limit_can_be_raised_on_purpose(tmp_path: Path) -> None:
+    file = _crafted_resource(tmp_path, hostile.sparse_gap(2 << 20))  # a payload of 2 MiB and 1 byte
+    refused = _decode(str(file), "--max-payload-mib", "2")
+    assert refused.returncode == 1
+    assert "exceeds the limit of 2097152 bytes (2 MiB)" in refused.stderr
+    raised = _decode(str(file), "--max-payload-mib", "3")
+    assert raised.returncode == 0, raised.stderr
+    assert f"size:     {(2 << 20) + 1}" in raised.stdout
+    assert hashlib.sha256(bytes(2 << 20) + b"x").hexdigest() in raised.stdout
+
+
+def test_the_clis_default_limit_is_the_decoders() -> None:
+    assert QUARANTINE_MAX_PAYLOAD_MIB << 20 == MAX_PAYLOAD_BYTES

@@ -419,13 +419,7 @@ def test_when_getfile_on_the_quarantine_folder_is_refused_the_on_endpoint_decode
 
 
 def _getfiles(w: World, machine: str) -> list[str]:
-    return [
-        p["value"]
-        for action in w.live_responses(machine)
-        for c in action["commands"]
-        if c["command"]["type"] == "GetFile"
-        for p in c["command"]["params"]
-    ]
+    return w.getfiles(machine)
 
 
 def _delivered_by_the_locator_alone(w: World) -> tuple[SampleJob, dict[str, Any]]:

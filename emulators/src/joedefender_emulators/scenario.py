@@ -127,6 +127,31 @@ class QuarantineEntry(_Model):
     sample: str
 
 
+# A local user's SID (what `whoami /user` shows for an ordinary account), and BUILTIN\Users.
+LOCAL_USER_SID = "S-1-5-21-1004336348-1177238915-682003330-1001"
+USERS_SID = "S-1-5-32-545"
+
+
+class PlantedFolder(_Model):
+    """A folder someone made on the machine before the connector came: any local user may create
+    folders in C:\\ProgramData (the owner is then that user, and the access rules name whom the
+    user let in), or make one a junction to a folder of their own."""
+
+    path: str
+    owner: str = LOCAL_USER_SID
+    access: list[str] = [LOCAL_USER_SID, USERS_SID]
+    junction_to: str | None = None
+
+
+class PlantedEntries(_Model):
+    """A crafted 1 MiB Entries file planted in the machine's quarantine by whoever can write
+    there (a local admin, malware running as SYSTEM): a layout of mde/hostile_quarantine.py,
+    with that many resources (none: as many as the file holds). Listed as the newest entries."""
+
+    layout: str
+    resources: int | None = Field(None, ge=0)
+
+
 class Machine(_Model):
     id: str = Field(pattern=r"^[0-9a-fA-F]{40}$")
     computer_dns_name: str = Field(alias="computerDnsName")
@@ -135,6 +160,8 @@ class Machine(_Model):
     busy_until: float = Field(0.0, description="another live response session holds the machine until then")
     files: list[MachineFile] = []
     quarantine: list[QuarantineEntry] = []
+    planted_folders: list[PlantedFolder] = []
+    planted_entries: list[PlantedEntries] = []
     extra: dict[str, Any] = Field({}, description="further machine fields, returned as given")
 
     def is_online(self, elapsed: float) -> bool:

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     ACTION_FAILED = "action_failed"
     QUARANTINE_NOT_FOUND = "quarantine_not_found"
     SCRIPT_FAILED = "script_failed"
+    WORK_FOLDER_UNSAFE = "work_folder_unsafe"
     HASH_MISMATCH = "hash_mismatch"
 
     @property
@@ -63,6 +64,9 @@ _TEXT: dict[Reason, str] = {
     Reason.ACTION_FAILED: "{detail}",
     Reason.QUARANTINE_NOT_FOUND: "quarantine entry not found on this machine",
     Reason.SCRIPT_FAILED: "the collection script failed: {detail}",
+    Reason.WORK_FOLDER_UNSAFE: (
+        "the endpoint's work folder is not the connector's own; nothing was done there: {detail}"
+    ),
     Reason.HASH_MISMATCH: "the collected bytes hash to {detail}, not the evidence's sha256; rejected",
 }
 

@@ -39,7 +39,9 @@ DEFANG_KEY = bytes.fromhex("5fb389bf97028e347a9c1f073a4ad2f7bad7b7b934fa23e7d86f
 EXIT_FOUND, EXIT_ERROR, EXIT_NOT_FOUND = 0, 1, 2
 
 Mode = Literal["Collect", "Restore", "Cleanup"]
-Status = Literal["found", "not_found", "error", "cleaned"]
+# unsafe_folder: a folder the script must write to is not its own (someone else made it, or it is
+# a junction); the script did nothing there, and says why in its message.
+Status = Literal["found", "not_found", "error", "cleaned", "unsafe_folder"]
 LocateStatus = Literal["located", "not_found", "error"]
 Source = Literal["quarantine", "restore"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -49,6 +51,14 @@ LOCATE_STATUSES: tuple[str, ...] = get_args(LocateStatus)
 OUTPUT_VERSION = 1
 # The locator lists at most this many ResourceData files, and as many Entries files (newest first).
 LOCATE_LIMIT = 64
+# The scripts print one line: the locator's, the longest, lists 128 files of about 120 characters
+# each. A megabyte leaves room for PowerShell's own warnings; more did not come from our scripts
+# (the device is the attacker's side) and is refused unread.
+MAX_SCRIPT_OUTPUT_CHARS = 1 << 20
+# The scripts cut their message to this many characters; a longer one is cut here the same way.
+MAX_MESSAGE_CHARS = 1000
+_MAX_PATH_CHARS = 32_767  # the longest Windows path
+_LINE = re.compile(r"[^\r\n]+")
 # Every argument, whatever the parameter: what survives any tokenisation of Args.
 _SAFE_ARGUMENT = re.compile(r"[A-Za-z0-9-]+")
 
@@ -276,41 +286,53 @@ class ScriptOutcome:
 
     @classmethod
     def _from_document(cls, doc: Mapping[str, object]) -> ScriptOutcome:
-        if doc.get("joedefender") != OUTPUT_VERSION:
-            raise ContractError(f"unsupported joedefender output version {doc.get('joedefender')!r}")
+        _check_version(doc)
         status = doc.get("status")
         source = doc.get("source")
         size = doc.get("size")
         message = doc.get("message", "")
         if status not in STATUSES:
-            raise ContractError(f"unknown status {status!r}")
+            raise ContractError(f"unknown status {_brief(status)}")
         if source is not None and source not in SOURCES:
-            raise ContractError(f"unknown source {source!r}")
+            raise ContractError(f"unknown source {_brief(source)}")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise ContractError("size must be an integer")
         if message is None:
             message = ""
         if not isinstance(message, str):
             raise ContractError("message must be a string")
+        path = _optional_str(doc, "path")
+        if path is not None and len(path) > _MAX_PATH_CHARS:
+            raise ContractError(f"path has {len(path)} characters, more than a Windows path can")
         return cls(
             status=status,  # type: ignore[arg-type]  # checked against STATUSES above
             sha256=_optional_str(doc, "sha256"),
             size=size,
-            path=_optional_str(doc, "path"),
+            path=path,
             source=source,  # type: ignore[arg-type]  # checked against SOURCES above
-            message=message,
+            message=message[:MAX_MESSAGE_CHARS],
         )
 
 
 def _our_line(script_output: str) -> dict[str, object]:
-    """The one joedefender line among whatever else the endpoint printed."""
-    documents = [doc for doc in map(_json_object, script_output.splitlines()) if doc is not None]
-    ours = [doc for doc in documents if "joedefender" in doc]
-    if not ours:
+    """The one joedefender line among whatever else the endpoint printed: read line by line, in
+    one pass, keeping nothing of the other lines."""
+    if len(script_output) > MAX_SCRIPT_OUTPUT_CHARS:
+        raise ContractError(
+            f"the script output has {len(script_output)} characters, more than the {MAX_SCRIPT_OUTPUT_CHARS} "
+            "our scripts can print"
+        )
+    ours: dict[str, object] | None = None
+    count = 0
+    for line in _LINE.finditer(script_output):
+        doc = _json_object(line.group())
+        if doc is not None and "joedefender" in doc:
+            ours, count = ours or doc, count + 1
+    if ours is None:
         raise ContractError("the script output has no joedefender result line")
-    if len(ours) > 1:
-        raise ContractError(f"the script output has {len(ours)} joedefender result lines, expected one")
-    return ours[0]
+    if count > 1:
+        raise ContractError(f"the script output has {count} joedefender result lines, expected one")
+    return ours
 
 
 def _json_object(line: str) -> dict[str, object] | None:
@@ -319,9 +341,20 @@ def _json_object(line: str) -> dict[str, object] | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return None
     return value if isinstance(value, dict) else None
+
+
+def _check_version(doc: Mapping[str, object]) -> None:
+    if doc.get("joedefender") != OUTPUT_VERSION:
+        raise ContractError(f"unsupported joedefender output version {_brief(doc.get('joedefender'))}")
+
+
+def _brief(value: object) -> str:
+    """A value from the device in an error message: its repr, bounded."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _optional_str(doc: Mapping[str, object], key: str) -> str | None:
@@ -354,18 +387,17 @@ class LocateOutcome:
     @classmethod
     def from_script_output(cls, script_output: str) -> LocateOutcome:
         doc = _our_line(script_output)
-        if doc.get("joedefender") != OUTPUT_VERSION:
-            raise ContractError(f"unsupported joedefender output version {doc.get('joedefender')!r}")
+        _check_version(doc)
         status, mode, message = doc.get("status"), doc.get("languageMode"), doc.get("message") or ""
         if status not in LOCATE_STATUSES:
-            raise ContractError(f"unknown status {status!r}")
+            raise ContractError(f"unknown status {_brief(status)}")
         if not isinstance(mode, str) or not isinstance(message, str):
             raise ContractError("languageMode and message must be strings")
         return cls(
             status=status,  # type: ignore[arg-type]  # checked against LOCATE_STATUSES above
             language_mode=mode[:40],
             resources=_listed(doc, "resources", _resource_data),
-            message=message[:1000],
+            message=message[:MAX_MESSAGE_CHARS],
             entries=_listed(doc, "entries", _entries_file),
         )
 

@@ -295,6 +295,9 @@ def demo(
     raise typer.Exit(run_demo(console, scenario))
 
 
+# formats.defender_quarantine.MAX_PAYLOAD_BYTES in MiB (GetFile's 3 GB), written out so that
+# `--help` does not load the decoder.
+QUARANTINE_MAX_PAYLOAD_MIB = 3072
 quarantine_app = typer.Typer(help="Work with a copy of Defender's quarantine.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 
@@ -309,6 +312,13 @@ def quarantine_decode(
         Path | None,
         typer.Option("--out", help="Write the payload (malware!) to this new file; needs exactly one ResourceData."),
     ] = None,
+    max_payload_mib: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Refuse a payload larger than this (a sparse block may claim any offset); raise it on purpose.",
+        ),
+    ] = QUARANTINE_MAX_PAYLOAD_MIB,
     verbose: Verbose = False,
 ) -> None:
     """Print each entry's threat name, original path, size and payload SHA-256; nothing is written
@@ -318,7 +328,7 @@ def quarantine_decode(
 
     _logging(verbose)
     try:
-        code = Report(console, errors).run(paths, out)
+        code = Report(console, errors, max_payload_mib << 20).run(paths, out)
     except QuarantineFormatError as exc:
         errors.print(f"[red]error:[/] {shown(str(exc))}")
         code = 2

@@ -21,6 +21,7 @@ from joedefender.domain.errors import QuarantineFormatError
 from joedefender.domain.text import shown as safe_text
 from joedefender.formats.defender_quarantine import (
     MAX_ENTRIES_BYTES,
+    PayloadLimitError,
     QuarantineEntry,
     ResourceDecoder,
     ResourceInfo,
@@ -49,16 +50,16 @@ class Decoded:
     info: ResourceInfo
 
 
-def decode_file(path: Path, sink: BinaryIO | None = None) -> Decoded:
+def decode_file(path: Path, max_payload_bytes: int, sink: BinaryIO | None = None) -> Decoded:
     """Decode one ResourceData file, chunk by chunk; the payload goes only to ``sink``."""
-    decoder = ResourceDecoder()
+    decoder = ResourceDecoder(max_payload_bytes)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
-            payload = decoder.feed(chunk)
-            digest.update(payload)
-            if sink is not None:
-                sink.write(payload)
+            for payload in decoder.feed(chunk):
+                digest.update(payload)
+                if sink is not None:
+                    sink.write(payload)
     info = decoder.finish()
     return Decoded(info.payload_size, digest.hexdigest(), info)
 
@@ -83,8 +84,9 @@ def _is_entries(path: Path) -> bool:
 class Report:
     """Reads what was given and prints it; counts the damaged files for the exit code."""
 
-    def __init__(self, console: Console, errors: Console) -> None:
+    def __init__(self, console: Console, errors: Console, max_payload_bytes: int) -> None:
         self.console, self.errors = console, errors
+        self.max_payload_bytes = max_payload_bytes
         self.damaged = 0
 
     def run(self, paths: list[Path], out: Path | None) -> int:
@@ -95,9 +97,8 @@ class Report:
                 continue  # Resources\\XX\\ID: Defender's small index files; nothing to report
             try:
                 if _is_entries(file):
-                    if file.stat().st_size > MAX_ENTRIES_BYTES:
-                        raise QuarantineFormatError("too large for an Entries file")
-                    entries.append((file, parse_entries(file.read_bytes())))
+                    with file.open("rb") as handle:  # at most one byte past the limit, however large
+                        entries.append((file, parse_entries(handle.read(MAX_ENTRIES_BYTES + 1))))
                 else:
                     resources[file.name.upper()] = file
             except (QuarantineFormatError, OSError) as exc:
@@ -116,6 +117,8 @@ class Report:
     def _damaged(self, file: Path, exc: Exception) -> None:
         self.damaged += 1
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, PayloadLimitError):
+            reason += f" ({exc.limit >> 20} MiB); raise it with --max-payload-mib if the file is really that large"
         self.errors.print(f"[red]error:[/] {shown(str(file))}: {shown(reason)}", soft_wrap=True)
 
     def _entry(
@@ -152,10 +155,12 @@ class Report:
         self.console.print(f"  sha256:   {decoded.sha256}")
         for name in decoded.info.alternate_streams:
             self.console.print(f"  stream:   {shown(name)}", soft_wrap=True)
+        if decoded.info.unlisted_streams:
+            self.console.print(f"  streams:  {decoded.info.unlisted_streams} more, not listed")
 
     def _decode(self, file: Path) -> Decoded | None:
         try:
-            return decode_file(file)
+            return decode_file(file, self.max_payload_bytes)
         except (QuarantineFormatError, OSError) as exc:
             self._damaged(file, exc)
             return None
@@ -164,7 +169,7 @@ class Report:
         """The payload to --out (a new file: never overwrites), removed again if decoding fails."""
         try:
             with out.open("xb") as sink:
-                decoded = decode_file(file, sink)
+                decoded = decode_file(file, self.max_payload_bytes, sink)
         except FileExistsError:
             self.errors.print(f"[red]error:[/] {shown(str(out))} exists; not overwritten", soft_wrap=True)
             self.damaged += 1

@@ -554,6 +554,8 @@ class Collector:
     def _script_failure(outcome: contract.ScriptOutcome) -> Cause:
         if outcome.status == "not_found":
             return Cause(reason=Reason.QUARANTINE_NOT_FOUND)
+        if outcome.status == "unsafe_folder":
+            return Cause(reason=Reason.WORK_FOLDER_UNSAFE, detail=outcome.message)
         return Cause(reason=Reason.SCRIPT_FAILED, detail=outcome.message or outcome.status)
 
     def _failure_cause(self, attempt: Attempt, action: LiveResponseAction) -> Cause:

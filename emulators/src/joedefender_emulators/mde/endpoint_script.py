@@ -10,7 +10,10 @@ defining the other: a connector that formats what these simulated scripts cannot
 as it would on Windows.
 
 The quarantine is in Defender's encrypted layout (``quarantine.py``); the simulated collect
-script decodes it with that module's own reader.
+script decodes it with that module's own reader. Its folder checks follow the script's
+functions of the same names (Initialize-Job, Assert-WorkRoot, New-ProtectedFolder,
+Assert-OwnFolder): a work root or job folder someone else made ends the run with status
+``unsafe_folder`` before anything is written there.
 """
 
 from __future__ import annotations
@@ -57,6 +60,18 @@ LOCATE_PARAMETERS: tuple[tuple[str, int, int, str], ...] = (("JobId", 1, 64, r"^
 # an absolute drive path without wildcards, quotes or a trailing backslash.
 _NAME_PART = r'[^\x00-\x1f"*?<>|:/\[\]\\]+'
 ORIGINAL_PATH_PATTERN = "^[A-Za-z]:\\\\(?:" + _NAME_PART + "\\\\)*" + _NAME_PART + r"\z"
+SYSTEM_SID = "S-1-5-18"
+ADMINISTRATORS_SID = "S-1-5-32-544"
+# The status line of a run that found a folder it must write to not to be its own, and the
+# reasons it gives (the script's Stop-UnsafeFolder messages, after the folder's path).
+UNSAFE_FOLDER = "unsafe_folder"
+UNSAFE_REASONS = {
+    "junction": "is a reparse point (a junction or link); refusing to use it",
+    "file": "is not a folder; refusing to use it",
+    "owner": "is owned by {sid}, not SYSTEM or Administrators: someone else made it; refusing to use it",
+    "access": "grants access to {sid}; refusing to use it",
+    "existed": "existed before this run; refusing to use it",
+}
 
 
 class EndpointScriptError(EmulatorError):
@@ -137,8 +152,31 @@ class QuarantineFile:
     size: int
 
 
+@dataclass(frozen=True)
+class FolderState:
+    """What the collect script checks of a folder: its owner's SID, the SIDs its access rules
+    name, and whether it is a reparse point (a junction, and where it leads)."""
+
+    path: str
+    owner: str
+    access: tuple[str, ...]
+    junction_to: str | None = None
+
+
 class SimulatedEndpoint(Protocol):
     """The little of an emulated Windows machine that the simulated scripts touch."""
+
+    def folder(self, path: str) -> FolderState | None:
+        """The folder at ``path`` (the link itself if it is a junction), or None."""
+        ...
+
+    def make_folder(self, path: str, owner: str, access: tuple[str, ...]) -> None:
+        """[IO.Directory]::CreateDirectory with a security descriptor (nothing if it exists)."""
+        ...
+
+    def set_access(self, path: str, access: tuple[str, ...]) -> None:
+        """Set-Acl: the folder's access rules, and its owner, become the script's."""
+        ...
 
     def resource_files(self) -> Sequence[QuarantineFile]:
         """The Quarantine\\ResourceData files, newest first."""
@@ -203,16 +241,84 @@ def simulate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
         # PowerShell refuses to bind the parameters: no output line, exit code 1.
         return _refused(SCRIPT_NAME, exc)
     folder = f"{WORK_ROOT}\\{bound['JobId']}"
-    if bound["Mode"] == "Cleanup":
-        endpoint.delete_tree(folder)
-        return _finished("cleaned")
-    if "Sha256" not in bound:
-        return _finished("error", message=f"Sha256 is required in {bound['Mode']} mode")
-    wanted = bound["Sha256"].lower()
-    endpoint.delete_tree(folder)
+    try:
+        if bound["Mode"] == "Cleanup":
+            if _exists(endpoint, WORK_ROOT):
+                _check_work_root(endpoint)
+            endpoint.delete_tree(folder)
+            return _finished("cleaned")
+        if "Sha256" not in bound:
+            return _finished("error", message=f"Sha256 is required in {bound['Mode']} mode")
+        if bound["Mode"] == "Restore":
+            return _restore(bound, bound["Sha256"].lower(), folder, endpoint)
+        _initialize_job(endpoint, folder)
+        return _collect(bound["Sha256"].lower(), folder, endpoint)
+    except _UnsafeFolder as exc:
+        return _finished(UNSAFE_FOLDER, message=str(exc))
+
+
+class _UnsafeFolder(Exception):
+    """Stop-UnsafeFolder: a folder the script must write to is not its own."""
+
+    def __init__(self, path: str, reason: str, **facts: str) -> None:
+        super().__init__(f"{path} {UNSAFE_REASONS[reason].format(**facts)}")
+
+
+def _assert_own_folder(endpoint: SimulatedEndpoint, path: str, *, administrators: bool) -> None:
+    """Assert-OwnFolder: no reparse point, owned by SYSTEM or Administrators, and no access rule
+    for anyone but SYSTEM (and Administrators, for the work root)."""
+    folder = endpoint.folder(path)
+    if folder is None:
+        raise _UnsafeFolder(path, "file")
+    if folder.junction_to is not None:
+        raise _UnsafeFolder(path, "junction")
+    if folder.owner not in (SYSTEM_SID, ADMINISTRATORS_SID):
+        raise _UnsafeFolder(path, "owner", sid=folder.owner)
+    allowed = (SYSTEM_SID, ADMINISTRATORS_SID) if administrators else (SYSTEM_SID,)
+    for sid in folder.access:
+        if sid not in allowed:
+            raise _UnsafeFolder(path, "access", sid=sid)
+
+
+def _check_work_root(endpoint: SimulatedEndpoint) -> None:
+    """Assert-WorkRoot: an existing work root must be a folder SYSTEM or Administrators own and
+    no link; its access rules are then narrowed to theirs and checked again."""
+    root = endpoint.folder(WORK_ROOT)
+    if root is None:  # a file where the folder should be
+        raise _UnsafeFolder(WORK_ROOT, "file")
+    if root.junction_to is not None:
+        raise _UnsafeFolder(WORK_ROOT, "junction")
+    if root.owner not in (SYSTEM_SID, ADMINISTRATORS_SID):
+        raise _UnsafeFolder(WORK_ROOT, "owner", sid=root.owner)
+    endpoint.set_access(WORK_ROOT, (SYSTEM_SID, ADMINISTRATORS_SID))
+    _assert_own_folder(endpoint, WORK_ROOT, administrators=True)
+
+
+def _exists(endpoint: SimulatedEndpoint, path: str) -> bool:
+    """Get-FolderItem: a folder, a junction or a file is there."""
+    return endpoint.folder(path) is not None or endpoint.read_file(path) is not None
+
+
+def _new_protected_folder(endpoint: SimulatedEndpoint, path: str, *, administrators: bool) -> None:
+    """New-ProtectedFolder: created now, SYSTEM's (and Administrators'), or refused."""
+    if _exists(endpoint, path):
+        raise _UnsafeFolder(path, "existed")
+    access = (SYSTEM_SID, ADMINISTRATORS_SID) if administrators else (SYSTEM_SID,)
+    endpoint.make_folder(path, SYSTEM_SID, access)
+    _assert_own_folder(endpoint, path, administrators=administrators)
+
+
+def _initialize_job(endpoint: SimulatedEndpoint, folder: str) -> None:
+    """Initialize-Job: the work root (made, or checked and narrowed), then a fresh job folder."""
+    if not _exists(endpoint, WORK_ROOT):
+        _new_protected_folder(endpoint, WORK_ROOT, administrators=True)
+    else:
+        _check_work_root(endpoint)
+    _new_protected_folder(endpoint, folder, administrators=False)
+
+
+def _collect(wanted: str, folder: str, endpoint: SimulatedEndpoint) -> ScriptRun:
     path = f"{folder}\\{SAMPLE_FILE_NAME}"
-    if bound["Mode"] == "Restore":
-        return _restore(bound, wanted, folder, endpoint)
     for item in endpoint.resource_files():
         payload = store.read_payload(endpoint.read_quarantine_file(item.path))
         if payload is not None and hashlib.sha256(payload).hexdigest() == wanted:
@@ -232,10 +338,12 @@ def _restore(bound: Mapping[str, str], wanted: str, folder: str, endpoint: Simul
         return _finished("error", message="OriginalPathHex is not UTF-8 text")
     if not re.search(ORIGINAL_PATH_PATTERN.replace(r"\z", r"\Z"), original):
         return _finished("error", message="OriginalPathHex is not an absolute path without wildcards")
+    _initialize_job(endpoint, folder)
     restore_folder = f"{folder}\\restore"
     path = f"{folder}\\{SAMPLE_FILE_NAME}"
     found: bytes | None = None
     try:
+        _new_protected_folder(endpoint, restore_folder, administrators=False)
         for restored in endpoint.restore(original, restore_folder):
             content = endpoint.read_file(restored)
             if content is not None and hashlib.sha256(content).hexdigest() == wanted:

@@ -1,15 +1,21 @@
 """The emulated endpoints' disks and quarantines: what GetFile reads and the collection script
 writes. Scenario files stay as Blobs (generated 200 MB samples are never held in memory); the
-quarantine is kept in Defender's encrypted layout (`quarantine.py`), produced on demand."""
+quarantine is kept in Defender's encrypted layout (`quarantine.py`), produced on demand.
+
+Folders are kept with what the collect script checks of them (owner, access rules, junction),
+so that a scenario can plant one as a local user could: a folder the user owns, or a junction.
+A write under a junction lands where the junction leads, as on NTFS: a script that did not
+check would write into the planter's folder, and the tests would see it there."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from joedefender_emulators.mde import hostile_quarantine as hostile
 from joedefender_emulators.mde import quarantine as store
-from joedefender_emulators.mde.endpoint_script import QuarantineFile
-from joedefender_emulators.scenario import Blob, Machine
+from joedefender_emulators.mde.endpoint_script import SYSTEM_SID, FolderState, QuarantineFile
+from joedefender_emulators.scenario import Blob, Machine, ScenarioError
 
 _CHUNK = 1 << 20
 
@@ -81,6 +87,10 @@ class EndpointFiles:
         self._files: dict[str, StoredFile] = {}
         for item in machine.files:
             self._files[normalize(item.path)] = StoredFile(item.path, FileContent(samples[item.sample]))
+        self._folders: dict[str, FolderState] = {
+            normalize(f.path): FolderState(f.path, f.owner, tuple(f.access), f.junction_to)
+            for f in machine.planted_folders
+        }
         self.quarantine_getfile = quarantine_getfile
         self.damaged_entries = damaged_entries
         self.restores: list[str] = []  # original paths MpCmdRun -Restore took out of the quarantine
@@ -90,6 +100,10 @@ class EndpointFiles:
             self._quarantine.append(
                 store.quarantine(0x80000000 + 0x1000 * n + 0x8A1B, entry.threat_name, entry.original_path, blob.chunks)
             )
+        self._planted_entries = [
+            StoredFile(f"{store.ROOT}\\Entries\\{{80000BAD-0000-0000-0000-{n:012X}}}", FileContent(data=data))
+            for n, data in enumerate(_planted(machine))
+        ]
 
     def _quarantine_files(self) -> dict[str, StoredFile]:
         files: dict[str, StoredFile] = {}
@@ -97,6 +111,7 @@ class EndpointFiles:
             files[normalize(q.entries_path)] = StoredFile(q.entries_path, FileContent(data=self._entries_bytes(q)))
             content = FileContent(produced=(q.resource_chunks, q.resource_size))
             files[normalize(q.resource_path)] = StoredFile(q.resource_path, content)
+        files.update((normalize(f.path), f) for f in self._planted_entries)
         return files
 
     def _entries_bytes(self, q: store.QuarantinedFile) -> bytes:
@@ -104,18 +119,48 @@ class EndpointFiles:
         return q.entries_bytes[: len(q.entries_bytes) // 2] if self.damaged_entries else q.entries_bytes
 
     def lookup(self, path: str) -> StoredFile | None:
+        path = self._through_junctions(path)
         return self._files.get(normalize(path)) or self._quarantine_files().get(normalize(path))
 
     def is_quarantine(self, path: str) -> bool:
         return normalize(path).startswith(normalize(store.ROOT) + "\\")
 
     def write(self, path: str, content: FileContent) -> None:
+        path = self._through_junctions(path)
         self._files[normalize(path)] = StoredFile(path, content)
 
+    def _through_junctions(self, path: str) -> str:
+        """Where ``path`` really is: a junction on the way leads somewhere else."""
+        for key, folder in self._folders.items():
+            if folder.junction_to is not None and normalize(path).startswith(key + "\\"):
+                return folder.junction_to.rstrip("\\") + path[len(key) :]
+        return path
+
     def delete_tree(self, folder: str) -> None:
+        """Delete ``folder`` and everything under it; a junction goes as a link only (what it
+        leads to stays), as Remove-Tree deletes it."""
         root = normalize(folder)
-        for key in [k for k in self._files if k == root or k.startswith(root + "\\")]:
-            del self._files[key]
+        for table in (self._files, self._folders):
+            for key in [k for k in table if k == root or k.startswith(root + "\\")]:
+                del table[key]
+
+    def folder(self, path: str) -> FolderState | None:
+        return self._folders.get(normalize(path))
+
+    def make_folder(self, path: str, owner: str, access: tuple[str, ...]) -> None:
+        if normalize(path) not in self._folders:
+            self._folders[normalize(path)] = FolderState(path, owner, access)
+
+    def set_access(self, path: str, access: tuple[str, ...]) -> None:
+        """Set-Acl with the script's security descriptor: SYSTEM becomes the owner too."""
+        current = self._folders[normalize(path)]
+        self._folders[normalize(path)] = FolderState(current.path, SYSTEM_SID, access, current.junction_to)
+
+    def folder_listing(self) -> list[dict[str, object]]:
+        return [
+            {"path": f.path, "owner": f.owner, "access": list(f.access), "junctionTo": f.junction_to}
+            for _, f in sorted(self._folders.items())
+        ]
 
     def listing(self) -> list[dict[str, object]]:
         """The machine's files outside the quarantine (what a script could have written)."""
@@ -142,7 +187,10 @@ class EndpointFiles:
         return [QuarantineFile(q.resource_path, q.resource_size) for q in reversed(self._quarantine)]
 
     def entries_files(self) -> list[QuarantineFile]:
-        return [QuarantineFile(q.entries_path, len(self._entries_bytes(q))) for q in reversed(self._quarantine)]
+        planted = [QuarantineFile(f.path, f.content.size) for f in reversed(self._planted_entries)]
+        return planted + [
+            QuarantineFile(q.entries_path, len(self._entries_bytes(q))) for q in reversed(self._quarantine)
+        ]
 
     def restore(self, original_path: str, destination: str) -> list[str]:
         taken = [q for q in self._quarantine if normalize(q.original_path) == normalize(original_path)]
@@ -154,6 +202,15 @@ class EndpointFiles:
             self.write(target, FileContent(data=b"".join(_payload(q))))
             written.append(target)
         return written
+
+
+def _planted(machine: Machine) -> Iterator[bytes]:
+    """The crafted Entries files the scenario planted on ``machine``."""
+    for planted in machine.planted_entries:
+        layouts = hostile.hostile_entries(1 << 20, planted.resources)
+        if planted.layout not in layouts:
+            raise ScenarioError(f"unknown planted Entries layout {planted.layout!r}; known: {', '.join(layouts)}")
+        yield layouts[planted.layout]
 
 
 def _payload(q: store.QuarantinedFile) -> Iterator[bytes]:
@@ -190,3 +247,12 @@ class SimulatedEndpointAdapter:
 
     def delete_tree(self, folder: str) -> None:
         self._files.delete_tree(folder)
+
+    def folder(self, path: str) -> FolderState | None:
+        return self._files.folder(path)
+
+    def make_folder(self, path: str, owner: str, access: tuple[str, ...]) -> None:
+        self._files.make_folder(path, owner, access)
+
+    def set_access(self, path: str, access: tuple[str, ...]) -> None:
+        self._files.set_access(path, access)

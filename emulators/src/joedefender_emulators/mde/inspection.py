@@ -54,6 +54,7 @@ class Inspection:
                 {
                     "machineId": machine.id,
                     "files": files.listing(),
+                    "folders": files.folder_listing(),
                     "quarantine": files.quarantine_listing(),
                     "restores": list(files.restores),
                 }

@@ -4,7 +4,7 @@ Entries\\{GUID} and ResourceData\\XX\\<SHA-1 of the plaintext> as Defender write
 (../shared/reference/defender-quarantine.md): RC4 with Defender's public key over the output of
 BackupRead (security descriptor, DATA, optionally a Zone.Identifier stream). This encoder, and
 the small reader the simulated collection script uses, are written independently of the
-product's decoder (joedefender.endpoint.quarantine) on purpose: end-to-end tests then check the
+product's decoder (joedefender.formats.defender_quarantine) on purpose: end-to-end tests then check the
 product's decoder against this independent description of the format instead of against itself.
 """
 
@@ -85,7 +85,8 @@ def _native() -> ctypes.CDLL | None:
     return _NATIVE[0]
 
 
-def _stream_header(stream_id: int, attributes: int, size: int, name: str = "") -> bytes:
+def stream_header(stream_id: int, attributes: int, size: int, name: str = "") -> bytes:
+    """One WIN32_STREAM_ID of BackupRead's output, with its name."""
     encoded = name.encode("utf-16-le")
     return struct.pack("<IIQI", stream_id, attributes, size, len(encoded)) + encoded
 
@@ -122,9 +123,14 @@ class QuarantinedFile:
 
     def resource_chunks(self) -> Iterator[bytes]:
         """The encrypted ResourceData file, produced chunk by chunk (one RC4 stream from offset 0)."""
-        cipher = _Cipher()
-        for chunk in self._plaintext():
-            yield cipher(chunk)
+        return encrypted(self._plaintext())
+
+
+def encrypted(plaintext: Iterable[bytes]) -> Iterator[bytes]:
+    """A ResourceData file from its BackupRead plaintext, chunk by chunk: one RC4 stream."""
+    cipher = _Cipher()
+    for chunk in plaintext:
+        yield cipher(chunk)
 
 
 def quarantine(
@@ -138,10 +144,10 @@ def quarantine(
         sha256.update(chunk)
 
     def plaintext() -> Iterator[bytes]:
-        yield _stream_header(3, 2, len(SECURITY_DESCRIPTOR)) + SECURITY_DESCRIPTOR
-        yield _stream_header(1, 0, size)
+        yield stream_header(3, 2, len(SECURITY_DESCRIPTOR)) + SECURITY_DESCRIPTOR
+        yield stream_header(1, 0, size)
         yield from payload()
-        yield _stream_header(4, 0, len(zone), ZONE_STREAM_NAME) + zone
+        yield stream_header(4, 0, len(zone), ZONE_STREAM_NAME) + zone
 
     for chunk in plaintext():
         sha1.update(chunk)
@@ -177,6 +183,12 @@ def _entries_file(entry_id: str, threat_id: int, threat_name: str, path: str, re
             resource += b"\0"
         resource += struct.pack("<HH", len(data), (kind << 12) | identifier) + data
     section2 = struct.pack("<II", 1, body_offset) + bytes(resource)
+    return entries_file(section1, section2)
+
+
+def entries_file(section1: bytes, section2: bytes) -> bytes:
+    """An Entries file from its two plaintext sections: the header, then each part encrypted
+    from a fresh RC4 state."""
     header = (
         b"\xdb\xe8\xc5\x01\x01\x00\x01\x00"
         + bytes(32)

@@ -12,23 +12,30 @@
     tokenises Args; the original path arrives as the hex of its UTF-8 bytes.
 
     Collect mode
-      1. Deletes job folders under C:\ProgramData\joedefender older than 24 hours, and any
-         Defender exclusion left for them.
-      2. Creates C:\ProgramData\joedefender\<JobId>, readable by SYSTEM only.
-      3. Decodes the Defender quarantine in memory (RC4 with Defender's public key, then the
+      1. Makes C:\ProgramData\joedefender (SYSTEM and Administrators only), or checks the one
+         that exists: any local user may create folders in ProgramData, so one that someone
+         else made (owned by another account), or a junction, is never used (step 5).
+      2. Deletes job folders under it older than 24 hours, and any Defender exclusion left for
+         them.
+      3. Creates C:\ProgramData\joedefender\<JobId> now (the connector chose the name at
+         random), owned by and readable by SYSTEM only; one that exists already is refused.
+      4. Decodes the Defender quarantine in memory (RC4 with Defender's public key, then the
          BackupRead stream layout) and hashes each entry's DATA stream. Nothing is restored.
-      4. Writes the match XOR-defanged (public key below; not a secret, it keeps the sample
+         Writes the match XOR-defanged (public key below; not a secret, it keeps the sample
          inert on disk) to <job folder>\sample.bin, for a GetFile in the same action.
+      5. A folder that is not its own ends the run with status "unsafe_folder" and the reason;
+         nothing is written, deleted or changed in it.
     Restore mode (opt-in: it takes the entry out of the quarantine)
       Adds a temporary exclusion for the job folder, restores that one path with MpCmdRun into
       <job folder>\restore (SYSTEM only), checks the ACL of each restored file itself, keeps
       the one whose hash matches (defanged), and in a finally deletes every restored plaintext
       BEFORE it removes the exclusion (else real-time protection would detect or lock it).
-    Cleanup mode deletes the job folder and any exclusion for it.
+    Cleanup mode deletes the job folder and any exclusion for it (after the same check of the
+    work root).
 
     Output: exactly one JSON line on stdout,
-      {"joedefender":1,"status":"found|not_found|error|cleaned","sha256":...,"size":...,
-       "path":...,"source":"quarantine|restore"|null,"message":"..."}
+      {"joedefender":1,"status":"found|not_found|error|cleaned|unsafe_folder","sha256":...,
+       "size":...,"path":...,"source":"quarantine|restore"|null,"message":"..."}
     Exit code: 0 found or cleaned, 2 not found, 1 error.
 
     Hygiene: no secrets, no network access, no dynamic code from arguments. Threat names and
@@ -290,6 +297,7 @@ namespace JoeDefender
 
 $script:Outcome = $null
 $script:Notes = New-Object 'System.Collections.Generic.List[string]'
+$script:UnsafeFolder = ''
 
 function Add-Note {
     param([string]$Text)
@@ -332,10 +340,12 @@ function Get-JobFolder {
 }
 
 function New-SystemOnlySecurity {
-    # SYSTEM only, inheritance from ProgramData cut (any local user may write there).
+    # SYSTEM only (and Administrators for the work root), SYSTEM the owner, inheritance from
+    # ProgramData cut (any local user may write there).
     param([bool]$AllowAdministrators)
     $security = New-Object System.Security.AccessControl.DirectorySecurity
     $security.SetAccessRuleProtection($true, $false)
+    $security.SetOwner((New-Object System.Security.Principal.SecurityIdentifier($SystemSid)))
     $sids = @($SystemSid)
     if ($AllowAdministrators) {
         $sids += $AdministratorsSid
@@ -353,28 +363,70 @@ function New-SystemOnlySecurity {
     return $security
 }
 
-function Assert-TrustedFolder {
-    # A folder some user made (to plant a junction, or to keep write access) is never used.
+function Stop-UnsafeFolder {
+    # A folder the script must write to is not its own: the run ends with status unsafe_folder
+    # and this reason (after the folder's path), and nothing is done in it.
+    param([string]$Folder, [string]$Reason)
+    $script:UnsafeFolder = "$Folder $Reason"
+    throw $script:UnsafeFolder
+}
+
+function Get-FolderItem {
+    # The folder itself, or $null: a junction is found even when what it leads to is gone.
     param([string]$Folder)
-    $item = Get-Item -LiteralPath $Folder -Force
+    return (Get-Item -LiteralPath $Folder -Force -ErrorAction SilentlyContinue)
+}
+
+function Assert-TrustedOwner {
+    # Not a link, and owned by SYSTEM or Administrators: no other account made it.
+    param([string]$Folder)
+    $item = Get-FolderItem -Folder $Folder
+    if ($null -eq $item -or -not $item.PSIsContainer) {
+        Stop-UnsafeFolder -Folder $Folder -Reason 'is not a folder; refusing to use it'
+    }
     if ($item.Attributes -band [System.IO.FileAttributes]::ReparsePoint) {
-        throw "$Folder is a reparse point; refusing to use it"
+        Stop-UnsafeFolder -Folder $Folder -Reason 'is a reparse point (a junction or link); refusing to use it'
     }
     $owner = $item.GetAccessControl().GetOwner([System.Security.Principal.SecurityIdentifier]).Value
     if ($owner -ne $SystemSid -and $owner -ne $AdministratorsSid) {
-        throw "$Folder is owned by $owner, not SYSTEM or Administrators; refusing to use it"
+        Stop-UnsafeFolder -Folder $Folder -Reason "is owned by $owner, not SYSTEM or Administrators: someone else made it; refusing to use it"
+    }
+    return $item
+}
+
+function Assert-OwnFolder {
+    # The folder is the script's own: a trusted owner, and no access rule for anyone but
+    # SYSTEM (and Administrators, for the work root), inherited or not.
+    param([string]$Folder, [bool]$AllowAdministrators)
+    $item = Assert-TrustedOwner -Folder $Folder
+    $acl = $item.GetAccessControl()
+    foreach ($rule in @($acl.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier]))) {
+        $sid = $rule.IdentityReference.Value
+        if ($sid -ne $SystemSid -and -not ($AllowAdministrators -and $sid -eq $AdministratorsSid)) {
+            Stop-UnsafeFolder -Folder $Folder -Reason "grants access to $sid; refusing to use it"
+        }
     }
 }
 
 function New-ProtectedFolder {
-    # Created with its ACL in one call, so there is no moment where it inherits a looser one.
+    # Created now, with its owner and ACL in one call, so there is no moment where it inherits a
+    # looser one, then checked. One that exists already was not made by this run (the job
+    # folder's name is the connector's random choice): it is never used, nor deleted.
     param([string]$Folder, [bool]$AllowAdministrators)
-    $security = New-SystemOnlySecurity -AllowAdministrators $AllowAdministrators
-    if (-not (Test-Path -LiteralPath $Folder)) {
-        $null = [System.IO.Directory]::CreateDirectory($Folder, $security)
+    if ($null -ne (Get-FolderItem -Folder $Folder)) {
+        Stop-UnsafeFolder -Folder $Folder -Reason 'existed before this run; refusing to use it'
     }
-    Assert-TrustedFolder -Folder $Folder
-    Set-Acl -LiteralPath $Folder -AclObject $security
+    $security = New-SystemOnlySecurity -AllowAdministrators $AllowAdministrators
+    $null = [System.IO.Directory]::CreateDirectory($Folder, $security)
+    Assert-OwnFolder -Folder $Folder -AllowAdministrators $AllowAdministrators
+}
+
+function Assert-WorkRoot {
+    # The work root of an earlier run: SYSTEM's or Administrators' and no link, else refused;
+    # its ACL is then set to ours again (an administrator may have widened it) and checked.
+    $null = Assert-TrustedOwner -Folder $WorkRoot
+    Set-Acl -LiteralPath $WorkRoot -AclObject (New-SystemOnlySecurity -AllowAdministrators $true)
+    Assert-OwnFolder -Folder $WorkRoot -AllowAdministrators $true
 }
 
 function Remove-Tree {
@@ -410,9 +462,9 @@ function Remove-JobExclusion {
 function Remove-StaleJobs {
     # Leftovers of runs that live response killed (RunScript stops after 10 minutes) or whose
     # cleanup action never came. Best effort: a failure here must not stop this run.
+    # Called only once the work root was checked (Assert-WorkRoot or New-ProtectedFolder).
     $cutoff = (Get-Date).ToUniversalTime().AddHours(-$StaleAfterHours)
     if (Test-Path -LiteralPath $WorkRoot) {
-        Assert-TrustedFolder -Folder $WorkRoot
         foreach ($dir in @(Get-ChildItem -LiteralPath $WorkRoot -Directory -Force)) {
             if ($dir.CreationTimeUtc -ge $cutoff) {
                 continue
@@ -512,9 +564,15 @@ function Invoke-Restore {
 }
 
 function Initialize-Job {
-    # The work root and a fresh job folder, both SYSTEM only; leftovers of older runs removed.
+    # The work root (made now, or checked), leftovers of older runs removed, and a job folder
+    # made now: both SYSTEM's own, or the run stops with status unsafe_folder.
     $jobFolder = Get-JobFolder
-    New-ProtectedFolder -Folder $WorkRoot -AllowAdministrators $true
+    if ($null -eq (Get-FolderItem -Folder $WorkRoot)) {
+        New-ProtectedFolder -Folder $WorkRoot -AllowAdministrators $true
+    }
+    else {
+        Assert-WorkRoot
+    }
     Remove-StaleJobs
     try {
         Remove-JobExclusion -Folder $jobFolder
@@ -522,7 +580,6 @@ function Initialize-Job {
     catch {
         Add-Note ('could not check Defender exclusions: ' + $_.Exception.Message)
     }
-    Remove-Tree -Folder $jobFolder
     New-ProtectedFolder -Folder $jobFolder -AllowAdministrators $false
     Initialize-Collector
     return $jobFolder
@@ -658,8 +715,8 @@ function Invoke-RestoreMode {
 
 function Invoke-Cleanup {
     $jobFolder = Get-JobFolder
-    if (Test-Path -LiteralPath $WorkRoot) {
-        Assert-TrustedFolder -Folder $WorkRoot
+    if ($null -ne (Get-FolderItem -Folder $WorkRoot)) {
+        Assert-WorkRoot
     }
     try {
         Remove-JobExclusion -Folder $jobFolder
@@ -687,7 +744,12 @@ try {
     }
 }
 catch {
-    Set-Outcome -Status 'error' -Message ('failed: ' + $_.Exception.Message)
+    if ($script:UnsafeFolder) {
+        Set-Outcome -Status 'unsafe_folder' -Message $script:UnsafeFolder
+    }
+    else {
+        Set-Outcome -Status 'error' -Message ('failed: ' + $_.Exception.Message)
+    }
 }
 if ($null -eq $script:Outcome) {
     Set-Outcome -Status 'error' -Message 'the script ended without an outcome'
