@@ -56,6 +56,7 @@ class Inspection:
                     "files": files.listing(),
                     "quarantine": files.quarantine_listing(),
                     "restores": list(files.restores),
+                    **files.posix_details(),
                 }
             )
 
