@@ -149,10 +149,12 @@ def test_machines_carry_their_platform_and_agent_version_from_the_wire() -> None
         linux, online=True, os_platform="RedHatEnterpriseLinux", agent_version="101.23092.0012"
     )
     assert got[linux].platform is Platform.LINUX
-    assert got[mac].platform is Platform.MACOS and got[mac].agent_version == "101.43.84"
+    assert got[mac].platform is Platform.MACOS
+    assert got[mac].agent_version == "101.43.84"
     assert got[odd].platform is None
     decision = got[odd].platform_for("/srv/www/x.php")
-    assert decision.platform is Platform.LINUX and decision.rule == "posix path"
+    assert decision.platform is Platform.LINUX
+    assert decision.rule == "posix path"
 
 
 def test_add_comment_returns_nothing_and_the_comment_is_read_back() -> None:

@@ -107,12 +107,16 @@ def run_bash(
     *,
     limit: float,
     limit_signal: int = signal.SIGKILL,
+    told_timeout: int | None = None,
 ) -> BashRun:
-    """Run `content` as the library script `name` with `argv`, on `device`, in the sandbox."""
+    """Run `content` as the library script `name` with `argv`, on `device`, in the sandbox.
+
+    `told_timeout`: the timeout the script is told, when it is not `limit` (a test of a signal
+    that comes before the script's own deadline)."""
     script = device.folder / "library" / name
     script.parent.mkdir(exist_ok=True)
     script.write_bytes(content)
-    timeout = max(1, math.ceil(limit))
+    timeout = told_timeout if told_timeout is not None else max(1, math.ceil(limit))
     sandbox = subprocess.Popen(
         _arguments(device, script, argv, timeout),
         stdin=subprocess.DEVNULL,
