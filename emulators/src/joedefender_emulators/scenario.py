@@ -253,8 +253,18 @@ class JoeKnownAnalysis(JoeVerdict):
     filename: str | None = None
 
 
+class JoeSystem(_Model):
+    """One analysis system `server/systems` lists."""
+
+    name: str
+    arch: Literal["WINDOWS", "LINUX", "MAC", "IOS", "ANDROID"] = "WINDOWS"
+    description: str = ""
+
+
 class JoeScenario(_Model):
     api_key: str = "emulator-joe-api-key"
+    # The systems the server offers (None: the built-in list: Windows, Linux, macOS, Android, iOS).
+    systems: list[JoeSystem] | None = None
     online: bool = True
     account_type: str = "ultimate"
     quota_daily: int = 100
