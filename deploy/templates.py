@@ -162,7 +162,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JoeSandboxAnalysisParameters", "json", {}, 'jbxapi submission parameters, e.g. {"internet-access": true}.'
     ),
-    Setting("JoeSandboxSystems", "list", [], "Analysis systems (empty: the server's default)."),
+    Setting(
+        "JoeSandboxSystems", "list", [], "Analysis systems for Windows samples and URLs (empty: the server's default)."
+    ),
+    Setting(
+        "JoeSandboxSystemsLinux",
+        "list",
+        [],
+        "Analysis systems for Linux samples (empty: a Linux system of the server's).",
+    ),
+    Setting(
+        "JoeSandboxSystemsMacOS",
+        "list",
+        [],
+        "Analysis systems for macOS samples (empty: a macOS system of the server's).",
+    ),
     Setting(
         "DefenderAlertSeverity",
         "list",

@@ -23,6 +23,7 @@ from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import Busy, NotFound
 from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
+from joedefender.domain.platforms import Platform
 from joedefender.domain.verdicts import Detection, IocSet, SubmissionStatus, Verdict
 from joedefender.endpoint import contract
 from joedefender_emulators.mde import quarantine as encrypted
@@ -376,6 +377,7 @@ class FakeSandbox(_Faults):
         self.submissions: list[FakeSubmission] = []
         self.iocs_of: dict[str, IocSet] = {}  # by sha256 or url of the analysed sample
         self.analysis_polls = analysis_polls
+        self.platforms: list[Platform | None] = []  # the platform each submit_file named
         self._ids = itertools.count(1)
 
     def lookup(self, sha256: str) -> tuple[Verdict, ...]:
@@ -386,8 +388,17 @@ class FakeSandbox(_Faults):
         self.enter("lookup_url")
         return tuple(sorted(self.known.get(url, ()), key=lambda v: v.severity, reverse=True))
 
-    def submit_file(self, stream: BinaryIO, filename: str, *, tags: Sequence[str], comments: str | None) -> str:
+    def submit_file(
+        self,
+        stream: BinaryIO,
+        filename: str,
+        *,
+        tags: Sequence[str],
+        comments: str | None,
+        platform: Platform | None = None,
+    ) -> str:
         self.enter("submit_file")
+        self.platforms.append(platform)
         digest = hashlib.sha256()
         for chunk in iter(lambda: stream.read(65536), b""):
             digest.update(chunk)

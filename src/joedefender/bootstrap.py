@@ -27,9 +27,11 @@ from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.parameters import as_joe_takes_them
 from joedefender.adapters.joe.port import JoeSandboxAdapter
 from joedefender.adapters.joe.retry import DEFAULT_RETRY as JOE_RETRY
+from joedefender.adapters.joe.systems import SystemChooser
 from joedefender.adapters.sqlite import SqliteStore
 from joedefender.domain.indicator_values import AllowList
 from joedefender.domain.indicators import IndicatorAction, IndicatorPolicy, Severity
+from joedefender.domain.platforms import Platform
 from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.triage import AlertFilters
 from joedefender.domain.verdicts import Detection
@@ -158,6 +160,18 @@ def sandbox_client(
         analysis_parameters=settings.joe_sandbox_analysis_parameters,
         systems=settings.joe_sandbox_systems,
         sleep=sleep,
+    )
+
+
+def system_chooser(client: JoeSandboxClient, settings: Settings) -> SystemChooser:
+    """The Joe systems per device platform, from the settings (else the server's list)."""
+    return SystemChooser(
+        client,
+        {
+            Platform.WINDOWS: settings.joe_sandbox_systems,
+            Platform.LINUX: settings.joe_sandbox_systems_linux,
+            Platform.MACOS: settings.joe_sandbox_systems_macos,
+        },
     )
 
 
@@ -298,7 +312,7 @@ def open_connector(
             sandbox_wire = owned.enter_context(
                 sandbox_client(settings, base_delay=max(0.01, time_scale), sleep=claims.sleep)
             )
-            sandbox = JoeSandboxAdapter(sandbox_wire)
+            sandbox = JoeSandboxAdapter(sandbox_wire, system_chooser(sandbox_wire, settings))
         ctx = Context(store, defender, sandbox, pipeline_config(settings, time_scale=time_scale), now, claims)
         yield Connector(settings, store, defender, sandbox, Engine(ctx))
 

@@ -31,6 +31,7 @@ from joedefender.domain.errors import (
     Transient,
 )
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
+from joedefender.domain.platforms import Platform
 from joedefender.endpoint import contract
 from joedefender.pipeline.ports import DefenderPort
 from joedefender_emulators.runner import Emulators
@@ -130,6 +131,32 @@ def test_get_alert_maps_evidence_and_comments() -> None:
         assert got.comments == ("an analyst's note", "")
 
 
+def test_machines_carry_their_platform_and_agent_version_from_the_wire() -> None:
+    linux, mac, odd = "4a" * 20, "4b" * 20, "4c" * 20
+    machines = [
+        {
+            "id": linux,
+            "computerDnsName": "web1",
+            "osPlatform": "RedHatEnterpriseLinux",
+            "agentVersion": "101.23092.0012",
+        },
+        {"id": mac, "computerDnsName": "mac1", "osPlatform": "MacOs", "agentVersion": "101.43.84"},
+        {"id": odd, "computerDnsName": "odd1", "osPlatform": "Plan9"},
+    ]
+    with emulators(machines=machines) as emu, adapter_on(emu) as adapter:
+        got = {m.id: m for m in adapter.get_machines([linux, mac, odd])}
+    assert got[linux] == Machine(
+        linux, online=True, os_platform="RedHatEnterpriseLinux", agent_version="101.23092.0012"
+    )
+    assert got[linux].platform is Platform.LINUX
+    assert got[mac].platform is Platform.MACOS
+    assert got[mac].agent_version == "101.43.84"
+    assert got[odd].platform is None
+    decision = got[odd].platform_for("/srv/www/x.php")
+    assert decision.platform is Platform.LINUX
+    assert decision.rule == "posix path"
+
+
 def test_add_comment_returns_nothing_and_the_comment_is_read_back() -> None:
     with emulators(alerts=_alerts()) as emu, adapter_on(emu) as adapter:
         alert_id = str(alert(2)["id"])
@@ -139,12 +166,12 @@ def test_add_comment_returns_nothing_and_the_comment_is_read_back() -> None:
 
 def test_machines_are_online_when_defender_reports_them_active() -> None:
     with emulators(machines=_machines()) as emu, adapter_on(emu) as adapter:
-        assert adapter.get_machine(MACHINE) == Machine(MACHINE, online=True)
-        assert adapter.get_machine(OFFLINE_MACHINE) == Machine(OFFLINE_MACHINE, online=False)
+        assert adapter.get_machine(MACHINE) == Machine(MACHINE, online=True, os_platform="Windows11")
+        assert adapter.get_machine(OFFLINE_MACHINE) == Machine(OFFLINE_MACHINE, online=False, os_platform="Windows11")
         unknown = "0d" * 20
         assert sorted(adapter.get_machines([MACHINE, OFFLINE_MACHINE, unknown]), key=lambda m: m.online) == [
-            Machine(OFFLINE_MACHINE, online=False),
-            Machine(MACHINE, online=True),
+            Machine(OFFLINE_MACHINE, online=False, os_platform="Windows11"),
+            Machine(MACHINE, online=True, os_platform="Windows11"),
         ]
         assert adapter.get_machines([unknown]) == []  # Defender's 404 for "no machines": none
 

@@ -219,6 +219,11 @@ def test_check_against_the_emulators_reports_everything_ok(make_world: WorldFact
     assert {"settings", "Entra token", "Machine.LiveResponse", "Joe Sandbox online", "Joe Sandbox quota"} <= set(rows)
     assert any(name.startswith("Library.Manage") for name in rows)
     assert {name for name, cells in rows.items() if cells[0] != "ok"} == set()
+    # The systems each platform's samples would go to: the emulator lists Linux and macOS ones.
+    systems = {name: " ".join(cells[1:]) for name, cells in rows.items() if name.startswith("Joe Sandbox systems")}
+    assert "lnxubuntu22" in systems["Joe Sandbox systems for Linux samples"]
+    assert "mac13" in systems["Joe Sandbox systems for macOS samples"]
+    assert "server default" in systems["Joe Sandbox systems for Windows samples"]
 
 
 def test_check_names_the_permissions_the_app_lacks(make_world: WorldFactory) -> None:

@@ -119,6 +119,9 @@ class OnlineWindow(_Model):
 class MachineFile(_Model):
     path: str
     sample: str
+    # GetFile refuses reparse points (a symbolic link on Linux and macOS) and sparse files
+    # (live-response-command-examples.md): a file of such a kind is refused.
+    kind: Literal["file", "link", "sparse"] = "file"
 
 
 class QuarantineEntry(_Model):
@@ -152,10 +155,23 @@ class PlantedEntries(_Model):
     resources: int | None = Field(None, ge=0)
 
 
+class MdatpBehaviour(_Model):
+    """How the `mdatp` of a Linux or macOS machine behaves where its documentation is silent."""
+
+    # The JSON schema of `mdatp threat list --output json` is not documented: two plausible shapes.
+    listing: Literal["array", "wrapped"] = "array"
+    # The restore writes the file, then never returns (a hung agent): for deadline tests.
+    hang_on_restore: bool = False
+
+
 class Machine(_Model):
     id: str = Field(pattern=r"^[0-9a-fA-F]{40}$")
     computer_dns_name: str = Field(alias="computerDnsName")
     os_platform: str = Field("Windows11", alias="osPlatform")
+    # The Defender agent's version (e.g. 101.23092.0012 on Linux). The Machine entity documents
+    # no such field (machine.md): the emulator shows it as `agentVersion` when the scenario sets it.
+    agent_version: str | None = Field(None, alias="agentVersion")
+    mdatp: MdatpBehaviour = MdatpBehaviour()
     online: bool | list[OnlineWindow] = True
     busy_until: float = Field(0.0, description="another live response session holds the machine until then")
     files: list[MachineFile] = []
@@ -189,6 +205,9 @@ class LiveResponseTimings(_Model):
     runscript_timeout_seconds: float = 600.0
     getfile_timeout_seconds: float = 1800.0
     download_link_seconds: float = 1800.0
+    # REAL seconds a script run with real bash (Linux and macOS) may take before the emulator
+    # stops it as live response would at its RunScript timeout (real time: the script runs for real).
+    script_real_seconds: float = 60.0
 
 
 class DefenderScenario(_Model):
@@ -261,8 +280,18 @@ class JoeKnownAnalysis(JoeVerdict):
     filename: str | None = None
 
 
+class JoeSystem(_Model):
+    """One analysis system `server/systems` lists."""
+
+    name: str
+    arch: Literal["WINDOWS", "LINUX", "MAC", "IOS", "ANDROID"] = "WINDOWS"
+    description: str = ""
+
+
 class JoeScenario(_Model):
     api_key: str = "emulator-joe-api-key"
+    # The systems the server offers (None: the built-in list: Windows, Linux, macOS, Android, iOS).
+    systems: list[JoeSystem] | None = None
     online: bool = True
     account_type: str = "ultimate"
     quota_daily: int = 100

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from joedefender.domain.platforms import Platform, evidence_path, windows_path
+
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
@@ -24,10 +26,12 @@ class Evidence:
 
     @property
     def path(self) -> str | None:
-        """The file's full path, when Defender gave both the directory and the name."""
-        if not self.file_path or not self.file_name:
-            return None
-        return self.file_path.rstrip("\\/") + "\\" + self.file_name
+        """The file's full path on Windows, when Defender gave both the directory and the name."""
+        return windows_path(self.file_path, self.file_name)
+
+    def path_on(self, platform: Platform) -> str | None:
+        """The file's full path on a device of `platform` (POSIX paths joined without Windows rules)."""
+        return evidence_path(platform, self.file_path, self.file_name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.platforms import Platform, evidence_path
 from joedefender.domain.reasons import Cause
 from joedefender.domain.verdicts import Verdict
 
@@ -100,8 +101,9 @@ class Candidate(_Record):
 
     machine_id: str
     alert_id: str
-    path: str | None = None
+    path: str | None = None  # joined the Windows way; `path_on` joins for the device's platform
     file_name: str | None = None
+    directory: str | None = None  # the evidence's filePath, as Defender gave it
     detection_source: str = ""
     detection_status: str | None = None
     threat_name: str | None = None
@@ -116,10 +118,18 @@ class Candidate(_Record):
             alert_id=alert.id,
             path=evidence.path,
             file_name=evidence.file_name,
+            directory=evidence.file_path,
             detection_source=alert.detection_source or "",
             detection_status=evidence.detection_status,
             threat_name=alert.threat_name,
         )
+
+    def path_on(self, platform: Platform) -> str | None:
+        """The file's path on a device of `platform`; candidates stored before `directory` existed
+        have only the Windows-joined path, which is right for Windows only."""
+        if self.directory is None:
+            return self.path if platform is Platform.WINDOWS else None
+        return evidence_path(platform, self.directory, self.file_name)
 
 
 class Attempt(_Record):

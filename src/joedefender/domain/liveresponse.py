@@ -6,11 +6,24 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from joedefender.domain.platforms import Platform, PlatformDecision, decide_platform, platform_from_os
+
 
 @dataclass(frozen=True, slots=True)
 class Machine:
     id: str
     online: bool  # Defender reports the sensor active, so live response can reach it
+    os_platform: str | None = None  # Defender's osPlatform, as it came (no documented list of values)
+    agent_version: str | None = None  # the Defender agent's version, where Defender gives one
+
+    @property
+    def platform(self) -> Platform | None:
+        """The platform osPlatform names; None when it names none we know (see `platform_for`)."""
+        return platform_from_os(self.os_platform)
+
+    def platform_for(self, evidence_path: str | None) -> PlatformDecision:
+        """The platform to collect with, from osPlatform, else from the evidence path's form."""
+        return decide_platform(self.os_platform, evidence_path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,7 @@ def script_bytes(name: str = SCRIPT_NAME) -> bytes:
     return script_path(name).read_bytes()
 
 
-def _join(values: list[tuple[str, str]]) -> str:
+def join_args(values: list[tuple[str, str]]) -> str:
     args = " ".join(f"-{name} {value}" for name, value in values)
     if not all(_SAFE_ARGUMENT.fullmatch(word) for word in args.split(" ")):  # the patterns make this so
         raise ContractError("an argument holds a character outside [A-Za-z0-9-]")
@@ -182,13 +182,13 @@ def _join(values: list[tuple[str, str]]) -> str:
 def format_args(request: CollectRequest) -> str:
     """The RunScript ``Args`` value for ``request``; raises ContractError if the script would refuse it."""
     request.validate()
-    return _join(request._values())
+    return join_args(request._values())
 
 
 def format_locate_args(job_id: str) -> str:
     """The ``Args`` of the locate script: only the job id, for live response's own log."""
     LOCATE_PARAMETER_RULES["JobId"].check(job_id)
-    return _join([("JobId", job_id)])
+    return join_args([("JobId", job_id)])
 
 
 def resource_data_root() -> str:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from joedefender.adapters.defender.errors import DefenderError, ForbiddenError, NotFoundError
+from joedefender.adapters.joe.client import JoeSandboxClient
 from joedefender.adapters.joe.errors import JoeSandboxError
-from joedefender.bootstrap import defender_client, sandbox_client, token_provider
+from joedefender.bootstrap import defender_client, sandbox_client, system_chooser, token_provider
+from joedefender.domain.platforms import Platform
 from joedefender.settings import Settings
 
 _NO_MACHINE = "0" * 40
@@ -91,4 +93,18 @@ def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResu
             results.append(CheckResult("Joe Sandbox quota", account.daily_remaining != 0, quota))
         except JoeSandboxError as exc:
             results.append(CheckResult("Joe Sandbox", False, f"{type(exc).__name__}: {exc}"))
+        results += _systems(joe, settings)
+    return results
+
+
+def _systems(joe: JoeSandboxClient, settings: Settings) -> list[CheckResult]:
+    """The systems each device platform's samples would be analysed on."""
+    chooser = system_chooser(joe, settings)
+    results = []
+    for platform in Platform:
+        name = f"Joe Sandbox systems for {platform.label} samples"
+        try:
+            results.append(CheckResult(name, True, chooser.choose(platform).describe()))
+        except JoeSandboxError as exc:
+            results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc}"))
     return results

@@ -22,6 +22,7 @@ from joedefender.domain.alerts import Alert
 from joedefender.domain.errors import JoeDefenderError
 from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import Command, LiveResponseAction, Machine
+from joedefender.domain.platforms import Platform
 from joedefender.domain.verdicts import IocSet, SubmissionStatus, Verdict
 
 # --- Defender and the sandbox ----------------------------------------------------------------
@@ -112,8 +113,17 @@ class SandboxPort(Protocol):
         """Every finished analysis of exactly this URL, the most relevant first."""
         ...
 
-    def submit_file(self, stream: BinaryIO, filename: str, *, tags: Sequence[str], comments: str | None) -> str:
-        """Submit the bytes; returns the submission id."""
+    def submit_file(
+        self,
+        stream: BinaryIO,
+        filename: str,
+        *,
+        tags: Sequence[str],
+        comments: str | None,
+        platform: Platform | None = None,
+    ) -> str:
+        """Submit the bytes; returns the submission id. `platform`: the device the sample came
+        from (None: Windows), which chooses the analysis systems (JoeSandboxSystems[Linux|MacOS])."""
         ...
 
     def submit_url(self, url: str, *, tags: Sequence[str], comments: str | None) -> str: ...

@@ -110,6 +110,14 @@ class Settings(BaseModel):
     joe_sandbox_systems: Annotated[tuple[str, ...], parsers.texts(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "system names")] = (
         Field(default=(), validation_alias="JoeSandboxSystems")
     )
+    # Systems for samples collected from Linux and macOS devices; unset: a system of that OS from
+    # the server's list (server/systems), else the server's default.
+    joe_sandbox_systems_linux: Annotated[
+        tuple[str, ...], parsers.texts(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "system names")
+    ] = Field(default=(), validation_alias="JoeSandboxSystemsLinux")
+    joe_sandbox_systems_macos: Annotated[
+        tuple[str, ...], parsers.texts(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "system names")
+    ] = Field(default=(), validation_alias="JoeSandboxSystemsMacOS")
 
     # Alert filters (the JoeAz Logic App's names)
     defender_alert_severity: Annotated[frozenset[str], parsers.choices(SEVERITIES)] = Field(

@@ -43,7 +43,8 @@ class JoeEmulator:
         self.clock = clock
         self.state = JoeState(scenario, clock)
         joe = scenario.joe
-        self._systems = catalog.systems(s for v in [*joe.verdicts, *joe.analyses] for s in v.systems)
+        listed = None if joe.systems is None else [(s.name, s.arch, s.description) for s in joe.systems]
+        self._systems = catalog.systems((s for v in [*joe.verdicts, *joe.analyses] for s in v.systems), listed)
         self._system_names = [s["name"] for s in self._systems]
         router = Router()
         self._add_api_routes(router)

@@ -27,14 +27,18 @@ LIA_COUNTRIES = ("Germany", "Switzerland", "United Kingdom", "United States")
 LANGUAGES_AND_LOCALES = ("English, United States", "German, Germany", "French, France")
 
 
-def systems(extra: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """`server/systems` items: the built-in ones, then any further system a scenario names."""
-    known = dict(_BUILT_IN_SYSTEMS)
+def systems(extra: Iterable[str] = (), listed: Iterable[tuple[str, str, str]] | None = None) -> list[dict[str, Any]]:
+    """`server/systems` items: the built-in ones (or the scenario's own `listed`: name, arch,
+    description), then any further system a scenario's verdicts name."""
+    if listed is None:
+        items = {name: (_arch(name), description) for name, description in _BUILT_IN_SYSTEMS}
+    else:
+        items = {name: (arch, description or name) for name, arch, description in listed}
     for name in extra:
-        known.setdefault(name, name)
+        items.setdefault(name, (_arch(name), name))
     return [
-        {"name": name, "description": description, "arch": _arch(name), "count": 2}
-        for name, description in known.items()
+        {"name": name, "description": description, "arch": arch, "count": 2}
+        for name, (arch, description) in items.items()
     ]
 
 

@@ -16,13 +16,14 @@ from joedefender_emulators.mde.commands import CommandSpec
 from joedefender_emulators.mde.common import format_time
 from joedefender_emulators.mde.filesystem import EndpointFiles, FileContent
 from joedefender_emulators.mde.library import Library
-from joedefender_emulators.mde.scripts import CommandFailed, run_script
+from joedefender_emulators.mde.platforms import PUTFILE_FOLDERS, PUTFILE_LIMITS
+from joedefender_emulators.mde.scripts import CommandFailed, ScriptTimedOut, run_script
 from joedefender_emulators.scenario import LiveResponseTimings, Machine
 
 ACTIVE = ("Pending", "InProgress")
 FINAL = ("Succeeded", "Failed", "TimeOut", "Cancelled")
 # Where PutFile drops library files on Windows (docs: "a working folder", deleted on reboot).
-PUTFILE_FOLDER = r"C:\ProgramData\Microsoft\Windows Defender Advanced Threat Protection\Downloads"
+PUTFILE_FOLDER = PUTFILE_FOLDERS["windows"]
 MAX_GETFILE_BYTES = 3 * 1024**3
 
 
@@ -125,10 +126,10 @@ class MachineAction:
             end = self._cursor + duration
             if now < end:
                 return
-            _execute(command, endpoint)
+            timed_out = _execute(command, endpoint)
             command.end = self._cursor = self.updated = end
             if command.status == "Failed":
-                self._finish("Failed", end)
+                self._finish("TimeOut" if timed_out else "Failed", end)
                 return
             self._next += 1
         self._finish("Succeeded", self._cursor)
@@ -219,14 +220,16 @@ def _duration(spec: CommandSpec, endpoint: Endpoint) -> tuple[float, float]:
     return timings.command_seconds, math.inf
 
 
-def _execute(command: CommandRun, endpoint: Endpoint) -> None:
-    """Carry out a command at its completion time: sets its status, errors and result."""
+def _execute(command: CommandRun, endpoint: Endpoint) -> bool:
+    """Carry out a command at its completion time: sets its status, errors and result; True when
+    live response stopped it at its timeout."""
     try:
         command.result = _effect(command.spec, endpoint)
     except CommandFailed as exc:
         command.status, command.errors = "Failed", [str(exc)]
-        return
+        return isinstance(exc, ScriptTimedOut)
     command.status = "Completed"
+    return False
 
 
 def _effect(spec: CommandSpec, endpoint: Endpoint) -> CommandResult | None:
@@ -235,7 +238,14 @@ def _effect(spec: CommandSpec, endpoint: Endpoint) -> CommandResult | None:
         entry = endpoint.library.get(name)
         if entry is None:
             raise CommandFailed(f"File '{name}' was not found in the live response library.")
-        endpoint.files.write(f"{PUTFILE_FOLDER}\\{entry.file_name}", FileContent(data=entry.content))
+        os_name = endpoint.files.os
+        if len(entry.content) > PUTFILE_LIMITS[os_name]:
+            megabytes = PUTFILE_LIMITS[os_name] // (1024 * 1024)
+            raise CommandFailed(
+                f"File '{entry.file_name}' is larger than the {megabytes} MB PutFile limit of this platform."
+            )
+        separator = "\\" if os_name == "windows" else "/"
+        endpoint.files.write(f"{PUTFILE_FOLDERS[os_name]}{separator}{entry.file_name}", FileContent(data=entry.content))
         return None  # PutFile has no result (run-live-response.md)
     if spec.type == "RunScript":
         result = run_script(
@@ -244,6 +254,7 @@ def _effect(spec: CommandSpec, endpoint: Endpoint) -> CommandResult | None:
             endpoint.library,
             endpoint.files,
             endpoint.unsigned_scripts_allowed,
+            endpoint.timings.script_real_seconds,
         )
         return CommandResult(FileContent(data=result.to_bytes()), gzip=False)
     path = spec.param("Path")
@@ -252,6 +263,11 @@ def _effect(spec: CommandSpec, endpoint: Endpoint) -> CommandResult | None:
         raise CommandFailed(f"File '{path}' was not found on the device.")
     if endpoint.files.is_quarantine(path) and not endpoint.files.quarantine_getfile:
         raise CommandFailed(f"Access to the path '{path}' is denied.")
+    if stored.kind != "file":
+        # getfile does not take reparse points (a symbolic link on Linux and macOS) nor sparse
+        # files (live-response-command-examples.md); the docs are silent on the error text.
+        what = "a symbolic link or reparse point" if stored.kind == "link" else "a sparse file"
+        raise CommandFailed(f"File '{path}' is {what}: live response does not collect it.")
     if stored.content.size == 0:
         # getfile does not take empty files (nor reparse points, sparse or virtual files):
         # live-response-command-examples.md, via defender-quarantine.md section 7. The docs are

@@ -50,6 +50,7 @@ class MdeEmulator:
 
     def stop(self) -> None:
         self.server.stop()
+        self.state.close()
 
     def __enter__(self) -> MdeEmulator:
         return self.start()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from joedefender_emulators.mde import hostile_quarantine as hostile
 from joedefender_emulators.mde import quarantine as store
 from joedefender_emulators.mde.endpoint_script import SYSTEM_SID, FolderState, QuarantineFile
+from joedefender_emulators.mde.platforms import Os, machine_os
+from joedefender_emulators.mde.posix_device import PosixDevice
 from joedefender_emulators.scenario import Blob, Machine, ScenarioError
 
 _CHUNK = 1 << 20
@@ -67,10 +69,20 @@ def normalize(path: str) -> str:
     return path.replace("/", "\\").rstrip("\\").lower()
 
 
+def path_key(os_name: Os, path: str) -> str:
+    """How a device compares paths: Windows as `normalize`; Linux exactly (a backslash is an
+    ordinary character); macOS case-insensitively (APFS's default)."""
+    if os_name == "windows":
+        return normalize(path)
+    clean = "/" + "/".join(part for part in path.split("/") if part) if path.startswith("/") else path
+    return clean.casefold() if os_name == "macos" else clean
+
+
 @dataclass(frozen=True)
 class StoredFile:
     path: str
     content: FileContent
+    kind: str = "file"  # or "link" (a reparse point, a symbolic link) or "sparse": GetFile refuses both
 
 
 class EndpointFiles:
@@ -84,18 +96,21 @@ class EndpointFiles:
         quarantine_getfile: bool = True,
         damaged_entries: bool = False,
     ) -> None:
+        self.os: Os = machine_os(machine.os_platform) or "windows"
         self._files: dict[str, StoredFile] = {}
         for item in machine.files:
-            self._files[normalize(item.path)] = StoredFile(item.path, FileContent(samples[item.sample]))
+            self._files[self._key(item.path)] = StoredFile(item.path, FileContent(samples[item.sample]), item.kind)
         self._folders: dict[str, FolderState] = {
             normalize(f.path): FolderState(f.path, f.owner, tuple(f.access), f.junction_to)
             for f in machine.planted_folders
         }
+        # A Linux or macOS device: its disk areas a script may write and its mdatp, as real files.
+        self.posix = PosixDevice(machine, self.os, dict(samples)) if self.os != "windows" else None
         self.quarantine_getfile = quarantine_getfile
         self.damaged_entries = damaged_entries
-        self.restores: list[str] = []  # original paths MpCmdRun -Restore took out of the quarantine
+        self._restores: list[str] = []  # original paths MpCmdRun -Restore took out of the quarantine
         self._quarantine: list[store.QuarantinedFile] = []
-        for n, entry in enumerate(machine.quarantine):
+        for n, entry in enumerate(machine.quarantine if self.posix is None else ()):
             blob = samples[entry.sample]
             self._quarantine.append(
                 store.quarantine(0x80000000 + 0x1000 * n + 0x8A1B, entry.threat_name, entry.original_path, blob.chunks)
@@ -118,16 +133,37 @@ class EndpointFiles:
         """The Entries file, or (scenario damaged_entries) its first half: truncated, unreadable."""
         return q.entries_bytes[: len(q.entries_bytes) // 2] if self.damaged_entries else q.entries_bytes
 
+    def _key(self, path: str) -> str:
+        return path_key(self.os, path)
+
+    def close(self) -> None:
+        if self.posix is not None:
+            self.posix.close()
+
+    @property
+    def restores(self) -> list[str]:
+        """Original paths a restore took out of the quarantine (MpCmdRun, or mdatp)."""
+        return self._restores if self.posix is None else self.posix.restored_paths()
+
     def lookup(self, path: str) -> StoredFile | None:
+        if self.posix is not None:
+            found = self._files.get(self._key(path))
+            real = self.posix.lookup(path) if found is None else None
+            if real is None:
+                return found
+            return StoredFile(
+                real.path, FileContent(data=b"" if real.symlink else real.read()), "link" * real.symlink or "file"
+            )
         path = self._through_junctions(path)
         return self._files.get(normalize(path)) or self._quarantine_files().get(normalize(path))
 
     def is_quarantine(self, path: str) -> bool:
-        return normalize(path).startswith(normalize(store.ROOT) + "\\")
+        return self.posix is None and normalize(path).startswith(normalize(store.ROOT) + "\\")
 
     def write(self, path: str, content: FileContent) -> None:
-        path = self._through_junctions(path)
-        self._files[normalize(path)] = StoredFile(path, content)
+        if self.posix is None:
+            path = self._through_junctions(path)
+        self._files[self._key(path)] = StoredFile(path, content)
 
     def _through_junctions(self, path: str) -> str:
         """Where ``path`` really is: a junction on the way leads somewhere else."""
@@ -139,9 +175,10 @@ class EndpointFiles:
     def delete_tree(self, folder: str) -> None:
         """Delete ``folder`` and everything under it; a junction goes as a link only (what it
         leads to stays), as Remove-Tree deletes it."""
-        root = normalize(folder)
+        root = self._key(folder)
+        separator = "\\" if self.posix is None else "/"
         for table in (self._files, self._folders):
-            for key in [k for k in table if k == root or k.startswith(root + "\\")]:
+            for key in [k for k in table if k == root or k.startswith(root + separator)]:
                 del table[key]
 
     def folder(self, path: str) -> FolderState | None:
@@ -164,9 +201,26 @@ class EndpointFiles:
 
     def listing(self) -> list[dict[str, object]]:
         """The machine's files outside the quarantine (what a script could have written)."""
-        return [{"path": stored.path, "size": stored.content.size} for _, stored in sorted(self._files.items())]
+        files = [{"path": stored.path, "size": stored.content.size} for _, stored in sorted(self._files.items())]
+        if self.posix is not None:
+            files += [{"path": f.path, "size": f.size} for f in self.posix.files()]
+        return files
+
+    def posix_details(self) -> dict[str, object]:
+        """On Linux and macOS: the folders of the writable areas, mdatp's exclusions and calls."""
+        if self.posix is None:
+            return {}
+        return {
+            "folders": self.posix.folders(),
+            "exclusions": self.posix.exclusions(),
+            "mdatpCalls": self.posix.mdatp_calls(),
+        }
 
     def quarantine_listing(self) -> list[dict[str, object]]:
+        if self.posix is not None:
+            return [
+                {"threatName": t["name"], "originalPath": t["path"], "id": t["id"]} for t in self.posix.quarantined()
+            ]
         return [
             {
                 "threatName": q.threat_name,
@@ -197,7 +251,7 @@ class EndpointFiles:
         written: list[str] = []
         for q in taken:
             self._quarantine.remove(q)
-            self.restores.append(q.original_path)
+            self._restores.append(q.original_path)
             target = f"{destination}\\{q.original_path.rsplit(chr(92), 1)[-1]}"
             self.write(target, FileContent(data=b"".join(_payload(q))))
             written.append(target)

@@ -57,6 +57,7 @@ class Inspection:
                     "folders": files.folder_listing(),
                     "quarantine": files.quarantine_listing(),
                     "restores": list(files.restores),
+                    **files.posix_details(),
                 }
             )
 

@@ -24,7 +24,7 @@ FILTERABLE: dict[str, Field] = {
 }  # fmt: skip
 
 # Fields the schedule and the scenario's own columns decide; `extra` cannot override them.
-_FIXED = ("id", "computerDnsName", "osPlatform", "healthStatus")
+_FIXED = ("id", "computerDnsName", "osPlatform", "healthStatus", "agentVersion")
 
 
 class MachineDirectory:
@@ -76,6 +76,8 @@ class MachineDirectory:
             "machineTags": [],
             "ipAddresses": [],
         }
+        if machine.agent_version is not None:
+            document["agentVersion"] = machine.agent_version
         document.update({k: v for k, v in machine.extra.items() if k not in _FIXED})
         return document
 

@@ -34,3 +34,9 @@ class TenantState:
         self.library = Library()
         self.indicators = IndicatorStore(tenant.indicators, clock, tenant.max_active_indicators)
         self.live_response = LiveResponse(tenant, clock, self.machines, self.files, self.library)
+
+    def close(self) -> None:
+        """Remove the Linux and macOS devices' private folders."""
+        with self.lock:
+            for files in self.files.values():
+                files.close()

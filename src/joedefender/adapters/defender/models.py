@@ -224,6 +224,8 @@ class Machine(_Model):
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     os_platform: str | None = None
+    # Not in the Machine entity's documented properties (machine.md); read where Defender sends it.
+    agent_version: str | None = None
     onboarding_status: str | None = None
     os_architecture: str | None = None
     version: str | None = None

@@ -258,7 +258,12 @@ def to_alert(alert: WireAlert) -> Alert:
 
 
 def to_machine(machine: WireMachine) -> Machine:
-    return Machine(machine.id, online=(machine.health_status or "") == "Active")
+    return Machine(
+        machine.id,
+        online=(machine.health_status or "") == "Active",
+        os_platform=machine.os_platform,
+        agent_version=machine.agent_version,
+    )
 
 
 def to_evidence(evidence: WireEvidence) -> Evidence:

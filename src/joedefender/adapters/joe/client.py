@@ -108,6 +108,13 @@ class JoeSandboxClient:
         data = self._call("server/online", online)
         return isinstance(data, dict) and data.get("online") is True
 
+    def server_systems(self) -> list[dict[str, Any]]:
+        """The server's analysis systems: `name`, `description`, `arch` (WINDOWS, LINUX, MAC, ...)."""
+        data = self._call("server/systems", lambda joe: joe.server_systems())
+        if not isinstance(data, list):
+            raise JoeSandboxError("Joe Sandbox server/systems: the answer is not a list")
+        return [item for item in data if isinstance(item, dict) and isinstance(item.get("name"), str)]
+
     def account(self) -> JoeAccount:
         """The plan and remaining quota (Joe Sandbox Cloud only; on-premise raises JoeRequestError)."""
         data = _mapping(self._call("account/info", lambda joe: joe.account_info()), "account/info")
@@ -167,8 +174,10 @@ class JoeSandboxClient:
         tags: Sequence[str] = (),
         comments: str | None = None,
         params: Mapping[str, Any] | None = None,
+        systems: Sequence[str] | None = None,
     ) -> str:
-        """Upload a sample from a seekable stream; the submission id.
+        """Upload a sample from a seekable stream; the submission id. `systems`: the analysis
+        systems for this sample (None: the client's own; empty: the server's default).
 
         Samples up to one chunk go in a single request, so a crash can never leave Joe holding a
         submission that waits for chunks (which a retry could not find, and would submit again);
@@ -178,7 +187,7 @@ class JoeSandboxClient:
         if not stream.seekable():
             raise JoeRequestError("Joe Sandbox submission: the sample stream must be seekable")
         name = safe_sample_name(filename)
-        parameters = self._submission_parameters(tags, comments, params)
+        parameters = self._submission_parameters(tags, comments, params, systems)
         start = stream.tell()
         size = stream.seek(0, io.SEEK_END) - start
         chunked = size > _CHUNK_SIZE
@@ -206,12 +215,18 @@ class JoeSandboxClient:
         )
 
     def _submission_parameters(
-        self, tags: Sequence[str], comments: str | None, params: Mapping[str, Any] | None
+        self,
+        tags: Sequence[str],
+        comments: str | None,
+        params: Mapping[str, Any] | None,
+        systems: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """The client's analysis parameters and systems, then the call's params, tags added and comments set."""
+        """The client's analysis parameters and systems (or the call's), then the call's params,
+        tags added and comments set."""
         merged: dict[str, Any] = dict(self._analysis_parameters)
-        if self._systems:
-            merged["systems"] = list(self._systems)
+        chosen = self._systems if systems is None else tuple(systems)
+        if chosen:
+            merged["systems"] = list(chosen)
         merged.update(params or {})
         all_tags = [*_as_list(merged.pop("tags", None)), *tags]
         unique_tags = list(dict.fromkeys(tag.strip() for tag in all_tags if tag.strip()))

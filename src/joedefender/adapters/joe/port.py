@@ -21,7 +21,9 @@ from joedefender.adapters.joe.errors import (
     JoeSandboxError,
     JoeUnavailableError,
 )
+from joedefender.adapters.joe.systems import SystemChooser
 from joedefender.domain.errors import Misconfigured, PortError, QuotaExhausted, Rejected, Transient
+from joedefender.domain.platforms import Platform
 from joedefender.domain.verdicts import IocSet, SubmissionStatus, Verdict
 from joedefender.pipeline.ports import SandboxPort
 
@@ -53,8 +55,9 @@ def translated(*, submission: bool = False) -> Iterator[None]:
 class JoeSandboxAdapter:
     """Joe Sandbox as the core sees it; raises only `joedefender.domain.errors` types."""
 
-    def __init__(self, client: JoeSandboxClient) -> None:
+    def __init__(self, client: JoeSandboxClient, systems: SystemChooser | None = None) -> None:
         self.client = client
+        self.systems = systems if systems is not None else SystemChooser(client, {})
 
     def __repr__(self) -> str:
         return f"JoeSandboxAdapter({self.client!r})"
@@ -78,9 +81,15 @@ class JoeSandboxAdapter:
         tags: Sequence[str] = (),
         comments: str | None = None,
         params: Mapping[str, Any] | None = None,
+        platform: Platform | None = None,
     ) -> str:
+        """`platform`: the device the sample came from, which picks the analysis systems."""
+        with translated():
+            systems = self.systems.submission_systems(platform)
         with translated(submission=True):
-            return self.client.submit_file(stream, filename, tags=tags, comments=comments, params=params)
+            return self.client.submit_file(
+                stream, filename, tags=tags, comments=comments, params=params, systems=systems
+            )
 
     def submit_url(
         self,
