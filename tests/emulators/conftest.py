@@ -20,6 +20,8 @@ from joedefender_emulators.mde import MdeEmulator
 from joedefender_emulators.scenario import parse_scenario
 from joedefender_emulators.tls import EmulatorCertificates, create_certificates
 
+from .graph_fixtures import graph, make_graph  # noqa: F401 - the Graph emulator's fixtures
+
 TENANT = "11111111-2222-4333-8444-555555555555"
 CLIENT = "66666666-7777-4888-9999-000000000000"
 SECRET = "s3cr3t-value-for-tests"
