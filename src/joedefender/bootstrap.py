@@ -14,11 +14,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
+from joedefender.adapters._microsoft.tokens import TokenProvider, build_credential
 from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.limits import TableRateLimiter
 from joedefender.adapters.azure.store import AzureStore
-from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
 from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Limiter, RateLimiter, SharedHolds
@@ -119,7 +119,7 @@ def defender_client(
             max_retries=settings.defender_api_max_retry,
             budget=settings.defender_api_retry_timeout.total_seconds(),
         ),
-        limiter=limiter or RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
+        limiter=limiter or RateLimiter(DOCUMENTED_RATES, time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
         sleep=sleep,
     )
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from joedefender.adapters.defender.errors import DefenderError, ForbiddenError, NotFoundError
+from joedefender.adapters.defender import DefenderError, ForbiddenError, NotFoundError
 from joedefender.adapters.joe.errors import JoeSandboxError
 from joedefender.bootstrap import defender_client, sandbox_client, token_provider
 from joedefender.settings import Settings

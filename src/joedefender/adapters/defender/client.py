@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 
+from joedefender.adapters._microsoft.tokens import TokenProvider
+from joedefender.adapters._microsoft.transport import DEFAULT_TIMEOUT, Transport
 from joedefender.adapters.defender._alerts import AlertCalls
 from joedefender.adapters.defender._calls import odata_string
 from joedefender.adapters.defender._indicators import IndicatorCalls
 from joedefender.adapters.defender._machines import MachineCalls
-from joedefender.adapters.defender._transport import DEFAULT_TIMEOUT, Transport
-from joedefender.adapters.defender.auth import TokenProvider
-from joedefender.adapters.defender.limiter import Limiter, RateLimiter
+from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Limiter, RateLimiter
 from joedefender.domain.retry import RetryPolicy
 
 __all__ = ["DEFAULT_RETRY", "DefenderClient", "odata_string"]
@@ -49,7 +49,7 @@ class DefenderClient(AlertCalls, MachineCalls, IndicatorCalls):
         """`sleep` is how the client waits before a retry (bootstrap passes one that ends early
         when the step waiting lost its work item's lease)."""
         self._tokens = token_provider
-        self.limiter: Limiter = limiter if limiter is not None else RateLimiter(sleep=sleep)
+        self.limiter: Limiter = limiter if limiter is not None else RateLimiter(DOCUMENTED_RATES, sleep=sleep)
         self._transport = Transport(
             base_url,
             token_provider,
