@@ -11,6 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from joedefender.adapters._microsoft.calls import format_time
 from joedefender.adapters._microsoft.errors import (
     BadRequestError,
     DefenderServerError,
@@ -35,7 +36,6 @@ from joedefender.adapters.defender import (
     odata_string,
 )
 from joedefender.adapters.defender._stream import capped, gunzipped
-from joedefender.adapters.defender.models import format_time
 
 
 def test_alert_tolerates_nulls_unknown_fields_and_both_comment_time_names():

@@ -8,6 +8,7 @@ InvalidResponseError, never a crash).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -30,6 +31,22 @@ def segment(value: str) -> str:
     if not value:
         raise ValueError("an id must not be empty")
     return quote(value, safe="")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """The services write UTC, sometimes without the `Z`; a naive time is UTC, not local."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, as the services write and read it (naive means UTC)."""
+    instant = (utc(moment) or moment).astimezone(UTC)
+    text = instant.strftime("%Y-%m-%dT%H:%M:%S")
+    if instant.microsecond:
+        text += f".{instant.microsecond:06d}".rstrip("0")
+    return text + "Z"
 
 
 class Answers:

@@ -38,8 +38,6 @@ from joedefender.adapters._microsoft.tokens import TokenProvider
 from joedefender.adapters._trust import ssl_context
 from joedefender.domain.retry import RetryPolicy
 
-DEFENDER_LOG = "joedefender.adapters.defender"
-
 USER_AGENT = f"joedefender/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 _MAX_ERROR_TEXT = 300
@@ -131,7 +129,7 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
-        log_name: str = DEFENDER_LOG,
+        log_name: str,
     ) -> None:
         self._log = logging.getLogger(log_name)
         self._tokens = tokens

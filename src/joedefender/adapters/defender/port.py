@@ -207,6 +207,7 @@ def to_alert(alert: WireAlert) -> Alert:
         comments=tuple(comment.comment or "" for comment in alert.comments),
         classification=alert.classification,
         determination=alert.determination,
+        incident_id=None if alert.incident_id is None else str(alert.incident_id),
     )
 
 
