@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from joedefender.adapters.defender import DefenderAdapter
+from joedefender.adapters.defender import DefenderAdapter, InvalidResponseError
 from joedefender.adapters.graph import GraphAlertSource
 from joedefender.domain.alerts import Alert
 from joedefender.domain.triage import AlertFilters, triage
@@ -159,3 +159,12 @@ def test_machines_and_live_response_go_through_the_mde_api_by_mde_device_id():
         assert graph.list_actions(LAPTOP) == []
         assert calls(emu, "alerts_v2.get") == 1
     assert isinstance(graph, GraphAlertSource)
+
+
+def test_a_next_link_off_the_graph_host_is_not_followed():
+    """The bearer token goes with every request: a link elsewhere is an unreadable answer."""
+    with graph_world() as emu, graph_client_for(emu) as client:
+        for link in ("https://evil.example/v1.0/security/alerts_v2", f"{emu.graph.url}.evil.example/v1.0/x"):
+            with pytest.raises(InvalidResponseError):
+                client._next_page(link)
+        assert calls(emu, "alerts_v2.list") == 0

@@ -50,7 +50,17 @@ def test_graph_is_checked_only_when_used_and_incidents_only_when_verdicts_are_on
             graph_checks(settings_for(emu, DefenderIncidentComments="true"), time_scale=emu.scenario.time_scale)
         )
     assert not any(name.startswith(("Graph", "Security")) for name in mde_only)
+    assert "Alert.ReadWrite.All" in mde_only
     assert "SecurityAlert.ReadWrite.All" in alerts_only
     assert not any(name.startswith("SecurityIncident") for name in alerts_only)
     assert "SecurityIncident.ReadWrite.All" in incidents_only
     assert not any(name.startswith("SecurityAlert") for name in incidents_only)
+
+
+def test_with_graph_as_the_source_the_mde_alert_permission_is_not_asked_for():
+    with graph_world() as emu:
+        rows = _rows(run_checks(settings_for(emu, AlertSource="graph"), time_scale=emu.scenario.time_scale))
+    assert "Alert.ReadWrite.All" not in rows
+    assert not any(name.startswith("Alert.Read.All") for name in rows)
+    assert rows["Machine.LiveResponse"][0]  # collection still goes through the MDE API
+    assert rows["SecurityAlert.ReadWrite.All"][0]

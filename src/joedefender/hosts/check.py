@@ -113,18 +113,17 @@ def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResu
         roles = set()
     finally:
         tokens.close()
+    mde_alerts = settings.alert_source == "mde"  # with Graph as the source, alerts need no MDE permission
     if roles:
-        for permission, alternatives in (
-            ("Alert.ReadWrite.All", {"Alert.ReadWrite.All"}),
-            ("Machine.LiveResponse", {"Machine.LiveResponse"}),
-        ):
-            granted = bool(roles & alternatives)
-            results.append(CheckResult(permission, granted, "granted" if granted else "not granted to the app"))
+        results += _granted(
+            roles, ("Alert.ReadWrite.All", "Machine.LiveResponse") if mde_alerts else ("Machine.LiveResponse",)
+        )
     with defender_client(settings, time_scale=time_scale) as defender:
         since = datetime.now(UTC) - timedelta(minutes=5)
-        results.append(
-            _probe("Alert.Read.All (list alerts)", lambda: next(defender.list_alerts(since, page_size=1), None))
-        )
+        if mde_alerts:
+            results.append(
+                _probe("Alert.Read.All (list alerts)", lambda: next(defender.list_alerts(since, page_size=1), None))
+            )
         results.append(
             _probe("Machine.Read.All (read a machine)", lambda: defender.get_machine(_NO_MACHINE), absent_is_ok=True)
         )
