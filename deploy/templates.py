@@ -129,6 +129,27 @@ SETTINGS: tuple[Setting, ...] = (
         "https://api.securitycenter.microsoft.com",
         "Defender API (geo and government hosts).",
     ),
+    Setting(
+        "AlertSource",
+        "string",
+        "mde",
+        "Where alerts are read and commented: mde (the Defender for Endpoint API) or graph (Microsoft Graph "
+        "alerts_v2; machines and live response stay on the Defender API).",
+    ),
+    Setting(
+        "GraphApiBaseURL",
+        "string",
+        "https://graph.microsoft.com",
+        "Microsoft Graph (US Government: https://graph.microsoft.us, https://dod-graph.microsoft.us).",
+    ),
+    Setting(
+        "GraphServiceSources",
+        "list",
+        ["microsoftDefenderForEndpoint"],
+        "Graph serviceSource values whose alerts are listed when AlertSource is graph.",
+    ),
+    Setting("DefenderIncidentTags", "bool", False, "Tag each incident with its worst verdict (JoeSandbox:<verdict>)."),
+    Setting("DefenderIncidentComments", "bool", False, "Comment each sample's verdict on its incident."),
     Setting("DefenderApiRetryTimeout", "int", 5, "Minutes one Defender call may spend retrying."),
     Setting("DefenderApiMaxRetry", "int", 5, "Retries of one Defender call."),
     Setting("MachineAvailabilityTimeout", "int", 10, "Minutes one wait for a machine to come online lasts."),

@@ -124,6 +124,12 @@ def test_defaults_with_only_the_required_settings() -> None:
     assert settings.workers == 4
     assert settings.azure_storage_connection_string is None
     assert settings.azure_storage_account_key is None
+    assert settings.alert_source == "mde"
+    assert settings.graph_api_base_url == "https://graph.microsoft.com"
+    assert settings.graph_service_sources == frozenset({"microsoftDefenderForEndpoint"})
+    assert settings.defender_incident_tags is False
+    assert settings.defender_incident_comments is False
+    assert settings.uses_graph is False
 
 
 def test_a_joeaz_configuration_loads_with_the_same_meaning_and_units() -> None:
@@ -911,3 +917,14 @@ def test_loading_the_settings_loads_no_client_library(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_alert_source_and_incident_verdicts_decide_whether_graph_is_used() -> None:
+    assert settings_with(AlertSource="Graph").alert_source == "graph"
+    assert settings_with(AlertSource="graph").uses_graph
+    assert settings_with(DefenderIncidentTags="true").uses_graph
+    assert settings_with(DefenderIncidentComments="1").incident_verdicts
+    assert "mde, graph" in only_problem(AlertSource="sentinel")
+    sources = settings_with(GraphServiceSources="microsoftdefenderforoffice365,microsoftDefenderForEndpoint")
+    assert sources.graph_service_sources == {"microsoftDefenderForOffice365", "microsoftDefenderForEndpoint"}
+    assert "not one of" in only_problem(GraphServiceSources="defenderForToasters")

@@ -176,3 +176,40 @@ def test_the_connector_clients_use_the_combined_trust(tmp_path: Path) -> None:
         verify = joe._verify_ssl
     assert isinstance(verify, str)
     assert Path(certifi.where()).read_text().strip() in Path(verify).read_text()
+
+
+# --- Microsoft Graph ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "url", "scope"),
+    [
+        (None, "https://graph.microsoft.com", "https://graph.microsoft.com/.default"),
+        ("https://graph.microsoft.com/v1.0/", "https://graph.microsoft.com", "https://graph.microsoft.com/.default"),
+        ("graph.microsoft.us", "https://graph.microsoft.us", "https://graph.microsoft.us/.default"),
+        ("https://DOD-graph.microsoft.us", "https://dod-graph.microsoft.us", "https://dod-graph.microsoft.us/.default"),
+        ("https://127.0.0.1:8443", "https://127.0.0.1:8443", "https://graph.microsoft.com/.default"),
+    ],
+)
+def test_graph_base_url_and_the_token_audience_it_implies(given: str | None, url: str, scope: str) -> None:
+    settings = settings_with(**({"GraphApiBaseURL": given} if given is not None else {}))
+    assert settings.graph_api_base_url == url
+    assert settings.graph_scope == scope
+
+
+def test_graph_operated_by_21vianet_is_refused_with_the_reason() -> None:
+    problem = only_problem(GraphApiBaseURL="https://microsoftgraph.chinacloudapi.cn")
+    assert "21Vianet" in problem
+    assert "alerts_v2" in problem
+
+
+@pytest.mark.parametrize(
+    "text", ["https://graph.contoso.com", "https://graph.microsoft.com.evil.example", "http://graph.microsoft.com"]
+)
+def test_a_graph_url_elsewhere_is_refused_since_the_token_would_go_there(text: str) -> None:
+    problem = only_problem(GraphApiBaseURL=text)
+    assert "graph.microsoft.com" in problem or "https" in problem
+
+
+def test_a_graph_url_with_a_path_is_refused() -> None:
+    assert "bare host" in only_problem(GraphApiBaseURL="https://graph.microsoft.com/beta/security")

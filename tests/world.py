@@ -54,6 +54,12 @@ class World:
         body = response.json()
         return body["value"] if isinstance(body, dict) and "value" in body else body
 
+    def graph(self, path: str) -> Any:
+        response = self._http.get(f"{self.emulators.graph.url}{path}")
+        response.raise_for_status()
+        body = response.json()
+        return body["value"] if isinstance(body, dict) and "value" in body else body
+
     def joe(self, path: str) -> Any:
         response = self._http.get(f"{self.emulators.joe.url}{path}")
         response.raise_for_status()

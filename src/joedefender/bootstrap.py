@@ -14,15 +14,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
+from joedefender.adapters._microsoft.tokens import DEFENDER_SCOPE, TokenProvider, build_credential
 from joedefender.adapters._trust import requests_verify
 from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.limits import TableRateLimiter
 from joedefender.adapters.azure.store import AzureStore
-from joedefender.adapters.defender.auth import TokenProvider, build_credential
 from joedefender.adapters.defender.client import DEFAULT_RETRY as DEFENDER_RETRY
 from joedefender.adapters.defender.client import DefenderClient
 from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Limiter, RateLimiter, SharedHolds
 from joedefender.adapters.defender.port import DefenderAdapter
+from joedefender.adapters.graph import GRAPH_RATES, GraphAlertSource, GraphClient, GraphIncidents
 from joedefender.adapters.joe.client import DEFAULT_TIMEOUT, JoeSandboxClient
 from joedefender.adapters.joe.parameters import as_joe_takes_them
 from joedefender.adapters.joe.port import JoeSandboxAdapter
@@ -33,13 +34,22 @@ from joedefender.domain.indicator_values import AllowList
 from joedefender.domain.indicators import IndicatorAction, IndicatorPolicy, Severity
 from joedefender.domain.platforms import Platform
 from joedefender.domain.policy import ResubmitPolicy
+from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.triage import AlertFilters
 from joedefender.domain.verdicts import Detection
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine
 from joedefender.pipeline.lease import Claims
-from joedefender.pipeline.ports import DefenderPort, SandboxPort, StateStore, Store, StoreError, VersionConflict
+from joedefender.pipeline.ports import (
+    DefenderPort,
+    IncidentPort,
+    SandboxPort,
+    StateStore,
+    Store,
+    StoreError,
+    VersionConflict,
+)
 from joedefender.settings import ConfigurationError, Settings, SettingsError
 
 logger = logging.getLogger("joedefender.bootstrap")
@@ -47,9 +57,9 @@ logger = logging.getLogger("joedefender.bootstrap")
 # --- clients from settings --------------------------------------------------------------------
 
 
-def token_provider(settings: Settings) -> TokenProvider:
-    """Defender API tokens for the app registration the settings name; the client secret is
-    blanked out of whatever the token endpoint answers."""
+def token_provider(settings: Settings, *, scope: str = DEFENDER_SCOPE) -> TokenProvider:
+    """Tokens for the app registration the settings name, for the MDE API (or `scope`: Graph's is
+    `settings.graph_scope`); the client secret is blanked out of whatever the token endpoint answers."""
     return TokenProvider(
         lambda: build_credential(
             settings.azure_tenant_id,
@@ -58,6 +68,7 @@ def token_provider(settings: Settings) -> TokenProvider:
             authority_host=settings.azure_authority_host,
             ca_bundle=settings.tls_ca_bundle,
         ),
+        scope=scope,
         redact=(settings.azure_client_secret,),
     )
 
@@ -101,6 +112,16 @@ class StoredHolds(SharedHolds):
             logger.debug("the shared rate limit hold on %s could not be saved: %s", family, exc)
 
 
+def defender_retry(settings: Settings) -> RetryPolicy:
+    """The retry policy of DefenderApiMaxRetry and DefenderApiRetryTimeout: they hold for both
+    Microsoft APIs (the MDE API and Graph's security API)."""
+    return replace(
+        DEFENDER_RETRY,
+        max_retries=settings.defender_api_max_retry,
+        budget=settings.defender_api_retry_timeout.total_seconds(),
+    )
+
+
 def defender_client(
     settings: Settings,
     *,
@@ -117,14 +138,40 @@ def defender_client(
         settings.defender_api_base_url,
         token_provider(settings),
         ca_bundle=settings.tls_ca_bundle,
-        retry=replace(
-            DEFENDER_RETRY,
-            max_retries=settings.defender_api_max_retry,
-            budget=settings.defender_api_retry_timeout.total_seconds(),
-        ),
-        limiter=limiter or RateLimiter(time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
+        retry=defender_retry(settings),
+        limiter=limiter or RateLimiter(DOCUMENTED_RATES, time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
         sleep=sleep,
     )
+
+
+def graph_client(
+    settings: Settings,
+    *,
+    time_scale: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    shared_holds: SharedHolds | None = None,
+    limiter: Limiter | None = None,
+) -> GraphClient:
+    """The Graph security API client, as `defender_client` (the same retry settings; Graph's own
+    150-a-minute budget, shared like Defender's)."""
+    return GraphClient(
+        settings.graph_api_base_url,
+        token_provider(settings, scope=settings.graph_scope),
+        ca_bundle=settings.tls_ca_bundle,
+        retry=defender_retry(settings),
+        limiter=limiter or RateLimiter(GRAPH_RATES, time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
+        sleep=sleep,
+    )
+
+
+def alert_source(settings: Settings, mde: DefenderPort, graph: GraphClient | None) -> DefenderPort:
+    """The DefenderPort the pipeline runs on: the MDE adapter, or (`AlertSource=graph`) alerts
+    through Graph composed with it for machines and live response."""
+    if settings.alert_source != "graph":
+        return mde
+    if graph is None:
+        raise ValueError("AlertSource=graph needs a Graph client")
+    return GraphAlertSource(graph, mde, service_sources=sorted(settings.graph_service_sources))
 
 
 def checked_settings(settings: Settings) -> Settings:
@@ -179,7 +226,7 @@ def system_chooser(client: JoeSandboxClient, settings: Settings) -> SystemChoose
 
 # Defender's documented limits as the Azure adapter takes them: family -> (per minute, per hour).
 SHARED_RATES: Mapping[str, tuple[int, int | None]] = {
-    str(family): (rate.per_minute, rate.per_hour) for family, rate in DOCUMENTED_RATES.items()
+    str(family): (rate.per_minute, rate.per_hour) for family, rate in {**DOCUMENTED_RATES, **GRAPH_RATES}.items()
 }
 
 
@@ -203,7 +250,8 @@ def open_azure_store(
 def shared_limiter(
     store: AzureStore, *, time_scale: float = 1.0, sleep: Callable[[float], None] = time.sleep
 ) -> TableRateLimiter:
-    """Defender's tenant limits as one budget for every instance that shares `store`'s account."""
+    """Defender's and Graph's tenant limits as one budget for every instance that shares `store`'s
+    account (their families apart: one limiter serves both clients)."""
     return store.rate_limiter(SHARED_RATES, time_scale=time_scale, sleep=sleep)
 
 
@@ -265,6 +313,7 @@ class Connector:
     defender: DefenderPort
     sandbox: SandboxPort
     engine: Engine
+    incidents: IncidentPort | None = None  # with DefenderIncidentTags or DefenderIncidentComments
 
     @property
     def ctx(self) -> Context:
@@ -279,6 +328,7 @@ def open_connector(
     store: Store | None = None,
     defender: DefenderPort | None = None,
     sandbox: SandboxPort | None = None,
+    incidents: IncidentPort | None = None,
     now: Callable[[], float] = time.time,
 ) -> Iterator[Connector]:
     """The connector on `settings`; an adapter given here is used instead of the one the settings
@@ -307,14 +357,29 @@ def open_connector(
                     limiter=limiter,
                 )
             )
-            defender = DefenderAdapter(defender_wire)
+            graph_wire = (
+                owned.enter_context(
+                    graph_client(
+                        settings,
+                        time_scale=time_scale,
+                        sleep=claims.sleep,
+                        shared_holds=StoredHolds(store),
+                        limiter=limiter,
+                    )
+                )
+                if settings.uses_graph
+                else None
+            )
+            defender = alert_source(settings, DefenderAdapter(defender_wire), graph_wire)
+            if incidents is None and graph_wire is not None and settings.incident_verdicts:
+                incidents = GraphIncidents(graph_wire)
         if sandbox is None:
             sandbox_wire = owned.enter_context(
                 sandbox_client(settings, base_delay=max(0.01, time_scale), sleep=claims.sleep)
             )
             sandbox = JoeSandboxAdapter(sandbox_wire, system_chooser(sandbox_wire, settings))
         ctx = Context(store, defender, sandbox, pipeline_config(settings, time_scale=time_scale), now, claims)
-        yield Connector(settings, store, defender, sandbox, Engine(ctx))
+        yield Connector(settings, store, defender, sandbox, Engine(ctx), incidents)
 
 
 @contextmanager

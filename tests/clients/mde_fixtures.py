@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from joedefender.adapters.defender import DefenderClient, RateLimiter
+from joedefender.adapters.defender import DOCUMENTED_RATES, DefenderClient, RateLimiter
 from joedefender.bootstrap import token_provider
 from joedefender.domain.retry import RetryPolicy
 from joedefender.settings import Settings
@@ -94,7 +94,9 @@ def client_for(
         ca_bundle=settings.tls_ca_bundle,
         retry=RetryPolicy(max_retries=max_retry, budget=retry_timeout, first=0.02, cap=0.2, jitter="full"),
         timeout=timeout,
-        limiter=limiter if limiter is not None else RateLimiter(time_scale=emu.scenario.time_scale, sleep=sleep),
+        limiter=limiter
+        if limiter is not None
+        else RateLimiter(DOCUMENTED_RATES, time_scale=emu.scenario.time_scale, sleep=sleep),
         sleep=sleep,
     )
 

@@ -9,9 +9,9 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from pydantic import SecretStr
 
+from joedefender.adapters._microsoft.errors import DefenderTransportError
+from joedefender.adapters._microsoft.tokens import DEFENDER_SCOPE, is_known_authority
 from joedefender.adapters.defender import DefenderAuthError, TokenProvider
-from joedefender.adapters.defender.auth import DEFENDER_SCOPE, is_known_authority
-from joedefender.adapters.defender.errors import DefenderTransportError
 
 
 class FakeCredential:

@@ -28,7 +28,7 @@ class FakeClock:
 
 
 def _limiter(clock: FakeClock, time_scale: float = 1.0) -> RateLimiter:
-    return RateLimiter(time_scale=time_scale, monotonic=clock.monotonic, sleep=clock.sleep)
+    return RateLimiter(DOCUMENTED_RATES, time_scale=time_scale, monotonic=clock.monotonic, sleep=clock.sleep)
 
 
 def _max_in_window(stamps: list[float], window: float) -> int:
@@ -133,12 +133,12 @@ def test_unknown_family_is_not_limited():
 
 def test_time_scale_must_be_positive():
     with pytest.raises(ValueError, match="time_scale"):
-        RateLimiter(time_scale=0)
+        RateLimiter(DOCUMENTED_RATES, time_scale=0)
 
 
 def test_threads_share_one_limiter_under_the_rate():
     """Real clock, scaled: a minute is 60 ms. Five threads take 250 slots; no 60 ms holds more than 100."""
-    limiter = RateLimiter(time_scale=0.001)
+    limiter = RateLimiter(DOCUMENTED_RATES, time_scale=0.001)
     stamps: list[float] = []
     lock = threading.Lock()
 

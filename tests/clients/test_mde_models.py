@@ -11,6 +11,16 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from joedefender.adapters._microsoft.calls import format_time
+from joedefender.adapters._microsoft.errors import (
+    BadRequestError,
+    DefenderServerError,
+    FeatureDisabledError,
+    NotFoundError,
+    ThrottledError,
+    error_for,
+)
+from joedefender.adapters._microsoft.transport import raw_chunks, redact_signature, retry_after_seconds
 from joedefender.adapters.defender import (
     Alert,
     DefenderTransportError,
@@ -26,16 +36,6 @@ from joedefender.adapters.defender import (
     odata_string,
 )
 from joedefender.adapters.defender._stream import capped, gunzipped
-from joedefender.adapters.defender._transport import raw_chunks, redact_signature, retry_after_seconds
-from joedefender.adapters.defender.errors import (
-    BadRequestError,
-    DefenderServerError,
-    FeatureDisabledError,
-    NotFoundError,
-    ThrottledError,
-    error_for,
-)
-from joedefender.adapters.defender.models import format_time
 
 
 def test_alert_tolerates_nulls_unknown_fields_and_both_comment_time_names():

@@ -31,6 +31,7 @@ from .mde_fixtures import (
     status_count,
     timeline,
 )
+from .timeline import assert_every_retry_after_was_waited
 
 ALERT_ID = alert(1)["id"]
 
@@ -121,11 +122,7 @@ def test_a_429_storm_is_honoured_to_the_second():
     assert statuses.count(200) == 106  # every read got its answer in the end
     throttled = [e for e in exchanges if e["status"] == 429]
     assert len(throttled) >= 2
-    for answer in throttled:
-        after = [e for e in exchanges if e["path"] == answer["path"] and e["received"] > answer["answered"]]
-        assert after, f"no retry after the 429 on {answer['path']}"
-        retry = min(after, key=lambda e: e["received"])
-        assert retry["received"] - answer["answered"] >= float(answer["retryAfter"])
+    assert_every_retry_after_was_waited(exchanges)
 
 
 def test_429_with_a_retry_after_beyond_the_budget_raises_throttled_at_once():

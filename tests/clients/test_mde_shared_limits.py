@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from joedefender.adapters.defender import RateLimiter
+from joedefender.adapters.defender import DOCUMENTED_RATES, RateLimiter
 from joedefender.adapters.defender.limiter import Family, SharedHolds
 from joedefender.adapters.sqlite import SqliteStore
 from joedefender.bootstrap import StoredHolds
@@ -27,8 +27,10 @@ def test_a_429_met_by_one_process_holds_the_family_for_every_process_on_the_stat
     # Two stores on one file are two processes as far as SQLite goes: nothing shared in memory.
     with emulators() as emu, SqliteStore(path) as first_store, SqliteStore(path) as second_store:
         scale = emu.scenario.time_scale
-        first = client_for(emu, limiter=RateLimiter(time_scale=scale, shared_holds=StoredHolds(first_store)))
-        second = client_for(emu, limiter=RateLimiter(time_scale=scale, shared_holds=StoredHolds(second_store)))
+        first_limiter = RateLimiter(DOCUMENTED_RATES, time_scale=scale, shared_holds=StoredHolds(first_store))
+        second_limiter = RateLimiter(DOCUMENTED_RATES, time_scale=scale, shared_holds=StoredHolds(second_store))
+        first = client_for(emu, limiter=first_limiter)
+        second = client_for(emu, limiter=second_limiter)
         with first, second:
             second.get_alert(ALERT_ID)  # the token, the connection, and a read of the (empty) holds
             add_fault(emu, path=r"^/api/alerts/", status=429, retry_after=1, times=1)
@@ -76,7 +78,9 @@ def test_shared_holds_are_read_at_most_once_per_interval_and_ended_ones_are_igno
         wall[0] += seconds
 
     holds = _Holds()
-    limiter = RateLimiter(monotonic=lambda: monotonic[0], sleep=sleep, shared_holds=holds, wall_clock=lambda: wall[0])
+    limiter = RateLimiter(
+        DOCUMENTED_RATES, monotonic=lambda: monotonic[0], sleep=sleep, shared_holds=holds, wall_clock=lambda: wall[0]
+    )
     holds.until = {"alerts": 4990.0, "not a family": 9999.0}  # ended, and unknown
     limiter.acquire(Family.ALERTS)
     limiter.acquire(Family.ALERTS)

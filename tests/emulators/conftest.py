@@ -20,6 +20,8 @@ from joedefender_emulators.mde import MdeEmulator
 from joedefender_emulators.scenario import parse_scenario
 from joedefender_emulators.tls import EmulatorCertificates, create_certificates
 
+from .graph_fixtures import graph, make_graph  # noqa: F401 - the Graph emulator's fixtures
+
 TENANT = "11111111-2222-4333-8444-555555555555"
 CLIENT = "66666666-7777-4888-9999-000000000000"
 SECRET = "s3cr3t-value-for-tests"
@@ -223,9 +225,9 @@ def make_mde(mde_certificates: EmulatorCertificates, _mde_stoppers: list[threadi
     """Start an emulator on a scenario (default: the tests' scenario) with a fresh clock."""
     started: list[MdeHarness] = []
 
-    def make(raw: dict[str, Any] | None = None) -> MdeHarness:
+    def make(raw: dict[str, Any] | None = None, *, stepped: bool = False) -> MdeHarness:
         scenario = parse_scenario(raw if raw is not None else mde_scenario_raw())
-        clock = EmulatedClock(scenario.time_scale)
+        clock = EmulatedClock(scenario.time_scale, stepped=stepped)
         emulator = MdeEmulator(scenario, clock, mde_certificates).start()
         harness = MdeHarness(emulator, clock, mde_certificates)
         started.append(harness)
@@ -241,4 +243,6 @@ def make_mde(mde_certificates: EmulatorCertificates, _mde_stoppers: list[threadi
 
 @pytest.fixture
 def mde(make_mde: MakeMde) -> MdeHarness:
-    return make_mde()
+    """An emulator whose clock moves only when the test advances it: what a test asserts about
+    an action's state at emulated second 4.9 holds however long the machine takes to get there."""
+    return make_mde(stepped=True)

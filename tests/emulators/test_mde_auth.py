@@ -90,7 +90,7 @@ def test_openid_configuration_points_at_the_emulator(mde):
         (TENANT, _form(grant_type=""), 400, "invalid_request", "AADSTS900144"),
         (TENANT, _form(scope=""), 400, "invalid_request", "AADSTS900144"),
         (TENANT, _form(scope="https://api.securitycenter.microsoft.com"), 400, "invalid_scope", "AADSTS1002012"),
-        (TENANT, _form(scope="https://graph.microsoft.com/.default"), 400, "invalid_resource", "AADSTS500011"),
+        (TENANT, _form(scope="https://vault.azure.net/.default"), 400, "invalid_resource", "AADSTS500011"),
     ],
 )
 def test_bad_token_requests_get_aad_errors_without_the_secret(mde, path_tenant, form, status, error, code):

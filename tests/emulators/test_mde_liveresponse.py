@@ -224,7 +224,7 @@ def test_getfile_duration_grows_with_size(make_mde):
     raw["samples"]["big"] = {"generate": {"size": 1_000_000, "seed": 3}}
     raw["defender"]["machines"][0]["files"].append({"path": "C:\\big.bin", "sample": "big"})
     raw["defender"]["live_response"] = {"getfile_bytes_per_second": 100_000}
-    mde = make_mde(raw)
+    mde = make_mde(raw, stepped=True)
     action = _created(mde, ONLINE, [command("GetFile", Path="C:\\big.bin")])
     mde.advance(5 + 10 + 9.9)
     assert mde.action(action["id"])["status"] == "InProgress"

@@ -24,6 +24,7 @@ WorldFactory = Callable[..., World]
 
 _EMULATE_SETTINGS = [
     "DefenderApiBaseURL",
+    "GraphApiBaseURL",
     "AzureAuthorityHost",
     "AzureTenantID",
     "AzureClientID",
@@ -98,6 +99,8 @@ def test_emulate_prints_the_settings_then_serves_until_stopped(stop: signal.Sign
         clock = httpx.get(f"{printed['DefenderApiBaseURL']}/_emulator/clock", verify=verify, timeout=10)
         assert clock.status_code == 200
         assert httpx.get(f"{printed['JoeSandboxBaseURL']}/_emulator/clock", timeout=10).status_code == 200
+        graph = httpx.get(f"{printed['GraphApiBaseURL']}/v1.0/security/alerts_v2", verify=verify, timeout=10)
+        assert graph.status_code == 401  # Graph's security API, which wants a Graph token
         assert process.poll() is None, "emulate should keep serving"
     finally:
         process.send_signal(stop)

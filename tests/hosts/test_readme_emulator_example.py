@@ -18,7 +18,7 @@ from tests.hosts import environment, joedefender
 
 # The demo scenario's alerts that pass the default filters and carry a file or a URL.
 _ELIGIBLE = [f"da6386400000000000{n:02d}_10{n:02d}" for n in range(1, 8)]
-_SETTINGS = 8  # the NAME=VALUE lines `emulate` prints
+_SETTINGS = 9  # the NAME=VALUE lines `emulate` prints
 
 
 def _settings(env_file: Path, emulator: subprocess.Popen[bytes], timeout: float = 30.0) -> dict[str, str]:

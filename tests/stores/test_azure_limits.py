@@ -16,6 +16,7 @@ from joedefender.adapters.azure._table import row_key, text_of
 from joedefender.adapters.azure.limits import TableRateLimiter
 from joedefender.adapters.azure.store import AzureStore
 from joedefender.adapters.defender.limiter import Family, Limiter
+from joedefender.adapters.graph import FAMILY as GRAPH_FAMILY
 from joedefender.bootstrap import SHARED_RATES, shared_limiter
 from tests.azurite import Azurite
 from tests.stores.conftest import open_azure_store
@@ -132,3 +133,19 @@ def test_bootstrap_gives_the_documented_rates_to_the_shared_limiter(store: Azure
     limiter: Limiter = shared_limiter(store, time_scale=0.5)  # what the Defender client takes
     assert limiter.time_scale == 0.5
     limiter.acquire(Family.LIVE_RESPONSE)
+
+
+def test_graphs_150_a_minute_is_one_budget_for_every_instance(store: AzureStore) -> None:
+    """Graph's security throttle is per app and tenant: instances that each build the Graph client
+    on the shared limiter stay at 150 a minute together, in a family of its own."""
+    assert SHARED_RATES[GRAPH_FAMILY] == (150, None)
+    clock = SharedClock()
+    limiters = [store.rate_limiter(SHARED_RATES, clock=clock, sleep=clock.sleep) for _ in range(3)]
+
+    for turn in range(150):  # the three instances in turn use up the minute's budget ...
+        limiters[turn % 3].acquire(GRAPH_FAMILY)
+    assert clock.now == 0.0
+    limiters[1].acquire(GRAPH_FAMILY)  # ... so the 151st, from any of them, waits for the minute to pass
+    assert clock.now >= 60.0
+    limiters[0].acquire(Family.ALERTS)  # Defender's families are apart from Graph's
+    assert len(_answered(store, "alerts")) == 1

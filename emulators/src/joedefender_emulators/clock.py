@@ -26,10 +26,13 @@ class EmulatedClock:
     """A thread-safe clock whose timeline starts at 0 and runs at `1 / time_scale` real speed, and
     whose wall clock starts at `start` (default: the real time now) and runs with the real one."""
 
-    def __init__(self, time_scale: float = 1.0, start: datetime | None = None) -> None:
+    def __init__(self, time_scale: float = 1.0, start: datetime | None = None, *, stepped: bool = False) -> None:
+        """`stepped`: the timeline moves only by `advance` (tests that step an emulator by hand
+        assert on exact positions, which real time passing under load would shift)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
+        self._stepped = stepped
         self._start = start or datetime.now(UTC)
         self._real_start = time.monotonic()
         self._offset = 0.0
@@ -45,7 +48,11 @@ class EmulatedClock:
     def elapsed(self) -> float:
         """Emulated seconds since the clock started."""
         with self._lock:
-            return (time.monotonic() - self._real_start) / self.time_scale + self._offset
+            return self._run() + self._offset
+
+    def _run(self) -> float:
+        """Emulated seconds the clock has run on its own (none when stepped)."""
+        return 0.0 if self._stepped else (time.monotonic() - self._real_start) / self.time_scale
 
     def now(self) -> datetime:
         """The emulators' wall-clock time: the real time, plus whatever `advance` skipped."""
@@ -87,7 +94,7 @@ class EmulatedClock:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         with self._lock:
-            position = (time.monotonic() - self._real_start) / self.time_scale + self._offset
+            position = self._run() + self._offset
             self._jumps.append((position, seconds))
             self._offset += seconds
 

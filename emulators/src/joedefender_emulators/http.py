@@ -24,7 +24,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from joedefender_emulators.clock import EmulatedClock
@@ -506,6 +506,29 @@ class EmulatorServer:
             handler.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             handler.close_connection = True
+
+
+class Served:
+    """An emulator that is one `EmulatorServer`: its URL, start and stop, a context manager."""
+
+    server: EmulatorServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> Self:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 def _chunks(body: Iterable[bytes]) -> Iterator[bytes]:

@@ -33,6 +33,14 @@ ALL_PERMISSIONS = (
     "Ti.ReadWrite.All",
 )
 
+# Microsoft Graph application permissions of the security API (the Graph token's `roles`).
+GRAPH_PERMISSIONS = (
+    "SecurityAlert.Read.All",
+    "SecurityAlert.ReadWrite.All",
+    "SecurityIncident.Read.All",
+    "SecurityIncident.ReadWrite.All",
+)
+
 _CHUNK = 1 << 20
 
 
@@ -234,6 +242,38 @@ class DefenderScenario(_Model):
     max_active_indicators: int = 15000
 
 
+class GraphIncident(_Model):
+    """An incident as Graph `security/incidents` holds it before the run: its tags and comments
+    (an analyst's, say). Incidents that alerts name by `incidentId` but that are not listed here
+    exist too, without tags or comments."""
+
+    id: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
+    display_name: str | None = Field(None, alias="displayName")
+    status: Literal["active", "inProgress", "resolved", "redirected", "awaitingAction"] = "active"
+    severity: Literal["unknown", "informational", "low", "medium", "high"] = "medium"
+    assigned_to: str | None = Field(None, alias="assignedTo")
+    custom_tags: list[str] = Field([], alias="customTags")
+    comments: list[dict[str, Any]] = Field([], description="{comment, createdByDisplayName, createdDateTime}")
+
+
+class GraphScenario(_Model):
+    """The Microsoft Graph security API (`/v1.0/security/alerts_v2`, `/v1.0/security/incidents`)
+    on the same tenant. Its alerts are the `defender.alerts` (each may carry a `graph:` mapping:
+    `serviceSource`, `detectionSource`, `suppressed`, extra Graph-shaped `evidence`)."""
+
+    # The Graph token's roles: the same app registration, another audience and other permissions.
+    permissions: list[str] = list(GRAPH_PERMISSIONS)
+    # false: list answers carry no @odata.nextLink even when more alerts match (as reported of the
+    # real service: learn.microsoft.com/en-us/answers/questions/1611210); clients page otherwise.
+    next_link: bool = True
+    # Graph's security throttle: 150 requests a minute per app per tenant, every /security call.
+    rate_limits: bool = True
+    # docs silent on the page size without $top and on the largest $top: these are ours.
+    default_page_size: int = Field(50, ge=1)
+    max_top: int = Field(1000, ge=1)
+    incidents: list[GraphIncident] = []
+
+
 class JoeIoc(_Model):
     value: str
     malicious: bool = False
@@ -313,7 +353,7 @@ class FaultRule(_Model):
     the answer never reached the client; without it the fault stops the request before it runs.
     """
 
-    service: Literal["defender", "joe"]
+    service: Literal["defender", "graph", "joe"]
     method: str = "*"
     path: str
     status: int | None = None
@@ -335,6 +375,7 @@ class Scenario(_Model):
     seed: int = 0
     samples: dict[str, Blob] = {}
     defender: DefenderScenario = DefenderScenario()
+    graph: GraphScenario = GraphScenario()
     joe: JoeScenario = JoeScenario()
     faults: list[FaultRule] = []
 
@@ -358,18 +399,22 @@ class Scenario(_Model):
 
 
 def _expand_sample_refs(raw: dict[str, Any]) -> dict[str, Any]:
-    """Fill `$sample: NAME` in alert evidence with that sample's sha1/sha256, so YAML need not hold hashes."""
+    """Fill `$sample: NAME` in alert evidence with that sample's sha1/sha256, so YAML need not hold
+    hashes; in Graph-shaped evidence (an alert's `graph.evidence`), in its `fileDetails` or `imageFile`."""
     samples = {name: Blob.model_validate(spec) for name, spec in (raw.get("samples") or {}).items()}
     raw = copy.deepcopy(raw)
     for alert in (raw.get("defender") or {}).get("alerts") or []:
-        for item in alert.get("evidence") or []:
-            name = item.pop("$sample", None)
+        facet = alert.get("graph") if isinstance(alert.get("graph"), dict) else {}
+        for item in [*(alert.get("evidence") or []), *(facet.get("evidence") or [])]:
+            name = item.pop("$sample", None) if isinstance(item, dict) else None
             if name is None:
                 continue
             if name not in samples:
                 raise ScenarioError(f"alert {alert.get('id')}: evidence names unknown sample {name!r}")
-            item.setdefault("sha256", samples[name].sha256)
-            item.setdefault("sha1", samples[name].sha1)
+            nested = next((item[k] for k in ("fileDetails", "imageFile") if isinstance(item.get(k), dict)), None)
+            target = nested if nested is not None else item
+            target.setdefault("sha256", samples[name].sha256)
+            target.setdefault("sha1", samples[name].sha1)
     return raw
 
 

@@ -1,7 +1,8 @@
 """An alert and its evidence as the core sees them: the fields the workflow reads, nothing else.
 
-The Defender adapter builds these from its wire models; every text in them came from Defender
-and may have come from an attacker (file names, paths, URLs, threat names).
+The alert source's adapter (the MDE API's or Graph's) builds these from its wire models, in the
+MDE API's vocabulary (detection sources, statuses, entity types); every text in them came from
+Defender and may have come from an attacker (file names, paths, URLs, threat names).
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from joedefender.domain.platforms import Platform, evidence_path, windows_path
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """One evidence entity of an alert. `file_path` is the directory only, as Defender gives it."""
+    """One evidence entity of an alert. `file_path` is the directory only, as Defender gives it.
+
+    A Process item carries its image file's hashes, name and directory. `machine_id` is the MDE
+    machine the item was seen on when the source says so per item (Graph's `mdeDeviceId`); None:
+    the alert's machine.
+    """
 
     entity_type: str | None = None
     sha256: str | None = None
@@ -23,6 +29,7 @@ class Evidence:
     file_path: str | None = None
     url: str | None = None
     detection_status: str | None = None
+    machine_id: str | None = None
 
     @property
     def path(self) -> str | None:
@@ -48,3 +55,4 @@ class Alert:
     comments: tuple[str, ...] = ()
     classification: str | None = None  # set by an analyst (or by us); None while unclassified
     determination: str | None = None
+    incident_id: str | None = None  # the Defender XDR incident the alert belongs to, if any

@@ -110,11 +110,13 @@ class Candidate(_Record):
 
     @classmethod
     def sighted(cls, alert: Alert, evidence: Evidence) -> Candidate | None:
-        """Where the alert saw the file; None when it names no machine."""
-        if not alert.machine_id:
+        """Where the alert saw the file (the evidence's own machine, else the alert's); None
+        when neither names one."""
+        machine_id = evidence.machine_id or alert.machine_id
+        if not machine_id:
             return None
         return cls(
-            machine_id=alert.machine_id,
+            machine_id=machine_id,
             alert_id=alert.id,
             path=evidence.path,
             file_name=evidence.file_name,

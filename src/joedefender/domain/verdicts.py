@@ -18,6 +18,11 @@ _SEVERITY: dict[str, int] = {"malicious": 3, "suspicious": 2, "clean": 1, "unkno
 _OLDEST = datetime.min.replace(tzinfo=UTC)
 
 
+def detection_rank(detection: str) -> int:
+    """Greater is worse: malicious, suspicious, clean, then unknown (no verdict)."""
+    return _SEVERITY.get(detection, 0)
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -46,7 +51,7 @@ class Verdict(_Frozen):
     @property
     def severity(self) -> tuple[int, int, datetime]:
         """A sort key, greater is more severe: the detection, then the score, then the newest."""
-        return (_SEVERITY.get(self.detection, 0), self.score, self.time or _OLDEST)
+        return (detection_rank(self.detection), self.score, self.time or _OLDEST)
 
 
 class Ioc(_Frozen):

@@ -1,7 +1,9 @@
 """`joedefender check`: are the settings, the credentials and the permissions what the connector needs?
 
 Each Defender permission is tried with one harmless call where one exists; the rest are read from
-the token's `roles` claim (Defender puts an application's permissions there).
+the token's `roles` claim (Defender puts an application's permissions there). When the connector
+uses Microsoft Graph (`AlertSource=graph`, or verdicts on incidents), so are the Graph permissions
+it needs, with a Graph token: Graph's 403 names no permission, so the check says which is missing.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from joedefender.adapters.defender.errors import DefenderError, ForbiddenError, NotFoundError
+from joedefender.adapters.defender import DefenderError, ForbiddenError, NotFoundError
 from joedefender.adapters.joe.client import JoeSandboxClient
 from joedefender.adapters.joe.errors import JoeSandboxError
-from joedefender.bootstrap import defender_client, sandbox_client, system_chooser, token_provider
+from joedefender.bootstrap import defender_client, graph_client, sandbox_client, system_chooser, token_provider
 from joedefender.domain.platforms import Platform
 from joedefender.settings import Settings
 
 _NO_MACHINE = "0" * 40
+_NO_ALERT = "da000000000000000000_0"  # the MDE id format; no alert has it
+_NO_INCIDENT = "0"
+_GRANT = "grant it as an application permission of Microsoft Graph and give admin consent"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,11 @@ def token_roles(token: str) -> set[str]:
     return {str(r) for r in roles} if isinstance(roles, list) else set()
 
 
-def _probe(name: str, call: Callable[[], object], *, absent_is_ok: bool = False) -> CheckResult:
+def _probe(
+    name: str, call: Callable[[], object], *, absent_is_ok: bool = False, missing: str | None = None
+) -> CheckResult:
+    """`missing`: what to say when the call is forbidden (the permission to grant), else the
+    service's own message."""
     try:
         call()
     except NotFoundError:
@@ -48,10 +57,51 @@ def _probe(name: str, call: Callable[[], object], *, absent_is_ok: bool = False)
             return CheckResult(name, True, "allowed")
         return CheckResult(name, False, "not found")
     except ForbiddenError as exc:
-        return CheckResult(name, False, f"forbidden: {exc.message}")
+        return CheckResult(name, False, f"forbidden: {missing or exc.message}")
     except DefenderError as exc:
         return CheckResult(name, False, f"{type(exc).__name__}: {exc.message}")
     return CheckResult(name, True, "allowed")
+
+
+def _granted(roles: set[str], wanted: tuple[str, ...]) -> list[CheckResult]:
+    return [
+        CheckResult(name, name in roles, "granted" if name in roles else "not granted to the app") for name in wanted
+    ]
+
+
+def graph_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResult]:
+    """The Graph permissions the settings need, from the Graph token's roles and harmless calls:
+    listing alerts, and a change of an alert (or an incident) that does not exist (answered 404
+    when allowed, 403 when not)."""
+    wanted: tuple[str, ...] = ("SecurityAlert.ReadWrite.All",) if settings.alert_source == "graph" else ()
+    if settings.incident_verdicts:
+        wanted += ("SecurityIncident.ReadWrite.All",)
+    tokens = token_provider(settings, scope=settings.graph_scope)
+    try:
+        roles = token_roles(tokens.token())
+    except DefenderError as exc:
+        return [CheckResult("Graph token", False, exc.message)]
+    finally:
+        tokens.close()
+    results = [CheckResult("Graph token", True, f"granted roles: {', '.join(sorted(roles)) or 'none'}")]
+    if roles:
+        results += _granted(roles, wanted)
+    with graph_client(settings, time_scale=time_scale) as graph:
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        probes: list[tuple[str, str, Callable[[], object]]] = []
+        if "SecurityAlert.ReadWrite.All" in wanted:
+            probes += [
+                ("SecurityAlert.Read.All", "list alerts_v2", lambda: next(graph.list_alerts(since, page_size=1), None)),
+                ("SecurityAlert.ReadWrite.All", "update an alert", lambda: graph.update_alert(_NO_ALERT, status="new")),
+            ]
+        if "SecurityIncident.ReadWrite.All" in wanted:
+            probes.append(
+                ("SecurityIncident.ReadWrite.All", "tag an incident", lambda: graph.set_incident_tags(_NO_INCIDENT, []))
+            )
+        for permission, what, call in probes:
+            missing = f"{permission} is missing: {_GRANT}"
+            results.append(_probe(f"{permission} ({what})", call, absent_is_ok=True, missing=missing))
+    return results
 
 
 def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResult]:
@@ -65,22 +115,23 @@ def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResu
         roles = set()
     finally:
         tokens.close()
+    mde_alerts = settings.alert_source == "mde"  # with Graph as the source, alerts need no MDE permission
     if roles:
-        for permission, alternatives in (
-            ("Alert.ReadWrite.All", {"Alert.ReadWrite.All"}),
-            ("Machine.LiveResponse", {"Machine.LiveResponse"}),
-        ):
-            granted = bool(roles & alternatives)
-            results.append(CheckResult(permission, granted, "granted" if granted else "not granted to the app"))
+        results += _granted(
+            roles, ("Alert.ReadWrite.All", "Machine.LiveResponse") if mde_alerts else ("Machine.LiveResponse",)
+        )
     with defender_client(settings, time_scale=time_scale) as defender:
         since = datetime.now(UTC) - timedelta(minutes=5)
-        results.append(
-            _probe("Alert.Read.All (list alerts)", lambda: next(defender.list_alerts(since, page_size=1), None))
-        )
+        if mde_alerts:
+            results.append(
+                _probe("Alert.Read.All (list alerts)", lambda: next(defender.list_alerts(since, page_size=1), None))
+            )
         results.append(
             _probe("Machine.Read.All (read a machine)", lambda: defender.get_machine(_NO_MACHINE), absent_is_ok=True)
         )
         results.append(_probe("Library.Manage (list the library)", defender.list_library_files))
+    if settings.uses_graph:
+        results += graph_checks(settings, time_scale=time_scale)
     with sandbox_client(settings) as joe:
         try:
             online = joe.is_online()

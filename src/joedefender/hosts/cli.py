@@ -138,8 +138,9 @@ def emulate(
     scenario: Annotated[Path | None, typer.Option(help="Scenario file (default: the bundled demo).")] = None,
     defender_port: Annotated[int, typer.Option(help="MDE emulator port (0: any free port).")] = 0,
     joe_port: Annotated[int, typer.Option(help="Joe Sandbox emulator port (0: any free port).")] = 0,
+    graph_port: Annotated[int, typer.Option(help="Microsoft Graph emulator port (0: any free port).")] = 0,
 ) -> None:
-    """Run the MDE and Joe Sandbox emulators; print the settings that reach them, then serve."""
+    """Run the MDE, Graph and Joe Sandbox emulators; print the settings that reach them, then serve."""
     with _emulators_needed():
         from joedefender_emulators.runner import Emulators
         from joedefender_emulators.scenario import ScenarioError, load_scenario
@@ -152,7 +153,7 @@ def emulate(
         raise typer.Exit(2) from exc
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Emulators(loaded, defender_port=defender_port, joe_port=joe_port) as emulators:
+    with Emulators(loaded, defender_port=defender_port, joe_port=joe_port, graph_port=graph_port) as emulators:
         for name, value in emulators.settings().items():
             print(f"{name}={value}", flush=True)
         try:

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Protocol
 
 from joedefender.domain.alerts import Alert
 from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.incidents import Incident
 from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import Command, LiveResponseAction, Machine
 from joedefender.domain.platforms import Platform
@@ -99,6 +100,25 @@ class DefenderPort(Protocol):
 
     def delete_indicators(self, ids: Sequence[str]) -> None:
         """Withdraw indicators by id, at most 500 per call."""
+        ...
+
+
+class IncidentPort(Protocol):
+    """Defender XDR incidents (through Graph, whichever the alert source). Raises
+    `joedefender.domain.errors` types."""
+
+    def get_incident(self, incident_id: str) -> Incident:
+        """The incident with its tags and comments: what a retried comment step reads back."""
+        ...
+
+    def comment_incident(self, incident_id: str, text: str) -> None:
+        """Add a comment; not repeated on an uncertain outcome (`Transient(maybe_applied=True)`):
+        look at `get_incident(...).comments` first."""
+        ...
+
+    def tag_incident(self, incident_id: str, tag: str) -> Incident:
+        """Make `tag` our only tag on the incident (`domain.incidents.with_verdict_tag`): others'
+        tags stay; no write when it is so already. The incident as it is afterwards."""
         ...
 
 

@@ -30,6 +30,20 @@ DETECTION_SOURCES = (
     "WindowsDefenderSmartScreen",
 )
 
+ALERT_SOURCES = ("mde", "graph")
+# GD resources/security-alert.md, serviceSource values (but `unknown` and `unknownFutureValue`)
+GRAPH_SERVICE_SOURCES = (
+    "microsoftDefenderForEndpoint",
+    "microsoftDefenderForIdentity",
+    "microsoftDefenderForCloudApps",
+    "microsoftDefenderForOffice365",
+    "microsoft365Defender",
+    "azureAdIdentityProtection",
+    "microsoftAppGovernance",
+    "dataLossPrevention",
+    "microsoftDefenderForCloud",
+)
+
 _MINUTES_PER_DAY = 24 * 60
 _KEY_VAULT_PREFIX = "@microsoft.keyvault("
 _KEY_VAULT_PROBLEM = (
@@ -62,6 +76,20 @@ class Settings(BaseModel):
     )
     defender_api_base_url: Annotated[str, BeforeValidator(network.defender_url)] = Field(
         default="https://api.securitycenter.microsoft.com", validation_alias="DefenderApiBaseURL"
+    )
+    # Defender XDR through Microsoft Graph (alerts_v2 as the alert source; verdicts on incidents)
+    alert_source: Annotated[str, parsers.one_of(ALERT_SOURCES)] = Field(default="mde", validation_alias="AlertSource")
+    graph_api_base_url: Annotated[str, BeforeValidator(network.graph_url)] = Field(
+        default=network.GRAPH_GLOBAL, validation_alias="GraphApiBaseURL"
+    )
+    graph_service_sources: Annotated[frozenset[str], parsers.choices(GRAPH_SERVICE_SOURCES)] = Field(
+        default=frozenset({"microsoftDefenderForEndpoint"}), validation_alias="GraphServiceSources"
+    )
+    defender_incident_tags: Annotated[bool, BeforeValidator(parsers.boolean)] = Field(
+        default=False, validation_alias="DefenderIncidentTags"
+    )
+    defender_incident_comments: Annotated[bool, BeforeValidator(parsers.boolean)] = Field(
+        default=False, validation_alias="DefenderIncidentComments"
     )
     tls_ca_bundle: Annotated[Path | None, BeforeValidator(network.ca_bundle)] = Field(
         default=None, validation_alias="TlsCaBundle"
@@ -263,6 +291,21 @@ class Settings(BaseModel):
     def warnings(self) -> list[str]:
         """Accepted but risky choices, for the host to log at start (`rules.warnings`)."""
         return rules.warnings(self)
+
+    @property
+    def graph_scope(self) -> str:
+        """The Graph token's scope: the audience of GraphApiBaseURL's cloud."""
+        return network.graph_audience(self.graph_api_base_url) + "/.default"
+
+    @property
+    def incident_verdicts(self) -> bool:
+        """Whether the connector writes verdicts on incidents (a tag, comments, or both)."""
+        return self.defender_incident_tags or self.defender_incident_comments
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether the connector calls Microsoft Graph at all."""
+        return self.alert_source == "graph" or self.incident_verdicts
 
     @property
     def joe_sandbox_api_url(self) -> str:

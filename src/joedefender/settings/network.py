@@ -108,6 +108,45 @@ def defender_url(value: object) -> str:
     return url(value, https_only=False)
 
 
+# Microsoft Graph's hosts for alerts_v2 and incidents (GD includes/global-us.md: global, US Government
+# L4 and L5); each is also the token audience of its cloud.
+GRAPH_HOSTS = {
+    "graph.microsoft.com": "global",
+    "graph.microsoft.us": "US Government L4",
+    "dod-graph.microsoft.us": "US Government L5 (DoD)",
+}
+GRAPH_GLOBAL = "https://graph.microsoft.com"
+_GRAPH_CHINA = "microsoftgraph.chinacloudapi.cn"
+
+
+def graph_url(value: object) -> str:
+    """A Microsoft Graph base URL (`https://host`, a pasted `/v1.0` taken off). Graph gets a bearer
+    token, so only Graph's own hosts are taken, and this machine (an emulator, a local proxy)."""
+    text = url(value, https_only=False)
+    parts = urlsplit(text)
+    host, path = (parts.hostname or "").lower(), parts.path.rstrip("/")
+    if path.lower() in ("/v1.0", "/beta"):
+        text, path = text[: -len(path)], ""
+    if host == _GRAPH_CHINA:
+        raise ValueError(
+            "is Microsoft Graph operated by 21Vianet, which does not offer the security alerts_v2 "
+            "and incidents APIs (only global and US Government clouds do)"
+        )
+    if host not in GRAPH_HOSTS and not is_loopback(host):
+        hosts = ", ".join(f"https://{name} ({cloud})" for name, cloud in GRAPH_HOSTS.items())
+        raise ValueError(f"{echo(text)} is not a Microsoft Graph host: {hosts}")
+    if path:
+        raise ValueError(f"{echo(text)} must be the bare host, e.g. {GRAPH_GLOBAL}")
+    return text.lower()  # scheme and host only: no case to keep
+
+
+def graph_audience(base_url: str) -> str:
+    """The token audience of a Graph base URL: its own cloud's host; this machine's (an emulator)
+    gets the global one."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return f"https://{host}" if host in GRAPH_HOSTS else GRAPH_GLOBAL
+
+
 def joe_url(value: object) -> str:
     """JoeAz's JoeSandboxBaseURL is the web base; a pasted API URL (…/api) is taken back to it.
     On-premise appliances are often served over plain http inside the network (JoeAz documents

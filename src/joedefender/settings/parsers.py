@@ -141,10 +141,18 @@ def indicator_action(*, file: bool) -> BeforeValidator:
 
 
 def indicator_severity(value: object) -> str:
-    text = plain_text(value)
-    canonical = {choice.lower(): choice for choice in INDICATOR_SEVERITIES}
+    return canonical_choice(plain_text(value), INDICATOR_SEVERITIES)
+
+
+def one_of(allowed: tuple[str, ...]) -> BeforeValidator:
+    """One enum-like value, matched without regard to case, normalised to the documented spelling."""
+    return BeforeValidator(lambda value: canonical_choice(plain_text(value), allowed))
+
+
+def canonical_choice(text: str, allowed: tuple[str, ...]) -> str:
+    canonical = {choice.lower(): choice for choice in allowed}
     if text.lower() not in canonical:
-        raise ValueError(f"{echo(text)} is not one of {', '.join(INDICATOR_SEVERITIES)}")
+        raise ValueError(f"{echo(text)} is not one of {', '.join(allowed)}")
     return canonical[text.lower()]
 
 

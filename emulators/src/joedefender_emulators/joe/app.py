@@ -19,6 +19,7 @@ from joedefender_emulators.http import (
     Request,
     Response,
     Router,
+    Served,
     json_response,
 )
 from joedefender_emulators.joe import catalog, errors, reports, views
@@ -35,7 +36,7 @@ def _ok(data: Any) -> Response:
     return json_response({"data": data})
 
 
-class JoeEmulator:
+class JoeEmulator(Served):
     """An emulated Joe Sandbox Cloud that works with the official, unmodified jbxapi client."""
 
     def __init__(self, scenario: Scenario, clock: EmulatedClock, port: int = 0) -> None:
@@ -55,26 +56,9 @@ class JoeEmulator:
         self.server = EmulatorServer("joe", router, errors.render_error, clock, faults, port=port)
 
     @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def api_url(self) -> str:
         """What jbxapi takes as `apiurl`."""
         return self.server.url + "/api"
-
-    def start(self) -> JoeEmulator:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> JoeEmulator:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     # --- routing -----------------------------------------------------------------------------
 

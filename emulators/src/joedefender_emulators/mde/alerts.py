@@ -48,11 +48,31 @@ DETERMINATIONS = (
 )  # fmt: skip
 
 
+# The product whose alerts the MDE API serves; an alert of another (Graph's `serviceSource`) is
+# only in Graph's alerts_v2.
+MDE_SERVICE = "microsoftDefenderForEndpoint"
+
+
+def _graph_facet(alert: dict[str, Any], position: int) -> dict[str, Any]:
+    """Take the scenario's `graph:` mapping off the alert (the MDE API never shows it): what only
+    Graph says of the alert (`serviceSource`, `detectionSource`, `suppressed`, extra `evidence`)."""
+    facet = alert.pop("graph", None) or {}
+    if not isinstance(facet, dict):
+        raise ScenarioError(f"defender alert #{position + 1}: 'graph' must be a mapping")
+    unknown = set(facet) - {"serviceSource", "detectionSource", "suppressed", "evidence"}
+    if unknown:
+        raise ScenarioError(f"defender alert #{position + 1}: unknown graph keys {', '.join(sorted(unknown))}")
+    facet.setdefault("serviceSource", MDE_SERVICE)
+    facet["evidence"] = [item for item in facet.get("evidence") or [] if isinstance(item, dict)]
+    return facet
+
+
 def _normalize(raw: Mapping[str, Any], position: int) -> dict[str, Any]:
     """Keep every field as given (unknown ones too); add missing documented keys as null."""
     if not isinstance(raw.get("id"), str) or not raw["id"]:
         raise ScenarioError(f"defender alert #{position + 1} has no string id")
     alert: dict[str, Any] = copy.deepcopy(dict(raw))
+    alert.pop("graph", None)
     for key in ALERT_KEYS:
         alert.setdefault(key, None)
     for key in _LIST_KEYS:
@@ -125,19 +145,35 @@ class AlertStore:
     def __init__(self, raw_alerts: Sequence[Mapping[str, Any]], newest: datetime | None = None) -> None:
         """`newest`: shift the scenario's times so the newest alert was updated then (None: as given)."""
         self._alerts: dict[str, dict[str, Any]] = {}
+        # by alert id: what Graph alone says of the alert (see _graph_facet)
+        self.graph: dict[str, dict[str, Any]] = {}
         for position, raw in enumerate(raw_alerts):
             alert = _normalize(raw, position)
             if alert["id"] in self._alerts:
                 raise ScenarioError(f"defender alert id {alert['id']!r} appears twice")
             self._alerts[alert["id"]] = alert
+            self.graph[alert["id"]] = _graph_facet(copy.deepcopy(dict(raw)), position)
         if newest is not None:
             shift_times(list(self._alerts.values()), newest)
 
+    def _in_mde(self, alert_id: str) -> bool:
+        return bool(self.graph[alert_id]["serviceSource"] == MDE_SERVICE)
+
     def _ordered(self) -> list[dict[str, Any]]:
-        return sorted(self._alerts.values(), key=_sort_key)
+        return sorted((a for a in self._alerts.values() if self._in_mde(a["id"])), key=_sort_key)
 
     def all(self) -> list[dict[str, Any]]:
-        return copy.deepcopy(self._ordered())
+        """Every alert, whichever product raised it (for inspection)."""
+        return copy.deepcopy(sorted(self._alerts.values(), key=_sort_key))
+
+    def stored(self) -> list[dict[str, Any]]:
+        """Every alert as stored (not a copy): the Graph emulator's view of the same tenant, under
+        the tenant's lock."""
+        return list(self._alerts.values())
+
+    def record(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert as stored, whichever product raised it (None: no such alert)."""
+        return self._alerts.get(alert_id)
 
     def select(self, page: Page) -> list[dict[str, Any]]:
         expand = "evidence" in page.expand
@@ -151,9 +187,14 @@ class AlertStore:
 
     def _find(self, alert_id: str) -> dict[str, Any]:
         alert = self._alerts.get(alert_id)
-        if alert is None:
+        if alert is None or not self._in_mde(alert_id):
             raise not_found(f"Alert {alert_id[:100]}")
         return alert
+
+    def change(self, alert_id: str, changes: Mapping[str, Any], author: str, now: datetime) -> None:
+        """The Graph emulator's write to the same alert (status, classification, determination,
+        assignedTo, comment, in the MDE API's own vocabulary), unchecked: Graph checked it."""
+        _apply(self._alerts[alert_id], changes, author, now)
 
     def add_evidence(self, alert_id: str, items: Any, now: datetime) -> dict[str, Any]:
         """What Defender does as an investigation goes on: more evidence, a newer lastUpdateTime."""
@@ -179,7 +220,7 @@ class AlertStore:
             raise ApiError(400, "MissingRequiredParameter", "Missing required parameter: alertIds.")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise ApiError(400, "InvalidRequestBody", "'alertIds' must be a non-empty list of alert ids.")
-        missing = [i for i in ids if i not in self._alerts]
+        missing = [i for i in ids if i not in self._alerts or not self._in_mde(i)]
         if missing:
             # docs silent: all or nothing, and the unknown ids are named.
             raise not_found(f"Alert(s) {', '.join(m[:100] for m in missing[:10])}")

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from joedefender_emulators.http import Handler, Request, Response, Router, json_response
 from joedefender_emulators.mde import alerts, indicators, liveresponse, machines
 from joedefender_emulators.mde.actions import CommandResult
-from joedefender_emulators.mde.auth import Caller, EntraEndpoints, TokenService, authorize
+from joedefender_emulators.mde.auth import Caller, EntraEndpoints, TokenService, authenticate, authorize
 from joedefender_emulators.mde.common import API_ORIGIN, collection, entity, not_found, origin, read_json
 from joedefender_emulators.mde.downloads import DOWNLOAD_PATH
 from joedefender_emulators.mde.odata import parse_page
@@ -78,7 +78,7 @@ class MdeApi:
 
     def _guarded(self, endpoint: str, handler: GuardedHandler) -> Handler:
         def serve(request: Request) -> Response:
-            caller = self._tokens.authenticate(request.headers.get("Authorization"))
+            caller = authenticate(self._tokens, request.headers.get("Authorization"))
             authorize(caller, endpoint)
             self._limiter.check(caller.app_id, endpoint)
             with self._state.lock:

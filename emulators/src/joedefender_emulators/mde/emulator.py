@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from joedefender_emulators.clock import EmulatedClock
-from joedefender_emulators.http import EmulatorServer, FaultInjector, Router
+from joedefender_emulators.http import EmulatorServer, FaultInjector, Router, Served
 from joedefender_emulators.mde.app import MdeApi
 from joedefender_emulators.mde.auth import EntraEndpoints, TokenService
 from joedefender_emulators.mde.common import render_error
@@ -14,7 +14,7 @@ from joedefender_emulators.scenario import Scenario
 from joedefender_emulators.tls import EmulatorCertificates
 
 
-class MdeEmulator:
+class MdeEmulator(Served):
     """Serves the scenario's tenant over https on loopback; a context manager."""
 
     def __init__(
@@ -23,7 +23,7 @@ class MdeEmulator:
         self.scenario = scenario
         self.clock = clock
         self.state = TenantState(scenario, clock)
-        self.tokens = TokenService(scenario.defender, clock)
+        self.tokens = TokenService(scenario.defender, clock, scenario.graph.permissions)
         self.limiter = RateLimiter(clock, enabled=scenario.defender.rate_limits)
         router = Router(case_insensitive=True)
         MdeApi(self.state, self.tokens, EntraEndpoints(scenario.defender, clock, self.tokens), self.limiter).register(
@@ -40,20 +40,6 @@ class MdeEmulator:
             ssl_context=certificates.server_context(),
         )
 
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> MdeEmulator:
-        self.server.start()
-        return self
-
     def stop(self) -> None:
-        self.server.stop()
-        self.state.close()
-
-    def __enter__(self) -> MdeEmulator:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+        super().stop()
+        self.state.close()  # the Linux and macOS devices' real folders

@@ -57,11 +57,15 @@ def too_many_requests(clock: EmulatedClock, wait: float, message: str) -> ApiErr
 
 
 class RateLimiter:
-    """Thread-safe sliding-window counters keyed by (app, endpoint, window)."""
+    """Thread-safe sliding-window counters keyed by (app, endpoint, window); `limits` are the
+    budgets by endpoint name (the MDE API's by default; the Graph emulator gives its own)."""
 
-    def __init__(self, clock: EmulatedClock, enabled: bool = True) -> None:
+    def __init__(
+        self, clock: EmulatedClock, enabled: bool = True, limits: Mapping[str, tuple[Limit, ...]] = LIMITS
+    ) -> None:
         self._clock = clock
         self.enabled = enabled
+        self._limits = limits
         self._lock = threading.Lock()
         self._admitted: dict[tuple[str, str, float], deque[float]] = {}
 
@@ -69,7 +73,7 @@ class RateLimiter:
         """Admit the request or raise 429 `TooManyRequests` with Retry-After."""
         if not self.enabled:
             return
-        limits = LIMITS.get(endpoint, ())
+        limits = self._limits.get(endpoint, ())
         with self._lock:
             now = self._clock.elapsed()
             wait = 0.0

@@ -1,9 +1,7 @@
 """The Defender adapter: the Microsoft Defender for Endpoint API client (tokens, limits, retries,
 typed models and errors) and the `DefenderPort` over it."""
 
-from joedefender.adapters.defender.auth import DEFENDER_SCOPE, TokenProvider, build_credential
-from joedefender.adapters.defender.client import DefenderClient, odata_string
-from joedefender.adapters.defender.errors import (
+from joedefender.adapters._microsoft.errors import (
     BadRequestError,
     DefenderAuthError,
     DefenderError,
@@ -17,6 +15,8 @@ from joedefender.adapters.defender.errors import (
     NotFoundError,
     ThrottledError,
 )
+from joedefender.adapters._microsoft.tokens import DEFENDER_SCOPE, TokenProvider, build_credential
+from joedefender.adapters.defender.client import DefenderClient, odata_string
 from joedefender.adapters.defender.limiter import DOCUMENTED_RATES, Family, Rate, RateLimiter
 from joedefender.adapters.defender.models import (
     Alert,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
+from joedefender.adapters._microsoft.calls import format_time
 from joedefender.adapters.defender._calls import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -15,7 +16,7 @@ from joedefender.adapters.defender._calls import (
     segment,
 )
 from joedefender.adapters.defender.limiter import Family
-from joedefender.adapters.defender.models import Alert, format_time
+from joedefender.adapters.defender.models import Alert
 
 # docs silent on how many alertIds one batchUpdate takes: as many as an indicator import.
 ALERT_BATCH = 500

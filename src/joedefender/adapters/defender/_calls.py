@@ -1,5 +1,5 @@
-"""What every Defender call shares: OData literals and id filters, path segments, paging, and
-reading an answer into a wire model (a bad answer is an InvalidResponseError, never a crash).
+"""What every MDE API call shares: id filters and paging by `$top`/`$skip`, over the answer
+reading both Microsoft API clients share (`joedefender.adapters._microsoft.calls`).
 
 `ApiCalls` is the base of the client's parts (alerts, machines and live response, indicators);
 the client builds the transport they all go through.
@@ -7,17 +7,15 @@ the client builds the transport they all go through.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from joedefender.adapters.defender._transport import Transport
-from joedefender.adapters.defender.errors import InvalidResponseError
+from joedefender.adapters._microsoft.calls import Answers, odata_string, segment, short
 from joedefender.adapters.defender.limiter import Family
+
+__all__ = ["ApiCalls", "any_of", "batches", "id_filters", "odata_string", "segment", "short"]
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -26,11 +24,6 @@ MAX_PAGE_SIZE = 10_000
 # many characters (about 45 alert ids), far below the 2,048 that proxies commonly allow for a URL.
 MAX_FILTER_CHARS = 1800
 DEFAULT_PAGE_SIZE = 1000
-
-
-def odata_string(value: str) -> str:
-    """An OData string literal: single-quoted, inner quotes doubled."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def any_of(field: str, values: Iterable[str]) -> str | None:
@@ -57,25 +50,13 @@ def id_filters(field: str, values: Iterable[str], max_chars: int = MAX_FILTER_CH
         yield group
 
 
-def segment(value: str) -> str:
-    """One path segment; ids come from Defender or alert payloads, so nothing may escape the path."""
-    if not value:
-        raise ValueError("an id must not be empty")
-    return quote(value, safe="")
-
-
 def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-class ApiCalls:
-    """Paging and answer reading over the client's transport."""
-
-    _transport: Transport
-
-    def _get(self, path: str, family: Family, operation: str, params: dict[str, str] | None = None) -> httpx.Response:
-        return self._transport.request("GET", path, family=family, operation=operation, params=params)
+class ApiCalls(Answers):
+    """Paging (`$top`/`$skip`) and reading by ids, over the answer reading all clients share."""
 
     def _paged(
         self,
@@ -111,40 +92,3 @@ class ApiCalls:
             params = {"$filter": any_of("id", group) or "", **extra}
             size = len(group) + 1  # one page: a full page would ask for the next
             yield from self._paged(path, params, model=model, family=family, operation=operation, page_size=size)
-
-    def _json(self, response: httpx.Response, operation: str) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidResponseError(f"the answer is not JSON: {short(exc)}", operation=operation) from None
-        if not isinstance(body, dict):
-            raise InvalidResponseError("the answer is not a JSON object", operation=operation)
-        return body
-
-    def _model(self, response: httpx.Response, model: type[_M], operation: str) -> _M:
-        try:
-            return model.model_validate(self._json(response, operation))
-        except ValidationError as exc:
-            raise InvalidResponseError(
-                f"the answer is not a {model.__name__}: {short(exc)}", operation=operation
-            ) from None
-
-    def _values(self, response: httpx.Response, model: type[_M], operation: str) -> list[_M]:
-        values = self._json(response, operation).get("value")
-        if not isinstance(values, list):
-            raise InvalidResponseError("the answer has no 'value' list", operation=operation)
-        try:
-            return [model.model_validate(item) for item in values]
-        except ValidationError as exc:
-            raise InvalidResponseError(
-                f"an item is not a {model.__name__}: {short(exc)}", operation=operation
-            ) from None
-
-
-def short(exc: Exception) -> str:
-    """A one-line reason, without the offending input (it may be long, or a sample's bytes)."""
-    if isinstance(exc, ValidationError):
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg']}" if where else first["msg"]
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

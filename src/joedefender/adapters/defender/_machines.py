@@ -9,10 +9,10 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from pydantic import ValidationError
 
+from joedefender.adapters._microsoft.errors import InvalidResponseError, NotFoundError
+from joedefender.adapters._microsoft.transport import raw_chunks
 from joedefender.adapters.defender._calls import DEFAULT_PAGE_SIZE, ApiCalls, odata_string, segment, short
 from joedefender.adapters.defender._stream import CHUNK, capped, gunzipped, too_large
-from joedefender.adapters.defender._transport import raw_chunks
-from joedefender.adapters.defender.errors import InvalidResponseError, NotFoundError
 from joedefender.adapters.defender.limiter import Family
 from joedefender.adapters.defender.models import (
     LibraryFile,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator
 
-from joedefender.adapters.defender.errors import DownloadTooLargeError, InvalidResponseError
+from joedefender.adapters._microsoft.errors import DownloadTooLargeError, InvalidResponseError
 
 CHUNK = 1 << 16
 _GZIP = 31  # zlib wbits for a gzip header and trailer

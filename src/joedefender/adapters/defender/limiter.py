@@ -1,30 +1,14 @@
-"""Client-side rate limits per Defender endpoint family, so we stay under the quotas instead of
-finding them by 429s (mde-api.md section 7).
-
-Each family has a sliding one-minute and one-hour window. A slot counts from the moment its
-request is answered (not when it was sent): Defender counts arrivals, and an arrival lies between
-the two, so a window measured from the answer can never be shorter than Defender's. While a
-request is in flight its slot holds the window open.
-
-A 429's Retry-After holds the family for every thread of the process, and, given `SharedHolds`
-(bootstrap keeps them in the state store), for every process on the same store too.
-"""
+"""The Defender for Endpoint API's endpoint families and their documented quotas (mde-api.md
+section 7); the limiter that keeps them is the shared one (`joedefender.adapters._microsoft.limiter`)."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Protocol
 
-from joedefender.adapters._windows import wait_for_slot
+from joedefender.adapters._microsoft.limiter import Limiter, Rate, RateLimiter, SharedHolds
 
-MINUTE = 60.0
-HOUR = 3600.0
+__all__ = ["DOCUMENTED_RATES", "Family", "Limiter", "Rate", "RateLimiter", "SharedHolds"]
 
 
 class Family(StrEnum):
@@ -42,13 +26,7 @@ class Family(StrEnum):
     INDICATORS_BATCH_DELETE = "indicators.batchDelete"
 
 
-@dataclass(frozen=True)
-class Rate:
-    per_minute: int
-    per_hour: int | None = None
-
-
-DOCUMENTED_RATES: Mapping[Family, Rate] = {
+DOCUMENTED_RATES: Mapping[str, Rate] = {
     Family.ALERTS: Rate(100, 1500),
     Family.ALERTS_BATCH_UPDATE: Rate(10, 500),
     Family.MACHINES: Rate(100, 1500),
@@ -60,164 +38,3 @@ DOCUMENTED_RATES: Mapping[Family, Rate] = {
     Family.INDICATORS_IMPORT: Rate(30),
     Family.INDICATORS_BATCH_DELETE: Rate(30, 1500),
 }
-
-
-class Limiter(Protocol):
-    """What the Defender client needs from a rate limiter: `RateLimiter` in one process, or a
-    shared one (the Azure adapter's, over Tables) for every instance of a tenant."""
-
-    @property
-    def time_scale(self) -> float:
-        """Real seconds per documented second."""
-        ...
-
-    def acquire(self, family: Family) -> None:
-        """Block until `family` has a free slot and take it, counted from now."""
-        ...
-
-    def slot(self, family: Family) -> AbstractContextManager[None]:
-        """Block until a slot is free; hold it while the block runs, count it from its end."""
-        ...
-
-    def hold(self, family: Family, seconds: float) -> None:
-        """Defender answered 429 with `Retry-After: seconds`: nobody sends to `family` before then."""
-        ...
-
-
-class SharedHolds(Protocol):
-    """Retry-After holds shared between processes: family -> end of the hold, in epoch seconds."""
-
-    def held_until(self) -> Mapping[str, float]:
-        """The end of every family's hold (ended ones may be listed too)."""
-        ...
-
-    def hold(self, family: str, until: float) -> None:
-        """Hold `family` until `until` (epoch seconds), unless it is held longer already."""
-        ...
-
-
-# How long a process goes by the shared holds it read before it reads them again (real seconds,
-# at most; shorter on a scaled clock): a hold another process set is honoured this late at most.
-_SHARED_HOLDS_TTL = 1.0
-
-
-class _Window:
-    """The answered slots of one family (oldest first) and the slots still in flight."""
-
-    def __init__(self, rate: Rate) -> None:
-        self.rate = rate
-        self.answered: deque[float] = deque()
-        self.in_flight = 0
-        self.held_until = 0.0  # a 429's Retry-After, for every thread of the process
-
-    def wait_needed(self, now: float, minute: float, hour: float) -> float:
-        """0 when a slot is free now, else how long until one may be (a lower bound)."""
-        horizon = hour if self.rate.per_hour is not None else minute
-        while self.answered and self.answered[0] <= now - horizon:
-            self.answered.popleft()
-        wait = max(self.held_until - now, self._wait(now, minute, self.rate.per_minute))
-        if self.rate.per_hour is not None:
-            wait = max(wait, self._wait(now, hour, self.rate.per_hour))
-        return wait
-
-    def _wait(self, now: float, length: float, limit: int) -> float:
-        return wait_for_slot(self.answered, self.in_flight, now, length, limit)
-
-
-class RateLimiter:
-    """Per-family sliding windows shared by all threads of a process; a lock guards the state.
-
-    `time_scale` is the number of real seconds per documented second: against an emulator running
-    a scaled clock, 0.01 makes "100 a minute" mean 100 per 0.6 real seconds.
-    """
-
-    def __init__(
-        self,
-        rates: Mapping[Family, Rate] = DOCUMENTED_RATES,
-        *,
-        time_scale: float = 1.0,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        shared_holds: SharedHolds | None = None,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
-        self._minute = MINUTE * time_scale
-        self._hour = HOUR * time_scale
-        self._windows: dict[str, _Window] = {family: _Window(rate) for family, rate in rates.items()}
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._shared = shared_holds
-        self._wall_clock = wall_clock
-        self._shared_ttl = min(_SHARED_HOLDS_TTL, max(0.05, time_scale))
-        self._shared_read_at: float | None = None  # monotonic time of the last read of the shared holds
-
-    @property
-    def time_scale(self) -> float:
-        return self._minute / MINUTE
-
-    def acquire(self, family: Family) -> None:
-        """Block until `family` has a free slot and take it, counted from now."""
-        self._take(family)
-        with self._lock:
-            window = self._windows.get(family)
-            if window is not None:
-                window.in_flight -= 1
-                window.answered.append(self._monotonic())
-
-    @contextmanager
-    def slot(self, family: Family) -> Iterator[None]:
-        """Block until a slot is free; hold it while the block runs (the request is in flight)
-        and count it from the moment the block ends (the answer arrived)."""
-        self._take(family)
-        try:
-            yield
-        finally:
-            with self._lock:
-                window = self._windows.get(family)
-                if window is not None:
-                    window.in_flight -= 1
-                    window.answered.append(self._monotonic())
-
-    def hold(self, family: Family, seconds: float) -> None:
-        """Defender answered 429 with `Retry-After: seconds`: no thread (and, with shared holds,
-        no process) sends to `family` before then."""
-        with self._lock:
-            window = self._windows.get(family)
-            if window is None:
-                return
-            window.held_until = max(window.held_until, self._monotonic() + seconds)
-        if self._shared is not None:
-            self._shared.hold(str(family), self._wall_clock() + seconds)
-
-    def _refresh_shared(self) -> None:
-        """Adopt the holds other processes set, at most every `_shared_ttl` seconds."""
-        if self._shared is None:
-            return
-        now = self._monotonic()
-        with self._lock:
-            if self._shared_read_at is not None and now - self._shared_read_at < self._shared_ttl:
-                return
-            self._shared_read_at = now
-        held = self._shared.held_until()
-        wall = self._wall_clock()
-        with self._lock:
-            for family, until in held.items():
-                window = self._windows.get(family)
-                if window is not None and until > wall:
-                    window.held_until = max(window.held_until, now + (until - wall))
-
-    def _take(self, family: Family) -> None:
-        while True:
-            self._refresh_shared()
-            with self._lock:
-                window = self._windows.get(family)
-                if window is None:
-                    return
-                wait = window.wait_needed(self._monotonic(), self._minute, self._hour)
-                if wait <= 0:
-                    window.in_flight += 1
-                    return
-            self._sleep(wait)

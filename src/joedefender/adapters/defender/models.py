@@ -7,7 +7,7 @@ act on, and compare equal to those strings.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -20,11 +20,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
-
-def _none_as_empty(value: object) -> object:
-    return [] if value is None else value
+from joedefender.adapters._microsoft.calls import format_time
+from joedefender.adapters._microsoft.wire import Texts, none_as_empty
+from joedefender.adapters._microsoft.wire import WireModel as _Model
 
 
 def _comma_separated(value: object) -> object:
@@ -34,32 +33,6 @@ def _comma_separated(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """Defender writes UTC, sometimes without the `Z`; a naive time is UTC, not local."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="ignore",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        coerce_numbers_to_str=True,
-        frozen=True,
-    )
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _utc_times(cls, value: Any) -> Any:
-        return _utc(value) if isinstance(value, datetime) else value
-
-
-Texts = Annotated[list[str], BeforeValidator(_none_as_empty)]
 
 
 class AlertStatus(StrEnum):
@@ -205,8 +178,8 @@ class Alert(_Model):
     aad_tenant_id: str | None = None
     mitre_techniques: Texts = []
     related_user: RelatedUser | None = None
-    comments: Annotated[list[AlertComment], BeforeValidator(_none_as_empty)] = []
-    evidence: Annotated[list[Evidence], BeforeValidator(_none_as_empty)] = []
+    comments: Annotated[list[AlertComment], BeforeValidator(none_as_empty)] = []
+    evidence: Annotated[list[Evidence], BeforeValidator(none_as_empty)] = []
 
 
 # --- machines and machine actions -----------------------------------------------------------------
@@ -241,7 +214,7 @@ class Machine(_Model):
     device_value: str | None = None
     is_aad_joined: bool | None = None
     machine_tags: Texts = []
-    ip_addresses: Annotated[list[MachineIpAddress], BeforeValidator(_none_as_empty)] = []
+    ip_addresses: Annotated[list[MachineIpAddress], BeforeValidator(none_as_empty)] = []
 
 
 class CommandParam(_Model):
@@ -253,7 +226,7 @@ class LiveResponseCommand(_Model):
     """One command of a live response request; build them with the class methods."""
 
     type: str
-    params: Annotated[list[CommandParam], BeforeValidator(_none_as_empty)] = []
+    params: Annotated[list[CommandParam], BeforeValidator(none_as_empty)] = []
 
     @classmethod
     def get_file(cls, path: str) -> LiveResponseCommand:
@@ -317,7 +290,7 @@ class MachineAction(_Model):
     )
     error_h_result: int | None = Field(default=None, validation_alias=AliasChoices("errorHResult"))
     related_file_info: RelatedFileInfo | None = None
-    commands: Annotated[list[CommandStatus], BeforeValidator(_none_as_empty)] = []
+    commands: Annotated[list[CommandStatus], BeforeValidator(none_as_empty)] = []
 
     @property
     def is_final(self) -> bool:
@@ -380,7 +353,7 @@ class Indicator(_Model):
     recommended_actions: str | None = None
     generate_alert: bool | None = None
     rbac_group_names: Annotated[list[str], BeforeValidator(_comma_separated)] = []
-    rbac_group_ids: Annotated[list[str], BeforeValidator(_none_as_empty)] = []
+    rbac_group_ids: Annotated[list[str], BeforeValidator(none_as_empty)] = []
 
 
 class IndicatorSpec(_Model):
@@ -417,12 +390,3 @@ class IndicatorImportResult(_Model):
     indicator: str | None = None
     is_failed: bool = False
     failure_reason: str | None = None
-
-
-def format_time(moment: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, as Defender writes and reads it (naive means UTC)."""
-    utc = (_utc(moment) or moment).astimezone(UTC)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}".rstrip("0")
-    return text + "Z"

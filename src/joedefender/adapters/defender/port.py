@@ -1,6 +1,7 @@
 """The `DefenderPort` over the Defender client: wire models in, the core's types out.
 
-Errors are translated by a wrapper around every port method (`translated`), rather than by making
+Errors are translated by a wrapper around every port method (`translated`, over the table both
+Microsoft API adapters share: `joedefender.adapters._microsoft.errors.core_error`), rather than by making
 the wire error classes subclass the core's as well. The two hierarchies disagree on what an error
 is built from (Defender's status, code, target and operation; the core's message and service) and
 on what `str()` says, so a class in both would need a hand-merged `__init__` each; and the mapping
@@ -17,38 +18,18 @@ chains the wire error as its cause.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 
+from joedefender.adapters._microsoft.errors import translated as translated_as
 from joedefender.adapters.defender.client import DefenderClient
-from joedefender.adapters.defender.errors import (
-    BadRequestError,
-    DefenderAuthError,
-    DefenderError,
-    DefenderTransportError,
-    DownloadTooLargeError,
-    FeatureDisabledError,
-    ForbiddenError,
-    MachineBusyError,
-    NotFoundError,
-    ThrottledError,
-)
 from joedefender.adapters.defender.models import Alert as WireAlert
 from joedefender.adapters.defender.models import Evidence as WireEvidence
 from joedefender.adapters.defender.models import Indicator as WireIndicator
 from joedefender.adapters.defender.models import IndicatorSpec, LiveResponseCommand, MachineAction
 from joedefender.adapters.defender.models import Machine as WireMachine
 from joedefender.domain.alerts import Alert, Evidence
-from joedefender.domain.errors import (
-    Busy,
-    Misconfigured,
-    NotAllowed,
-    NotFound,
-    PortError,
-    Rejected,
-    Throttled,
-    Transient,
-)
+from joedefender.domain.errors import Transient
 from joedefender.domain.indicators import APPLICATION, ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
 from joedefender.pipeline.ports import DefenderPort
@@ -57,37 +38,9 @@ SERVICE = "defender"
 _ACTION_STATUSES = {status.value.lower(): status for status in ActionStatus}
 
 
-def core_error(exc: DefenderError) -> PortError:
-    """The core's error for a Defender client error."""
-    message = exc.message
-    error: PortError
-    if isinstance(exc, ThrottledError):
-        error = Throttled(message, service=SERVICE, retry_after=exc.retry_after)
-    elif isinstance(exc, DefenderTransportError):
-        error = Transient(message, service=SERVICE, maybe_applied=exc.maybe_applied)
-    elif isinstance(exc, DefenderAuthError):
-        error = Misconfigured(message, service=SERVICE)
-    elif isinstance(exc, ForbiddenError | FeatureDisabledError):
-        error = NotAllowed(message, service=SERVICE)
-    elif isinstance(exc, NotFoundError):
-        error = NotFound(message, service=SERVICE)
-    elif isinstance(exc, MachineBusyError):  # before BadRequestError, of which it is one
-        error = Busy(message, service=SERVICE)
-    elif isinstance(exc, BadRequestError | DownloadTooLargeError):
-        error = Rejected(message, service=SERVICE)
-    else:  # DefenderServerError, InvalidResponseError, and any other answer Defender may give
-        error = Transient(message, service=SERVICE)
-    error.args = (str(exc),)
-    return error
-
-
-@contextmanager
-def translated() -> Iterator[None]:
+def translated() -> AbstractContextManager[None]:
     """Raise the core's error for any Defender client error raised inside the block."""
-    try:
-        yield
-    except DefenderError as exc:
-        raise core_error(exc) from exc
+    return translated_as(SERVICE)
 
 
 class DefenderAdapter:
@@ -254,6 +207,7 @@ def to_alert(alert: WireAlert) -> Alert:
         comments=tuple(comment.comment or "" for comment in alert.comments),
         classification=alert.classification,
         determination=alert.determination,
+        incident_id=None if alert.incident_id is None else str(alert.incident_id),
     )
 
 

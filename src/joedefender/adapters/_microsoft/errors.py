@@ -1,14 +1,28 @@
-"""Defender API failures as types, so the pipeline can react to each case without reading text.
+"""Failures of Defender's APIs (the MDE API, and Defender XDR's security API on Microsoft Graph)
+as types, so the adapters can react to each case without reading text.
 
-Every error carries Defender's `code`, `message` and correlation `target` (what Microsoft support
-asks for) and never the token, the client secret or a download link's signature.
+Every error carries the service's `code`, `message` and correlation `target` (MDE's `target`,
+Graph's `request-id`: what Microsoft support asks for) and never the token, the client secret or
+a download link's signature. `core_error` maps them to the core's errors, one table for both APIs.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.errors import (
+    Busy,
+    JoeDefenderError,
+    Misconfigured,
+    NotAllowed,
+    NotFound,
+    PortError,
+    Rejected,
+    Throttled,
+    Transient,
+)
 
 # Defender's 403 text names permissions like "Alert.ReadWrite.All" or "Machine.LiveResponse".
 _PERMISSION = re.compile(r"\b[A-Z][A-Za-z]*(?:\.[A-Z][A-Za-z]*)+\b")
@@ -151,3 +165,41 @@ def error_for(
     if isinstance(error, ThrottledError):
         error.retry_after = retry_after
     return error
+
+
+def core_error(exc: DefenderError, service: str) -> PortError:
+    """The core's error for an API client error; `service` names the API in the core's terms.
+
+    A translated error keeps the service's own text as `.message` (the pipeline writes it into the
+    job history), says the whole wire description (operation, status, code, target) in `str()`,
+    and is raised with the wire error as its cause.
+    """
+    message = exc.message
+    error: PortError
+    if isinstance(exc, ThrottledError):
+        error = Throttled(message, service=service, retry_after=exc.retry_after)
+    elif isinstance(exc, DefenderTransportError):
+        error = Transient(message, service=service, maybe_applied=exc.maybe_applied)
+    elif isinstance(exc, DefenderAuthError):
+        error = Misconfigured(message, service=service)
+    elif isinstance(exc, ForbiddenError | FeatureDisabledError):
+        error = NotAllowed(message, service=service)
+    elif isinstance(exc, NotFoundError):
+        error = NotFound(message, service=service)
+    elif isinstance(exc, MachineBusyError):  # before BadRequestError, of which it is one
+        error = Busy(message, service=service)
+    elif isinstance(exc, BadRequestError | DownloadTooLargeError):
+        error = Rejected(message, service=service)
+    else:  # server errors, unreadable answers, and any other answer the service may give
+        error = Transient(message, service=service)
+    error.args = (str(exc),)
+    return error
+
+
+@contextmanager
+def translated(service: str) -> Iterator[None]:
+    """Raise the core's error for any API client error raised inside the block."""
+    try:
+        yield
+    except DefenderError as exc:
+        raise core_error(exc, service) from exc

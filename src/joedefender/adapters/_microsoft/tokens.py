@@ -1,4 +1,5 @@
-"""Access tokens for the Defender API through azure-identity, cached and refreshable on a 401.
+"""Access tokens for Defender's APIs through azure-identity, cached and refreshable on a 401: one
+app registration, one provider per audience (the MDE API's, Microsoft Graph's).
 
 The provider takes any azure-core `TokenCredential` (client secret today; certificate or managed
 identity credentials plug in unchanged) or, better, a factory of them: after a 401 a fresh
@@ -20,8 +21,8 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import AzureAuthorityHosts, ClientSecretCredential
 from pydantic import SecretStr
 
+from joedefender.adapters._microsoft.errors import DefenderAuthError, DefenderTransportError
 from joedefender.adapters._trust import requests_verify
-from joedefender.adapters.defender.errors import DefenderAuthError, DefenderTransportError
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class TokenProvider:
                 f"the token endpoint could not be reached: {self._safe(exc.message)}", operation="token"
             ) from None
         self.requests += 1
-        logger.debug("obtained a Defender API token expiring at %s", token.expires_on)
+        logger.debug("obtained a token for %s expiring at %s", self._scope, token.expires_on)
         return token
 
     def _close_credential(self) -> None:

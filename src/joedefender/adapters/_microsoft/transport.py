@@ -1,4 +1,5 @@
-"""The request loop every Defender call goes through: limiter, token, send, and the retry rules.
+"""The request loop every call to Defender's APIs goes through (the MDE API, Graph's security
+API): limiter, token, send, and the retry rules.
 
 - 429: wait `Retry-After` (or back off when it is missing), within the retry budget.
 - 5xx, timeouts, broken connections: exponential backoff with full jitter, within the budget.
@@ -27,17 +28,15 @@ from typing import Any
 import httpx
 
 from joedefender import __version__
-from joedefender.adapters._trust import ssl_context
-from joedefender.adapters.defender.auth import TokenProvider
-from joedefender.adapters.defender.errors import (
+from joedefender.adapters._microsoft.errors import (
     DefenderError,
     DefenderTransportError,
     error_for,
 )
-from joedefender.adapters.defender.limiter import Family, Limiter
+from joedefender.adapters._microsoft.limiter import Limiter
+from joedefender.adapters._microsoft.tokens import TokenProvider
+from joedefender.adapters._trust import ssl_context
 from joedefender.domain.retry import RetryPolicy
-
-logger = logging.getLogger("joedefender.adapters.defender")
 
 USER_AGENT = f"joedefender/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
@@ -91,7 +90,8 @@ def retry_after_seconds(value: str | None, now: Callable[[], datetime] = lambda:
 
 
 def error_details(response: httpx.Response) -> tuple[str | None, str, str | None]:
-    """(code, message, target) from Defender's `{"error": {...}}` body, or what the body has."""
+    """(code, message, target) from the `{"error": {...}}` body, or what the body has. The target
+    is the MDE API's `target` or Graph's `innerError.request-id` (either is what support asks for)."""
     try:
         body: Any = response.json()
     except ValueError:
@@ -100,7 +100,8 @@ def error_details(response: httpx.Response) -> tuple[str | None, str, str | None
     if isinstance(error, dict):
         code = error.get("code")
         message = error.get("message")
-        target = error.get("target")
+        inner = error.get("innerError")
+        target = error.get("target") or (inner.get("request-id") if isinstance(inner, dict) else None)
         return (
             str(code) if code is not None else None,
             str(message) if message else response.reason_phrase or "no message",
@@ -113,7 +114,8 @@ def error_details(response: httpx.Response) -> tuple[str | None, str, str | None
 
 
 class Transport:
-    """One httpx client for the API (bearer token) and one for result downloads (no token)."""
+    """One httpx client for the API (bearer token) and one for result downloads (no token);
+    `log_name` names the logger its retries and refreshes go to."""
 
     def __init__(
         self,
@@ -127,7 +129,9 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        log_name: str,
     ) -> None:
+        self._log = logging.getLogger(log_name)
         self._tokens = tokens
         self._limiter = limiter
         self._retry = retry
@@ -152,7 +156,7 @@ class Transport:
         method: str,
         path: str,
         *,
-        family: Family,
+        family: str,
         operation: str,
         params: Mapping[str, str] | None = None,
         json: Any = None,
@@ -163,7 +167,7 @@ class Transport:
     ) -> httpx.Response:
         """Send one API request with the retry rules; returns the (read) answer whose status is in `ok`.
 
-        With `idempotent=False`, a request that may have reached Defender is not repeated after a
+        With `idempotent=False`, a request that may have reached the service is not repeated after a
         timeout, a dropped connection or a 5xx (a second comment, a second live response): the
         error says so.
         """
@@ -186,7 +190,7 @@ class Transport:
                 code, message, target = error_details(response)
                 if status == 401 and not refreshed:
                     refreshed = True
-                    logger.info("%s: 401 %s (target %s); refreshing the token once", operation, code, target)
+                    self._log.info("%s: 401 %s (target %s); refreshing the token once", operation, code, target)
                     self._tokens.invalidate(token)
                     continue
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
@@ -195,7 +199,7 @@ class Transport:
                     wait = retry_after if retry_after is not None else budget.backoff(self._rand)
                     self._limiter.hold(family, wait)  # the other threads wait it out too
                 elif status >= 500 and not idempotent:
-                    # A 5xx may come after Defender made the change (the docs are silent on it):
+                    # A 5xx may come after the service made the change (the docs are silent on it):
                     # not repeated here; the caller looks (comments, actions) before repeating it.
                     raise error
                 elif status >= 500:
@@ -204,7 +208,7 @@ class Transport:
                     raise error
             if not budget.allows(wait):
                 raise error
-            logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retries, wait)
+            self._log.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retries, wait)
             budget.spend()
             self._sleep(wait)
 
@@ -267,7 +271,7 @@ class Transport:
                 status = response.status_code
                 if status == 403 and not relinked:
                     relinked = True
-                    logger.info("%s: storage refused the result link; fetching a fresh one", operation)
+                    self._log.info("%s: storage refused the result link; fetching a fresh one", operation)
                     url = link()
                     continue
                 code, message, target = error_details(response)
@@ -283,7 +287,7 @@ class Transport:
                     raise error
             if not budget.allows(wait):
                 raise error from None
-            logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retries, wait)
+            self._log.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retries, wait)
             budget.spend()
             self._sleep(wait)
 
