@@ -66,15 +66,28 @@ def test_plain_http_behind_a_proxy_is_allowed_with_a_warning() -> None:
     assert "TLS-terminating proxy" in warning
 
 
-@pytest.mark.parametrize("secret", [None, "x", "twenty-three-characters"])
-def test_a_short_or_missing_secret_is_refused_off_loopback(tmp_path: Path, secret: str | None) -> None:
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (None, "missing"),
+        ("x", "too short"),
+        ("thirty-one-characters-long-text", "too short"),
+        ("a" * 24, "too short"),  # what a length-only rule of 24 took
+        ("a" * 64, "too little variety"),
+        ("ab" * 20, "too little variety"),
+        ("password" * 5, "too little variety"),
+    ],
+)
+def test_a_weak_or_missing_secret_is_refused_off_loopback(tmp_path: Path, secret: str | None, reason: str) -> None:
     _, cert, key = make_ca_and_server(tmp_path)
     values = {"WebhookBindAddress": "::", "WebhookTlsCertFile": str(cert), "WebhookTlsKeyFile": str(key)}
     if secret is not None:
         values["WebhookSecret"] = secret
     problems = dict(problems_for(**values))
     assert list(problems) == ["WebhookSecret"]
-    assert "at least 24 characters" in problems["WebhookSecret"]
+    assert problems["WebhookSecret"].startswith(reason)
+    assert "at least 32 characters" in problems["WebhookSecret"]
+    assert "joedefender secret" in problems["WebhookSecret"]
     if secret is not None:
         assert secret not in problems["WebhookSecret"]
 

@@ -31,6 +31,8 @@ from joedefender.domain.errors import JoeDefenderError
 from joedefender.domain.indicators import ACTIONS as INDICATOR_ACTIONS
 from joedefender.domain.indicators import FILE_ONLY_ACTIONS
 from joedefender.domain.indicators import SEVERITIES as INDICATOR_SEVERITIES
+from joedefender.domain.shared_secret import MIN_LENGTH as MIN_WEBHOOK_SECRET
+from joedefender.domain.shared_secret import shared_secret_weakness
 
 __all__ = [
     "DETECTION_SOURCES",
@@ -63,7 +65,6 @@ DETECTION_SOURCES = (
 _MINUTES_PER_DAY = 24 * 60
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
-MIN_WEBHOOK_SECRET = 24  # characters; a shorter shared secret is refused off loopback
 _KEY_VAULT_PREFIX = "@microsoft.keyvault("
 _KEY_VAULT_PROBLEM = (
     "is an unresolved Key Vault reference: the platform could not read the secret and left the "
@@ -635,7 +636,7 @@ class Settings(BaseModel):
 
     def webhook_problems(self) -> list[tuple[str, str]]:
         """Rules across settings: off loopback the secret crosses a network, so it needs TLS (or a
-        proxy in front that terminates it, said explicitly) and enough length not to be guessed."""
+        proxy in front that terminates it, said explicitly) and a secret strong enough not to be guessed."""
         problems = []
         if (self.webhook_tls_cert_file is None) != (self.webhook_tls_key_file is None):
             missing = "WebhookTlsKeyFile" if self.webhook_tls_key_file is None else "WebhookTlsCertFile"
@@ -652,12 +653,12 @@ class Settings(BaseModel):
                 )
             )
         secret = self.webhook_secret.get_secret_value() if self.webhook_secret is not None else ""
-        if len(secret) < MIN_WEBHOOK_SECRET:
+        if weakness := "missing" if not secret else shared_secret_weakness(secret):
             problems.append(
                 (
                     "WebhookSecret",
-                    f"{'missing' if not secret else 'too short'}: a webhook on {self.webhook_bind_address} "
-                    f"needs a shared secret of at least {MIN_WEBHOOK_SECRET} characters",
+                    f"{weakness}: a webhook on {self.webhook_bind_address} needs a random shared secret of "
+                    f"at least {MIN_WEBHOOK_SECRET} characters; `joedefender secret` prints a fresh one",
                 )
             )
         return problems
