@@ -4,6 +4,7 @@ and secret, and a CA bundle that adds to the public roots rather than replacing 
 from __future__ import annotations
 
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from joedefender.adapters._trust import requests_verify, ssl_context
 from joedefender.settings import Settings
+from tests.hosts import environment, joedefender
 from tests.hosts.test_webhook_limits import make_ca_and_server
 from tests.test_settings import REQUIRED, only_problem, problems_for, settings_with
 
@@ -189,3 +191,22 @@ def test_the_connector_clients_use_the_combined_trust(tmp_path: Path) -> None:
         verify = joe._verify_ssl
     assert isinstance(verify, str)
     assert Path(certifi.where()).read_text().strip() in Path(verify).read_text()
+
+
+def test_joedefender_secret_prints_a_fresh_secret_the_settings_take_off_loopback(tmp_path: Path) -> None:
+    printed = [
+        subprocess.run(
+            joedefender("secret"), env=environment({}), capture_output=True, text=True, check=True, timeout=60
+        )
+        for _ in range(2)
+    ]
+    first, second = (done.stdout for done in printed)
+    assert first != second
+    assert first.endswith("\n")
+    assert len(first.strip()) == 43
+    _, cert, key = make_ca_and_server(tmp_path)
+    settings = settings_with(
+        WebhookBindAddress=_ANY, WebhookSecret=first.strip(), WebhookTlsCertFile=str(cert), WebhookTlsKeyFile=str(key)
+    )
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get_secret_value() == first.strip()

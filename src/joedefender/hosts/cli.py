@@ -130,6 +130,15 @@ def version() -> None:
 
 
 @app.command()
+def secret() -> None:
+    """Print a fresh random WebhookSecret (32 bytes from the OS, URL-safe: 43 characters)."""
+    from joedefender.domain.shared_secret import new_shared_secret
+
+    # Plain print, not rich: no markup, wrapping or colour may touch the value.
+    print(new_shared_secret())
+
+
+@app.command()
 def emulate(
     scenario: Annotated[Path | None, typer.Option(help="Scenario file (default: the bundled demo).")] = None,
     defender_port: Annotated[int, typer.Option(help="MDE emulator port (0: any free port).")] = 0,
