@@ -31,6 +31,7 @@ from joedefender.adapters._trust import ssl_context
 from joedefender.adapters.defender.auth import TokenProvider
 from joedefender.adapters.defender.errors import (
     DefenderError,
+    DefenderServerError,
     DefenderTransportError,
     error_for,
 )
@@ -131,6 +132,7 @@ class Transport:
         self._tokens = tokens
         self._limiter = limiter
         self._retry = retry
+        self._settle = settle_time(timeout)
         self._sleep = sleep
         self._monotonic = monotonic
         self._rand = rand
@@ -177,6 +179,7 @@ class Transport:
                 assert failure is not None
                 error: DefenderError = _transport_error(failure, operation, idempotent)
                 if isinstance(error, DefenderTransportError) and error.maybe_applied:
+                    error.settles_in = self._settle
                     raise error from None
                 wait = budget.backoff(self._rand)
             elif response.status_code in ok:
@@ -197,6 +200,8 @@ class Transport:
                 elif status >= 500 and not idempotent:
                     # A 5xx may come after Defender made the change (the docs are silent on it):
                     # not repeated here; the caller looks (comments, actions) before repeating it.
+                    if isinstance(error, DefenderServerError):
+                        error.settles_in = self._settle
                     raise error
                 elif status >= 500:
                     wait = budget.backoff(self._rand)
@@ -296,6 +301,16 @@ def raw_chunks(response: httpx.Response, operation: str, chunk_size: int) -> Ite
         raise DefenderTransportError(
             f"the result download broke off: {type(exc).__name__}", operation=operation
         ) from None
+
+
+def settle_time(timeout: httpx.Timeout) -> float:
+    """How long after giving up on a write the client waits before it trusts a look at the world.
+
+    The client waited `read` seconds for the answer; a request Defender was still working on then
+    may land later (an acceptance run saw a PATCH applied 65 s after it was sent). Defender
+    documents no bound, so it is given as long again as the client waited (README: to confirm on
+    a real tenant)."""
+    return timeout.read if timeout.read is not None else float(DEFAULT_TIMEOUT.read or 60.0)
 
 
 def _transport_error(failure: httpx.TransportError, operation: str, idempotent: bool) -> DefenderTransportError:

@@ -87,14 +87,19 @@ class ThrottledError(DefenderError):
 
 
 class DefenderServerError(DefenderError):
-    """5xx still answered when the retry budget ran out."""
+    """5xx still answered when the retry budget ran out; for a request that is not repeated (a
+    comment), `settles_in` as for DefenderTransportError: behind a gateway's 502 or 504 the
+    request may still be running."""
+
+    settles_in: float | None = None
 
 
 class DefenderTransportError(DefenderError):
     """Timeouts or broken connections outlasted the retry budget.
 
     `maybe_applied` is True when a request that must not be repeated (a comment, a live response)
-    may have reached Defender before the connection failed: look before trying again.
+    may have reached Defender before the connection failed: look before trying again, and not
+    before `settles_in` seconds, when a request Defender was still working on has landed.
     """
 
     def __init__(
@@ -102,12 +107,14 @@ class DefenderTransportError(DefenderError):
         message: str,
         *,
         maybe_applied: bool = False,
+        settles_in: float | None = None,
         status: int | None = None,
         code: str | None = None,
         target: str | None = None,
         operation: str | None = None,
     ) -> None:
         self.maybe_applied = maybe_applied
+        self.settles_in = settles_in
         if maybe_applied:
             message += " (the request may have reached Defender: look before repeating it)"
         super().__init__(message, status=status, code=code, target=target, operation=operation)

@@ -25,6 +25,7 @@ from joedefender.adapters.defender.errors import (
     BadRequestError,
     DefenderAuthError,
     DefenderError,
+    DefenderServerError,
     DefenderTransportError,
     DownloadTooLargeError,
     FeatureDisabledError,
@@ -64,7 +65,7 @@ def core_error(exc: DefenderError) -> PortError:
     if isinstance(exc, ThrottledError):
         error = Throttled(message, service=SERVICE, retry_after=exc.retry_after)
     elif isinstance(exc, DefenderTransportError):
-        error = Transient(message, service=SERVICE, maybe_applied=exc.maybe_applied)
+        error = Transient(message, service=SERVICE, maybe_applied=exc.maybe_applied, settles_in=exc.settles_in)
     elif isinstance(exc, DefenderAuthError):
         error = Misconfigured(message, service=SERVICE)
     elif isinstance(exc, ForbiddenError | FeatureDisabledError):
@@ -75,7 +76,9 @@ def core_error(exc: DefenderError) -> PortError:
         error = Busy(message, service=SERVICE)
     elif isinstance(exc, BadRequestError | DownloadTooLargeError):
         error = Rejected(message, service=SERVICE)
-    else:  # DefenderServerError, InvalidResponseError, and any other answer Defender may give
+    elif isinstance(exc, DefenderServerError):
+        error = Transient(message, service=SERVICE, settles_in=exc.settles_in)
+    else:  # InvalidResponseError, and any other answer Defender may give
         error = Transient(message, service=SERVICE)
     error.args = (str(exc),)
     return error
