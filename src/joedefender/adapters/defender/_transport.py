@@ -43,6 +43,7 @@ logger = logging.getLogger("joedefender.adapters.defender")
 USER_AGENT = f"joedefender/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 _MAX_ERROR_TEXT = 300
+_GATEWAY_TIMEOUT = 504
 # Failures that prove the request never reached the server, so even a non-idempotent one may repeat.
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _SIGNATURE = re.compile(r"(?i)(sig=)[^&\s\"']+")
@@ -179,7 +180,8 @@ class Transport:
                 assert failure is not None
                 error: DefenderError = _transport_error(failure, operation, idempotent)
                 if isinstance(error, DefenderTransportError) and error.maybe_applied:
-                    error.settles_in = self._settle
+                    if isinstance(failure, httpx.TimeoutException):  # we stopped waiting, not Defender
+                        error.settles_in = self._settle
                     raise error from None
                 wait = budget.backoff(self._rand)
             elif response.status_code in ok:
@@ -200,8 +202,8 @@ class Transport:
                 elif status >= 500 and not idempotent:
                     # A 5xx may come after Defender made the change (the docs are silent on it):
                     # not repeated here; the caller looks (comments, actions) before repeating it.
-                    if isinstance(error, DefenderServerError):
-                        error.settles_in = self._settle
+                    if isinstance(error, DefenderServerError) and status == _GATEWAY_TIMEOUT:
+                        error.settles_in = self._settle  # a gateway stopped waiting: the request may run on
                     raise error
                 elif status >= 500:
                     wait = budget.backoff(self._rand)
@@ -306,10 +308,11 @@ def raw_chunks(response: httpx.Response, operation: str, chunk_size: int) -> Ite
 def settle_time(timeout: httpx.Timeout) -> float:
     """How long after giving up on a write the client waits before it trusts a look at the world.
 
-    The client waited `read` seconds for the answer; a request Defender was still working on then
-    may land later (an acceptance run saw a PATCH applied 65 s after it was sent). Defender
-    documents no bound, so it is given as long again as the client waited (README: to confirm on
-    a real tenant)."""
+    Only when the waiting stopped before Defender answered (our read timeout, or a gateway's 504)
+    may the request still be running there; an answer (a 500, a 503) or a dropped connection ends
+    it. The client waited `read` seconds; a request Defender was still working on then may land
+    later (an acceptance run saw a PATCH applied 65 s after it was sent). Defender documents no
+    bound, so it is given as long again as the client waited (README: to confirm on a real tenant)."""
     return timeout.read if timeout.read is not None else float(DEFAULT_TIMEOUT.read or 60.0)
 
 

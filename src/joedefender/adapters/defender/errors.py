@@ -88,8 +88,8 @@ class ThrottledError(DefenderError):
 
 class DefenderServerError(DefenderError):
     """5xx still answered when the retry budget ran out; for a request that is not repeated (a
-    comment), `settles_in` as for DefenderTransportError: behind a gateway's 502 or 504 the
-    request may still be running."""
+    comment), `settles_in` as for DefenderTransportError: behind a gateway's 504 the request may
+    still be running."""
 
     settles_in: float | None = None
 
