@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: demo test install lint clean templates check-deploy package bwrap
+.PHONY: demo test install lint clean templates check-deploy package bwrap lock
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -53,14 +53,22 @@ lint: install
 templates: install
 	$(BIN)/python -m deploy.templates
 
-# The templates are current, and checkov finds no failed check, no parsing error, no skip without a reason.
+# The templates and the Functions lock are current, and checkov finds no failed check, no parsing
+# error, no skip without a reason.
 check-deploy: install $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 	$(BIN)/python -m deploy.templates --check
+	$(BIN)/python -m deploy.lock --check
 	$(BIN)/python -m deploy.checkov_gate --checkov $(CHECKOV_VENV)/bin/checkov deploy
 
-# The Functions package (dependencies included): dist/joedefender-functionapp-<version>.zip.
+# The Functions package (dependencies included, installed from deploy/requirements.lock with
+# --require-hashes): dist/joedefender-functionapp-<version>.zip.
 package: install
 	$(BIN)/python -m deploy.package
+
+# deploy/requirements.lock: the package's whole dependency tree, each wheel with its hash. Run it
+# after changing a pin in pyproject.toml.
+lock: install
+	$(BIN)/python -m deploy.lock
 
 # Two workers (pytest-xdist), a test file each at a time: module fixtures (emulator worlds, Azurite)
 # stay within one worker, and the many tests that wait on scaled emulator time overlap.

@@ -6,6 +6,9 @@ request a new alert (so every one is a committed write, the expensive case). No 
 call is made: the webhook only records and queues, as in production.
 
     .venv/bin/python -m bench.webhook_load --clients 50 200 --requests 4000 --json
+
+`--idle 1100` first opens that many connections from 127.0.0.1 that send nothing and holds them
+through the run, the clients connecting from 127.0.0.2: the latency a flood leaves to others.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ def _serve(db: str, ready: Any, stop: Any) -> None:
     store.close()
 
 
-async def _client(host: str, port: int, numbers: list[int], latencies: list[float], statuses: list[int]) -> None:
+async def _client(
+    host: str, port: int, numbers: list[int], latencies: list[float], statuses: list[int], source: str | None
+) -> None:
     """One client on one keep-alive connection, HTTP/1.1 written by hand: httpx's async pool costs
     more CPU per request than the webhook does, and on a small machine it would be what is measured."""
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0) if source else None)
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
@@ -71,17 +76,35 @@ async def _client(host: str, port: int, numbers: list[int], latencies: list[floa
         writer.close()
 
 
-async def _load(url: str, clients: int, requests: int, first: int) -> dict[str, Any]:
+def _idle(host: str, port: int, count: int) -> list[socket.socket]:
+    """Connections from 127.0.0.1 that send nothing, held by the caller."""
+    held = []
+    for _ in range(count):
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.bind(("127.0.0.1", 0))
+        raw.connect((host, port))
+        held.append(raw)
+    return held
+
+
+async def _load(url: str, clients: int, requests: int, first: int, idle: int) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: list[int] = []
     host, port = url.removeprefix("http://").rsplit(":", 1)
     shares = [list(range(first + c, first + requests, clients)) for c in range(clients)]
+    held = _idle(host, int(port), idle)
+    source = "127.0.0.2" if idle else None
     started = time.perf_counter()
-    await asyncio.gather(*(_client(host, int(port), share, latencies, statuses) for share in shares))
+    try:
+        await asyncio.gather(*(_client(host, int(port), share, latencies, statuses, source) for share in shares))
+    finally:
+        for raw in held:
+            raw.close()
     elapsed = time.perf_counter() - started
     latencies.sort()
     return {
         "clients": clients,
+        "idle_connections": idle,
         "requests": len(latencies),
         "seconds": round(elapsed, 3),
         "requests_per_second": round(len(latencies) / elapsed, 1),
@@ -91,7 +114,7 @@ async def _load(url: str, clients: int, requests: int, first: int) -> dict[str, 
     }
 
 
-def run(clients: list[int], requests: int, repeats: int) -> dict[str, Any]:
+def run(clients: list[int], requests: int, repeats: int, idle: int = 0) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     results: dict[str, Any] = {"runs": [], "median": {}}
     with tempfile.TemporaryDirectory(prefix="joedefender-bench-") as folder:
@@ -104,7 +127,7 @@ def run(clients: list[int], requests: int, repeats: int) -> dict[str, Any]:
                 url = parent.recv()
                 first = 0
                 for count in clients:
-                    result = asyncio.run(_load(url, count, requests, first))
+                    result = asyncio.run(_load(url, count, requests, first, idle))
                     first += requests
                     results["runs"].append({"repeat": repeat, **result})
             finally:
@@ -123,9 +146,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--requests", type=int, default=4000, help="per run and client count")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--idle", type=int, default=0, help="idle connections held from 127.0.0.1 meanwhile")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
-    results = run(args.clients, args.requests, args.repeats)
+    results = run(args.clients, args.requests, args.repeats, args.idle)
     if args.json:
         print(json.dumps(results, indent=2))
         return

@@ -2,12 +2,14 @@
 dist/joedefender-functionapp-<version>.zip, the release asset the templates' PackageURL names.
 
 What is in it: `function_app.py` and `host.json` (deploy/functionapp/), a `requirements.txt`
-pinning every runtime dependency (pyproject's pins and, for what they pull in, the versions
-installed here), the `joedefender` package (no tests, no emulators: nothing on Azure runs them)
+pinning every runtime dependency (the names and versions of deploy/requirements.lock, which
+`make lock` writes from pyproject's pins and, for what they pull in, the versions installed
+here), the `joedefender` package (no tests, no emulators: nothing on Azure runs them)
 with a minimal dist-info so it knows its version, and the dependencies themselves under
 `.python_packages/lib/site-packages` (Linux x86-64, CPython 3.11 wheels). The dependencies are in
 the package because Premium runs it as it is from its URL (no build step), and so both plans run
-exactly what was built and tested, not what a remote build resolves on the day.
+exactly what was built and tested, not what a remote build resolves on the day. They are
+installed from the lock with `--require-hashes`: every wheel must be the one the lock names.
 
 Reproducible: entries sorted, fixed timestamps and permissions, no bytecode; the same sources and
 wheels give the same bytes.
@@ -19,83 +21,19 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
 from collections.abc import Iterable, Iterator
-from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import Marker
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
+from deploy.lock import LOCK, PIP_TARGET, PackageError, read, stale
 from deploy.templates import ROOT, package_name, version
 
 FUNCTION_APP = ROOT / "deploy" / "functionapp"
 SOURCE = ROOT / "src" / "joedefender"
 SITE_PACKAGES = ".python_packages/lib/site-packages"
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
-# Azure Functions on Linux: the markers a dependency's requirements are evaluated with.
-TARGET = {
-    "implementation_name": "cpython",
-    "os_name": "posix",
-    "platform_machine": "x86_64",
-    "platform_system": "Linux",
-    "python_version": "3.11",
-    "python_full_version": "3.11.0",
-    "sys_platform": "linux",
-    "platform_python_implementation": "CPython",
-    "extra": "",
-}
-PIP_TARGET = ["--platform", "manylinux2014_x86_64", "--python-version", "3.11", "--implementation", "cp"]
 SKIPPED_PARTS = {"__pycache__"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo"}
-
-
-class PackageError(Exception):
-    """The package cannot be built as asked; the message says why."""
-
-
-def project_dependencies() -> list[Requirement]:
-    with (ROOT / "pyproject.toml").open("rb") as file:
-        return [Requirement(text) for text in tomllib.load(file)["project"]["dependencies"]]
-
-
-def _applies(marker: Marker | None) -> bool:
-    return marker is None or marker.evaluate(TARGET)
-
-
-def locked_requirements() -> list[str]:
-    """`name==version` for every runtime dependency and what it pulls in, sorted.
-
-    pyproject pins the direct dependencies; the rest are taken at the versions installed here
-    (the environment `make install` built and the tests ran on). A pin that disagrees with what
-    is installed stops the build: the lock would not be what was tested."""
-    pins: dict[str, str] = {}
-    pending = [req for req in project_dependencies() if _applies(req.marker)]
-    for req in pending:
-        pinned = [spec.version for spec in req.specifier if spec.operator == "=="]
-        installed = _installed_version(req.name)
-        if pinned and pinned[0] != installed:
-            raise PackageError(f"{req.name} is pinned to {pinned[0]} but {installed} is installed: run `make install`")
-    while pending:
-        req = pending.pop()
-        name = canonicalize_name(req.name)
-        if name in pins:
-            continue
-        pins[name] = _installed_version(req.name)
-        for text in metadata.requires(req.name) or []:
-            child = Requirement(text)
-            if _applies(child.marker):
-                pending.append(child)
-    return [f"{name}=={pins[name]}" for name in sorted(pins)]
-
-
-def _installed_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        raise PackageError(f"{name} is not installed here: run `make install`") from None
 
 
 def _wanted(path: Path) -> bool:
@@ -117,12 +55,12 @@ def _dist_info(requirements: Iterable[str]) -> dict[str, bytes]:
     return {f"{folder}/METADATA": ("\n".join(lines) + "\n").encode(), f"{folder}/top_level.txt": b"joedefender\n"}
 
 
-def install_dependencies(requirements: list[str], into: Path) -> None:
-    """The wheels for Azure's Linux x86-64 CPython 3.11, whatever this machine is; no scripts."""
-    listed = into.parent / "requirements.txt"
-    listed.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+def install_dependencies(lock: Path, into: Path) -> None:
+    """The wheels for Azure's Linux x86-64 CPython 3.11, whatever this machine is, each checked
+    against its hash in the lock; no scripts."""
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
-    command += ["--no-deps", "--only-binary=:all:", *PIP_TARGET, "--target", str(into), "-r", str(listed)]
+    command += ["--no-deps", "--only-binary=:all:", "--require-hashes", *PIP_TARGET]
+    command += ["--target", str(into), "-r", str(lock)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise PackageError(f"pip could not install the dependencies:\n{completed.stderr.strip()[-3000:]}")
@@ -159,15 +97,18 @@ def write_zip(target: Path, content: dict[str, bytes | Path]) -> None:
     partial.replace(target)
 
 
-def build(target: Path, *, with_dependencies: bool = True, requirements: list[str] | None = None) -> Path:
-    """Write the package to `target`; `requirements` replaces the lock (tests use a small one)."""
-    locked = locked_requirements() if requirements is None else requirements
+def build(target: Path, *, with_dependencies: bool = True, lock: Path = LOCK) -> Path:
+    """Write the package to `target`, its dependencies installed from `lock` (tests use a small
+    one); the project's own lock must match pyproject's pins."""
+    if lock == LOCK and (problems := stale(lock)):
+        raise PackageError("deploy/requirements.lock is out of date, run `make lock`: " + "; ".join(problems))
+    requirements = [pin.requirement for pin in read(lock)]
     with tempfile.TemporaryDirectory(prefix="joedefender-package-") as scratch:
         dependencies = None
         if with_dependencies:
             dependencies = Path(scratch) / "site-packages"
-            install_dependencies(locked, dependencies)
-        write_zip(target, entries(locked, dependencies))
+            install_dependencies(lock, dependencies)
+        write_zip(target, entries(requirements, dependencies))
     return target
 
 

@@ -81,6 +81,9 @@ MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
 ALERT_ROUTE = "api/alerts"  # the Functions app's intake (hosts/azure/functions.py: route "alerts")
+# The function behind it, whose own key the Logic App is given: a function key opens that function
+# only, where the host's keys open every function, `status` (every alert, file name and URL) too.
+INTAKE_FUNCTION = "alerts"
 DEPLOYMENT_CONTAINER = "app-package"
 
 
@@ -1187,8 +1190,13 @@ def logic_app_template() -> dict[str, Any]:
                                 f"concat('https://', reference({site}, '{WEB}').defaultHostName, '/{ALERT_ROUTE}')"
                             )
                         },
+                        # The intake function's own key (listKeys of that function), never a host key.
+                        # The function must exist: deploy this once the app runs its package.
                         "FunctionKey": {
-                            "value": arm(f"listKeys(concat({site}, '/host/default'), '{WEB}').functionKeys.default")
+                            "value": arm(
+                                f"listKeys(resourceId('Microsoft.Web/sites/functions', {function_app}, "
+                                f"'{INTAKE_FUNCTION}'), '{WEB}').default"
+                            )
                         },
                     },
                 },

@@ -4,6 +4,7 @@ and secret, and a CA bundle that adds to the public roots rather than replacing 
 from __future__ import annotations
 
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from joedefender.adapters._trust import requests_verify, ssl_context
 from joedefender.settings import Settings
+from tests.hosts import environment, joedefender
 from tests.hosts.test_webhook_limits import make_ca_and_server
 from tests.test_settings import REQUIRED, only_problem, problems_for, settings_with
 
@@ -66,15 +68,28 @@ def test_plain_http_behind_a_proxy_is_allowed_with_a_warning() -> None:
     assert "TLS-terminating proxy" in warning
 
 
-@pytest.mark.parametrize("secret", [None, "x", "twenty-three-characters"])
-def test_a_short_or_missing_secret_is_refused_off_loopback(tmp_path: Path, secret: str | None) -> None:
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (None, "missing"),
+        ("x", "too short"),
+        ("thirty-one-characters-long-text", "too short"),
+        ("a" * 24, "too short"),  # what a length-only rule of 24 took
+        ("a" * 64, "too little variety"),
+        ("ab" * 20, "too little variety"),
+        ("password" * 5, "too little variety"),
+    ],
+)
+def test_a_weak_or_missing_secret_is_refused_off_loopback(tmp_path: Path, secret: str | None, reason: str) -> None:
     _, cert, key = make_ca_and_server(tmp_path)
     values = {"WebhookBindAddress": "::", "WebhookTlsCertFile": str(cert), "WebhookTlsKeyFile": str(key)}
     if secret is not None:
         values["WebhookSecret"] = secret
     problems = dict(problems_for(**values))
     assert list(problems) == ["WebhookSecret"]
-    assert "at least 24 characters" in problems["WebhookSecret"]
+    assert problems["WebhookSecret"].startswith(reason)
+    assert "at least 32 characters" in problems["WebhookSecret"]
+    assert "joedefender secret" in problems["WebhookSecret"]
     if secret is not None:
         assert secret not in problems["WebhookSecret"]
 
@@ -213,3 +228,22 @@ def test_a_graph_url_elsewhere_is_refused_since_the_token_would_go_there(text: s
 
 def test_a_graph_url_with_a_path_is_refused() -> None:
     assert "bare host" in only_problem(GraphApiBaseURL="https://graph.microsoft.com/beta/security")
+
+
+def test_joedefender_secret_prints_a_fresh_secret_the_settings_take_off_loopback(tmp_path: Path) -> None:
+    printed = [
+        subprocess.run(
+            joedefender("secret"), env=environment({}), capture_output=True, text=True, check=True, timeout=60
+        )
+        for _ in range(2)
+    ]
+    first, second = (done.stdout for done in printed)
+    assert first != second
+    assert first.endswith("\n")
+    assert len(first.strip()) == 43
+    _, cert, key = make_ca_and_server(tmp_path)
+    settings = settings_with(
+        WebhookBindAddress=_ANY, WebhookSecret=first.strip(), WebhookTlsCertFile=str(cert), WebhookTlsKeyFile=str(key)
+    )
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get_secret_value() == first.strip()

@@ -129,11 +129,13 @@ def defender_client(
     sleep: Callable[[float], None] = time.sleep,
     shared_holds: SharedHolds | None = None,
     limiter: Limiter | None = None,
+    timeout: float | None = None,
 ) -> DefenderClient:
     """`time_scale` (real seconds per documented second) shrinks the limiter's windows to match
     an emulator running a scaled clock; leave it at 1 for a real tenant. `sleep` is every wait the
     client makes; `shared_holds` share its 429 holds with other processes; a `limiter` given (one
-    shared by every instance, say) replaces the in-process one, and then both are ignored."""
+    shared by every instance, say) replaces the in-process one, and then both are ignored.
+    `timeout` (seconds) replaces the client's own request timeouts (tests of a slow Defender)."""
     return DefenderClient(
         settings.defender_api_base_url,
         token_provider(settings),
@@ -141,6 +143,7 @@ def defender_client(
         retry=defender_retry(settings),
         limiter=limiter or RateLimiter(DOCUMENTED_RATES, time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
         sleep=sleep,
+        **({"timeout": timeout} if timeout is not None else {}),
     )
 
 

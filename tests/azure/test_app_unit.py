@@ -27,6 +27,7 @@ from joedefender.hosts.azure.runtime import Hosted, Runtime
 from joedefender.hosts.azure.timers import SWEEP_GRACE
 from joedefender.settings import Settings
 from tests.azure.functions import bindings_of, call
+from tests.azure.keys import DeployedKeys
 from tests.fakes import FakeDefender, FakeSandbox, file_alert
 from tests.test_settings import REQUIRED
 
@@ -121,6 +122,21 @@ def test_bindings_are_what_the_host_needs(app: func.FunctionApp) -> None:
         "liveresponse": ("queueTrigger", "joedefender-liveresponse", "AzureWebJobsStorage"),
     }
     assert {bindings[name][0]["type"] for name in ("poller", "sweeper")} == {"timerTrigger"}
+
+
+def test_each_http_function_has_its_own_key_and_the_intake_key_cannot_open_status(app: func.FunctionApp) -> None:
+    """Every HTTP trigger needs a key (none is anonymous), and the key given for intake, the
+    `alerts` function's own (deploy/logicapp.json), opens intake only: `status` shows every alert,
+    file name and URL, and opens with its own key (or the host's, which is given to no one)."""
+    keys = DeployedKeys.of(app)
+    intake = keys.function_keys["alerts"]["default"]
+    status = keys.function_keys["status"]["default"]
+    assert keys.opens(app, "alerts", intake)
+    assert not keys.opens(app, "status", intake)
+    assert keys.opens(app, "status", status)
+    assert not keys.opens(app, "alerts", status)
+    for name in ("alerts", "joeaz_alerts", "status"):
+        assert not keys.opens(app, name, "")  # no anonymous function
 
 
 def test_host_json_is_chosen_on_purpose() -> None:

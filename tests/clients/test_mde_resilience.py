@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from joedefender.adapters._microsoft.errors import core_error
 from joedefender.adapters.defender import (
     DefenderAuthError,
     DefenderServerError,
@@ -17,9 +18,11 @@ from joedefender.adapters.defender import (
     ThrottledError,
 )
 from joedefender.bootstrap import defender_client
+from joedefender.domain.errors import Transient
 
 from .mde_fixtures import (
     SECRET,
+    _admin,
     add_fault,
     alert,
     calls,
@@ -221,6 +224,29 @@ def test_a_comment_is_not_repeated_after_a_dropped_connection():
             client.add_comment(ALERT_ID, "Joe Sandbox: malicious")
         assert caught.value.maybe_applied
         assert count(emu, "alerts.update") == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "settles_in"),
+    [({"delay": 1.0}, 0.3), ({"status": 504}, 0.3), ({"status": 500}, None), ({"drop": True}, None)],
+    ids=["timeout", "gateway-timeout", "server-error", "dropped"],
+)
+def test_an_unanswered_comment_says_when_a_late_write_must_have_landed(fault, settles_in):
+    """The write is not repeated, and when the client (or a gateway) stopped waiting before
+    Defender answered, the error says how long Defender may still be applying it: as long again
+    as the client waited (its read timeout). An answer or a dropped connection ended the request."""
+    timeout = httpx.Timeout(10.0, read=0.3)
+    with emulators() as emu, client_for(emu, timeout=timeout) as client:
+        add_fault(emu, method="PATCH", path=r"^/api/alerts/", times=1, **fault)
+        with pytest.raises((DefenderTransportError, DefenderServerError)) as caught:
+            client.add_comment(ALERT_ID, "Joe Sandbox: malicious")
+        assert isinstance(caught.value, DefenderTransportError | DefenderServerError)
+        assert caught.value.settles_in == settles_in
+        with _admin(emu) as admin:  # sent once, not repeated
+            assert [rule["fired"] for rule in admin.get("/_emulator/faults").json()] == [1]
+        translated = core_error(caught.value, "defender")
+        assert isinstance(translated, Transient)
+        assert translated.settles_in == settles_in
 
 
 def test_the_limiter_keeps_a_burst_of_300_reads_under_the_documented_rate():

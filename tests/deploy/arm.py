@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))"
+    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),.]))"
 )
 
 
@@ -43,18 +43,34 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def evaluate(value: str, parameters: Mapping[str, Any]) -> Any:
-    """The value of a template string: an expression in brackets, or the literal text."""
+Functions = Mapping[str, Callable[..., Any]]
+
+
+def evaluate(value: str, parameters: Mapping[str, Any], stand_ins: Functions | None = None) -> Any:
+    """The value of a template string: an expression in brackets, or the literal text.
+
+    `stand_ins` gives the functions a test models (`resourceId`, `listKeys`, ...), each saying in
+    the test what it stands for; a call's result may be followed by `.property`."""
     if not (value.startswith("[") and value.endswith("]")) or value.startswith("[["):
         return value
     tokens = [m for m in _TOKEN.finditer(value[1:-1]) if m.group().strip()]
-    position, result = _expression(tokens, 0, parameters)
+    position, result = _expression(tokens, 0, parameters, {**FUNCTIONS, **(stand_ins or {})})
     if position != len(tokens):
         raise ValueError(f"unexpected text in {value!r}")
     return result
 
 
-def _expression(tokens: list[re.Match[str]], at: int, parameters: Mapping[str, Any]) -> tuple[int, Any]:
+def _expression(
+    tokens: list[re.Match[str]], at: int, parameters: Mapping[str, Any], functions: Functions
+) -> tuple[int, Any]:
+    at, result = _call(tokens, at, parameters, functions)
+    while at < len(tokens) and tokens[at]["punct"] == ".":
+        result = result[tokens[at + 1]["name"]]
+        at += 2
+    return at, result
+
+
+def _call(tokens: list[re.Match[str]], at: int, parameters: Mapping[str, Any], functions: Functions) -> tuple[int, Any]:
     token = tokens[at]
     if token["string"] is not None:
         return at + 1, token["string"][1:-1].replace("''", "'")
@@ -66,12 +82,12 @@ def _expression(tokens: list[re.Match[str]], at: int, parameters: Mapping[str, A
     at += 2
     args = []
     while tokens[at]["punct"] != ")":
-        at, arg = _expression(tokens, at, parameters)
+        at, arg = _expression(tokens, at, parameters, functions)
         args.append(arg)
         if tokens[at]["punct"] == ",":
             at += 1
     if name == "parameters":
         return at + 1, parameters[args[0]]
-    if name not in FUNCTIONS:
+    if name not in functions:
         raise ValueError(f"{name}() is not evaluated here")
-    return at + 1, FUNCTIONS[name](*args)
+    return at + 1, functions[name](*args)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from deploy.templates import version
 
-from deploy import package
+from deploy import lock, package
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ def test_same_sources_give_the_same_bytes(built: Path, tmp_path: Path) -> None:
 def test_requirements_pin_every_runtime_dependency_and_what_it_pulls_in(built: Path) -> None:
     lines = zipfile.ZipFile(built).read("requirements.txt").decode().split()
     pins = dict(line.split("==") for line in lines)
-    for requirement in package.project_dependencies():
+    for requirement in lock.project_dependencies():
         (spec,) = requirement.specifier
         assert pins[requirement.name.lower().replace("_", "-")] == spec.version
     assert pins["pydantic-core"] == metadata.version("pydantic-core")  # pulled in by pydantic, pinned too
@@ -108,16 +108,57 @@ def test_the_app_in_the_package_indexes_with_the_packaged_connector(built: Path,
     assert {"alerts", "joeaz_alerts", "status", "poller", "sweeper"} <= set(found["queues"])
 
 
+def _small_lock(folder: Path, *pins: lock.Pin) -> Path:
+    path = folder / "requirements.lock"
+    path.write_text(lock.render(list(pins)), encoding="utf-8")
+    return path
+
+
 def test_dependencies_are_installed_for_linux_cpython_311_without_scripts(tmp_path: Path) -> None:
-    small = [f"idna=={metadata.version('idna')}"]
-    built = package.build(tmp_path / "deps.zip", requirements=small)
+    small = _small_lock(tmp_path, *lock.wheel_hashes([f"idna=={metadata.version('idna')}"]))
+    built = package.build(tmp_path / "deps.zip", lock=small)
     names = zipfile.ZipFile(built).namelist()
     assert f"{package.SITE_PACKAGES}/idna/__init__.py" in names
     assert not [n for n in names if n.startswith(f"{package.SITE_PACKAGES}/bin/") or n.endswith(".pyc")]
 
 
+def test_a_wheel_whose_hash_is_not_the_locked_one_stops_the_build(tmp_path: Path) -> None:
+    forged = lock.Pin("idna", metadata.version("idna"), ("sha256:" + "0" * 64,))
+    with pytest.raises(lock.PackageError, match=r"(?i)hash"):
+        package.build(tmp_path / "deps.zip", lock=_small_lock(tmp_path, forged))
+    assert not (tmp_path / "deps.zip").exists()
+
+
+def test_the_lock_holds_every_dependency_with_a_hash_and_matches_pyprojects_pins(built: Path) -> None:
+    pins = lock.read()
+    assert lock.stale() == []
+    assert lock.main(["--check"]) == 0
+    assert all(pin.hashes and all(h.startswith("sha256:") and len(h) == 71 for h in pin.hashes) for pin in pins)
+    locked = {pin.name: pin.version for pin in pins}
+    for requirement in lock.project_dependencies():
+        (spec,) = requirement.specifier
+        assert locked[requirement.name.lower().replace("_", "-")] == spec.version
+    assert "pyyaml" not in locked
+    # what the package lists is the lock, line for line
+    packaged = zipfile.ZipFile(built).read("requirements.txt").decode().split()
+    assert packaged == [pin.requirement for pin in pins]
+
+
+def test_a_pin_changed_in_pyproject_makes_the_lock_stale_and_stops_the_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    real = lock.project_dependencies()
+    bumped = [r for r in real if r.name != "idna"] + [type(real[0])("idna==0.1")]
+    monkeypatch.setattr(lock, "project_dependencies", lambda: bumped)
+    monkeypatch.setattr(lock, "_installed_version", lambda name: "0.1" if name == "idna" else metadata.version(name))
+    assert "not in the lock: idna==0.1" in lock.stale()
+    assert lock.main(["--check"]) == 1
+    with pytest.raises(lock.PackageError, match="make lock"):
+        package.build(tmp_path / "app.zip", with_dependencies=False)
+
+
 def test_a_pin_that_disagrees_with_what_is_installed_stops_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = package.project_dependencies()
-    monkeypatch.setattr(package, "project_dependencies", lambda: [*real[:-1], type(real[0])("certifi==1.0.0")])
-    with pytest.raises(package.PackageError, match=r"certifi is pinned to 1\.0\.0 but"):
-        package.locked_requirements()
+    real = lock.project_dependencies()
+    monkeypatch.setattr(lock, "project_dependencies", lambda: [*real[:-1], type(real[0])("certifi==1.0.0")])
+    with pytest.raises(lock.PackageError, match=r"certifi is pinned to 1\.0\.0 but"):
+        lock.locked_requirements()

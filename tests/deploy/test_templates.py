@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import re
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from joedefender.hosts.azure.ports import queue_names
 from joedefender.hosts.azure.runtime import Hosted, Runtime
 from joedefender.settings import SETTING_NAMES, Settings, SettingsError
 from tests.azure.functions import bindings_of
+from tests.azure.keys import DeployedKeys
 from tests.deploy import arm
 from tests.test_settings import REQUIRED
 
@@ -426,15 +428,38 @@ def test_logic_app_calls_the_alert_endpoint_with_the_function_key_and_does_not_w
     assert action["inputs"]["headers"]["x-functions-key"] == "@parameters('FunctionKey')"
     assert action["runtimeConfiguration"]["secureData"]["properties"] == ["inputs"]
     parameters = workflow["properties"]["parameters"]
-    key = parameters["FunctionKey"]["value"]
-    assert key.startswith("[listKeys(")
-    assert key.endswith(".functionKeys.default]")
     assert parameters["FunctionUrl"]["value"].endswith(f"'/{templates.ALERT_ROUTE}')]")
     # The route is the Functions app's alert intake, with function-level keys.
     app = build_app(Runtime(_never_opened, instance="templates"))
-    alerts = bindings_of(app)["alerts"][0]
+    alerts = bindings_of(app)[templates.INTAKE_FUNCTION][0]
     assert f"api/{alerts['route']}" == templates.ALERT_ROUTE
     assert alerts["authLevel"] == "FUNCTION"
+
+
+def _resource_id(kind: str, *names: str) -> str:
+    """ARM's resourceId in this resource group: the type's segments and the names interleaved."""
+    namespace, *types = kind.split("/")
+    path = "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
+    return f"/subscriptions/s/resourceGroups/g/providers/{namespace}/{path}"
+
+
+def test_the_logic_app_is_given_the_intake_functions_own_key_which_cannot_open_status() -> None:
+    """The Logic App's key opens intake only: the `alerts` function's key (listKeys of that
+    function), not a host key, which opens every function, `status` with every alert's file
+    names and URLs too."""
+    app = build_app(Runtime(_never_opened, instance="templates"))
+    keys = DeployedKeys.of(app)
+    stand_ins: dict[str, Callable[..., Any]] = {
+        "variables": {"functionAppName": "joedefenderabc"}.__getitem__,
+        "resourceId": _resource_id,
+        "listKeys": keys.list_keys,
+    }
+    expression = _workflow()["properties"]["parameters"]["FunctionKey"]["value"]
+    given = arm.evaluate(expression, {}, stand_ins)
+    assert keys.opens(app, templates.INTAKE_FUNCTION, given)
+    assert not keys.opens(app, "status", given)
+    assert given not in keys.host.values()
+    assert given != keys.master
 
 
 def _never_opened() -> AbstractContextManager[Hosted]:

@@ -4,6 +4,7 @@ faults from the scenario apply to the API."""
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from typing import Any
 
@@ -203,3 +204,31 @@ def test_a_fault_after_the_handler_applies_the_change_and_loses_the_answer(make_
     # The session is real: a second request for the machine is refused as the real API does.
     again = mde.run_live_response(ONLINE, getfile)
     assert (again.status_code, again.json()["error"]["code"]) == (400, "ActiveRequestAlreadyExists")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PATCH", "/api/alerts/da637000000000000001_1", {"comment": "landed late"}),
+        ("POST", "/api/alerts/batchUpdate", {"alertIds": ["da637000000000000001_1"], "comment": "landed late"}),
+    ],
+)
+def test_a_held_write_is_carried_out_after_the_client_gave_up(make_mde, method, path, body):
+    """A `delay` alone: the write is held past the client's timeout, then applied all the same."""
+    raw = mde_scenario_raw()
+    raw["faults"] = [{"service": "defender", "method": method, "path": f"^{path}$", "delay": 1.0, "times": 1}]
+    mde = make_mde(raw)
+
+    def comments() -> list[str]:
+        [stored] = [a for a in mde.inspect("alerts")["value"] if a["id"] == "da637000000000000001_1"]
+        return [c["comment"] for c in stored.get("comments") or []]
+
+    with pytest.raises(httpx.ReadTimeout):
+        mde.call(method, path, json=body, timeout=0.2)
+    assert comments() == []  # the client gave up; the server still holds the write
+    deadline = time.monotonic() + 10
+    while not comments():
+        assert time.monotonic() < deadline, "the held write never landed"
+        time.sleep(0.05)
+    assert comments() == ["landed late"]
+    assert [rule["fired"] for rule in mde.inspect("faults")] == [1]

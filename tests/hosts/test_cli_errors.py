@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from joedefender.adapters.sqlite import SqliteStore
+from joedefender.domain.comments import MARKER_PREFIX
 from tests.hosts import environment, joedefender
 from tests.pipeline.builders import alert, file_evidence, machine, world
 from tests.world import World, scenario
@@ -74,6 +75,40 @@ def test_process_with_joes_quota_used_up_stops_with_one_line_and_parks_the_submi
     assert "quota is used up" in stopped[0]
     status = _cli("status", settings=w.values)
     assert "submissions are parked until" in status.stdout, status.stdout
+
+
+def test_process_with_joes_quota_used_up_midway_comments_what_it_submitted_then_names_what_is_parked(
+    make_world: WorldFactory,
+) -> None:
+    """Quota for 2 submissions, 3 alerts with a sample each: the 2 submitted are analysed and
+    commented in this run; the third is parked, named, and the run exits 1."""
+    urls = [f"http://phish-{n}.example/login" for n in range(1, 4)]
+    alerts = [alert(n, 1, {"entityType": "Url", "url": url}) for n, url in enumerate(urls, start=1)]
+    raw = world(
+        samples={},
+        machines=[machine(1)],
+        alerts=alerts,
+        verdicts=[{"url": url, "detection": "malicious", "score": 80} for url in urls],
+        time_scale=0.01,
+    )
+    raw["joe"] |= {"quota_daily": 2, "analysis_seconds": 120}
+    w = make_world(scenario(raw))
+    ids = [str(a["id"]) for a in alerts]
+    done = _cli("process", *ids, "--time-scale", str(w.scenario.time_scale), settings=w.values, timeout=90)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert len(w.submissions()) == 2
+    commented = [i for i in ids if any(MARKER_PREFIX in c for c in w.comments(i))]
+    assert len(commented) == 2, done.stdout + done.stderr
+    (parked,) = set(ids) - set(commented)
+    for alert_id in commented:
+        (ours,) = [c for c in w.comments(alert_id) if MARKER_PREFIX in c]
+        assert ours.startswith("Joe Sandbox: MALICIOUS (score 80/100)")
+    stopped = [line for line in _lines(done.stderr) if line.startswith("Stopped")]
+    assert len(stopped) == 1, done.stderr
+    assert "quota is used up" in stopped[0]
+    said = " ".join(done.stderr.split())  # rich may fold the line
+    assert f"1 alert waits for it: {parked}" in said
+    assert not [c for c in w.comments(parked) if MARKER_PREFIX in c]
 
 
 def _garbage(path: Path) -> None:

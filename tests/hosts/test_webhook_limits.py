@@ -3,6 +3,7 @@ foreign hosts, database errors, logs. All over real sockets on 127.0.0.1, bounde
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -130,6 +131,128 @@ def test_a_body_that_does_not_arrive_gets_408(tmp_path: Path) -> None:
             answer = raw.recv(4096).decode()
         assert answer.startswith("HTTP/1.1 408"), answer
         assert store.list("alert") == []
+
+
+# -- floods of connections that send nothing ---------------------------------------------------
+
+
+def _open_idle(port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:
+    """`count` connections from `source` that send nothing (the client keeps them open)."""
+    idle = []
+    for _ in range(count):
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.bind((source, 0))
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", port))
+        idle.append(raw)
+    return idle
+
+
+def _until_gate_saw(webhook: Webhook, count: int) -> None:
+    """Wait (bounded) until the server has taken every one of `count` connections through its gate."""
+    deadline = time.monotonic() + 30
+    while (seen := webhook.connections()).admitted + seen.refused < count:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.01)
+
+
+def _until_gate_holds(webhook: Webhook, count: int) -> None:
+    """Wait (bounded) until the server's gate counts `count` open connections."""
+    deadline = time.monotonic() + 10
+    while (seen := webhook.connections()).open != count:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.01)
+
+
+def _post_from(webhook: Webhook, source: str, n: int, **kwargs: object) -> httpx.Response:
+    transport = httpx.HTTPTransport(local_address=source, **kwargs)  # type: ignore[arg-type]
+    with httpx.Client(transport=transport, timeout=10) as client:
+        return client.post(f"{webhook.url}/api/alerts", content=json.dumps({"id": alert_id(n)}).encode(), headers=_AUTH)
+
+
+def test_with_1100_idle_connections_from_one_address_a_delivery_from_another_gets_202_within_a_second(
+    tmp_path: Path,
+) -> None:
+    with running_webhook(tmp_path / "state.db") as (webhook, store):
+        port = int(webhook.url.rsplit(":", 1)[1])
+        flood = _open_idle(port, 1100)
+        try:
+            _until_gate_saw(webhook, 1100)
+            before = webhook.connections()
+            assert before.by_client == {"127.0.0.1": WebhookLimits.per_client_connections}
+            started = time.monotonic()
+            response = _post_from(webhook, "127.0.0.2", 1)
+            elapsed = time.monotonic() - started
+            after = webhook.connections()
+            assert response.status_code == 202, response.text
+            assert elapsed < 1.0
+            # The flood is still held while the delivery went through, and nobody had to give way
+            # for it: the address's cap, not a deadline, kept the room.
+            assert after.by_client.get("127.0.0.1") == WebhookLimits.per_client_connections
+            assert after.shed == before.shed
+        finally:
+            for raw in flood:
+                raw.close()
+        assert [doc.key for doc in store.list("alert")] == [alert_id(1)]
+
+
+def test_when_the_pool_is_full_of_waiting_connections_the_busiest_address_gives_way(tmp_path: Path) -> None:
+    limits = WebhookLimits(max_connections=50, per_client_connections=50)
+    with running_webhook(tmp_path / "state.db", limits=limits) as (webhook, _):
+        port = int(webhook.url.rsplit(":", 1)[1])
+        flood = [raw for n in (1, 3, 4) for raw in _open_idle(port, 30 if n == 1 else 10, f"127.0.0.{n}")]
+        try:
+            _until_gate_saw(webhook, 50)
+            full = webhook.connections()
+            assert (full.open, full.by_client["127.0.0.1"]) == (50, 30)
+            assert _post_from(webhook, "127.0.0.2", 2).status_code == 202
+            after = webhook.connections()
+            assert after.shed == full.shed + 1
+            assert after.by_client["127.0.0.1"] == 29  # the busiest gave way, the others kept theirs
+            assert (after.by_client["127.0.0.3"], after.by_client["127.0.0.4"]) == (10, 10)
+        finally:
+            for raw in flood:
+                raw.close()
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_first_byte_deadline(tmp_path: Path) -> None:
+    limits = WebhookLimits(first_byte_timeout=0.5, header_timeout=30.0)
+    with running_webhook(tmp_path / "state.db", limits=limits) as (webhook, _):
+        port = int(webhook.url.rsplit(":", 1)[1])
+        (silent,) = _open_idle(port, 1)
+        (talking,) = _open_idle(port, 1)
+        talking.sendall(b"POST /api/alerts HTTP/1.1\r\n")  # one byte in: the head deadline applies
+        started = time.monotonic()
+        assert silent.recv(1) == b""
+        assert time.monotonic() - started < limits.header_timeout / 2  # the first-byte, not the head deadline
+        talking.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # still open
+            talking.recv(1)
+        _until_gate_holds(webhook, 1)  # the silent one is gone, the talking one held
+        silent.close()
+        talking.close()
+
+
+def test_tls_connections_that_never_finish_a_handshake_are_counted_and_cut_off(tmp_path: Path) -> None:
+    _, cert, key = make_ca_and_server(tmp_path / "tls")
+    limits = WebhookLimits(first_byte_timeout=1.0, per_client_connections=20)
+    with running_webhook(tmp_path / "state.db", tls=TlsFiles(cert, key), limits=limits) as (webhook, _):
+        port = int(webhook.url.rsplit(":", 1)[1])
+        flood = _open_idle(port, 60)
+        try:
+            _until_gate_saw(webhook, 60)
+            assert webhook.connections().by_client == {"127.0.0.1": 20}
+            ca = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem"))
+            assert _post_from(webhook, "127.0.0.2", 3, verify=ca).status_code == 202
+            started = time.monotonic()
+            for raw in flood:  # each is closed by the server, within its handshake deadline
+                with contextlib.suppress(ConnectionResetError):
+                    assert raw.recv(1) == b""
+            assert time.monotonic() - started < 5
+            _until_gate_holds(webhook, 0)  # each close reaches the gate's count right after
+        finally:
+            for raw in flood:
+                raw.close()
 
 
 # -- TLS -------------------------------------------------------------------------------------

@@ -350,7 +350,10 @@ class FaultRule(_Model):
     always); `skip` lets that many matching requests through first; `rate` fires it at random
     with that probability (seeded). `after`: the request is carried out first and only its answer
     is replaced (a 5xx) or lost (a dropped connection), as when a real service applied a change but
-    the answer never reached the client; without it the fault stops the request before it runs.
+    the answer never reached the client; without it a `status` or `drop` stops the request before
+    it runs. A `delay` alone holds the request that long and then carries it out and answers it,
+    whether the client still waits or not: a service that applies a write after the client's
+    timeout (an acceptance run saw Defender apply a comment PATCH 65 s after it was sent).
     """
 
     service: Literal["defender", "graph", "joe"]

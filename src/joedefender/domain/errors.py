@@ -5,7 +5,8 @@ exceptions) into these, so the pipeline decides by type and never imports an ada
 
 - `Transient`: an outage, a 5xx, a dropped connection or a timeout that outlasted the adapter's
   own retries; worth trying again later. `maybe_applied` says a write may have landed before
-  the answer was lost, so the caller must look at the world before repeating it.
+  the answer was lost, so the caller must look at the world before repeating it; `settles_in`,
+  when that look can be trusted (a write still in flight on the server lands later).
 - `Throttled`: the service asked us to slow down; `retry_after` is its hint in seconds.
 - `NotFound`: the thing does not exist (or not yet).
 - `Busy`: someone else holds the resource (a live response session on the machine).
@@ -35,9 +36,14 @@ class PortError(JoeDefenderError):
 
 
 class Transient(PortError):
-    def __init__(self, message: str, *, service: str = "", maybe_applied: bool = False) -> None:
+    def __init__(
+        self, message: str, *, service: str = "", maybe_applied: bool = False, settles_in: float | None = None
+    ) -> None:
         super().__init__(message, service=service)
         self.maybe_applied = maybe_applied
+        # Seconds from now until a write the service took, but did not answer, must have landed if
+        # it ever will (it may still be running when the client gives up): look only after that.
+        self.settles_in = settles_in
 
 
 class Throttled(Transient):

@@ -246,6 +246,9 @@ class AlertSampleLink(_Record):
     state: LinkState = LinkState.PENDING
     commented_at: float | None = None
     classified_at: float | None = None  # when the optional alert classification was settled
+    # While `writing`: until when a write sent but not answered may still land on the alert (the
+    # server may apply it after the client gave up); its comments are read back only after that.
+    settles_at: float | None = None
 
 
 class EndpointCleanup(_Record):

@@ -8,8 +8,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +21,9 @@ from rich.text import Text
 
 from joedefender import __version__
 from joedefender.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from joedefender.pipeline.engine import Engine
 
 app = typer.Typer(
     name="joedefender",
@@ -109,6 +113,7 @@ def _settings(file: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
+_NAMED = 20  # alerts named when `process` stops on Joe's quota; the rest are counted
 _EMULATORS_MISSING = (
     "The emulators are not installed: they are a distribution of their own (joedefender-emulators), "
     "for the demo, the tests and `emulate`. From a checkout: `make install`, or `pip install ./emulators`."
@@ -131,6 +136,15 @@ def _emulators_needed() -> Iterator[None]:
 def version() -> None:
     """Print the version."""
     console.print(__version__)
+
+
+@app.command()
+def secret() -> None:
+    """Print a fresh random WebhookSecret (32 bytes from the OS, URL-safe: 43 characters)."""
+    from joedefender.domain.shared_secret import new_shared_secret
+
+    # Plain print, not rich: no markup, wrapping or colour may touch the value.
+    print(new_shared_secret())
 
 
 @app.command()
@@ -199,6 +213,7 @@ def process(
     from joedefender.hosts.standalone.status import alerts_table
     from joedefender.hosts.standalone.workers import WorkerPool
     from joedefender.pipeline.intake import InvalidAlertError
+    from joedefender.pipeline.quota import parked_until
 
     _logging(verbose)
     settings = _settings(settings_file)
@@ -216,19 +231,15 @@ def process(
         workers = WorkerPool(engine, settings.workers)
         workers.start()
         try:
-            # a rejected key or an exhausted quota would reschedule every item far ahead: stop then
-            while not workers.wait_idle_for(0.5) and engine.configuration_problem is None:
-                if engine.quota_exhausted is not None:
-                    break
+            # Everything that can go on does (analyses of what was submitted, comments); what waits
+            # for Joe's quota to reset, or what every item would meet (a rejected key), does not
+            # keep the command waiting.
+            while engine.configuration_problem is None and not workers.wait_idle_for(
+                0.5, before=parked_until(connector.store, engine.ctx.now())
+            ):
+                pass
         finally:
             workers.stop()
-        if engine.quota_exhausted is not None:
-            said = escape(engine.quota_exhausted.message)
-            errors.print(
-                f"[red]Stopped[/]: Joe Sandbox's submission quota is used up ({said}); "
-                "the submissions wait until it resets, and `joedefender run` carries them on"
-            )
-            raise typer.Exit(1)
         problem = engine.configuration_problem
         if problem is not None:
             errors.print(
@@ -237,6 +248,25 @@ def process(
             )
             raise typer.Exit(1)
         console.print(alerts_table(engine.ctx))
+        _stop_if_parked(engine)
+
+
+def _stop_if_parked(engine: Engine) -> None:
+    """After `process` did all it could: name the alerts whose samples wait for Joe's quota."""
+    from joedefender.pipeline.quota import alerts_waiting_for_quota, parked_until
+
+    waiting = alerts_waiting_for_quota(engine.ctx) if engine.quota_exhausted is not None else []
+    if engine.quota_exhausted is None or not waiting:
+        return
+    until = parked_until(engine.ctx.store, engine.ctx.now())
+    when = f" (parked until {datetime.fromtimestamp(until, UTC):%Y-%m-%d %H:%M} UTC)" if until else ""
+    shown = ", ".join(waiting[:_NAMED]) + (f" and {len(waiting) - _NAMED} more" if len(waiting) > _NAMED else "")
+    count = f"1 alert waits for it: {shown}" if len(waiting) == 1 else f"{len(waiting)} alerts wait for it: {shown}"
+    errors.print(
+        f"[red]Stopped[/]: Joe Sandbox's submission quota is used up ({escape(engine.quota_exhausted.message)}); "
+        f"{escape(count)}{when}; the rest is done, and `joedefender run` carries these on once it resets"
+    )
+    raise typer.Exit(1)
 
 
 @app.command()

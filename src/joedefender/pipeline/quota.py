@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from joedefender.domain.jobs import JobState, SampleJob
+from joedefender.domain.keys import link_prefix
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.ports import StateStore, VersionConflict
+from joedefender.pipeline.records import Records
 
 _KIND, _KEY = "meta", "joe-quota"
 
@@ -23,6 +26,24 @@ def parked_until(store: StateStore, now: float) -> float | None:
         return None
     until = float(doc.data.get("until", 0.0))
     return until if until > now else None
+
+
+def waits_for_quota(job: SampleJob) -> bool:
+    """While the quota is used up, this job waits: it is about to submit, or to start collecting a
+    sample only a submission would use. Lookups, collections under way and analyses go on."""
+    return job.state == JobState.SUBMIT or (job.state == JobState.COLLECT and job.current is None)
+
+
+def alerts_waiting_for_quota(records: Records) -> list[str]:
+    """The alerts whose samples wait for the quota to reset (what `process` names when it stops)."""
+    waiting = [job.record for job in records.jobs.list() if not job.record.state.final]
+    alerts = {
+        link.record.alert_id
+        for job in waiting
+        if waits_for_quota(job)
+        for link in records.links.list(prefix=link_prefix(job.key))
+    }
+    return sorted(alerts)
 
 
 def park(ctx: Context, reason: str) -> tuple[float, bool]:

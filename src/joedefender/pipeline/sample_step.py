@@ -20,7 +20,7 @@ from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.indicators import schedule_indicators
 from joedefender.pipeline.pacing import PollPlan
 from joedefender.pipeline.ports import VersionConflict
-from joedefender.pipeline.quota import parked_until
+from joedefender.pipeline.quota import parked_until, waits_for_quota
 from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.submission import new_nonce, submission_marker, submission_tags
 
@@ -40,9 +40,7 @@ class SampleStep:
             return DONE
         state = stored.record.state
         parked = parked_until(self._ctx.store, self._ctx.now())
-        if parked is not None and (
-            state == JobState.SUBMIT or (state == JobState.COLLECT and stored.record.current is None)
-        ):
+        if parked is not None and waits_for_quota(stored.record):
             return again(parked - self._ctx.now())  # no collection or submission while Joe's quota is used up
         if state == JobState.LOOKUP:
             return self._lookup(stored)

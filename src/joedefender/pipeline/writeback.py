@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from joedefender.domain.comments import has_marker, render_failure, render_verdict
-from joedefender.domain.errors import NotFound
+from joedefender.domain.errors import NotFound, Transient
 from joedefender.domain.jobs import AlertSampleLink, JobState, LinkState, SampleJob
 from joedefender.domain.keys import alert_subject, classify_key, link_prefix
 from joedefender.pipeline.classify import wants_classification
@@ -61,7 +61,10 @@ class WriteBackStep:
         waiting = [link for link in links if link.record.state != LinkState.COMMENTED]
         if not waiting:
             return DONE
-        waiting = self._read_back(job.record, waiting)
+        # A write that may still be in flight is left alone until it must have landed.
+        now = ctx.now()
+        unsettled = [link.record.settles_at or now for link in waiting if _settling(link.record, now)]
+        waiting = self._read_back(job.record, [link for link in waiting if not _settling(link.record, now)])
         groups: dict[str, list[Versioned[AlertSampleLink]]] = {}
         for link in waiting:
             groups.setdefault(comment_text(job.record, link.record), []).append(link)
@@ -72,8 +75,9 @@ class WriteBackStep:
                 turn = self._batches.wait(sample_key, ctx.now(), ctx.config.scaled(60))
                 if turn > 0:
                     return again(turn)
-            self._write(job.record, group, text)
-        return DONE
+            if (settles := self._write(job.record, group, text)) is not None:
+                unsettled.append(settles)
+        return again(max(0.0, min(unsettled) - ctx.now())) if unsettled else DONE
 
     def _read_back(self, job: SampleJob, waiting: list[Versioned[AlertSampleLink]]) -> list[Versioned[AlertSampleLink]]:
         """Mark the `writing` links whose comment is on the alert already; the links left to write."""
@@ -91,7 +95,9 @@ class WriteBackStep:
         done = {id(link) for link in there}
         return [link for link in waiting if id(link) not in done]
 
-    def _write(self, job: SampleJob, group: Sequence[Versioned[AlertSampleLink]], text: str) -> None:
+    def _write(self, job: SampleJob, group: Sequence[Versioned[AlertSampleLink]], text: str) -> float | None:
+        """Write `text` on the group's alerts; None when done, or the time from which to look
+        whether a write whose answer never came has landed after all."""
         ctx = self._ctx
         fresh = [link for link in group if link.record.state != LinkState.WRITING]
         if fresh:
@@ -101,19 +107,41 @@ class WriteBackStep:
                 for link in fresh:
                     changes.save(link)
         alert_ids = [link.record.alert_id for link in group]
-        if len(alert_ids) == 1:
-            ctx.defender.add_comment(alert_ids[0], text)
-        else:
-            try:
-                ctx.defender.comment_alerts(alert_ids, text)
-            except NotFound:
-                # An alert of the batch is gone (the emulator refuses the whole batch then; the
-                # docs are silent): the others one by one, after looking which have it already.
-                for link in self._read_back(job, list(group)):
-                    self._write(job, [link], text)
-                return
+        try:
+            if len(alert_ids) == 1:
+                ctx.defender.add_comment(alert_ids[0], text)
+            else:
+                try:
+                    ctx.defender.comment_alerts(alert_ids, text)
+                except NotFound:
+                    # An alert of the batch is gone (the emulator refuses the whole batch then; the
+                    # docs are silent): the others one by one, after looking which have it already.
+                    later = [self._write(job, [link], text) for link in self._read_back(job, list(group))]
+                    return min((t for t in later if t is not None), default=None)
+        except Transient as exc:
+            if exc.settles_in is None:
+                raise
+            return self._unanswered(group, exc.settles_in)
         how = "" if len(alert_ids) == 1 else f", one of {len(alert_ids)} in a batch"
         self._commented(job, group, "commented", f"{job.key} ({job.state.value}){how}")
+        return None
+
+    def _unanswered(self, group: Sequence[Versioned[AlertSampleLink]], settles_in: float) -> float:
+        """The write went out and no answer came: Defender may still apply it. Its comments are
+        read back only once it must have landed; reading them now could miss it and write twice."""
+        ctx = self._ctx
+        settles_at = ctx.now() + settles_in
+        with ctx.changes() as changes:
+            for link in group:
+                link.record.settles_at = settles_at
+                changes.save(link)
+                changes.record(
+                    alert_subject(link.record.alert_id),
+                    "write-back",
+                    "outcome unknown",
+                    f"Defender did not answer; the alert's comments are read back in {settles_in:g} s",
+                )
+        return settles_at
 
     def _commented(
         self, job: SampleJob, links: Sequence[Versioned[AlertSampleLink]], outcome: str, detail: str
@@ -129,3 +157,8 @@ class WriteBackStep:
                 changes.record(alert_subject(link.record.alert_id), "write-back", outcome, detail)
                 if classify:  # after the comment, never in its way
                     changes.enqueue(classify_key(link.doc.key))
+
+
+def _settling(link: AlertSampleLink, now: float) -> bool:
+    """A write of this link went unanswered and may still land: too early to look for it."""
+    return link.state == LinkState.WRITING and link.settles_at is not None and link.settles_at > now

@@ -10,11 +10,11 @@ local.settings.json). It loads no client library: what only a client can check (
 parameters) is checked where that client is built.
 """
 
+from joedefender.domain.shared_secret import MIN_LENGTH as MIN_WEBHOOK_SECRET
 from joedefender.settings.errors import ConfigurationError, SettingsError
 from joedefender.settings.files import read_settings_file
 from joedefender.settings.model import DETECTION_SOURCES, SETTING_NAMES, SEVERITIES, STATUSES, Settings
 from joedefender.settings.network import is_loopback
-from joedefender.settings.rules import MIN_WEBHOOK_SECRET
 
 __all__ = [
     "DETECTION_SOURCES",

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from joedefender.domain.shared_secret import MIN_LENGTH as MIN_WEBHOOK_SECRET
+from joedefender.domain.shared_secret import shared_secret_weakness
 from joedefender.settings.network import is_loopback
-
-MIN_WEBHOOK_SECRET = 24  # characters; a shorter shared secret is refused off loopback
 
 
 class _WebhookAndJoe(Protocol):
@@ -31,7 +31,7 @@ class _WebhookAndJoe(Protocol):
 
 def webhook_problems(settings: _WebhookAndJoe) -> list[tuple[str, str]]:
     """Off loopback the secret crosses a network, so it needs TLS (or a proxy in front that
-    terminates it, said explicitly) and enough length not to be guessed."""
+    terminates it, said explicitly) and a secret strong enough not to be guessed."""
     problems = []
     if (settings.webhook_tls_cert_file is None) != (settings.webhook_tls_key_file is None):
         missing = "WebhookTlsKeyFile" if settings.webhook_tls_key_file is None else "WebhookTlsCertFile"
@@ -48,12 +48,12 @@ def webhook_problems(settings: _WebhookAndJoe) -> list[tuple[str, str]]:
             )
         )
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else ""
-    if len(secret) < MIN_WEBHOOK_SECRET:
+    if weakness := "missing" if not secret else shared_secret_weakness(secret):
         problems.append(
             (
                 "WebhookSecret",
-                f"{'missing' if not secret else 'too short'}: a webhook on {settings.webhook_bind_address} "
-                f"needs a shared secret of at least {MIN_WEBHOOK_SECRET} characters",
+                f"{weakness}: a webhook on {settings.webhook_bind_address} needs a random shared secret of "
+                f"at least {MIN_WEBHOOK_SECRET} characters; `joedefender secret` prints a fresh one",
             )
         )
     return problems

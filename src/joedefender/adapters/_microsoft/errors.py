@@ -101,14 +101,19 @@ class ThrottledError(DefenderError):
 
 
 class DefenderServerError(DefenderError):
-    """5xx still answered when the retry budget ran out."""
+    """5xx still answered when the retry budget ran out; for a request that is not repeated (a
+    comment), `settles_in` as for DefenderTransportError: behind a gateway's 504 the request may
+    still be running."""
+
+    settles_in: float | None = None
 
 
 class DefenderTransportError(DefenderError):
     """Timeouts or broken connections outlasted the retry budget.
 
     `maybe_applied` is True when a request that must not be repeated (a comment, a live response)
-    may have reached Defender before the connection failed: look before trying again.
+    may have reached Defender before the connection failed: look before trying again, and not
+    before `settles_in` seconds, when a request Defender was still working on has landed.
     """
 
     def __init__(
@@ -116,12 +121,14 @@ class DefenderTransportError(DefenderError):
         message: str,
         *,
         maybe_applied: bool = False,
+        settles_in: float | None = None,
         status: int | None = None,
         code: str | None = None,
         target: str | None = None,
         operation: str | None = None,
     ) -> None:
         self.maybe_applied = maybe_applied
+        self.settles_in = settles_in
         if maybe_applied:
             message += " (the request may have reached Defender: look before repeating it)"
         super().__init__(message, status=status, code=code, target=target, operation=operation)
@@ -179,7 +186,7 @@ def core_error(exc: DefenderError, service: str) -> PortError:
     if isinstance(exc, ThrottledError):
         error = Throttled(message, service=service, retry_after=exc.retry_after)
     elif isinstance(exc, DefenderTransportError):
-        error = Transient(message, service=service, maybe_applied=exc.maybe_applied)
+        error = Transient(message, service=service, maybe_applied=exc.maybe_applied, settles_in=exc.settles_in)
     elif isinstance(exc, DefenderAuthError):
         error = Misconfigured(message, service=service)
     elif isinstance(exc, ForbiddenError | FeatureDisabledError):
@@ -190,7 +197,9 @@ def core_error(exc: DefenderError, service: str) -> PortError:
         error = Busy(message, service=service)
     elif isinstance(exc, BadRequestError | DownloadTooLargeError):
         error = Rejected(message, service=service)
-    else:  # server errors, unreadable answers, and any other answer the service may give
+    elif isinstance(exc, DefenderServerError):  # behind a gateway's 504 the request may run on
+        error = Transient(message, service=service, settles_in=exc.settles_in)
+    else:  # unreadable answers, and any other answer the service may give
         error = Transient(message, service=service)
     error.args = (str(exc),)
     return error

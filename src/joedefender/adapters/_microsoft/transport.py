@@ -30,6 +30,7 @@ import httpx
 from joedefender import __version__
 from joedefender.adapters._microsoft.errors import (
     DefenderError,
+    DefenderServerError,
     DefenderTransportError,
     error_for,
 )
@@ -41,6 +42,7 @@ from joedefender.domain.retry import RetryPolicy
 USER_AGENT = f"joedefender/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 _MAX_ERROR_TEXT = 300
+_GATEWAY_TIMEOUT = 504
 # Failures that prove the request never reached the server, so even a non-idempotent one may repeat.
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _SIGNATURE = re.compile(r"(?i)(sig=)[^&\s\"']+")
@@ -135,6 +137,7 @@ class Transport:
         self._tokens = tokens
         self._limiter = limiter
         self._retry = retry
+        self._settle = settle_time(timeout)
         self._sleep = sleep
         self._monotonic = monotonic
         self._rand = rand
@@ -181,6 +184,8 @@ class Transport:
                 assert failure is not None
                 error: DefenderError = _transport_error(failure, operation, idempotent)
                 if isinstance(error, DefenderTransportError) and error.maybe_applied:
+                    if isinstance(failure, httpx.TimeoutException):  # we stopped waiting, not Defender
+                        error.settles_in = self._settle
                     raise error from None
                 wait = budget.backoff(self._rand)
             elif response.status_code in ok:
@@ -201,6 +206,8 @@ class Transport:
                 elif status >= 500 and not idempotent:
                     # A 5xx may come after the service made the change (the docs are silent on it):
                     # not repeated here; the caller looks (comments, actions) before repeating it.
+                    if isinstance(error, DefenderServerError) and status == _GATEWAY_TIMEOUT:
+                        error.settles_in = self._settle  # a gateway stopped waiting: the request may run on
                     raise error
                 elif status >= 500:
                     wait = budget.backoff(self._rand)
@@ -300,6 +307,17 @@ def raw_chunks(response: httpx.Response, operation: str, chunk_size: int) -> Ite
         raise DefenderTransportError(
             f"the result download broke off: {type(exc).__name__}", operation=operation
         ) from None
+
+
+def settle_time(timeout: httpx.Timeout) -> float:
+    """How long after giving up on a write the client waits before it trusts a look at the world.
+
+    Only when the waiting stopped before Defender answered (our read timeout, or a gateway's 504)
+    may the request still be running there; an answer (a 500, a 503) or a dropped connection ends
+    it. The client waited `read` seconds; a request Defender was still working on then may land
+    later (an acceptance run saw a PATCH applied 65 s after it was sent). Defender documents no
+    bound, so it is given as long again as the client waited (README: to confirm on a real tenant)."""
+    return timeout.read if timeout.read is not None else float(DEFAULT_TIMEOUT.read or 60.0)
 
 
 def _transport_error(failure: httpx.TransportError, operation: str, idempotent: bool) -> DefenderTransportError:

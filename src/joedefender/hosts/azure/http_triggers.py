@@ -1,10 +1,10 @@
 """The HTTP triggers: alert intake (JoeAz's Logic App body or the bare WDATP trigger body,
 answered 202 at once) and an alert's status as `joedefender status ALERT_ID` prints it.
 
-Both use function-level authorisation: the Functions host checks the function key (the
-`x-functions-key` header or `code` parameter, as JoeAz's Logic App sends it) before the code
-runs, so the shared intake is built without a secret of its own.
-"""
+Both use function-level authorisation: the Functions host checks the key (the `x-functions-key`
+header or `code` parameter, as JoeAz's Logic App sends it) before the code runs, so the shared
+intake is built without a secret of its own. Each function has keys of its own: the Logic App is
+given the intake function's (deploy/logicapp.json), which cannot open `status`."""
 
 from __future__ import annotations
 

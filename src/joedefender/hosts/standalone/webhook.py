@@ -5,10 +5,9 @@ and the JoeAz-compatible bodies are decided by `hosts.alert_intake`, which the A
 trigger shares, so FastAPI's own validation (422 with its own shapes) would stand in the way;
 the OpenAPI document is still generated from that module's pydantic request models. uvicorn
 brings what the hand-written server lacked: an event loop instead of a thread per connection,
-a connection limit (`limit_concurrency`: 503 beyond it), a listen backlog, keep-alive and TLS.
-Two limits uvicorn does not have are added here: a deadline for a request's headers (a client
-that sends a request line and then nothing, or one byte a second, is cut off) and one for its
-body (408).
+a listen backlog and keep-alive. What uvicorn does not have is in `connections` (a connection
+gate under its protocol: caps per client address and in all, deadlines for the first byte, the
+TLS handshake and the request head) and here (a deadline for the body: 408).
 
 On loopback the `Host` header must name this machine and a browser's `Origin` must be local too:
 with the JSON content type required, a web page can neither post here without a CORS preflight
@@ -17,10 +16,9 @@ with the JSON content type required, a web page can neither post here without a 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,14 +27,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import h11
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from joedefender import __version__
 from joedefender.hosts.alert_intake import (
@@ -49,6 +45,7 @@ from joedefender.hosts.alert_intake import (
     LogicAppBody,
     TriggerBody,
 )
+from joedefender.hosts.standalone.connections import ConnectionGate, GateCounts, gated_protocol
 from joedefender.pipeline.intake import Intake
 from joedefender.settings import is_loopback
 
@@ -59,12 +56,18 @@ _INTAKE_THREADS = 8  # as many as the store keeps connections
 
 @dataclass(frozen=True)
 class WebhookLimits:
-    """Bounds on what one client may hold. Seconds, except where said."""
+    """Bounds on what one client may hold (see `connections`). Seconds, except where said."""
 
+    first_byte_timeout: float = 2.0  # from accept to the first byte (plain) or a finished TLS handshake
     header_timeout: float = 10.0  # from connecting (or the last answer) to a complete request head
     body_timeout: float = 30.0  # to receive the whole body once the head is in
     keep_alive: int = 5  # an idle keep-alive connection is closed after this
-    max_connections: int = 1000  # beyond it, requests get 503 at once
+    # Connections held at once, in all and per client address (an IPv6 client: its /64); over
+    # either, the longest-waiting connection without a request gives way (see `connections`).
+    # Half the pool per client: one address (a proxy, or 300 clients behind one NAT) may burst,
+    # but never keeps out another.
+    max_connections: int = 1000
+    per_client_connections: int = 500
     backlog: int = 2048  # connections the kernel queues before accept
 
 
@@ -256,56 +259,11 @@ def _host_only(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def _header_deadline_protocol(timeout: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a deadline for the request head: a connection that has not sent
-    a whole request line and headers within `timeout` (after connecting, or after its last
-    answer) is closed, however slowly it trickles bytes."""
-
-    class HeaderDeadline(H11Protocol):
-        _deadline: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            # uvicorn writes an answer's head and body apart; with Nagle on, the body waits for
-            # the client's delayed ACK (40 ms on Linux) on every keep-alive request after the first.
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            if exc is not None:
-                logger.debug("webhook: %s hung up (%s)", _address(self.client), type(exc).__name__)
-            super().connection_lost(exc)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._arm()
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(timeout, self._expired)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _expired(self) -> None:
-            self._deadline = None
-            # IDLE: no whole request head since connecting or since the last answer. A request whose
-            # head is in is past IDLE, and its body has the app's own deadline.
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                logger.debug("webhook: closed %s, no request head within %g s", _address(self.client), timeout)
-                self.transport.close()
-
-    return HeaderDeadline
-
-
-def _address(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "a client"
+def _server_tls(files: TlsFiles) -> ssl.SSLContext:
+    """The server side of TLS: the platform's defaults (TLS 1.2 or later) and our certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(files.cert_file), str(files.key_file))
+    return context
 
 
 class Webhook:
@@ -332,22 +290,32 @@ class Webhook:
         )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.create_server((host, port), family=family, backlog=limits.backlog)
+        self._gate = ConnectionGate(per_client=limits.per_client_connections, total=limits.max_connections)
+        protocol = gated_protocol(
+            self._gate,
+            first_byte_timeout=limits.first_byte_timeout,
+            head_timeout=limits.header_timeout,
+            tls=_server_tls(tls) if tls else None,  # the gate does the handshake, after its count
+        )
         config = uvicorn.Config(
             app,
-            http=_header_deadline_protocol(limits.header_timeout),
+            http=protocol,
             lifespan="off",
             access_log=False,
             log_config=None,
             server_header=False,
-            limit_concurrency=limits.max_connections,
+            # A backstop on requests under way: the gate already holds connections to the cap.
+            limit_concurrency=limits.max_connections + 1,
             backlog=limits.backlog,
             timeout_keep_alive=limits.keep_alive,
             timeout_graceful_shutdown=5,
-            ssl_certfile=str(tls.cert_file) if tls else None,
-            ssl_keyfile=str(tls.key_file) if tls else None,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+
+    def connections(self) -> GateCounts:
+        """The connection gate's accounting: open per client, admitted, shed, refused."""
+        return self._gate.counts()
 
     @property
     def url(self) -> str:

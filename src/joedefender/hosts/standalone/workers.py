@@ -15,6 +15,8 @@ from joedefender.pipeline.engine import Engine
 
 logger = logging.getLogger("joedefender.workers")
 _MAX_IDLE_WAIT = 1.0  # re-read the queue at least this often: another process may share the store
+# An item put off until a moment is due then, give or take the rounding of "now + (moment - now)".
+_SAME_MOMENT = 0.001
 
 
 class WorkerPool:
@@ -50,13 +52,20 @@ class WorkerPool:
         while not self.wait_idle_for(_MAX_IDLE_WAIT):
             pass
 
-    def wait_idle_for(self, timeout: float) -> bool:
-        """Wait at most `timeout` for the pool to go idle; True if it is."""
-        store = self._engine.ctx.store
+    def wait_idle_for(self, timeout: float, *, before: float | None = None) -> bool:
+        """Wait at most `timeout` for the pool to go idle; True if it is: no worker busy, and
+        nothing queued, or (with `before`) nothing due before that time."""
         with self._wake:
-            if not self._stopping.is_set() and (self._busy or store.pending()):
+            if not self._stopping.is_set() and not self._idle(before):
                 self._wake.wait(timeout)
-            return self._stopping.is_set() or not (self._busy or store.pending())
+            return self._stopping.is_set() or self._idle(before)
+
+    def _idle(self, before: float | None) -> bool:
+        store = self._engine.ctx.store
+        if self._busy or not store.pending():
+            return not self._busy
+        due = store.next_due()
+        return before is not None and due is not None and due >= before - _SAME_MOMENT
 
     @property
     def stopping(self) -> bool:
