@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from joedefender.domain.keys import TENANT_BATCH, WorkKey, WorkKind
-from joedefender.pipeline.records import Records
+from joedefender.pipeline.facade import Records
 
 DIMENSIONS = ("alert_id", "sample", "machine_id", "action_id", "work_item")
 _NONE: Mapping[str, str] = MappingProxyType({})

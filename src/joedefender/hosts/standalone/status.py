@@ -7,7 +7,6 @@ Rich does not parse, so `http://evil.example/[/x]` prints as itself and `[link=.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from rich.console import Console, Group
@@ -17,8 +16,7 @@ from rich.text import Text
 
 from joedefender.domain.jobs import AlertRecord, SampleJob
 from joedefender.domain.keys import alert_subject, link_key, link_prefix
-from joedefender.pipeline.quota import parked_until
-from joedefender.pipeline.records import Records
+from joedefender.pipeline.facade import Records, Status
 
 _STYLE = {
     "done": "green",
@@ -136,16 +134,17 @@ def alert_detail(ctx: Records, alert: AlertRecord) -> Group:
     return Group(*parts)
 
 
-def print_status(ctx: Records, console: Console, alert_id: str | None = None) -> bool:
+def print_status(status: Status, console: Console, alert_id: str | None = None) -> bool:
     """False when the alert asked for is unknown."""
+    ctx = status.records
     if alert_id is None:
         console.print(alerts_table(ctx))
         console.print(jobs_table(ctx))
         indicators = indicators_table(ctx)
         if indicators is not None:
             console.print(indicators)
-        console.print(f"work items queued: {ctx.store.pending()}")
-        parked = parked_until(ctx.store, time.time())
+        console.print(f"work items queued: {status.pending()}")
+        parked = status.parked_until()
         if parked is not None:
             when = datetime.fromtimestamp(parked, UTC).strftime("%Y-%m-%d %H:%M:%S")
             console.print(f"Joe Sandbox's submission quota is used up: submissions are parked until {when} UTC")

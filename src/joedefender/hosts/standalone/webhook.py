@@ -49,7 +49,7 @@ from joedefender.hosts.alert_intake import (
     LogicAppBody,
     TriggerBody,
 )
-from joedefender.pipeline.intake import Intake
+from joedefender.pipeline.facade import Application
 from joedefender.settings import is_loopback
 
 logger = logging.getLogger("joedefender.webhook")
@@ -313,7 +313,7 @@ class Webhook:
 
     def __init__(
         self,
-        intake: Intake,
+        connector: Application,
         *,
         secret: str | None,
         host: str,
@@ -325,7 +325,7 @@ class Webhook:
     ) -> None:
         self._tls = tls
         app = build_app(
-            AlertIntake(intake, secret=secret, on_new=on_new),
+            AlertIntake(connector, secret=secret, on_new=on_new),
             ready=ready,
             body_timeout=limits.body_timeout,
             loopback=is_loopback(host),

@@ -1,4 +1,4 @@
-"""A pool of worker threads running the engine's steps as they come due.
+"""A pool of worker threads running the connector's steps as they come due.
 
 An idle worker waits on a condition until the next item is due or new work is enqueued; it never
 sleeps a fixed time hoping the work is ready.
@@ -11,15 +11,15 @@ import os
 import threading
 import uuid
 
-from joedefender.pipeline.engine import Engine
+from joedefender.pipeline.facade import Application
 
 logger = logging.getLogger("joedefender.workers")
 _MAX_IDLE_WAIT = 1.0  # re-read the queue at least this often: another process may share the store
 
 
 class WorkerPool:
-    def __init__(self, engine: Engine, size: int) -> None:
-        self._engine = engine
+    def __init__(self, app: Application, size: int) -> None:
+        self._app = app
         self._size = size
         self._wake = threading.Condition()
         self._stopping = threading.Event()
@@ -52,24 +52,24 @@ class WorkerPool:
 
     def wait_idle_for(self, timeout: float) -> bool:
         """Wait at most `timeout` for the pool to go idle; True if it is."""
-        store = self._engine.ctx.store
+        app = self._app
         with self._wake:
-            if not self._stopping.is_set() and (self._busy or store.pending()):
+            if not self._stopping.is_set() and (self._busy or app.pending()):
                 self._wake.wait(timeout)
-            return self._stopping.is_set() or not (self._busy or store.pending())
+            return self._stopping.is_set() or not (self._busy or app.pending())
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
     def _work(self, owner: str) -> None:
-        engine = self._engine
+        app = self._app
         while not self._stopping.is_set():
             with self._wake:
                 self._busy += 1
             ran = False
             try:
-                ran = engine.run_next(owner)
+                ran = app.run_next(owner)
             except Exception:  # the store itself failed; keep the worker alive
                 logger.exception("worker %s could not run a step", owner)
             finally:
@@ -81,8 +81,8 @@ class WorkerPool:
                         self._wake.notify_all()
             if ran:
                 continue
-            due = engine.ctx.store.next_due()
-            wait = _MAX_IDLE_WAIT if due is None else min(_MAX_IDLE_WAIT, max(0.0, due - engine.ctx.now()))
+            due = app.next_due()
+            wait = _MAX_IDLE_WAIT if due is None else min(_MAX_IDLE_WAIT, max(0.0, due - app.now()))
             with self._wake:
                 if not self._stopping.is_set():
                     self._wake.wait(wait)

@@ -28,7 +28,7 @@ class MachineHealth:
         """Each machine's health, from a read of the last WINDOW nominal seconds or a new one."""
         ids = list(dict.fromkeys(machine_ids))
         with self._lock:
-            oldest = self._ctx.now() - self._ctx.config.scaled(WINDOW)
+            oldest = self._ctx.now() - self._ctx.clock.real(WINDOW)
             stale = [m for m in ids if m not in self._known or self._known[m][1] < oldest]
             if stale:
                 found = {m.id.lower(): m.online for m in self._ctx.defender.get_machines(stale)}
