@@ -66,12 +66,9 @@ class Context(Records):
             uow.fence(claim.item)
         return Changes(uow, self.clock)
 
-    def lease_held(self) -> bool:
-        """False once the running step is known to have lost its lease: it should
-        stop before its next side effect (`check_lease` raises `LeaseLost` then)."""
-        return self.claims.held()
-
     def check_lease(self) -> None:
+        """Raise `LeaseLost` once the running step is known to have lost its lease: it should
+        stop before its next side effect."""
         self.claims.check()
 
     def record(self, subject: str, step: str, outcome: str, detail: str = "") -> None:

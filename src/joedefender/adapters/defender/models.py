@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from joedefender.domain.liveresponse import ActionStatus
+
 
 def _none_as_empty(value: object) -> object:
     return [] if value is None else value
@@ -90,23 +92,9 @@ class Determination(StrEnum):
     OTHER = "Other"
 
 
-class MachineActionStatus(StrEnum):
-    PENDING = "Pending"
-    IN_PROGRESS = "InProgress"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    TIMEOUT = "TimeOut"
-    CANCELLED = "Cancelled"
-
-
-FINAL_ACTION_STATUSES = frozenset(
-    {
-        MachineActionStatus.SUCCEEDED,
-        MachineActionStatus.FAILED,
-        MachineActionStatus.TIMEOUT,
-        MachineActionStatus.CANCELLED,
-    }
-)
+# A machine action's status: the core's own enum, which spells Defender's values.
+MachineActionStatus = ActionStatus
+FINAL_ACTION_STATUSES = frozenset(status for status in ActionStatus if not status.running)
 
 
 class CommandType(StrEnum):

@@ -36,8 +36,3 @@ class MachineHealth:
                 for machine_id in stale:
                     self._known[machine_id] = (found.get(machine_id.lower(), False), at)
             return {m: self._known[m][0] for m in ids}
-
-    def forget(self, machine_id: str) -> None:
-        """Defender said something about the machine that its health did not: read it again."""
-        with self._lock:
-            self._known.pop(machine_id, None)

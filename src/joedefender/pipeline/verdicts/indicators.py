@@ -238,40 +238,7 @@ class BatchStep:
         budget: Versioned[IndicatorBudget],
     ) -> Outcome:
         ctx = self._ctx
-        # One indicator per (type, value), however many samples of the batch produced it.
-        wanted: dict[tuple[str, str], Indicator] = {}
-        holders: dict[tuple[str, str], list[PushedValue]] = {}
-        for stored in taken:
-            push = stored.record
-            job = ctx.jobs.get(push.sample_key)
-            if job is None or job.record.verdict is None:
-                continue
-            assert push.expires_at is not None
-            expires = datetime.fromtimestamp(push.expires_at, UTC)
-            theirs = [v for v in push.values if _held_by_another(known.get(_key(v.type, v.value)))]
-            if theirs:  # an analyst's (or another tool's) indicator: never overwritten
-                push.values = [v for v in push.values if v not in theirs]
-                note = f"{len(theirs)} held by another's indicator (left alone)"
-                push.skipped = f"{push.skipped}, {note}" if push.skipped else note
-            for value in push.values:
-                existing = known.get(_key(value.type, value.value))
-                if existing is not None and existing.ours and _lasts(existing, expires):
-                    value.id, value.failure = existing.id, None  # the lost import had done it
-                    continue
-                key = _key(value.type, value.value)
-                holders.setdefault(key, []).append(value)
-                wanted.setdefault(
-                    key,
-                    render_indicator(
-                        ctx.config.indicators,
-                        job.record.verdict,
-                        _type(value.type),
-                        value.value,
-                        sample=job.record.sha256 or job.record.url or push.sample_key,
-                        alert_id=push.alert_id,
-                        expires_at=expires,
-                    ),
-                )
+        wanted, holders = self._wanted(taken, known)
         sent = list(wanted.values())
         results: list[ImportResult] = []
         if sent:
@@ -304,6 +271,46 @@ class BatchStep:
             budget.record.active += created
             changes.save(budget)
         return DONE
+
+    def _wanted(
+        self, taken: list[Versioned[IndicatorPush]], known: dict[tuple[str, str], ExistingIndicator]
+    ) -> tuple[dict[tuple[str, str], Indicator], dict[tuple[str, str], list[PushedValue]]]:
+        """One indicator per (type, value) to import, however many samples of the batch produced
+        it, and the pushed values each one is for."""
+        wanted: dict[tuple[str, str], Indicator] = {}
+        holders: dict[tuple[str, str], list[PushedValue]] = {}
+        for stored in taken:
+            push = stored.record
+            job = self._ctx.jobs.get(push.sample_key)
+            if job is None or job.record.verdict is None:
+                continue
+            assert push.expires_at is not None
+            expires = datetime.fromtimestamp(push.expires_at, UTC)
+            theirs = [v for v in push.values if _held_by_another(known.get(_key(v.type, v.value)))]
+            if theirs:  # an analyst's (or another tool's) indicator: never overwritten
+                push.values = [v for v in push.values if v not in theirs]
+                note = f"{len(theirs)} held by another's indicator (left alone)"
+                push.skipped = f"{push.skipped}, {note}" if push.skipped else note
+            for value in push.values:
+                existing = known.get(_key(value.type, value.value))
+                if existing is not None and existing.ours and _lasts(existing, expires):
+                    value.id, value.failure = existing.id, None  # the lost import had done it
+                    continue
+                key = _key(value.type, value.value)
+                holders.setdefault(key, []).append(value)
+                wanted.setdefault(
+                    key,
+                    render_indicator(
+                        self._ctx.config.indicators,
+                        job.record.verdict,
+                        _type(value.type),
+                        value.value,
+                        sample=job.record.sha256 or job.record.url or push.sample_key,
+                        alert_id=push.alert_id,
+                        expires_at=expires,
+                    ),
+                )
+        return wanted, holders
 
     def _rejected(self, taken: list[Versioned[IndicatorPush]], exc: Rejected) -> Outcome:
         """Defender refused the whole batch: retrying the same bodies would fail the same way."""
