@@ -666,3 +666,16 @@ def test_an_exhausted_quota_parks_every_submission_until_it_resets() -> None:
     rig.drain()  # the clock moves past the reset: both go
     assert {s.sha256 for s in rig.sandbox.submissions} == {SHA, hashlib.sha256(other).hexdigest()}
     assert len(_ours(rig.defender.comments("a1"))) == 1
+
+
+def test_every_job_state_has_a_handler_beside_its_transitions() -> None:
+    from joedefender.domain.jobs import TRANSITIONS
+    from joedefender.pipeline.collection.actions import ActionRunner
+    from joedefender.pipeline.collection.registry import STRATEGIES
+    from joedefender.pipeline.sample.job import SampleWork
+
+    rig = Rig()
+    handlers = SampleWork(rig.ctx, ActionRunner(rig.ctx), STRATEGIES).handlers
+    assert set(handlers) == set(TRANSITIONS) == set(JobState)
+    # The two collection states are one handler's: starting an attempt, and following it.
+    assert handlers[JobState.COLLECT] is handlers[JobState.COLLECTING]
