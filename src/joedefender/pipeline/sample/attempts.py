@@ -41,19 +41,19 @@ class Attempts:
     def __init__(
         self, ctx: Context, ledger: JobLedger, runner: ActionRunner, strategies: Sequence[CollectionStrategy]
     ) -> None:
-        self._ctx = ctx
+        self.ctx = ctx
+        self.runner = runner
+        self.strategies = strategies
         self._ledger = ledger
-        self._runner = runner
-        self._strategies = strategies
 
     def machine_lease(self) -> float:
         """Nominal seconds a machine is held for one action (its timeout and a few looks)."""
-        return self._ctx.config.action_timeout + self._ctx.config.action_poll * 4
+        return self.ctx.config.action_timeout + self.ctx.config.action_poll * 4
 
     def launch(self, stored: Versioned[SampleJob], attempt: Attempt, note: tuple[str, str] | None = None) -> Outcome:
         """Save the intent (with the history line `note`), then start the attempt's (next)
         action; `HELD_ELSEWHERE` when Defender says another live response session holds the machine."""
-        ctx, job = self._ctx, stored.record
+        ctx, job = self.ctx, stored.record
         with ctx.changes() as changes:  # the intent, so a crash after the call can find the action
             self._ledger.save(changes, stored)
             if note is not None:
@@ -61,7 +61,7 @@ class Attempts:
         strategy, target = self._strategy(attempt), self._target(job, attempt)
         comment = f"{mark(attempt.nonce)}: collect {job.sha256} for Joe Sandbox ({strategy.stage_label(attempt)})"
         try:
-            action = self._runner.launch(attempt.machine_id, strategy.commands(target), comment)
+            action = self.runner.launch(attempt.machine_id, strategy.commands(target), comment)
         except NotFound as exc:
             return self.failed(stored, attempt, Cause(reason=Reason.MACHINE_NOT_FOUND, detail=exc.message))
         except NotAllowed as exc:
@@ -83,19 +83,19 @@ class Attempts:
             changes.record(job.key, "collect", "started", f"{step} on {attempt.machine_id}, action {action.id}")
 
         self._ledger.commit(stored, write)
-        return again(self._runner.next_look(attempt.action_started_at))
+        return again(self.runner.next_look(attempt.action_started_at))
 
     def _not_allowed(self, stored: Versioned[SampleJob], attempt: Attempt, exc: NotAllowed) -> Outcome:
         cause = Cause(reason=Reason.LIVE_RESPONSE_NOT_ALLOWED, detail=exc.message)
-        with self._ctx.changes() as changes:
+        with self.ctx.changes() as changes:
             _forget(stored, attempt)
             outcome = self._ledger.fail(stored, cause, changes)
-        self._runner.release(attempt.machine_id, stored.record.key)
+        self.runner.release(attempt.machine_id, stored.record.key)
         return outcome
 
     def follow(self, stored: Versioned[SampleJob], attempt: Attempt) -> Result:
         """Look at the attempt's action; once it ended, do what its strategy says follows."""
-        ctx, runner = self._ctx, self._runner
+        ctx, runner = self.ctx, self.runner
         if attempt.action_id is None:
             return self._reconcile(stored, attempt)
         action = runner.look(attempt.action_id)
@@ -114,7 +114,7 @@ class Attempts:
 
     def _after(self, stored: Versioned[SampleJob], attempt: Attempt, action: LiveResponseAction) -> Result:
         strategy = self._strategy(attempt)
-        following = strategy.after(action, self._runner.results(action.id), self._target(stored.record, attempt))
+        following = strategy.after(action, self.runner.results(action.id), self._target(stored.record, attempt))
         if isinstance(following, NextStage):
             return self._next_stage(stored, attempt, following)
         if isinstance(following, Failed):
@@ -124,8 +124,8 @@ class Attempts:
 
     def _next_stage(self, stored: Versioned[SampleJob], attempt: Attempt, stage: NextStage) -> Outcome:
         """Renew the machine's lease and start the attempt's next action."""
-        ctx = self._ctx
-        if not self._runner.hold(attempt.machine_id, stored.record.key, self.machine_lease()):
+        ctx = self.ctx
+        if not self.runner.hold(attempt.machine_id, stored.record.key, self.machine_lease()):
             # Our lease ran out and another job took the machine: start over when it is free.
             self.withdraw(stored, attempt, ("machine busy", attempt.machine_id))
             return ctx.later(ctx.config.busy_retry)
@@ -139,12 +139,12 @@ class Attempts:
     def _reconcile(self, stored: Versioned[SampleJob], attempt: Attempt) -> Outcome:
         """The step that started this attempt died before recording the action: find it by its nonce."""
         label = f"({self._strategy(attempt).stage_label(attempt)})"
-        action = self._runner.find(attempt.machine_id, attempt.nonce, label)
+        action = self.runner.find(attempt.machine_id, attempt.nonce, label)
         if action is None:
             self.withdraw(stored, attempt)
             return again(0)
         attempt.action_id = action.id
-        with self._ctx.changes() as changes:
+        with self.ctx.changes() as changes:
             self._ledger.save(changes, stored)
             changes.record(stored.record.key, "collect", "recovered", f"action {action.id} found by its nonce")
         return again(0)
@@ -164,7 +164,7 @@ class Attempts:
         return Staged(found, _file_name(job))
 
     def _collected(self, stored: Versioned[SampleJob], attempt: Attempt, size: int) -> None:
-        ctx, job = self._ctx, stored.record
+        ctx, job = self.ctx, stored.record
         newly_collected = attempt.outcome != "collected"
         strategy = self._strategy(attempt)
         delivered = f"{size} bytes from {attempt.machine_id} by {attempt.strategy}: {strategy.how}"
@@ -179,15 +179,15 @@ class Attempts:
 
         self._ledger.commit(stored, write)
         if newly_collected:
-            self._runner.release(attempt.machine_id, job.key)
+            self.runner.release(attempt.machine_id, job.key)
 
     def _stage(self, job: SampleJob, attempt: Attempt) -> tuple[SampleStaging | None, Cause]:
         """Stream the fetched file(s) into staging and verify: the open staging that holds the
         evidence's bytes, or None and why not. The strategy turns each into the sample's bytes."""
-        ctx, strategy = self._ctx, self._strategy(attempt)
+        ctx, strategy = self.ctx, self._strategy(attempt)
         assert attempt.action_id is not None
         assert job.sha256 is not None
-        results = self._runner.results(attempt.action_id)
+        results = self.runner.results(attempt.action_id)
         cause = Cause(reason=Reason.QUARANTINE_NOT_FOUND)
         limit = ctx.config.max_sample_bytes
         for index in strategy.sample_results(attempt):
@@ -210,44 +210,44 @@ class Attempts:
         return None, cause
 
     def failed(self, stored: Versioned[SampleJob], attempt: Attempt, cause: Cause) -> Outcome:
-        ctx, job = self._ctx, stored.record
+        ctx, job = self.ctx, stored.record
         attempt.outcome = "failed"
         attempt.failure = cause
         attempt.ended_at = ctx.now()
         job.move_to(JobState.COLLECT)
         with ctx.changes() as changes:
-            if attempt.action_id is not None and by_name(attempt.strategy, self._strategies) is not None:
+            if attempt.action_id is not None and by_name(attempt.strategy, self.strategies) is not None:
                 self._schedule_cleanup(changes, attempt)
             self._ledger.save(changes, stored)
             changes.record(
                 job.key, "collect", "attempt failed", f"{attempt.strategy} on {attempt.machine_id}: {cause.text}"
             )
-        self._runner.release(attempt.machine_id, job.key)
+        self.runner.release(attempt.machine_id, job.key)
         return again(0)
 
     def withdraw(self, stored: Versioned[SampleJob], attempt: Attempt, note: tuple[str, str] | None = None) -> None:
         """Forget an attempt that never reached the endpoint (busy, throttled, or lost in a crash)."""
-        with self._ctx.changes() as changes:
+        with self.ctx.changes() as changes:
             _forget(stored, attempt)
             self._ledger.save(changes, stored)
             if note is not None:
                 changes.record(stored.record.key, "collect", *note)
-        self._runner.release(attempt.machine_id, stored.record.key)
+        self.runner.release(attempt.machine_id, stored.record.key)
 
     def _schedule_cleanup(self, changes: Changes, attempt: Attempt) -> None:
         """What the attempt's strategy leaves on the endpoint is removed by a later action."""
         if self._strategy(attempt).cleanup(attempt.nonce):
-            schedule_cleanup(self._ctx, changes, attempt.machine_id, attempt.nonce, attempt.strategy)
+            schedule_cleanup(self.ctx, changes, attempt.machine_id, attempt.nonce, attempt.strategy)
 
     def _strategy(self, attempt: Attempt) -> CollectionStrategy:
-        strategy = by_name(attempt.strategy, self._strategies)
+        strategy = by_name(attempt.strategy, self.strategies)
         assert strategy is not None  # the collect handler fails attempts of unknown strategies
         return strategy
 
     def _target(self, job: SampleJob, attempt: Attempt) -> Target:
         candidate = next((c for c in job.candidates if c.machine_id == attempt.machine_id), None)
         assert candidate is not None  # an attempt is only ever started for a candidate's machine
-        return Target(job, candidate, attempt, self._ctx.config.max_sample_bytes)
+        return Target(job, candidate, attempt, self.ctx.config.max_sample_bytes)
 
 
 def _forget(stored: Versioned[SampleJob], attempt: Attempt) -> None:

@@ -7,17 +7,14 @@ own session cap do. Each attempt is run by `attempts.Attempts`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from joedefender.domain.jobs import Attempt, Candidate, JobState, SampleJob
 from joedefender.domain.markers import new_nonce
 from joedefender.domain.reasons import Cause, Reason
-from joedefender.pipeline.collection.actions import ActionRunner
 from joedefender.pipeline.collection.machines import MachineHealth
 from joedefender.pipeline.collection.plan import give_up_cause, plan
 from joedefender.pipeline.collection.registry import by_name
 from joedefender.pipeline.collection.strategy import CollectionStrategy
-from joedefender.pipeline.context import Context, Outcome, again
+from joedefender.pipeline.context import Outcome, again
 from joedefender.pipeline.pacing import StartPace
 from joedefender.pipeline.records import Versioned
 from joedefender.pipeline.sample.attempts import HELD_ELSEWHERE, Attempts
@@ -28,14 +25,12 @@ _MINUTE = 60.0
 
 
 class Collect:
-    def __init__(
-        self, ctx: Context, ledger: JobLedger, runner: ActionRunner, strategies: Sequence[CollectionStrategy]
-    ) -> None:
-        self._ctx = ctx
+    def __init__(self, ledger: JobLedger, attempts: Attempts) -> None:
+        self._ctx = ctx = attempts.ctx
         self._ledger = ledger
-        self._runner = runner
-        self._strategies = strategies
-        self._attempts = Attempts(ctx, ledger, runner, strategies)
+        self._runner = attempts.runner
+        self._strategies = attempts.strategies
+        self._attempts = attempts
         self._health = MachineHealth(ctx)
         self._starts = StartPace(ctx.config.live_response_starts_per_minute)
 

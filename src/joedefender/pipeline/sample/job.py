@@ -19,6 +19,7 @@ from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.quota import parked_until
 from joedefender.pipeline.records import Versioned
 from joedefender.pipeline.sample.analysis import Analysis
+from joedefender.pipeline.sample.attempts import Attempts
 from joedefender.pipeline.sample.collect import Collect
 from joedefender.pipeline.sample.handler import Handler, Proceed, Refetch, Result, Staged
 from joedefender.pipeline.sample.ledger import JobLedger
@@ -45,7 +46,7 @@ class SampleWork:
         self._ctx = ctx
         looks = AnalysisLooks(ctx.clock)
         self._ledger = JobLedger(ctx, looks)
-        self._collect = Collect(ctx, self._ledger, runner, strategies)
+        self._collect = Collect(self._ledger, Attempts(ctx, self._ledger, runner, strategies))
         self._submit = Submit(ctx, self._ledger)
         final = _Final(self._ledger, ctx)
         self.handlers: Mapping[JobState, Handler] = {
