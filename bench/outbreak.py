@@ -41,7 +41,7 @@ from joedefender.bootstrap import Connector, open_azure_store, open_connector
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import JobState
 from joedefender.hosts.standalone.workers import WorkerPool
-from joedefender.pipeline.polling import poll_once
+from joedefender.pipeline.clock import Clock
 from joedefender.pipeline.ports import Store
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
@@ -152,8 +152,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.instances):
             store = _counting(open_store(args.store, Path(folder), azure), writes)
             stack.callback(store.close)
-            connectors.append(stack.enter_context(open_connector(settings, time_scale=args.time_scale, store=store)))
-        pools = [WorkerPool(c.engine, args.workers) for c in connectors]
+            connectors.append(
+                stack.enter_context(open_connector(settings, clock=Clock(scale=args.time_scale), store=store))
+            )
+        pools = [WorkerPool(c.app, args.workers) for c in connectors]
         before = set(threading.enumerate())
         for pool in pools:  # running while the alerts come in, as the service's workers do
             pool.start()
@@ -163,10 +165,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         first = connectors[0]
         if args.intake == "poller":
             now = max(datetime.now(UTC), datetime(2026, 11, 28, tzinfo=UTC))
-            poll_once(first.ctx, first.engine.intake, now=now, lookback=now - datetime(2026, 11, 1, tzinfo=UTC))
+            first.app.poll(now, now - datetime(2026, 11, 1, tzinfo=UTC))
         else:
             for n, alert in enumerate(scenario.defender.alerts):
-                connectors[n % len(connectors)].engine.intake.receive(alert["id"], source="bench")
+                connectors[n % len(connectors)].app.receive(alert["id"], source="bench")
         intake_cpu = time.thread_time() - cpu_before
         for pool in pools:
             pool.notify()

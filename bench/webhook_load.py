@@ -28,7 +28,7 @@ from joedefender.adapters.sqlite import SqliteStore
 from joedefender.hosts.standalone.webhook import Webhook, WebhookLimits
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
-from joedefender.pipeline.intake import Intake
+from joedefender.pipeline.facade import Application
 
 SECRET = "bench-webhook-secret-0123456789"
 
@@ -37,7 +37,7 @@ def _serve(db: str, ready: Any, stop: Any) -> None:
     """The server process: a webhook over a fresh store, until told to stop."""
     store = SqliteStore(db)
     # Intake touches only the store; the ports it never calls are left out.
-    intake = Intake(Context(store, cast(Any, None), cast(Any, None), PipelineConfig()))
+    intake = Application(Context(store, cast(Any, None), cast(Any, None), PipelineConfig()))
     webhook = Webhook(intake, secret=SECRET, host="127.0.0.1", port=0, limits=WebhookLimits(max_connections=2000))
     webhook.start()
     ready.send(webhook.url)

@@ -41,6 +41,7 @@ _TRANSITIONS_TAKEN = observe_transitions()
 _TAKEN_BY_WORKERS: set[tuple[str, str]] = set()  # under pytest-xdist: what each worker took
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: `-p no:xdist` runs without it
 def pytest_testnodedown(node: Any, error: object) -> None:
     """The xdist controller gathers the transitions each worker took (see below)."""
     _TAKEN_BY_WORKERS.update((a, b) for a, b in node.workeroutput.get("transitions", []))

@@ -16,6 +16,7 @@ import httpx
 
 from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.workers import WorkerPool
+from joedefender.pipeline.clock import Clock
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
 from joedefender_emulators.scenario import Scenario, load_scenario, parse_scenario
@@ -36,14 +37,14 @@ class World:
 
     @contextmanager
     def connector(self) -> Iterator[Connector]:
-        with open_connector(self.settings, time_scale=self.scenario.time_scale) as connector:
+        with open_connector(self.settings, clock=Clock(scale=self.scenario.time_scale)) as connector:
             yield connector
 
     def process(self, *alert_ids: str, timeout: float = 60.0) -> None:
         """Take the alerts in and run the workers until nothing is left to do."""
         with self.connector() as connector:
             for alert_id in alert_ids:
-                connector.engine.intake.receive(alert_id, source="test")
+                connector.app.receive(alert_id, source="test")
             drain(connector, timeout)
 
     # -- what the emulators hold ----------------------------------------------------------------
@@ -92,7 +93,7 @@ class World:
 
 def drain(connector: Connector, timeout: float) -> None:
     """Run a worker pool until the queue is empty; fail the test if that takes over `timeout`."""
-    workers = WorkerPool(connector.engine, connector.settings.workers)
+    workers = WorkerPool(connector.app, connector.settings.workers)
     workers.start()
     deadline = time.monotonic() + timeout
     try:

@@ -25,6 +25,7 @@ from joedefender.hosts.azure import telemetry
 from joedefender.hosts.azure.functions import build_app
 from joedefender.hosts.azure.runtime import Hosted, Runtime
 from joedefender.hosts.azure.timers import SWEEP_GRACE
+from joedefender.pipeline.clock import Clock
 from joedefender.settings import Settings
 from tests.azure.functions import bindings_of, call
 from tests.azure.keys import DeployedKeys
@@ -77,7 +78,9 @@ def app(store: _Poisoned, defender: FakeDefender, later: list[float]) -> Iterato
 
     @contextmanager
     def opener() -> Iterator[Hosted]:
-        with open_connector(settings, store=store, defender=defender, sandbox=FakeSandbox(), now=now) as connector:
+        with open_connector(
+            settings, store=store, defender=defender, sandbox=FakeSandbox(), clock=Clock(source=now)
+        ) as connector:
             yield Hosted(connector, store)  # type: ignore[arg-type]
 
     runtime = Runtime(opener, instance="unit")
@@ -279,7 +282,7 @@ def test_log_records_carry_the_ids_as_custom_dimensions(caplog: pytest.LogCaptur
 
 
 def test_ids_of_a_work_key(store: _Poisoned) -> None:
-    from joedefender.pipeline.records import Records
+    from joedefender.pipeline.facade import Records
 
     records = Records(store)
     link = f"sha256:{'c' * 64}|{_ALERT_ID}"

@@ -62,6 +62,7 @@ def test_machine_actions_filter_get_and_cancel(mde):
     created = mde.run_live_response(ONLINE, [command("GetFile", Path="C:\\Users\\alice\\Downloads\\evil.exe")])
     assert created.status_code == 201
     action_id = created.json()["id"]
+    mde.advance(1)  # the clock moves only when told: the second action is a second younger
     queued = mde.run_live_response(LATER, [command("GetFile", Path="D:\\data\\other.dll")]).json()["id"]
 
     def listed(filter_: str) -> list[str]:

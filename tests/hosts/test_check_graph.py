@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from joedefender.hosts.check import graph_checks, run_checks
+from joedefender.bootstrap.check import check as run_checks
+from joedefender.bootstrap.check import graph_checks
 from tests.clients.graph_fixtures import calls, graph_scenario, graph_world, settings_for
 
 _VERDICTS = {"AlertSource": "graph", "DefenderIncidentTags": "true"}

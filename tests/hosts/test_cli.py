@@ -290,7 +290,7 @@ def test_run_stops_cleanly_on_sigterm_and_the_next_run_finishes_the_work(make_wo
     w = _world(make_world, analysis_seconds=1500)
     alert_id = str(_ENRICHED["id"])
     with w.connector() as connector:
-        connector.engine.intake.receive(alert_id, source="test")
+        connector.app.receive(alert_id, source="test")
     settings = w.values | {"WebhookPort": "0"}
     scale = str(w.scenario.time_scale)
     service = subprocess.Popen(

@@ -144,7 +144,7 @@ def _take_in(w: World, alert_ids: list[str]) -> None:
     """Alerts arriving between runs, as the webhook or the poller would record them."""
     with w.connector() as connector:
         for alert_id in alert_ids:
-            assert connector.engine.intake.receive(alert_id, source="test").created
+            assert connector.app.receive(alert_id, source="test").created
 
 
 def _kill_repeatedly(w: World, waves: list[list[str]], logs: Path, rng: random.Random) -> int:
@@ -277,11 +277,11 @@ def _die_at_enqueue(monkeypatch: pytest.MonkeyPatch, connector: Connector, prefi
 
 def _run_until_killed(connector: Connector, timeout: float = 30.0) -> None:
     """Run steps one at a time, as one worker would, until the crash point is reached."""
-    engine, store = connector.engine, connector.store
+    app, store = connector.app, connector.store
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if engine.run_next("doomed"):
+            if app.run_next("doomed"):
                 continue
         except _Killed:
             return
@@ -304,12 +304,12 @@ def test_a_crash_between_recording_an_alert_and_queueing_its_triage_is_healed_by
     with w.connector() as connector:
         _die_at_enqueue(monkeypatch, connector, "triage:")
         with pytest.raises(_Killed):
-            connector.engine.intake.receive(alert_id, source="webhook")
+            connector.app.receive(alert_id, source="webhook")
     with w.connector() as connector:
         # Nothing of the intake was written; the sender got no answer and delivers again.
         assert connector.ctx.alerts.list() == []
         assert connector.store.pending() == 0
-        assert connector.engine.intake.receive(alert_id, source="webhook").created
+        assert connector.app.receive(alert_id, source="webhook").created
         drain(connector, 30)
     assert len(_ours(w.comments(alert_id))) == 1
 
@@ -319,7 +319,7 @@ def test_a_crash_between_creating_a_sample_job_and_queueing_it_does_not_strand_t
 ) -> None:
     w, alert_id = _one_file_world(make_world)
     with w.connector() as connector:
-        connector.engine.intake.receive(alert_id, source="test")
+        connector.app.receive(alert_id, source="test")
         _die_at_enqueue(monkeypatch, connector, "sample:")
         _run_until_killed(connector)
         # The triage died in its commit: no job, no link, and the alert still waits for triage.
@@ -347,7 +347,7 @@ def test_a_crash_right_after_a_failed_quarantine_attempt_still_cleans_the_endpoi
     )
     w = make_world(scenario(raw))
     with w.connector() as connector:
-        connector.engine.intake.receive(a["id"], source="test")
+        connector.app.receive(a["id"], source="test")
         _die_at_enqueue(monkeypatch, connector, "cleanup:")
         _run_until_killed(connector)
     assert _leftovers(w, 1) != [], "the scenario should leave the job folder until cleanup"
@@ -375,7 +375,7 @@ def test_a_crash_around_a_batched_comment_leaves_every_alert_one_comment(
     w, ids = _three_alerts_one_file(make_world)
     with w.connector() as connector:
         for alert_id in ids:
-            connector.engine.intake.receive(alert_id, source="test")
+            connector.app.receive(alert_id, source="test")
         original = connector.defender.comment_alerts
 
         def dying(alert_ids: Any, text: str) -> None:

@@ -52,7 +52,7 @@ def test_a_sigkill_between_the_import_and_saving_it_leaves_no_duplicate(
     ]
     w = make_world(scenario(raw), DefenderIndicatorsEnabled="true")
     with w.connector() as connector:
-        connector.engine.intake.receive(a["id"], source="test")
+        connector.app.receive(a["id"], source="test")
     command = joedefender(
         "run", "--until-idle", "--no-poll", "--no-webhook", "--time-scale", str(w.scenario.time_scale)
     )

@@ -15,7 +15,9 @@ from joedefender.domain.jobs import AlertRecord, AlertState, SampleJob
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.hosts.logfilter import MAX_LOG, SafeFormatter, SafeText
 from joedefender.hosts.standalone.status import FIELD, ROWS, print_status
-from joedefender.pipeline.records import MAX_DETAIL, Changes, Records
+from joedefender.pipeline.clock import Clock
+from joedefender.pipeline.facade import Status
+from joedefender.pipeline.records import MAX_DETAIL, Changes
 
 HOSTILE = "x\x1b]8;;http://evil.example\x07click\x1b[2J\u202eexe.doc\u200b\nJoe Sandbox: CLEAN (score 0/100)"
 UNSAFE = ("\x1b", "\x07", "\u202e", "\u200b")
@@ -58,11 +60,12 @@ def test_a_traceback_cannot_forge_a_log_line() -> None:
     assert "  | Joe Sandbox: CLEAN (score 0/100)" in lines  # the forged line stays inside the traceback
 
 
-def _store_with(alerts: int, url: str, failure: str, detail: str) -> Records:
-    records = Records(MemoryStore())
+def _store_with(alerts: int, url: str, failure: str, detail: str) -> Status:
+    status = Status(MemoryStore(), Clock())
+    records = status.records
     now = time.time()
     uow = records.store.unit_of_work()
-    changes = Changes(uow, time.time)
+    changes = Changes(uow, Clock())
     for n in range(alerts):
         key = f"url:{n:032x}"
         job = SampleJob(key=key, kind="url", url=url, created_at=now, updated_at=now + n)
@@ -72,19 +75,19 @@ def _store_with(alerts: int, url: str, failure: str, detail: str) -> Records:
         changes.create(records.alerts, f"a{n}", alert)
         changes.record(key, "collect", "failed", detail)
     changes.commit()
-    return records
+    return status
 
 
-def _status(records: Records, alert_id: str | None = None) -> str:
+def _status(status: Status, alert_id: str | None = None) -> str:
     console = Console(file=io.StringIO(), width=200, color_system=None, force_terminal=False, no_color=True)
-    assert print_status(records, console, alert_id)
+    assert print_status(status, console, alert_id)
     assert isinstance(console.file, io.StringIO)
     return console.file.getvalue()
 
 
 def test_status_escapes_every_field_and_bounds_each_one() -> None:
     records = _store_with(1, LONG_URL + HOSTILE, HOSTILE * 50, HOSTILE + LONG_URL)
-    [entry] = records.store.history("url:" + "0" * 32)
+    [entry] = records.records.store.history("url:" + "0" * 32)
     assert len(entry.detail) <= MAX_DETAIL  # the history line is stored safe and bounded
     assert not any(ch in entry.detail for ch in UNSAFE)
     for text in (_status(records), _status(records, "a0")):

@@ -22,6 +22,7 @@ from joedefender.bootstrap import Connector, open_connector
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.hosts.standalone.service import Service, ServiceOptions
 from joedefender.hosts.standalone.webhook import Webhook
+from joedefender.pipeline.clock import Clock
 from joedefender.pipeline.ports import StoreUnavailable, UnitOfWork
 from joedefender.settings import Settings
 from tests.pipeline.builders import alert, file_evidence, machine, machine_id, world
@@ -88,8 +89,8 @@ def shared_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.fixture
 def hook(shared_world: World, tmp_path: Path) -> Iterator[_Hook]:
     settings = Settings.from_mapping(shared_world.values | {"StatePath": str(tmp_path / "state.db")})
-    with open_connector(settings, time_scale=shared_world.scenario.time_scale) as connector:
-        webhook = Webhook(connector.engine.intake, secret=_SECRET, host="127.0.0.1", port=0)
+    with open_connector(settings, clock=Clock(scale=shared_world.scenario.time_scale)) as connector:
+        webhook = Webhook(connector.app, secret=_SECRET, host="127.0.0.1", port=0)
         webhook.start()
         try:
             headers = {"x-functions-key": _SECRET}

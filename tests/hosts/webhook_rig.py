@@ -19,7 +19,7 @@ from joedefender.adapters.sqlite import SqliteStore
 from joedefender.hosts.standalone.webhook import TlsFiles, Webhook, WebhookLimits
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
-from joedefender.pipeline.intake import Intake
+from joedefender.pipeline.facade import Application
 from tests.fakes import FakeDefender, FakeSandbox
 
 SECRET = "a-webhook-secret-of-enough-length"
@@ -35,8 +35,8 @@ def running_webhook(
     host: str = "127.0.0.1",
 ) -> Iterator[tuple[Webhook, SqliteStore]]:
     store = SqliteStore(db)
-    intake = Intake(Context(store, FakeDefender(), FakeSandbox(), PipelineConfig()))
-    webhook = Webhook(intake, secret=secret, host=host, port=0, limits=limits, tls=tls)
+    app = Application(Context(store, FakeDefender(), FakeSandbox(), PipelineConfig()))
+    webhook = Webhook(app, secret=secret, host=host, port=0, limits=limits, tls=tls)
     webhook.start()
     try:
         yield webhook, store

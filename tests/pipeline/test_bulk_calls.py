@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from joedefender.domain.comments import MARKER_PREFIX
-from joedefender.pipeline.polling import poll_once
 from tests.pipeline.builders import alert, file_evidence, machine, world
 from tests.world import World, drain, scenario
 
@@ -56,7 +55,7 @@ def test_alerts_the_poller_listed_are_triaged_from_the_listing(make_world: World
     w, ids = _outbreak(make_world)
     with w.connector() as connector:
         now = datetime.now(UTC) + timedelta(minutes=1)  # the emulator shifts its alerts to the present
-        assert poll_once(connector.ctx, connector.engine.intake, now=now, lookback=timedelta(days=7)) == 6
+        assert connector.app.poll(now, timedelta(days=7)) == 6
         drain(connector, 60)
     assert [len(_ours(w, i)) for i in ids] == [1] * 6
     assert w.calls("alerts.get") == 0

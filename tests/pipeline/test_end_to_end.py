@@ -40,11 +40,11 @@ def test_every_alert_of_the_demo_scenario_ends_as_expected(make_world: WorldFact
     demo = load_scenario().model_copy(update={"time_scale": 0.002})
     w = make_world(demo, JoeSandboxResubmitAfterDays="7")
     with w.connector() as connector:
-        poller = Poller(connector.ctx, connector.engine.intake, interval=0, lookback=timedelta(days=3650))
+        poller = Poller(connector.app, interval=0, lookback=timedelta(days=3650))
         # The poller takes in what passes the filters; the rest are given by id to see why they are skipped.
         assert poller.poll_once() == 8
         for a in demo.defender.alerts:
-            connector.engine.intake.receive(a["id"], source="test")
+            connector.app.receive(a["id"], source="test")
         drain(connector, 90)
         alerts = {r.record.alert_id: r.record for r in connector.ctx.alerts.list()}
 
@@ -107,13 +107,13 @@ def test_alerts_arriving_while_the_sample_is_analysed_join_the_job(make_world: W
         )
     )
     with w.connector() as connector:
-        connector.engine.intake.receive(alerts[0]["id"])
+        connector.app.receive(alerts[0]["id"])
         # Run until the job is waiting for Joe, then the second alert arrives.
         deadline = time.monotonic() + 30
         while not any(j.record.state == "analysing" for j in connector.ctx.jobs.list()):
             assert time.monotonic() < deadline, "the job never reached the analysis"
-            connector.engine.run_next("test")
-        connector.engine.intake.receive(alerts[1]["id"])
+            connector.app.run_next("test")
+        connector.app.receive(alerts[1]["id"])
         drain(connector, 60)
     assert len(w.submissions()) == 1
     assert all(len(_ours(w.comments(a["id"]))) == 1 for a in alerts)
@@ -132,7 +132,7 @@ def test_a_machine_offline_then_online_gets_its_file_collected(make_world: World
         )
     )
     with w.connector() as connector:
-        connector.engine.intake.receive(a["id"])
+        connector.app.receive(a["id"])
         drain(connector, 60)
         history = [(h.step, h.outcome) for h in connector.store.history("sha256:" + _sha("tool"))]
     assert ("collect", "waiting") in history
@@ -152,7 +152,7 @@ def test_a_busy_machine_is_waited_for_not_failed(make_world: WorldFactory) -> No
         )
     )
     with w.connector() as connector:
-        connector.engine.intake.receive(a["id"])
+        connector.app.receive(a["id"])
         drain(connector, 60)
         history = [(h.step, h.outcome) for h in connector.store.history("sha256:" + _sha("helper"))]
     assert ("collect", "machine busy") in history
@@ -316,7 +316,7 @@ def test_the_pollers_window_is_utc_whatever_the_machines_time_zone(
         a = alert(1, 1, file_evidence("now", "C:\\Users\\x\\now.exe"))
         w = make_world(scenario(world(samples={"now": "now"}, machines=[machine(1)], alerts=[a])))
         with w.connector() as connector:
-            poller = Poller(connector.ctx, connector.engine.intake, interval=0, lookback=timedelta(minutes=30))
+            poller = Poller(connector.app, interval=0, lookback=timedelta(minutes=30))
             assert poller.poll_once() == 1
             assert connector.ctx.alerts.get(a["id"]) is not None
     finally:
@@ -331,7 +331,7 @@ def test_evidence_defender_adds_later_is_picked_up_by_the_next_poll(make_world: 
     with w.connector() as connector:
         # The poller's window is on the real clock, as in production: the emulated tenant's wall
         # clock is anchored to it, so the evidence added below is dated in the poller's present.
-        poller = Poller(connector.ctx, connector.engine.intake, interval=0, lookback=timedelta(days=3650))
+        poller = Poller(connector.app, interval=0, lookback=timedelta(days=3650))
         poller.poll_once()
         drain(connector, 30)
         assert connector.ctx.alerts.get(a["id"]).record.state == "skipped"  # type: ignore[union-attr]

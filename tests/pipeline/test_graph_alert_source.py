@@ -23,7 +23,7 @@ def test_the_demo_through_graph_ends_as_through_the_mde_api(make_world: WorldFac
     w = make_world(demo, JoeSandboxResubmitAfterDays="7", AlertSource="graph")
     with w.connector() as connector:
         assert isinstance(connector.defender, GraphAlertSource)
-        poller = Poller(connector.ctx, connector.engine.intake, interval=0, lookback=timedelta(days=3650))
+        poller = Poller(connector.app, interval=0, lookback=timedelta(days=3650))
         assert poller.poll_once() == 8
         drain(connector, 90)
 

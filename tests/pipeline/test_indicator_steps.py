@@ -17,10 +17,10 @@ from joedefender.domain.jobs import AlertState, PushState
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Ioc, IocSet
 from joedefender.hosts.standalone.status import print_status
-from joedefender.pipeline import indicators
 from joedefender.pipeline.config import PipelineConfig
-from joedefender.pipeline.context import Outcome, again
-from joedefender.pipeline.indicators import MAX_PUSHES
+from joedefender.pipeline.context import Outcome
+from joedefender.pipeline.verdicts import indicators
+from joedefender.pipeline.verdicts.indicators import MAX_PUSHES
 from tests.fakes import file_alert
 from tests.pipeline.test_steps import M1, PAYLOAD, SHA, Rig
 
@@ -208,14 +208,14 @@ def test_a_batch_takes_at_most_max_pushes_samples_so_each_commit_fits_a_store_tr
     rig = _rig(max_live_response_sessions=1000, live_response_starts_per_minute=100_000)
     # Samples finish spread over minutes (paced polls): the batch step waits here until every
     # sample is done, so all their pushes are ready at once and the cap alone splits them.
-    batch_step = indicators.BatchStep.__call__
+    batch_step = indicators.BatchStep.run
 
-    def after_every_sample(step: indicators.BatchStep, subject: str) -> Outcome:
+    def after_every_sample(step: indicators.BatchStep) -> Outcome:
         if any(not job.record.state.final for job in rig.ctx.jobs.list()):
-            return again(rig.ctx.config.scaled(5))
-        return batch_step(step, subject)
+            return rig.ctx.later(5)
+        return batch_step(step)
 
-    monkeypatch.setattr(indicators.BatchStep, "__call__", after_every_sample)
+    monkeypatch.setattr(indicators.BatchStep, "run", after_every_sample)
     count = MAX_PUSHES + 10
     payloads = [f"MZ sample {n}".encode() for n in range(count)]
     machines = [f"{n:040x}" for n in range(count)]
@@ -254,7 +254,7 @@ def test_an_analysts_classification_and_a_resolved_alert_are_left_alone() -> Non
     rig = _rig(IndicatorPolicy(), classify_alerts=True)
     rig.receive(file_alert("a1", M1, PAYLOAD), file_alert("a2", M1, PAYLOAD))
     while any(a.record.state == AlertState.RECEIVED for a in rig.ctx.alerts.list()):
-        assert rig.engine.run_next("worker")
+        assert rig.app.run_next("worker")
     # The analysts act while the sample is being analysed.
     rig.defender.alerts["a1"] = replace(
         rig.defender.alerts["a1"], classification="FalsePositive", determination="Clean"
@@ -306,7 +306,7 @@ def test_status_shows_each_push_with_its_indicator_ids() -> None:
     rig.receive(file_alert("a1", M1, PAYLOAD))
     rig.drain()
     console = Console(record=True, width=250)
-    assert print_status(rig.ctx, console)
+    assert print_status(rig.app.status, console)
     text = console.export_text()
     assert "Indicators" in text
     for indicator_id in rig.defender.indicators:

@@ -14,6 +14,7 @@ from typing import Any
 
 from joedefender.bootstrap import open_connector
 from joedefender.domain.jobs import PushState
+from joedefender.pipeline.clock import Clock
 from tests.hosts import environment, joedefender
 from tests.pipeline.builders import alert, file_evidence, machine, world
 from tests.world import World, drain, scenario
@@ -111,8 +112,10 @@ def test_a_malicious_sample_yields_the_expected_indicators_and_a_second_alert_ex
         assert sorted(push.record.ids) == sorted(before)
 
     # A day later, the same sample on another alert: the same indicators, their expiry extended.
-    with open_connector(w.settings, time_scale=w.scenario.time_scale, now=lambda: time.time() + 86400) as connector:
-        connector.engine.intake.receive(second, source="test")
+    with open_connector(
+        w.settings, clock=Clock(scale=w.scenario.time_scale, source=lambda: time.time() + 86400)
+    ) as connector:
+        connector.app.receive(second, source="test")
         drain(connector, 60)
     after = _ours(w)
     assert Counter((i["indicatorType"], i["indicatorValue"]) for i in after) == Counter(EXPECTED)

@@ -12,6 +12,7 @@ import pytest
 from joedefender.adapters.defender import DefenderAdapter
 from joedefender.bootstrap import Connector, defender_client, open_connector
 from joedefender.domain.comments import MARKER_PREFIX
+from joedefender.pipeline.clock import Clock
 from tests.pipeline.builders import alert, machine, world
 from tests.world import World, drain, scenario
 
@@ -26,7 +27,10 @@ _SERVER_TAKES = 1.6  # real seconds the emulator holds the write before it carri
 def _impatient_connector(w: World) -> Iterator[Connector]:
     """The connector with a Defender client that gives up after `_CLIENT_TIMEOUT` seconds."""
     client = defender_client(w.settings, time_scale=w.scenario.time_scale, timeout=_CLIENT_TIMEOUT)
-    with client, open_connector(w.settings, time_scale=w.scenario.time_scale, defender=DefenderAdapter(client)) as c:
+    with (
+        client,
+        open_connector(w.settings, clock=Clock(scale=w.scenario.time_scale), defender=DefenderAdapter(client)) as c,
+    ):
         yield c
 
 
@@ -47,7 +51,7 @@ def test_a_comment_applied_after_the_client_gave_up_is_on_the_alert_once(
     ids = [a["id"] for a in raw["defender"]["alerts"]]
     with _impatient_connector(w) as connector:
         for alert_id in ids:
-            connector.engine.intake.receive(alert_id, source="test")
+            connector.app.receive(alert_id, source="test")
         drain(connector, 60)
         history = [line for alert_id in ids for line in connector.store.history(f"alert:{alert_id}")]
     assert [rule["fired"] for rule in w.defender("/_emulator/faults")] == [1]

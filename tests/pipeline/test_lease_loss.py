@@ -15,12 +15,13 @@ import pytest
 from joedefender.adapters.memory import MemoryStore
 from joedefender.domain.jobs import LinkState
 from joedefender.domain.keys import WorkKind
+from joedefender.pipeline.clock import Clock
+from joedefender.pipeline.collection.staging import SampleStaging
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
-from joedefender.pipeline.engine import Engine
+from joedefender.pipeline.facade import Application
 from joedefender.pipeline.lease import Claims, Heartbeat
 from joedefender.pipeline.ports import LeaseLost, WorkItem
-from joedefender.pipeline.staging import SampleStaging
 from tests.fakes import FakeDefender, FakeSandbox, file_alert
 from tests.stores.helpers import FakeClock, wait_for
 
@@ -132,13 +133,13 @@ def test_a_step_that_lost_its_lease_commits_nothing_and_its_successor_finds_its_
     clock = FakeClock(1_800_000_000.0)
     defender = _StallingDefender(clock)
     store = MemoryStore(clock=clock)
-    engine = Engine(Context(store, defender, FakeSandbox(), PipelineConfig(), clock))
+    engine = Application(Context(store, defender, FakeSandbox(), PipelineConfig(), Clock(source=clock)))
     defender.ctx = engine.ctx
     defender.add_machine(M1)
     defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
     alert = file_alert("a1", M1, PAYLOAD)
     defender.add_alert(alert)
-    engine.intake.receive(alert.id, source="test")
+    engine.receive(alert.id, source="test")
     while defender.taken is None:
         if not engine.run_next("w1"):
             due = store.next_due()

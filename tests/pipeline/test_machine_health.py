@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from joedefender.pipeline.config import PipelineConfig
-from joedefender.pipeline.machine_health import WINDOW, MachineHealth
+from joedefender.pipeline.collection.machines import WINDOW, MachineHealth
 from tests.fakes import file_alert
 from tests.pipeline.test_steps import M1, M2, Rig
 
@@ -26,7 +25,7 @@ def test_many_jobs_on_the_same_machines_read_their_health_once() -> None:
 
 
 def test_a_machines_health_is_read_again_once_the_window_has_passed() -> None:
-    rig = Rig(config=PipelineConfig(time_scale=0.5))
+    rig = Rig(scale=0.5)
     rig.defender.add_machine(M1)
     rig.defender.add_machine(M2, online=False)
     health = MachineHealth(rig.ctx)

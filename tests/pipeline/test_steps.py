@@ -23,9 +23,10 @@ from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Verdict
 from joedefender.endpoint import contract
+from joedefender.pipeline.clock import Clock as ScaledClock
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
-from joedefender.pipeline.engine import Engine
+from joedefender.pipeline.facade import Application
 from joedefender.pipeline.ports import UnitOfWork
 from joedefender.pipeline.quota import parked_until
 from tests.fakes import FakeDefender, FakeSandbox, file_alert, url_alert
@@ -49,26 +50,28 @@ class Rig:
     sandbox: FakeSandbox = field(default_factory=FakeSandbox)
     clock: Clock = field(default_factory=Clock)
     config: PipelineConfig = field(default_factory=PipelineConfig)
+    scale: float = 1.0  # real seconds per nominal second
     store: MemoryStore = field(init=False)
-    engine: Engine = field(init=False)
+    app: Application = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = MemoryStore(clock=self.clock)
-        self.engine = Engine(Context(self.store, self.defender, self.sandbox, self.config, self.clock))
+        clock = ScaledClock(scale=self.scale, source=self.clock)
+        self.app = Application(Context(self.store, self.defender, self.sandbox, self.config, clock))
 
     @property
     def ctx(self) -> Context:
-        return self.engine.ctx
+        return self.app.ctx
 
     def receive(self, *alerts: Alert) -> None:
         for alert in alerts:
             self.defender.add_alert(alert)
-            self.engine.intake.receive(alert.id, source="test")
+            self.app.receive(alert.id, source="test")
 
     def drain(self, max_steps: int = 2000) -> None:
         """Run due steps, moving the clock to the next due time when nothing is due."""
         for _ in range(max_steps):
-            if self.engine.run_next("worker"):
+            if self.app.run_next("worker"):
                 continue
             due = self.store.next_due()
             if due is None:
@@ -353,7 +356,7 @@ def test_a_busy_machine_is_waited_for_and_an_offline_one_skipped() -> None:
     rig.defender.files[(M2, "C:\\Users\\u\\x.exe")] = PAYLOAD
     rig.receive(file_alert("a1", M1, PAYLOAD), file_alert("a2", M2, PAYLOAD))
     for _ in range(30):
-        rig.engine.run_next("worker")
+        rig.app.run_next("worker")
     assert ("collect", "machine busy") in rig.history(rig.job().key)
     rig.defender.held.clear()
     rig.drain()
@@ -504,7 +507,7 @@ def test_a_file_job_in_submit_without_a_collected_file_collects_again() -> None:
     rig.defender.add_machine(M1)
     rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
     rig.receive(file_alert("a1", M1, PAYLOAD))
-    rig.engine.run_next("worker")  # triage
+    rig.app.run_next("worker")  # triage
     stored = rig.ctx.jobs.get(f"sha256:{SHA}")
     assert stored is not None
     stored.record.state = JobState.SUBMIT
@@ -546,9 +549,9 @@ def test_a_crash_in_any_commit_leaves_nothing_half_done(n: int) -> None:
     rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
     rig.defender.add_alert(file_alert("a1", M1, PAYLOAD))
     crashing = _CrashOnce(rig.store, n)
-    engine = Engine(Context(crashing, rig.defender, rig.sandbox, rig.config, rig.clock))
+    engine = Application(Context(crashing, rig.defender, rig.sandbox, rig.config, ScaledClock(source=rig.clock)))
     try:
-        engine.intake.receive("a1", source="test")
+        engine.receive("a1", source="test")
         for _ in range(200):
             if not engine.run_next("doomed"):
                 due = rig.store.next_due()
@@ -557,7 +560,7 @@ def test_a_crash_in_any_commit_leaves_nothing_half_done(n: int) -> None:
                 rig.clock.t = max(rig.clock.t, due)
     except SystemExit:
         rig.clock.t += rig.config.step_lease + 1  # the dead worker's lease runs out
-    rig.engine.intake.receive("a1", source="test")  # the sender's retry, when intake was what died
+    rig.app.receive("a1", source="test")  # the sender's retry, when intake was what died
     rig.drain()
 
     assert rig.ctx.alerts.get("a1") is not None
@@ -568,8 +571,6 @@ def test_a_crash_in_any_commit_leaves_nothing_half_done(n: int) -> None:
 
 
 def test_the_poller_takes_in_what_passes_the_filters() -> None:
-    from joedefender.pipeline.polling import poll_once
-
     rig = Rig()
     now = datetime.fromtimestamp(rig.clock(), UTC)
     recent = now - timedelta(minutes=5)
@@ -578,9 +579,9 @@ def test_the_poller_takes_in_what_passes_the_filters() -> None:
         replace(file_alert("a2", M1, PAYLOAD), last_update_time=recent, detection_source="CustomDetection")
     )
     rig.defender.add_alert(replace(file_alert("a3", M1, PAYLOAD), last_update_time=now - timedelta(days=2)))
-    assert poll_once(rig.ctx, rig.engine.intake, now=now, lookback=timedelta(hours=1)) == 1
+    assert rig.app.poll(now, timedelta(hours=1)) == 1
     assert [a.record.alert_id for a in rig.ctx.alerts.list()] == ["a1"]
-    assert poll_once(rig.ctx, rig.engine.intake, now=now, lookback=timedelta(hours=1)) == 0
+    assert rig.app.poll(now, timedelta(hours=1)) == 0
 
 
 def test_a_file_name_that_forges_another_samples_marker_cannot_suppress_its_comment() -> None:
@@ -643,11 +644,11 @@ def test_an_exhausted_quota_parks_every_submission_until_it_resets() -> None:
     rig.sandbox.fail("submit_file", QuotaExhausted("daily quota used up", service="joe"))
     rig.receive(file_alert("a1", M1, PAYLOAD))
     for _ in range(200):  # until the first submission is refused for the quota
-        if not rig.engine.run_next("worker"):
+        if not rig.app.run_next("worker"):
             rig.clock.t = max(rig.clock.t, rig.store.next_due() or rig.clock.t)
-        if rig.engine.quota_exhausted is not None:
+        if rig.app.quota_exhausted is not None:
             break
-    assert rig.engine.quota_exhausted is not None
+    assert rig.app.quota_exhausted is not None
     parked = parked_until(rig.store, rig.clock())
     assert parked is not None
     assert parked - rig.clock() >= 60
@@ -655,7 +656,7 @@ def test_an_exhausted_quota_parks_every_submission_until_it_resets() -> None:
 
     # A second sample meanwhile is neither collected nor submitted while the park lasts.
     rig.receive(file_alert("a2", M1, other, name="y.exe"))
-    while rig.engine.run_next("worker"):
+    while rig.app.run_next("worker"):
         pass
     assert rig.sandbox.calls["submit_file"] == 1
     assert len(rig.defender.actions) == 1
@@ -665,3 +666,16 @@ def test_an_exhausted_quota_parks_every_submission_until_it_resets() -> None:
     rig.drain()  # the clock moves past the reset: both go
     assert {s.sha256 for s in rig.sandbox.submissions} == {SHA, hashlib.sha256(other).hexdigest()}
     assert len(_ours(rig.defender.comments("a1"))) == 1
+
+
+def test_every_job_state_has_a_handler_beside_its_transitions() -> None:
+    from joedefender.domain.jobs import TRANSITIONS
+    from joedefender.pipeline.collection.actions import ActionRunner
+    from joedefender.pipeline.collection.registry import STRATEGIES
+    from joedefender.pipeline.sample.job import SampleWork
+
+    rig = Rig()
+    handlers = SampleWork(rig.ctx, ActionRunner(rig.ctx), STRATEGIES).handlers
+    assert set(handlers) == set(TRANSITIONS) == set(JobState)
+    # The two collection states are one handler's: starting an attempt, and following it.
+    assert handlers[JobState.COLLECT] is handlers[JobState.COLLECTING]

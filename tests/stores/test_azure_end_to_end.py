@@ -14,6 +14,7 @@ from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.store import AzureStore
 from joedefender.bootstrap import open_connector
 from joedefender.domain.comments import MARKER_PREFIX
+from joedefender.pipeline.clock import Clock
 from joedefender_emulators.scenario import load_scenario
 from tests.azurite import Azurite, unique_prefix
 from tests.pipeline.test_end_to_end import DEMO_HEADLINES
@@ -31,7 +32,7 @@ def test_the_demo_scenario_ends_as_expected_pushed_by_queue_messages(
     connection = AzureStorageConnection(connection_string=azurite.connection_string)
     with (
         AzureStore.from_connection(connection, prefix=unique_prefix()) as store,
-        open_connector(w.settings, time_scale=demo.time_scale, store=store) as connector,
+        open_connector(w.settings, clock=Clock(scale=demo.time_scale), store=store) as connector,
     ):
         queues = [
             QueueClient.from_connection_string(
@@ -43,7 +44,7 @@ def test_the_demo_scenario_ends_as_expected_pushed_by_queue_messages(
             for name in store.queue_names().values()
         ]
         for a in demo.defender.alerts:
-            connector.engine.intake.receive(a["id"], source="test")
+            connector.app.receive(a["id"], source="test")
 
         def delivered() -> bool:
             """One round of a queue trigger's polling; True once no work is left."""
@@ -51,7 +52,7 @@ def test_the_demo_scenario_ends_as_expected_pushed_by_queue_messages(
                 for message in queue.receive_messages(max_messages=16, visibility_timeout=60):
                     item = store.accept(message.content, owner="host", now=time.time(), lease_seconds=120)
                     if item is not None:
-                        connector.engine.run_claimed(item)
+                        connector.app.run_claimed(item)
                     queue.delete_message(message)
             return store.pending() == 0
 

@@ -8,10 +8,10 @@ from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.store import AzureStore
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.jobs import AlertState
+from joedefender.pipeline.alerts.triage import TriageWork
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
-from joedefender.pipeline.engine import Engine
-from joedefender.pipeline.triage_step import TriageStep
+from joedefender.pipeline.facade import Application
 from tests.azurite import Azurite, unique_prefix
 from tests.fakes import FakeDefender, FakeSandbox
 
@@ -35,10 +35,10 @@ def test_an_alert_with_a_hundred_files_attaches_every_one(azurite: Azurite) -> N
     defender.add_alert(alert)
     connection = AzureStorageConnection(connection_string=azurite.connection_string)
     with AzureStore.from_connection(connection, prefix=unique_prefix()) as store:
-        engine = Engine(Context(store, defender, FakeSandbox(), PipelineConfig()))
-        ctx = engine.ctx
-        engine.intake.receive(alert.id, source="test")
-        TriageStep(ctx)(alert.id)
+        app = Application(Context(store, defender, FakeSandbox(), PipelineConfig()))
+        ctx = app.ctx
+        app.receive(alert.id, source="test")
+        TriageWork(ctx).run(alert.id)
         stored = ctx.alerts.get(alert.id)
         assert stored is not None
         assert stored.record.state == AlertState.ACCEPTED, stored.record.cause

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from joedefender.domain.markers import PREFIX, mark
 from joedefender.domain.text import shown
 from joedefender.domain.verdicts import Verdict
 
-MARKER_PREFIX = "joedefender ref "
+MARKER_PREFIX = PREFIX
 MAX_COMMENT = 4000
 _DETECTION_LABEL = {
     "malicious": "MALICIOUS",
@@ -27,7 +28,8 @@ _NAME, _LIST, _URL, _LINK, _REASON = 260, 300, 1500, 500, 800
 
 
 def marker(sample_key: str) -> str:
-    return f"{MARKER_PREFIX}{sample_key}"
+    """The last line of every comment on the sample (`joedefender.domain.markers`)."""
+    return mark(sample_key)
 
 
 def has_marker(comments: Sequence[str | None], sample_key: str) -> bool:

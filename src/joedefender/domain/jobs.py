@@ -89,13 +89,6 @@ class IllegalTransition(JoeDefenderError):
         super().__init__(f"sample job {job}: {source.value} -> {target.value} is not a transition of the job table")
 
 
-# The ways to collect a file, one each: GetFile on the evidence path; for AV alerts, the
-# read-only locator then GetFile of the encrypted entries, decoded on our side ("locate"); the
-# script decoding on the endpoint ("quarantine"); MpCmdRun -Restore, opt-in ("restore").
-Strategy = Literal["getfile", "locate", "quarantine", "restore"]
-Stage = Literal["locate", "entries", "fetch"]
-
-
 class Candidate(_Record):
     """A machine that carries the file, as one alert's evidence says."""
 
@@ -139,20 +132,20 @@ class Attempt(_Record):
 
     number: int
     machine_id: str
-    strategy: Strategy
+    strategy: str  # the collection strategy's name (`joedefender.pipeline.collection.registry`)
     nonce: str
     action_id: str | None = None
     started_at: float
     ended_at: float | None = None
     outcome: Literal["running", "collected", "failed"] = "running"
     failure: Cause | None = None
-    # The locate strategy takes two or three actions: the locator's listing, GetFile of the
-    # Entries files it listed (if any), then GetFile of the ResourceData files they name (or, as a
-    # fallback, of the newest listed: listed_paths).
-    stage: Stage | None = None
-    fetch_paths: list[str] = []
+    # A strategy may take several actions, each a stage of its own (the locate strategy: the
+    # locator's listing, GetFile of the Entries files it listed, then GetFile of the ResourceData
+    # files they name or, as a fallback, of the newest listed: listed_paths).
+    stage: str | None = None
+    fetch_paths: list[str] = []  # what the current stage's GetFile commands fetch
     listed_paths: list[str] = []
-    delivered_index: int | None = None  # which fetched entry held the file
+    delivered_index: int | None = None  # which fetched file held the sample
     fetch_started_at: float | None = None
 
     @property
@@ -252,10 +245,11 @@ class AlertSampleLink(_Record):
 
 
 class EndpointCleanup(_Record):
-    """The second live response after a quarantine attempt: remove the job folder on the endpoint."""
+    """The live response after an attempt whose strategy leaves something on the endpoint: remove it."""
 
     machine_id: str
     job_id: str  # the attempt's nonce, which named the folder
+    strategy: str = "quarantine"  # the collection strategy whose cleanup commands remove it
     created_at: float
     action_id: str | None = None
     tries: int = 0

@@ -22,8 +22,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from joedefender.domain.keys import triage_key
-from joedefender.pipeline.intake import Intake, InvalidAlertError, validate_alert_id, validate_machine_id
-from joedefender.pipeline.ports import StoreError
+from joedefender.pipeline.facade import (
+    Application,
+    InvalidAlertError,
+    StoreError,
+    validate_alert_id,
+    validate_machine_id,
+)
 
 logger = logging.getLogger("joedefender.webhook")
 
@@ -114,8 +119,8 @@ def is_json(content_type: str | None) -> bool:
 class AlertIntake:
     """Authenticate, check and parse one delivery, and record it through intake."""
 
-    def __init__(self, intake: Intake, *, secret: str | None, on_new: Callable[[], None] = lambda: None) -> None:
-        self._intake = intake
+    def __init__(self, app: Application, *, secret: str | None, on_new: Callable[[], None] = lambda: None) -> None:
+        self._app = app
         self._secret = secret
         self._on_new = on_new
 
@@ -141,7 +146,7 @@ class AlertIntake:
             return Reply(400, {"error": "the body is empty; expected a JSON alert reference"})
         try:
             alert_id, machine_id = parse_body(body)
-            accepted = self._intake.receive(alert_id, machine_id=machine_id, source="webhook")
+            accepted = self._app.receive(alert_id, machine_id=machine_id, source="webhook")
         except (BadBodyError, InvalidAlertError) as exc:
             return Reply(400, {"error": str(exc)})
         except StoreError as exc:  # without an answer the sender retries anyway; say so plainly

@@ -23,7 +23,7 @@ from joedefender import __version__
 from joedefender.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
-    from joedefender.pipeline.engine import Engine
+    from joedefender.pipeline.facade import Application
 
 app = typer.Typer(
     name="joedefender",
@@ -91,7 +91,7 @@ def _store_advice(exc: Exception) -> str:
 def _state_store_errors(state_path: Path, verbose: bool) -> Iterator[None]:
     """A state store that cannot be used is one line naming the file and what to do; -v adds the
     traceback."""
-    from joedefender.pipeline.ports import StoreError
+    from joedefender.pipeline.facade import StoreError
 
     try:
         yield
@@ -189,12 +189,13 @@ def run(
     """Run the service: poller, webhook and workers, until SIGTERM or SIGINT."""
     from joedefender.bootstrap import open_connector
     from joedefender.hosts.standalone.service import Service, ServiceOptions
+    from joedefender.pipeline.facade import Clock
 
     _logging(verbose)
     settings = _settings(settings_file)
     with (
         _state_store_errors(settings.state_path, verbose),
-        open_connector(settings, time_scale=time_scale) as connector,
+        open_connector(settings, clock=Clock(scale=time_scale)) as connector,
     ):
         service = Service(connector, ServiceOptions(poll=poll, webhook=webhook, until_idle=until_idle))
         service.install_signal_handlers()
@@ -212,58 +213,56 @@ def process(
     from joedefender.bootstrap import open_connector
     from joedefender.hosts.standalone.status import alerts_table
     from joedefender.hosts.standalone.workers import WorkerPool
-    from joedefender.pipeline.intake import InvalidAlertError
-    from joedefender.pipeline.quota import parked_until
+    from joedefender.pipeline.facade import Clock, InvalidAlertError
 
     _logging(verbose)
     settings = _settings(settings_file)
     with (
         _state_store_errors(settings.state_path, verbose),
-        open_connector(settings, time_scale=time_scale) as connector,
+        open_connector(settings, clock=Clock(scale=time_scale)) as connector,
     ):
-        engine = connector.engine
+        app = connector.app
         try:
             for alert_id in alert_ids:
-                engine.intake.receive(alert_id, source="cli")
+                app.receive(alert_id, source="cli")
         except InvalidAlertError as exc:
             errors.print(f"[red]Bad alert id[/]: {escape(str(exc))}")
             raise typer.Exit(2) from exc
-        workers = WorkerPool(engine, settings.workers)
+        workers = WorkerPool(app, settings.workers)
         workers.start()
         try:
             # Everything that can go on does (analyses of what was submitted, comments); what waits
             # for Joe's quota to reset, or what every item would meet (a rejected key), does not
             # keep the command waiting.
-            while engine.configuration_problem is None and not workers.wait_idle_for(
-                0.5, before=parked_until(connector.store, engine.ctx.now())
+            while app.configuration_problem is None and not workers.wait_idle_for(
+                0.5, before=app.status.parked_until()
             ):
                 pass
         finally:
             workers.stop()
-        problem = engine.configuration_problem
+        problem = app.configuration_problem
         if problem is not None:
             errors.print(
                 f"[red]Stopped[/]: {escape(f'{type(problem).__name__}: {problem}')} "
                 "(fix the settings; `joedefender check` tests them)"
             )
             raise typer.Exit(1)
-        console.print(alerts_table(engine.ctx))
-        _stop_if_parked(engine)
+        console.print(alerts_table(app.status.records))
+        _stop_if_parked(app)
 
 
-def _stop_if_parked(engine: Engine) -> None:
+def _stop_if_parked(app: Application) -> None:
     """After `process` did all it could: name the alerts whose samples wait for Joe's quota."""
-    from joedefender.pipeline.quota import alerts_waiting_for_quota, parked_until
-
-    waiting = alerts_waiting_for_quota(engine.ctx) if engine.quota_exhausted is not None else []
-    if engine.quota_exhausted is None or not waiting:
+    exhausted = app.quota_exhausted
+    waiting = app.status.alerts_waiting_for_quota() if exhausted is not None else []
+    if exhausted is None or not waiting:
         return
-    until = parked_until(engine.ctx.store, engine.ctx.now())
+    until = app.status.parked_until()
     when = f" (parked until {datetime.fromtimestamp(until, UTC):%Y-%m-%d %H:%M} UTC)" if until else ""
     shown = ", ".join(waiting[:_NAMED]) + (f" and {len(waiting) - _NAMED} more" if len(waiting) > _NAMED else "")
     count = f"1 alert waits for it: {shown}" if len(waiting) == 1 else f"{len(waiting)} alerts wait for it: {shown}"
     errors.print(
-        f"[red]Stopped[/]: Joe Sandbox's submission quota is used up ({escape(engine.quota_exhausted.message)}); "
+        f"[red]Stopped[/]: Joe Sandbox's submission quota is used up ({escape(exhausted.message)}); "
         f"{escape(count)}{when}; the rest is done, and `joedefender run` carries these on once it resets"
     )
     raise typer.Exit(1)
@@ -276,9 +275,8 @@ def status(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the traceback of an error.")] = False,
 ) -> None:
     """Show jobs, their state and step history, from the state store."""
-    from joedefender.adapters.sqlite import SqliteStore
+    from joedefender.bootstrap import open_status
     from joedefender.hosts.standalone.status import print_status
-    from joedefender.pipeline.records import Records
 
     try:  # the store alone: the network settings need not be valid here
         state_path = Settings.load_state_path(file=settings_file)
@@ -288,8 +286,8 @@ def status(
     if not state_path.exists():
         errors.print(f"No state at {escape(str(state_path))}: the connector has not run with this StatePath.")
         raise typer.Exit(1)
-    with _state_store_errors(state_path, verbose), SqliteStore(state_path) as store:
-        found = print_status(Records(store), console, alert_id)
+    with _state_store_errors(state_path, verbose), open_status(state_path) as view:
+        found = print_status(view, console, alert_id)
     if not found:
         errors.print(f"Alert {escape(str(alert_id))} is not known to the connector.")
         raise typer.Exit(1)
@@ -298,7 +296,7 @@ def status(
 @app.command()
 def check(settings_file: SettingsFile = None) -> None:
     """Validate the settings, get a token, try each permission, check Joe Sandbox and its quota."""
-    from joedefender.hosts.check import run_checks
+    from joedefender.bootstrap import check as run_checks
 
     _logging(False)
     settings = _settings(settings_file)
@@ -380,11 +378,12 @@ def indicators_list(settings_file: SettingsFile = None, time_scale: TimeScale = 
     """List the connector's own active indicators, as Defender holds them."""
     from joedefender.bootstrap import open_connector
     from joedefender.domain.text import shown
+    from joedefender.pipeline.facade import Clock
 
     _logging(False)
     settings = _settings(settings_file)
-    with open_connector(settings, time_scale=time_scale) as connector:
-        own = [item for item in connector.defender.own_indicators() if item.ours]
+    with open_connector(settings, clock=Clock(scale=time_scale)) as connector:
+        own = connector.app.own_indicators()
     table = Table(title=f"Indicators pushed by joedefender ({len(own)})")
     for column in ("id", "type", "value", "action", "expires (UTC)", "title"):
         table.add_column(column, overflow="fold")
@@ -414,7 +413,7 @@ def indicators_expire(
     """Withdraw the connector's own indicators: those of one sample, or all of them."""
     from joedefender.bootstrap import open_connector
     from joedefender.domain.samples import InvalidSampleError
-    from joedefender.pipeline.indicators import withdraw
+    from joedefender.pipeline.facade import Clock
 
     if (sample is None) == (not all_):
         errors.print("Give exactly one of --sample S or --all.")
@@ -430,8 +429,8 @@ def indicators_expire(
         raise typer.Exit(1)
     _logging(False)
     settings = _settings(settings_file)
-    with open_connector(settings, time_scale=time_scale) as connector:
-        gone = withdraw(connector.ctx, key)
+    with open_connector(settings, clock=Clock(scale=time_scale)) as connector:
+        gone = connector.app.withdraw_indicators(key)
     console.print(f"withdrew {len(gone)} indicator(s)")
 
 

@@ -25,6 +25,7 @@ from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.poller import Poller
 from joedefender.hosts.standalone.status import alerts_table, jobs_table
 from joedefender.hosts.standalone.workers import WorkerPool
+from joedefender.pipeline.facade import Clock
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
 from joedefender_emulators.scenario import Scenario, load_scenario
@@ -52,11 +53,11 @@ def demo_settings(emulators: Emulators, state_path: Path) -> Settings:
 
 
 def _progress(connector: Connector, started: float) -> Group:
-    ctx = connector.ctx
+    status = connector.app.status
     return Group(
-        alerts_table(ctx),
-        jobs_table(ctx),
-        f"elapsed {time.monotonic() - started:5.1f} s, work items queued: {ctx.store.pending()}",
+        alerts_table(status.records),
+        jobs_table(status.records),
+        f"elapsed {time.monotonic() - started:5.1f} s, work items queued: {status.pending()}",
     )
 
 
@@ -89,23 +90,21 @@ def run_demo(console: Console, scenario_path: Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="joedefender-demo-") as folder, Emulators(scenario) as emulators:
         settings = demo_settings(emulators, Path(folder) / "demo.db")
         console.print(f"Defender emulator {emulators.defender.url}, Joe Sandbox emulator {emulators.joe.url}")
-        with open_connector(settings, time_scale=scenario.time_scale) as connector:
-            engine = connector.engine
-            workers = WorkerPool(engine, settings.workers)
-            poller = Poller(
-                engine.ctx, engine.intake, interval=0, lookback=_lookback(scenario), clock=emulators.clock.now
-            )
+        with open_connector(settings, clock=Clock(scale=scenario.time_scale)) as connector:
+            app = connector.app
+            workers = WorkerPool(app, settings.workers)
+            poller = Poller(app, interval=0, lookback=_lookback(scenario), clock=emulators.clock.now)
             taken = poller.poll_once()
             console.print(f"The poller took in {taken} alert(s) that pass the filters.")
             workers.start()
             try:
                 with Live(_progress(connector, started), console=console, refresh_per_second=4) as live:
-                    while engine.ctx.store.pending():
+                    while app.pending():
                         workers.wait_idle_for(0.25)
                         live.update(_progress(connector, started))
             finally:
                 workers.stop()
-            console.print(alerts_table(engine.ctx))
+            console.print(alerts_table(app.status.records))
         console.print(_comments_table(_defender_view(emulators)))
     console.print(f"Demo finished in {time.monotonic() - started:.1f} s.")
     return 0

@@ -1,15 +1,16 @@
-"""What every step works with: the store's records, the two ports, the config and the time."""
+"""What every step works with: the store's records, the two ports, the config and the clock."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from joedefender.pipeline.clock import Clock
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.lease import Claims
 from joedefender.pipeline.ports import DefenderPort, SandboxPort, Store
 from joedefender.pipeline.records import Changes, Records
+
+_MIN_LEASE = 2.0  # real seconds: a step's lease, however fast the clock runs
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ DONE = Outcome()
 
 
 def again(delay: float) -> Outcome:
+    """Look again in `delay` real seconds (a difference of timestamps; see `Context.later`)."""
     return Outcome(max(0.0, delay))
 
 
@@ -36,12 +38,24 @@ class Context(Records):
     defender: DefenderPort
     sandbox: SandboxPort
     config: PipelineConfig
-    now: Callable[[], float] = field(default=time.time)
+    clock: Clock = field(default_factory=Clock)
     # The claim each thread's step runs under; bootstrap shares it with the adapters' waits.
     claims: Claims = field(default_factory=Claims)
 
     def __post_init__(self) -> None:
         Records.__init__(self, self.store)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def later(self, nominal: float) -> Outcome:
+        """Look again in `nominal` seconds."""
+        return again(self.clock.real(nominal))
+
+    @property
+    def step_lease(self) -> float:
+        """A work item's lease while its step runs, in real seconds."""
+        return max(self.clock.real(self.config.step_lease), _MIN_LEASE)
 
     def changes(self) -> Changes:
         """A new unit of work for one step's writes; under the engine, fenced with the step's
@@ -50,14 +64,11 @@ class Context(Records):
         claim = self.claims.current()
         if claim is not None:
             uow.fence(claim.item)
-        return Changes(uow, self.now)
-
-    def lease_held(self) -> bool:
-        """False once the running step is known to have lost its work item's lease: it should
-        stop before its next side effect (`check_lease` raises `LeaseLost` then)."""
-        return self.claims.held()
+        return Changes(uow, self.clock)
 
     def check_lease(self) -> None:
+        """Raise `LeaseLost` once the running step is known to have lost its lease: it should
+        stop before its next side effect."""
         self.claims.check()
 
     def record(self, subject: str, step: str, outcome: str, detail: str = "") -> None:

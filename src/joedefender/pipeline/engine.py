@@ -1,76 +1,69 @@
-"""The engine: claims due work items from the queue and runs the step each one names.
+"""The engine: claims due work items from the queue and runs the handler of each one's kind.
 
-A step returns when to look again; errors that pass (throttling, outages, a lost race) are
-retried with backoff; a step that keeps failing is given up with a reason the analyst will see.
-The engine decides by the core's error types only: every adapter maps its own errors into them.
+A handler returns when to look again; errors that pass (throttling, outages, a lost race) are
+retried with backoff; a handler that keeps failing is given up (`WorkHandler.give_up`) with a
+reason the analyst will see. The engine decides by the core's error types only: every adapter
+maps its own errors into them. It knows no handler by name: the facade gives it one per kind.
 While a step runs, its work item's lease is renewed (`joedefender.pipeline.lease`); a step that
 lost it anyway stops with `LeaseLost` and the item is left to the worker that owns it now.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 from joedefender.domain.errors import Misconfigured, NotAllowed, QuotaExhausted, Rejected, Throttled, Transient
-from joedefender.domain.jobs import AlertState
-from joedefender.domain.keys import TENANT_BATCH, WorkKey, WorkKind, alert_subject
+from joedefender.domain.keys import WorkKey, WorkKind
 from joedefender.domain.reasons import Cause, Reason
-from joedefender.pipeline.classify import ClassifyStep
-from joedefender.pipeline.cleanup import CleanupStep
-from joedefender.pipeline.context import Context, Outcome, again
-from joedefender.pipeline.indicators import BatchStep, ChooseStep
-from joedefender.pipeline.intake import Intake
+from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.lease import Heartbeat
 from joedefender.pipeline.ports import LeaseLost, StateStore, VersionConflict, WorkItem
 from joedefender.pipeline.quota import park
-from joedefender.pipeline.sample_step import SampleStep
-from joedefender.pipeline.triage_step import TriageStep
-from joedefender.pipeline.writeback import WriteBackStep
+from joedefender.pipeline.records import Data, upsert
 
 logger = logging.getLogger("joedefender.engine")
 
 _CONFIGURATION = (Misconfigured, NotAllowed)
+_SERVICES = {"joe": "Joe Sandbox", "defender": "Defender"}
+
+
+class WorkHandler(Protocol):
+    """What runs the work items of one kind; `subject` is what the work key names."""
+
+    def run(self, subject: str) -> Outcome:
+        """One bounded step: done, or when to look again."""
+        ...
+
+    def give_up(self, subject: str, cause: Cause) -> None:
+        """End what the item was for: its tries are used up, or the service refused it for good."""
+        ...
 
 
 class Engine:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, handlers: Mapping[WorkKind, WorkHandler]) -> None:
         self.ctx = ctx
-        self.intake = Intake(ctx)
-        self._samples = SampleStep(ctx)
+        self._handlers = handlers
         self._errors = _ErrorCounts(ctx.store)
         # The last error that every item would meet (a rejected key, an exhausted quota): a host
         # that waits for the queue to drain (`process`) stops on it instead of waiting for ever.
         self.configuration_problem: Exception | None = None
         self.quota_exhausted: QuotaExhausted | None = None
-        self._steps: dict[WorkKind, Callable[[str], Outcome]] = {
-            WorkKind.TRIAGE: TriageStep(ctx, self.intake.reads),
-            WorkKind.SAMPLE: self._samples,
-            WorkKind.COMMENT: WriteBackStep(ctx),
-            WorkKind.CLEANUP: CleanupStep(ctx),
-            WorkKind.INDICATORS: self._indicators,
-            WorkKind.CLASSIFY: ClassifyStep(ctx),
-        }
-        self._choose = ChooseStep(ctx)
-        self._batch = BatchStep(ctx)
-        self._heartbeat = Heartbeat(ctx.store, now=ctx.now, lease_seconds=lambda: ctx.config.step_lease)
-
-    def _indicators(self, subject: str) -> Outcome:
-        return self._batch(subject) if subject == TENANT_BATCH else self._choose(subject)
+        self._heartbeat = Heartbeat(ctx.store, now=ctx.now, lease_seconds=lambda: ctx.step_lease)
 
     def run_next(self, owner: str) -> bool:
         """Claim and run one due item; False when nothing is due."""
         ctx = self.ctx
-        item = ctx.store.claim(owner, ctx.now(), ctx.config.step_lease)
+        item = ctx.store.claim(owner, ctx.now(), ctx.step_lease)
         if item is None:
             return False
         self.run_claimed(item)
         return True
 
     def run_claimed(self, item: WorkItem) -> None:
-        """Run the step a claimed item names, its lease renewed while it runs, then complete or
+        """Run the handler a claimed item names, its lease renewed while it runs, then complete or
         reschedule the item; if the lease was lost meanwhile, leave the item to its new owner."""
         ctx = self.ctx
         with self._heartbeat.hold(item) as claim, ctx.claims.running(claim):
@@ -97,75 +90,70 @@ class Engine:
 
     def _outcome(self, item: WorkItem) -> Outcome:
         work = WorkKey.parse(item.key)
-        if work is None:
+        handler = self._handlers.get(work.kind) if work is not None else None
+        if work is None or handler is None:
             logger.error("dropping work item of unknown kind: %s", item.key)
-            return Outcome()
-        config = self.ctx.config
+            return DONE
         try:
-            outcome = self._steps[work.kind](work.subject)
+            outcome = handler.run(work.subject)
         except LeaseLost:
             raise
-        except VersionConflict:
-            return again(config.scaled(1))
-        except Throttled as exc:
-            return again(exc.retry_after or config.backoff(self._errors.failed(item.key)))
-        except Transient as exc:
-            return self._retry(item, work, f"{type(exc).__name__}: {exc}")
-        except Rejected as exc:
-            # The service refused this request as invalid: the same request will be refused again.
-            service = {"joe": "Joe Sandbox", "defender": "Defender"}.get(exc.service, exc.service or "the service")
-            cause = Cause(reason=Reason.REJECTED, detail=f"{service}: {exc.message}")
-            self.ctx.record(item.key, work.kind.value, "refused", cause.text)
-            return self._give_up(work, cause)
-        except QuotaExhausted as exc:
-            until, started = park(self.ctx, exc.message)
-            when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            if started:  # said once, however many jobs park
-                logger.warning("Joe Sandbox's submission quota is used up: submissions wait until %s", when)
-            self.ctx.record(work.subject, work.kind.value, "parked", f"Joe Sandbox quota used up; until {when}")
-            self.quota_exhausted = exc
-            return again(until - self.ctx.now())
-        except _CONFIGURATION as exc:
-            # Every item would fail the same way: wait long, say it loudly, do not comment.
-            self.ctx.record(item.key, work.kind.value, "configuration problem", f"{type(exc).__name__}: {exc}")
-            logger.error("configuration problem (run `joedefender check`): %s", exc)
-            self.configuration_problem = exc
-            return again(config.backoff(10))
         except Exception as exc:
-            logger.exception("step %s failed", item.key)
-            return self._retry(item, work, f"{type(exc).__name__}: {exc}")
+            return self._failed(item, work, exc)
         self._errors.succeeded(item.key)
         return outcome
+
+    def _failed(self, item: WorkItem, work: WorkKey, exc: Exception) -> Outcome:
+        """What the engine does about a step that raised, by the core's error type."""
+        ctx, config = self.ctx, self.ctx.config
+        if isinstance(exc, VersionConflict):
+            return ctx.later(1)
+        if isinstance(exc, Throttled):
+            return (
+                again(exc.retry_after) if exc.retry_after else ctx.later(config.backoff(self._errors.failed(item.key)))
+            )
+        if isinstance(exc, Transient):
+            return self._retry(item, work, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, Rejected):
+            # The service refused this request as invalid: the same request will be refused again.
+            service = _SERVICES.get(exc.service, exc.service or "the service")
+            cause = Cause(reason=Reason.REJECTED, detail=f"{service}: {exc.message}")
+            ctx.record(item.key, work.kind.value, "refused", cause.text)
+            return self._give_up(work, cause)
+        if isinstance(exc, QuotaExhausted):
+            return self._park(work, exc)
+        if isinstance(exc, _CONFIGURATION):
+            # Every item would fail the same way: wait long, say it loudly, do not comment.
+            ctx.record(item.key, work.kind.value, "configuration problem", f"{type(exc).__name__}: {exc}")
+            logger.error("configuration problem (run `joedefender check`): %s", exc)
+            self.configuration_problem = exc
+            return ctx.later(config.backoff(10))
+        logger.exception("step %s failed", item.key, exc_info=exc)
+        return self._retry(item, work, f"{type(exc).__name__}: {exc}")
+
+    def _park(self, work: WorkKey, exc: QuotaExhausted) -> Outcome:
+        until, started = park(self.ctx, exc.message)
+        when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if started:  # said once, however many jobs park
+            logger.warning("Joe Sandbox's submission quota is used up: submissions wait until %s", when)
+        self.ctx.record(work.subject, work.kind.value, "parked", f"Joe Sandbox quota used up; until {when}")
+        self.quota_exhausted = exc
+        return again(until - self.ctx.now())
 
     def _retry(self, item: WorkItem, work: WorkKey, detail: str) -> Outcome:
         ctx = self.ctx
         failures = self._errors.failed(item.key)
         if failures < ctx.config.max_step_attempts:
             ctx.record(item.key, work.kind.value, "will retry", detail)
-            return again(ctx.config.backoff(failures))
+            return ctx.later(ctx.config.backoff(failures))
         self._errors.succeeded(item.key)
         cause = Cause(reason=Reason.GAVE_UP, detail=f"{failures} failed tries; last error: {detail}")
         ctx.record(item.key, work.kind.value, "gave up", cause.text)
         return self._give_up(work, cause)
 
     def _give_up(self, work: WorkKey, cause: Cause) -> Outcome:
-        """End what the work item was for with `cause`: a sample job fails (and its alerts get
-        the failure comment), an alert's triage fails; other items are dropped."""
-        ctx = self.ctx
-        if work.kind == WorkKind.SAMPLE:
-            stored = ctx.jobs.get(work.subject)
-            if stored is not None and not stored.record.state.final:
-                return self._samples.fail(stored, cause)
-        elif work.kind == WorkKind.INDICATORS and work.subject != TENANT_BATCH:
-            self._choose.give_up(work.subject, cause.text)
-        elif work.kind == WorkKind.TRIAGE:
-            alert = ctx.alerts.get(work.subject)
-            if alert is not None:
-                alert.record.state, alert.record.cause = AlertState.FAILED, cause
-                with ctx.changes() as changes:
-                    changes.save(alert)
-                    changes.record(alert_subject(work.subject), "triage", "failed", cause.text)
-        return Outcome()
+        self._handlers[work.kind].give_up(work.subject, cause)
+        return DONE
 
 
 class _ErrorCounts:
@@ -177,22 +165,11 @@ class _ErrorCounts:
         self._store = store
 
     def failed(self, key: str) -> int:
-        for _ in range(5):
-            doc = self._store.get(self._KIND, key)
-            if doc is None:
-                if self._store.create(self._KIND, key, {"count": 1}) is not None:
-                    return 1
-                continue
-            count = int(doc.data.get("count", 0)) + 1
-            try:
-                self._store.update(doc, {"count": count})
-            except VersionConflict:
-                continue
-            return count
-        return 1
+        data, _ = upsert(self._store, self._KIND, key, lambda d: {"count": int((d or {}).get("count", 0)) + 1})
+        return int(data["count"]) if data is not None else 1
 
     def succeeded(self, key: str) -> None:
-        doc = self._store.get(self._KIND, key)
-        if doc is not None and doc.data.get("count"):
-            with contextlib.suppress(VersionConflict):
-                self._store.update(doc, {"count": 0})
+        def reset(data: Data | None) -> Data | None:
+            return {"count": 0} if data is not None and data.get("count") else None
+
+        upsert(self._store, self._KIND, key, reset, tries=1)  # a lost race: the next success resets it

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from joedefender.domain.jobs import JobState, SampleJob
 from joedefender.domain.keys import link_prefix
 from joedefender.pipeline.context import Context
-from joedefender.pipeline.ports import StateStore, VersionConflict
-from joedefender.pipeline.records import Records
+from joedefender.pipeline.ports import StateStore
+from joedefender.pipeline.records import Data, Records, upsert
 
 _KIND, _KEY = "meta", "joe-quota"
 
@@ -47,23 +47,16 @@ def alerts_waiting_for_quota(records: Records) -> list[str]:
 
 
 def park(ctx: Context, reason: str) -> tuple[float, bool]:
-    """Park submissions until the next 00:00 UTC (scaled); True when this started the park."""
+    """Park submissions until the next 00:00 UTC; True when this started the park."""
     now = ctx.now()
     moment = datetime.fromtimestamp(now, UTC)
     midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    until = now + ctx.config.scaled(max(60.0, (midnight - moment).total_seconds()))
-    data = {"until": until, "reason": reason[:500]}
-    for _ in range(5):
-        doc = ctx.store.get(_KIND, _KEY)
-        if doc is not None and float(doc.data.get("until", 0.0)) > now:
-            return float(doc.data["until"]), False
-        try:
-            if doc is None:
-                if ctx.store.create(_KIND, _KEY, data) is None:
-                    continue
-            else:
-                ctx.store.update(doc, data)
-        except VersionConflict:
-            continue
-        return until, True
-    return until, False
+    until = now + ctx.clock.real(max(60.0, (midnight - moment).total_seconds()))
+
+    def parked(data: Data | None) -> Data | None:
+        if data is not None and float(data.get("until", 0.0)) > now:
+            return None  # parked already: keep that end
+        return {"until": until, "reason": reason[:500]}
+
+    data, started = upsert(ctx.store, _KIND, _KEY, parked)
+    return (float(data["until"]) if data is not None else until), started

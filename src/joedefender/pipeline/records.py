@@ -3,6 +3,7 @@
 A step reads records through a `Repository`, changes them, and writes everything it changed (the
 records, its history lines, the next work items) through one `Changes`: committed together, or,
 when someone else changed a record first, not at all (`VersionConflict`, and the step runs again).
+A small document of its own (a counter, a watermark, a hold) is changed with `upsert`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -24,7 +25,8 @@ from joedefender.domain.jobs import (
     SampleJob,
 )
 from joedefender.domain.text import shown
-from joedefender.pipeline.ports import Document, StateStore, Store, UnitOfWork
+from joedefender.pipeline.clock import Clock
+from joedefender.pipeline.ports import Document, StateStore, UnitOfWork, VersionConflict
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,7 +59,7 @@ class Repository(Generic[M]):
 class Records:
     """The store's records by kind: what `status` reads and every step works on."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StateStore) -> None:
         self.store = store
         self.alerts: Repository[AlertRecord] = Repository(store, "alert", AlertRecord)
         self.jobs: Repository[SampleJob] = Repository(store, "job", SampleJob)
@@ -71,9 +73,9 @@ class Changes:
     """One step's unit of work. Use as `with ctx.changes() as changes: ...`: it commits when the
     block ends without an exception, and writes nothing otherwise."""
 
-    def __init__(self, uow: UnitOfWork, now: Callable[[], float]) -> None:
+    def __init__(self, uow: UnitOfWork, clock: Clock) -> None:
         self._uow = uow
-        self._now = now
+        self._clock = clock
         self._saved: dict[tuple[str, str], Versioned[BaseModel]] = {}
         self._created: list[Versioned[BaseModel]] = []
         self._lines: list[tuple[str, str, str, str]] = []
@@ -93,11 +95,12 @@ class Changes:
         """One line of a job's or alert's history (shown by `status`) and, once committed, of the log.
         The detail often quotes attacker text (a URL, a file name, an error): it is stored safe."""
         detail = shown(detail, MAX_DETAIL)
-        self._uow.append_history(subject, step, outcome, detail, at=self._now())
+        self._uow.append_history(subject, step, outcome, detail, at=self._clock.now())
         self._lines.append((subject, step, outcome, detail))
 
-    def enqueue(self, key: str, delay: float = 0.0) -> None:
-        self._uow.enqueue(key, self._now() + delay)
+    def enqueue(self, key: str, after: float = 0.0) -> None:
+        """Make the work item due `after` nominal seconds from now (earlier, if negative)."""
+        self._uow.enqueue(key, self._clock.after(after))
 
     def commit(self) -> None:
         for stored in self._saved.values():
@@ -116,3 +119,34 @@ class Changes:
     ) -> None:
         if kind is None:
             self.commit()
+
+
+Data = dict[str, Any]
+
+
+def upsert(
+    store: StateStore, kind: str, key: str, change: Callable[[Data | None], Data | None], *, tries: int = 5
+) -> tuple[Data | None, bool]:
+    """Change a small document under optimistic concurrency: `change` gets its data (None when
+    there is none) and returns the new data, or None to leave it as it is. A race lost (another
+    writer first) reads it again and asks `change` again, up to `tries` times.
+
+    Returns the data as this call left it and whether this call wrote it; (None, False) when every
+    try lost its race.
+    """
+    for _ in range(tries):
+        doc = store.get(kind, key)
+        current = None if doc is None else doc.data
+        new = change(current)
+        if new is None:
+            return current, False
+        if doc is None:
+            if store.create(kind, key, new) is None:
+                continue
+        else:
+            try:
+                store.update(doc, new)
+            except VersionConflict:
+                continue
+        return new, True
+    return None, False

@@ -24,6 +24,7 @@ from pydantic import (
 from joedefender.adapters._microsoft.calls import format_time
 from joedefender.adapters._microsoft.wire import Texts, none_as_empty
 from joedefender.adapters._microsoft.wire import WireModel as _Model
+from joedefender.domain.liveresponse import ActionStatus
 
 
 def _comma_separated(value: object) -> object:
@@ -63,23 +64,9 @@ class Determination(StrEnum):
     OTHER = "Other"
 
 
-class MachineActionStatus(StrEnum):
-    PENDING = "Pending"
-    IN_PROGRESS = "InProgress"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    TIMEOUT = "TimeOut"
-    CANCELLED = "Cancelled"
-
-
-FINAL_ACTION_STATUSES = frozenset(
-    {
-        MachineActionStatus.SUCCEEDED,
-        MachineActionStatus.FAILED,
-        MachineActionStatus.TIMEOUT,
-        MachineActionStatus.CANCELLED,
-    }
-)
+# A machine action's status: the core's own enum, which spells Defender's values.
+MachineActionStatus = ActionStatus
+FINAL_ACTION_STATUSES = frozenset(status for status in ActionStatus if not status.running)
 
 
 class CommandType(StrEnum):

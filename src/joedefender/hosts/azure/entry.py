@@ -17,13 +17,14 @@ from joedefender.bootstrap import open_azure_connector
 from joedefender.hosts.azure.functions import build_app
 from joedefender.hosts.azure.ports import DEFAULT_PREFIX, queue_names
 from joedefender.hosts.azure.runtime import Hosted, Runtime
+from joedefender.pipeline.facade import Clock
 from joedefender.settings import Settings
 
 
 @contextmanager
 def hosted(environ: Mapping[str, str], *, time_scale: float = 1.0) -> Iterator[Hosted]:
     settings = Settings.load(environ)
-    with open_azure_connector(settings, environ, time_scale=time_scale) as (connector, store):
+    with open_azure_connector(settings, environ, clock=Clock(scale=time_scale)) as (connector, store):
         yield Hosted(connector, store)
 
 

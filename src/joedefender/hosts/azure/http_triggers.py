@@ -21,9 +21,7 @@ from joedefender.hosts.alert_intake import AlertIntake
 from joedefender.hosts.azure import telemetry
 from joedefender.hosts.azure.runtime import Runtime
 from joedefender.hosts.standalone.status import print_status
-from joedefender.pipeline.intake import InvalidAlertError, validate_alert_id
-from joedefender.pipeline.ports import StoreError
-from joedefender.pipeline.records import Records
+from joedefender.pipeline.facade import InvalidAlertError, StoreError, validate_alert_id
 from joedefender.settings import ConfigurationError
 
 logger = logging.getLogger("joedefender.functions")
@@ -45,10 +43,10 @@ def _unavailable(exc: Exception) -> func.HttpResponse:
 
 def receive_alert(runtime: Runtime, req: func.HttpRequest) -> func.HttpResponse:
     try:
-        intake = runtime.hosted().connector.engine.intake
+        app = runtime.hosted().connector.app
     except (ConfigurationError, StoreError) as exc:
         return _unavailable(exc)
-    reply = AlertIntake(intake, secret=None)(req.get_body(), dict(req.headers), dict(req.params))
+    reply = AlertIntake(app, secret=None)(req.get_body(), dict(req.headers), dict(req.params))
     with telemetry.bound(alert_id=reply.body.get("alertId")):
         logger.info("alert delivery answered %d", reply.status)
     return _json(reply.status, reply.body)
@@ -66,7 +64,7 @@ def alert_status(runtime: Runtime, req: func.HttpRequest) -> func.HttpResponse:
         hosted = runtime.hosted()
         buffer = io.StringIO()
         console = Console(file=buffer, width=_STATUS_WIDTH, color_system=None, force_terminal=False, no_color=True)
-        if not print_status(Records(hosted.store), console, alert_id):
+        if not print_status(hosted.connector.app.status, console, alert_id):
             return _json(404, {"error": f"no alert {alert_id} is known to the connector"})
         if alert_id is None:
             _print_poisoned(console, hosted.store.poisoned())

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from joedefender.adapters.azure.queue import LIVE_RESPONSE, WORK, queue_names
 from joedefender.adapters.azure.store import DEFAULT_PREFIX
-from joedefender.pipeline.ports import Store, WorkItem
+from joedefender.pipeline.facade import Store, WorkItem
 
 __all__ = ["DEFAULT_PREFIX", "LIVE_RESPONSE", "WORK", "PushStore", "queue_names"]
 

@@ -22,12 +22,12 @@ logger = logging.getLogger("joedefender.functions")
 
 def advance(runtime: Runtime, message: func.QueueMessage) -> None:
     hosted = runtime.hosted()
-    ctx = hosted.connector.ctx
+    app = hosted.connector.app
     body = message.get_body().decode("utf-8", "replace")
     owner = runtime.owner(f"{message.id or 'message'}-{message.dequeue_count or 0}")
-    item = hosted.store.accept(body, owner=owner, now=ctx.now(), lease_seconds=ctx.config.step_lease)
+    item = hosted.store.accept(body, owner=owner, now=app.now(), lease_seconds=app.step_lease)
     if item is None:
         logger.debug("queue message for no due, free work item; consumed")
         return
-    with telemetry.bound(**telemetry.ids_of(item.key, ctx)):
-        hosted.connector.engine.run_claimed(item)
+    with telemetry.bound(**telemetry.ids_of(item.key, app.status.records)):
+        app.run_claimed(item)

@@ -19,7 +19,7 @@ from typing import Any
 
 from joedefender.domain.keys import TENANT_BATCH, WorkKey, WorkKind
 from joedefender.hosts.logfilter import made_safe
-from joedefender.pipeline.records import Records
+from joedefender.pipeline.facade import Records
 
 DIMENSIONS = ("alert_id", "sample", "machine_id", "action_id", "work_item")
 _NONE: Mapping[str, str] = MappingProxyType({})

@@ -9,16 +9,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from joedefender.adapters.azure.store import RELAY_GRACE
 from joedefender.hosts.azure.runtime import Runtime
-from joedefender.pipeline.polling import poll_once
-from joedefender.pipeline.sweep import sweep
 
 logger = logging.getLogger("joedefender.functions")
 
 # A work item due (or whose lease ran out) this many nominal seconds ago that nobody took is
 # taken as lost: well beyond the host's 10-minute reappearance of a message whose instance died
-# mid-step. The store's own relay of lost wake-ups waits RELAY_GRACE.
+# mid-step. The store's own relay of lost wake-ups waits less (bootstrap wires it).
 SWEEP_GRACE = 30 * 60.0
 
 
@@ -28,14 +25,13 @@ def poll(runtime: Runtime) -> int:
     settings = connector.settings
     if not settings.poller_enabled:
         return 0
-    return poll_once(connector.ctx, connector.engine.intake, now=datetime.now(UTC), lookback=settings.poll_lookback)
+    return connector.app.poll(datetime.now(UTC), settings.poll_lookback)
 
 
 def sweep_once(runtime: Runtime) -> list[str]:
     """Relay what a crash left in the outbox, then queue stranded work again; the keys queued."""
-    hosted = runtime.hosted()
-    ctx = hosted.connector.ctx
-    relayed = hosted.store.relay_outbox(ctx.now(), grace=ctx.config.scaled(RELAY_GRACE))
+    app = runtime.hosted().connector.app
+    relayed = app.relay()
     if relayed:
         logger.warning("sweeper: sent %d queue message(s) a crash had left in the outbox", relayed)
-    return sweep(ctx, now=ctx.now(), grace=ctx.config.scaled(SWEEP_GRACE))
+    return app.sweep(SWEEP_GRACE)

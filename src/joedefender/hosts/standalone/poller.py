@@ -1,4 +1,4 @@
-"""The built-in poller's thread: `pipeline.polling.poll_once` every interval, until stopped."""
+"""The built-in poller's thread: one poll of Defender (`Application.poll`) every interval, until stopped."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from joedefender.pipeline.context import Context
-from joedefender.pipeline.intake import Intake
-from joedefender.pipeline.polling import poll_once
+from joedefender.pipeline.facade import Application
 
 logger = logging.getLogger("joedefender.poller")
 
@@ -17,8 +15,7 @@ logger = logging.getLogger("joedefender.poller")
 class Poller:
     def __init__(
         self,
-        ctx: Context,
-        intake: Intake,
+        app: Application,
         *,
         interval: float,
         lookback: timedelta,
@@ -26,9 +23,8 @@ class Poller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`clock` is the poller's idea of Defender's time; the window [since, now) is on it."""
-        self._ctx = ctx
+        self._app = app
         self._clock = clock
-        self._intake = intake
         self._interval = interval
         self._lookback = lookback
         self._on_new = on_new
@@ -37,7 +33,7 @@ class Poller:
 
     def poll_once(self) -> int:
         """One poll; returns how many new alerts it took in."""
-        new = poll_once(self._ctx, self._intake, now=self._clock(), lookback=self._lookback)
+        new = self._app.poll(self._clock(), self._lookback)
         if new:
             self._on_new()
         return new

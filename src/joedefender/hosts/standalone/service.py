@@ -16,7 +16,7 @@ from joedefender.bootstrap import Connector
 from joedefender.hosts.standalone.poller import Poller
 from joedefender.hosts.standalone.webhook import TlsFiles, Webhook
 from joedefender.hosts.standalone.workers import WorkerPool
-from joedefender.pipeline.ports import StoreError
+from joedefender.pipeline.facade import StoreError
 from joedefender.settings import SettingsError
 
 logger = logging.getLogger("joedefender.service")
@@ -35,15 +35,14 @@ class Service:
         self._options = options
         self._stop = threading.Event()
         settings = connector.settings
-        engine = connector.engine
+        app = connector.app
         for warning in settings.warnings():
             logger.warning("%s", warning)
-        self.workers = WorkerPool(engine, settings.workers)
+        self.workers = WorkerPool(app, settings.workers)
         self.poller: Poller | None = None
         if options.poll and settings.poll_interval.total_seconds() > 0:
             self.poller = Poller(
-                engine.ctx,
-                engine.intake,
+                app,
                 interval=settings.poll_interval.total_seconds(),
                 lookback=settings.poll_lookback,
                 on_new=self.workers.notify,
@@ -60,7 +59,7 @@ class Service:
             if settings.webhook_tls_cert_file is not None and settings.webhook_tls_key_file is not None:
                 tls = TlsFiles(settings.webhook_tls_cert_file, settings.webhook_tls_key_file)
             self.webhook = Webhook(
-                engine.intake,
+                app,
                 secret=secret,
                 host=settings.webhook_bind_address,
                 port=settings.webhook_port,
@@ -72,7 +71,7 @@ class Service:
     def _store_answers(self) -> bool:
         """Readiness: the state store can be read."""
         try:
-            self._connector.store.next_due()
+            self._connector.app.next_due()
         except StoreError as exc:
             logger.warning("readiness: the state store does not answer: %s", exc)
             return False

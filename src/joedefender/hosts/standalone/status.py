@@ -10,7 +10,6 @@ output is bounded however many alerts and however long their URLs are.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -22,8 +21,7 @@ from rich.text import Text
 from joedefender.domain.jobs import AlertRecord, SampleJob
 from joedefender.domain.keys import alert_subject, link_key, link_prefix
 from joedefender.domain.text import shown
-from joedefender.pipeline.quota import parked_until
-from joedefender.pipeline.records import Records
+from joedefender.pipeline.facade import Records, Status
 
 FIELD = 200  # characters of one cell
 ROWS = 200  # rows of one table: the most recent ones
@@ -156,16 +154,17 @@ def alert_detail(ctx: Records, alert: AlertRecord) -> Group:
     return Group(*parts)
 
 
-def print_status(ctx: Records, console: Console, alert_id: str | None = None) -> bool:
+def print_status(status: Status, console: Console, alert_id: str | None = None) -> bool:
     """False when the alert asked for is unknown."""
+    ctx = status.records
     if alert_id is None:
         console.print(alerts_table(ctx))
         console.print(jobs_table(ctx))
         indicators = indicators_table(ctx)
         if indicators is not None:
             console.print(indicators)
-        console.print(f"work items queued: {ctx.store.pending()}")
-        parked = parked_until(ctx.store, time.time())
+        console.print(f"work items queued: {status.pending()}")
+        parked = status.parked_until()
         if parked is not None:
             when = datetime.fromtimestamp(parked, UTC).strftime("%Y-%m-%d %H:%M:%S")
             console.print(f"Joe Sandbox's submission quota is used up: submissions are parked until {when} UTC")

@@ -46,7 +46,7 @@ from joedefender.hosts.alert_intake import (
     TriggerBody,
 )
 from joedefender.hosts.standalone.connections import ConnectionGate, GateCounts, gated_protocol
-from joedefender.pipeline.intake import Intake
+from joedefender.pipeline.facade import Application
 from joedefender.settings import is_loopback
 
 logger = logging.getLogger("joedefender.webhook")
@@ -91,28 +91,7 @@ def openapi() -> dict[str, Any]:
     shapes = [model.model_json_schema(ref_template=template) for model in (TriggerBody, LogicAppBody)]
     for shape in shapes:
         schemas.update(shape.pop("$defs", {}))
-    error = {"application/json": {"schema": ref(ErrorAnswer)}}
-    post = {
-        "summary": "Take in a Defender alert for enrichment; answers at once.",
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"oneOf": shapes}}},
-        },
-        "responses": {
-            "202": {
-                "description": "Accepted (also when the alert was known already).",
-                "content": {"application/json": {"schema": ref(AcceptedAnswer)}},
-            },
-            "400": {"description": "The body is malformed, or the Host is not this machine.", "content": error},
-            "401": {"description": "The shared secret is missing or wrong.", "content": error},
-            "403": {"description": "A browser page from elsewhere (Origin) on a loopback webhook.", "content": error},
-            "408": {"description": "The body did not arrive in time.", "content": error},
-            "411": {"description": "The body came without a Content-Length (chunked).", "content": error},
-            "413": {"description": f"The body is larger than {MAX_BODY} bytes.", "content": error},
-            "415": {"description": "The body is not sent as application/json.", "content": error},
-            "503": {"description": "The state store is unavailable, or too many connections; deliver again later."},
-        },
-    }
+    post = _alert_post(shapes, accepted=ref(AcceptedAnswer), error=ref(ErrorAnswer))
     unauthenticated = {"security": [], "responses": {"200": {"description": "OK"}}}
     return {
         "openapi": "3.1.0",
@@ -136,6 +115,32 @@ def openapi() -> dict[str, Any]:
                 }
             },
             "/openapi.json": {"get": {"summary": "This document", **unauthenticated}},
+        },
+    }
+
+
+def _alert_post(shapes: list[dict[str, Any]], *, accepted: dict[str, str], error: dict[str, str]) -> dict[str, Any]:
+    """The alert intake operation: the bodies it takes (`shapes`), the answers it gives."""
+    failed = {"application/json": {"schema": error}}
+    return {
+        "summary": "Take in a Defender alert for enrichment; answers at once.",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": shapes}}},
+        },
+        "responses": {
+            "202": {
+                "description": "Accepted (also when the alert was known already).",
+                "content": {"application/json": {"schema": accepted}},
+            },
+            "400": {"description": "The body is malformed, or the Host is not this machine.", "content": failed},
+            "401": {"description": "The shared secret is missing or wrong.", "content": failed},
+            "403": {"description": "A browser page from elsewhere (Origin) on a loopback webhook.", "content": failed},
+            "408": {"description": "The body did not arrive in time.", "content": failed},
+            "411": {"description": "The body came without a Content-Length (chunked).", "content": failed},
+            "413": {"description": f"The body is larger than {MAX_BODY} bytes.", "content": failed},
+            "415": {"description": "The body is not sent as application/json.", "content": failed},
+            "503": {"description": "The state store is unavailable, or too many connections; deliver again later."},
         },
     }
 
@@ -166,26 +171,10 @@ def build_app(
         query = dict(request.query_params)
         if not alert_intake.authorised(_raw_headers(request), query):
             return _error(401, "missing or wrong shared secret (x-functions-key header or code)")
-        if "chunked" in request.headers.get("transfer-encoding", "").lower():
-            return _error(411, "send the body with a Content-Length, not chunked")
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit():
-            return _error(400, "bad Content-Length")
-        if int(length) > MAX_BODY:
-            return _error(413, f"the body is larger than {MAX_BODY} bytes")
-        body = bytearray()
-        try:
-            with anyio.fail_after(body_timeout):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > MAX_BODY:
-                        return _error(413, f"the body is larger than {MAX_BODY} bytes")
-        except TimeoutError:
-            return _error(408, f"the body did not arrive within {body_timeout:g} s")
-        except ClientDisconnect:
-            logger.debug("webhook: %s hung up before sending the whole body", _peer(request))
-            return Response(status_code=400)
-        reply = await in_thread(alert_intake, bytes(body), _raw_headers(request), query)
+        body = await _read_body(request, body_timeout)
+        if isinstance(body, Response):
+            return body
+        reply = await in_thread(alert_intake, body, _raw_headers(request), query)
         return JSONResponse(reply.body, status_code=reply.status)
 
     async def healthz(_: Request) -> Response:
@@ -199,13 +188,6 @@ def build_app(
     async def openapi_json(_: Request) -> Response:
         return JSONResponse(document)
 
-    async def not_found(request: Request, _: Exception) -> Response:
-        hint = "; POST alerts to /api/alerts" if request.method == "POST" else ""
-        return _error(404, f"no such endpoint: {request.url.path}{hint}")
-
-    async def wrong_method(request: Request, _: Exception) -> Response:
-        return _error(405, f"{request.method} is not served on {request.url.path}")
-
     app = Starlette(
         routes=[
             *(Route(path, alerts, methods=["POST"]) for path in ALERT_PATHS),
@@ -213,9 +195,42 @@ def build_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
         ],
-        exception_handlers={404: not_found, 405: wrong_method},
+        exception_handlers={404: _not_found, 405: _wrong_method},
     )
     return _LoopbackGuard(app) if loopback else app
+
+
+async def _read_body(request: Request, body_timeout: float) -> bytes | Response:
+    """The body, bounded in size and time; or the answer that refuses it."""
+    if "chunked" in request.headers.get("transfer-encoding", "").lower():
+        return _error(411, "send the body with a Content-Length, not chunked")
+    length = request.headers.get("content-length", "0")
+    if not length.isdigit():
+        return _error(400, "bad Content-Length")
+    if int(length) > MAX_BODY:
+        return _error(413, f"the body is larger than {MAX_BODY} bytes")
+    body = bytearray()
+    try:
+        with anyio.fail_after(body_timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return _error(413, f"the body is larger than {MAX_BODY} bytes")
+    except TimeoutError:
+        return _error(408, f"the body did not arrive within {body_timeout:g} s")
+    except ClientDisconnect:
+        logger.debug("webhook: %s hung up before sending the whole body", _peer(request))
+        return Response(status_code=400)
+    return bytes(body)
+
+
+async def _not_found(request: Request, _: Exception) -> Response:
+    hint = "; POST alerts to /api/alerts" if request.method == "POST" else ""
+    return _error(404, f"no such endpoint: {request.url.path}{hint}")
+
+
+async def _wrong_method(request: Request, _: Exception) -> Response:
+    return _error(405, f"{request.method} is not served on {request.url.path}")
 
 
 def _raw_headers(request: Request) -> dict[str, str | bytes]:
@@ -271,7 +286,7 @@ class Webhook:
 
     def __init__(
         self,
-        intake: Intake,
+        connector: Application,
         *,
         secret: str | None,
         host: str,
@@ -283,7 +298,7 @@ class Webhook:
     ) -> None:
         self._tls = tls
         app = build_app(
-            AlertIntake(intake, secret=secret, on_new=on_new),
+            AlertIntake(connector, secret=secret, on_new=on_new),
             ready=ready,
             body_timeout=limits.body_timeout,
             loopback=is_loopback(host),

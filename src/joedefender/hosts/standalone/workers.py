@@ -1,4 +1,4 @@
-"""A pool of worker threads running the engine's steps as they come due.
+"""A pool of worker threads running the connector's steps as they come due.
 
 An idle worker waits on a condition until the next item is due or new work is enqueued; it never
 sleeps a fixed time hoping the work is ready.
@@ -11,7 +11,7 @@ import os
 import threading
 import uuid
 
-from joedefender.pipeline.engine import Engine
+from joedefender.pipeline.facade import Application
 
 logger = logging.getLogger("joedefender.workers")
 _MAX_IDLE_WAIT = 1.0  # re-read the queue at least this often: another process may share the store
@@ -20,8 +20,8 @@ _SAME_MOMENT = 0.001
 
 
 class WorkerPool:
-    def __init__(self, engine: Engine, size: int) -> None:
-        self._engine = engine
+    def __init__(self, app: Application, size: int) -> None:
+        self._app = app
         self._size = size
         self._wake = threading.Condition()
         self._stopping = threading.Event()
@@ -61,10 +61,10 @@ class WorkerPool:
             return self._stopping.is_set() or self._idle(before)
 
     def _idle(self, before: float | None) -> bool:
-        store = self._engine.ctx.store
-        if self._busy or not store.pending():
+        app = self._app
+        if self._busy or not app.pending():
             return not self._busy
-        due = store.next_due()
+        due = app.next_due()
         return before is not None and due is not None and due >= before - _SAME_MOMENT
 
     @property
@@ -72,13 +72,13 @@ class WorkerPool:
         return self._stopping.is_set()
 
     def _work(self, owner: str) -> None:
-        engine = self._engine
+        app = self._app
         while not self._stopping.is_set():
             with self._wake:
                 self._busy += 1
             ran = False
             try:
-                ran = engine.run_next(owner)
+                ran = app.run_next(owner)
             except Exception:  # the store itself failed; keep the worker alive
                 logger.exception("worker %s could not run a step", owner)
             finally:
@@ -90,8 +90,8 @@ class WorkerPool:
                         self._wake.notify_all()
             if ran:
                 continue
-            due = engine.ctx.store.next_due()
-            wait = _MAX_IDLE_WAIT if due is None else min(_MAX_IDLE_WAIT, max(0.0, due - engine.ctx.now()))
+            due = app.next_due()
+            wait = _MAX_IDLE_WAIT if due is None else min(_MAX_IDLE_WAIT, max(0.0, due - app.now()))
             with self._wake:
                 if not self._stopping.is_set():
                     self._wake.wait(wait)

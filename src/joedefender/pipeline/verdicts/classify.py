@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from joedefender.domain.jobs import JobState, SampleJob
 from joedefender.domain.keys import alert_subject
+from joedefender.domain.reasons import Cause
 from joedefender.pipeline.context import DONE, Context, Outcome
 
 CLASSIFICATION = "TruePositive"
@@ -24,11 +25,16 @@ def wants_classification(ctx: Context, job: SampleJob) -> bool:
     )
 
 
-class ClassifyStep:
+class ClassifyWork:
+    """`classify:<link key>`."""
+
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def __call__(self, link_id: str) -> Outcome:
+    def give_up(self, link_id: str, cause: Cause) -> None:
+        """Nothing to end: an alert left unclassified is the analyst's to classify."""
+
+    def run(self, link_id: str) -> Outcome:
         ctx = self._ctx
         stored = ctx.links.get(link_id)
         if stored is None or stored.record.classified_at is not None:

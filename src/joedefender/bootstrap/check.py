@@ -1,4 +1,5 @@
-"""`joedefender check`: are the settings, the credentials and the permissions what the connector needs?
+"""`joedefender check`: are the settings, the credentials and the permissions what the connector
+needs? Here in bootstrap, which builds the clients it tries, so no host touches an adapter.
 
 Each Defender permission is tried with one harmless call where one exists; the rest are read from
 the token's `roles` claim (Defender puts an application's permissions there). When the connector
@@ -14,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from joedefender.adapters.defender import DefenderError, ForbiddenError, NotFoundError
+from joedefender.adapters._microsoft.errors import DefenderError, ForbiddenError, NotFoundError
 from joedefender.adapters.joe.client import JoeSandboxClient
 from joedefender.adapters.joe.errors import JoeSandboxError
-from joedefender.bootstrap import defender_client, graph_client, sandbox_client, system_chooser, token_provider
+from joedefender.bootstrap.clients import defender_client, graph_client, sandbox_client, system_chooser, token_provider
 from joedefender.domain.platforms import Platform
 from joedefender.settings import Settings
 
@@ -104,7 +105,9 @@ def graph_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckRe
     return results
 
 
-def run_checks(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResult]:
+def check(settings: Settings, *, time_scale: float = 1.0) -> list[CheckResult]:
+    """Get a token, try each permission with one harmless call where one exists (the rest are read
+    from the token's `roles` claim), check Joe Sandbox, its quota and the systems per platform."""
     results = [CheckResult("settings", True, "valid")]
     tokens = token_provider(settings)
     try:

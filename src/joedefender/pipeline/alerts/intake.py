@@ -15,7 +15,7 @@ from joedefender.domain.errors import JoeDefenderError
 from joedefender.domain.jobs import AlertRecord, AlertState
 from joedefender.domain.keys import alert_subject, triage_key
 from joedefender.domain.reasons import Reason
-from joedefender.pipeline.alert_reads import AlertReads
+from joedefender.pipeline.alerts.reads import AlertReads
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.ports import AlreadyExists
 
@@ -120,7 +120,7 @@ class Intake:
                 return
             why = "Defender updated the alert since its triage"
         else:
-            if ctx.now() - triaged_at < ctx.config.scaled(_REDELIVERY_QUIET):
+            if ctx.clock.since(triaged_at) < _REDELIVERY_QUIET:
                 return  # a sender's quick retry, not news
             why = "the alert was delivered again"
         record.state, record.snapshot = AlertState.RECEIVED, snapshot

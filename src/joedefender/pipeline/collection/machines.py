@@ -28,7 +28,7 @@ class MachineHealth:
         """Each machine's health, from a read of the last WINDOW nominal seconds or a new one."""
         ids = list(dict.fromkeys(machine_ids))
         with self._lock:
-            oldest = self._ctx.now() - self._ctx.config.scaled(WINDOW)
+            oldest = self._ctx.now() - self._ctx.clock.real(WINDOW)
             stale = [m for m in ids if m not in self._known or self._known[m][1] < oldest]
             if stale:
                 found = {m.id.lower(): m.online for m in self._ctx.defender.get_machines(stale)}
@@ -36,8 +36,3 @@ class MachineHealth:
                 for machine_id in stale:
                     self._known[machine_id] = (found.get(machine_id.lower(), False), at)
             return {m: self._known[m][0] for m in ids}
-
-    def forget(self, machine_id: str) -> None:
-        """Defender said something about the machine that its health did not: read it again."""
-        with self._lock:
-            self._known.pop(machine_id, None)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from joedefender.pipeline.alerts.intake import Intake, InvalidAlertError
 from joedefender.pipeline.context import Context
-from joedefender.pipeline.intake import Intake, InvalidAlertError
+from joedefender.pipeline.records import upsert
 
 logger = logging.getLogger("joedefender.poller")
 _OVERLAP = timedelta(minutes=2)
@@ -38,11 +39,7 @@ def poll_once(ctx: Context, intake: Intake, *, now: datetime, lookback: timedelt
             logger.warning("poller: skipping an alert Defender returned: %s", exc)
             continue
         new += accepted.created
-    data = {"since": now.isoformat()}
-    if meta is None:
-        ctx.store.create("meta", _WATERMARK, data)
-    else:
-        ctx.store.update(meta, data)
+    upsert(ctx.store, "meta", _WATERMARK, lambda _: {"since": now.isoformat()})
     if new:
         logger.info("poller: %d new alert(s)", new)
     return new

@@ -85,6 +85,6 @@ class AlertReads:
         return self._ctx.defender.get_alert(alert_id)  # not listed: gone, or never there
 
     def _forget_stale(self) -> None:
-        oldest = self._ctx.now() - self._ctx.config.scaled(_KEEP)
+        oldest = self._ctx.now() - self._ctx.clock.real(_KEEP)
         for alert_id in [i for i, (_, at) in self._read.items() if at < oldest]:
             del self._read[alert_id]

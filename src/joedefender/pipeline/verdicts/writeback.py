@@ -18,10 +18,11 @@ from joedefender.domain.comments import has_marker, render_failure, render_verdi
 from joedefender.domain.errors import NotFound, Transient
 from joedefender.domain.jobs import AlertSampleLink, JobState, LinkState, SampleJob
 from joedefender.domain.keys import alert_subject, classify_key, link_prefix
-from joedefender.pipeline.classify import wants_classification
+from joedefender.domain.reasons import Cause
 from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.pacing import StartPace
 from joedefender.pipeline.records import Versioned
+from joedefender.pipeline.verdicts.classify import wants_classification
 
 
 def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
@@ -41,12 +42,18 @@ def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
     return render_failure(sample_key=job.key, subject=subject, file_name=file_name, reason=reason)
 
 
-class WriteBackStep:
+class WriteBack:
+    """`comment:<sample key>` (or, from a queue of before, `comment:<link key>`)."""
+
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._batches = StartPace(ctx.config.alert_batch_updates_per_minute)
 
-    def __call__(self, subject: str) -> Outcome:
+    def give_up(self, subject: str, cause: Cause) -> None:
+        """Nothing to end: the links stay as they are, and the next final job's write-back (or
+        the next alert linked to the sample) asks again."""
+
+    def run(self, subject: str) -> Outcome:
         """`subject` is a sample key (all its links), or one link's key (a queue from before)."""
         ctx = self._ctx
         sample_key, _, alert_id = subject.partition("|")
@@ -72,7 +79,7 @@ class WriteBackStep:
         for text, group in sorted(groups.items(), key=lambda item: -len(item[1])):
             if len(group) > 1:
                 # batchUpdate's own budget: wait for this sample's turn without holding a worker.
-                turn = self._batches.wait(sample_key, ctx.now(), ctx.config.scaled(60))
+                turn = self._batches.wait(sample_key, ctx.now(), ctx.clock.real(60))
                 if turn > 0:
                     return again(turn)
             if (settles := self._write(job.record, group, text)) is not None:

@@ -14,23 +14,34 @@ from joedefender.domain.keys import alert_subject, comment_key, link_key, sample
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.domain.samples import SampleKey
 from joedefender.domain.triage import TriageDecision, triage
-from joedefender.pipeline.alert_reads import AlertReads
+from joedefender.pipeline.alerts.reads import AlertReads
 from joedefender.pipeline.context import DONE, Context, Outcome
-from joedefender.pipeline.indicators import schedule_indicators
 from joedefender.pipeline.ports import VersionConflict
 from joedefender.pipeline.records import Changes, Versioned
+from joedefender.pipeline.verdicts.indicators import schedule_indicators
 
 _RACES = 20
 _AHEAD = 3600.0  # nominal seconds a new sample job's first step is put ahead in the queue
 _SAMPLES_PER_COMMIT = 40  # two documents each, and the alert: within one Azure Tables transaction
 
 
-class TriageStep:
+class TriageWork:
+    """`triage:<alert id>`."""
+
     def __init__(self, ctx: Context, reads: AlertReads | None = None) -> None:
         self._ctx = ctx
         self._reads = reads if reads is not None else AlertReads(ctx)
 
-    def __call__(self, alert_id: str) -> Outcome:
+    def give_up(self, alert_id: str, cause: Cause) -> None:
+        """The alert's triage failed for good: say so on the alert."""
+        alert = self._ctx.alerts.get(alert_id)
+        if alert is not None:
+            alert.record.state, alert.record.cause = AlertState.FAILED, cause
+            with self._ctx.changes() as changes:
+                changes.save(alert)
+                changes.record(alert_subject(alert_id), "triage", "failed", cause.text)
+
+    def run(self, alert_id: str) -> Outcome:
         ctx = self._ctx
         stored = ctx.alerts.get(alert_id)
         if stored is None or stored.record.state != AlertState.RECEIVED:
@@ -133,7 +144,7 @@ class TriageStep:
             changes.record(job_key, "job", "created", key.value)
             # Ahead of the alerts still waiting for triage: the job's collection and analysis are
             # the long pole of an outbreak, the triage of the other alerts can go on meanwhile.
-            changes.enqueue(sample_work_key(job_key), -ctx.config.scaled(_AHEAD))
+            changes.enqueue(sample_work_key(job_key), -_AHEAD)
         else:
             job = existing.record
             joined = candidate is not None and job.add_candidate(candidate)

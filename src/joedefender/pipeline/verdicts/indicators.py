@@ -21,6 +21,7 @@ from joedefender.domain.indicator_values import IndicatorType
 from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator, propose, render_indicator
 from joedefender.domain.jobs import IndicatorBudget, IndicatorPush, JobState, PushedValue, PushState, SampleJob
 from joedefender.domain.keys import TENANT_BATCH, indicators_work_key, link_prefix
+from joedefender.domain.reasons import Cause
 from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.records import Changes, Versioned
 
@@ -56,7 +57,7 @@ def schedule_indicators(ctx: Context, changes: Changes, job: SampleJob, alert_id
         same_analysis = push.webid == job.verdict.webid and push.values
         push.state = PushState.READY if same_analysis else PushState.DUE
         push.failure = None
-        changes.enqueue(indicators_work_key(TENANT_BATCH if same_analysis else job.key), ctx.config.scaled(_GATHER))
+        changes.enqueue(indicators_work_key(TENANT_BATCH if same_analysis else job.key), _GATHER)
     push.updated_at = ctx.now()
     changes.save(stored)
 
@@ -67,13 +68,30 @@ def _linked_alert(ctx: Context, sample_key: str) -> str | None:
     return links[-1].record.alert_id if links else None
 
 
+class IndicatorsWork:
+    """`indicators:<sample>` chooses a sample's indicators, `indicators:tenant` imports a batch."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._choose = ChooseStep(ctx)
+        self._batch = BatchStep(ctx)
+
+    def run(self, subject: str) -> Outcome:
+        return self._batch.run() if subject == TENANT_BATCH else self._choose.run(subject)
+
+    def give_up(self, subject: str, cause: Cause) -> None:
+        """A sample's IOC report could not be read: nothing is pushed for it. A batch is only
+        dropped: its pushes stay ready (or importing) for the next batch."""
+        if subject != TENANT_BATCH:
+            self._choose.give_up(subject, cause.text)
+
+
 class ChooseStep:
     """`indicators:<sample>`: read the IOC report and choose the values (one Joe call)."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def __call__(self, sample_key: str) -> Outcome:
+    def run(self, sample_key: str) -> Outcome:
         ctx = self._ctx
         stored = ctx.pushes.get(sample_key)
         job = ctx.jobs.get(sample_key)
@@ -98,7 +116,7 @@ class ChooseStep:
             detail = f"{len(push.values)} chosen" + (f"; left out: {push.skipped}" if push.skipped else "")
             changes.record(sample_key, STEP, "chosen", detail)
             if push.values:
-                changes.enqueue(indicators_work_key(TENANT_BATCH), ctx.config.scaled(_GATHER))
+                changes.enqueue(indicators_work_key(TENANT_BATCH), _GATHER)
         return DONE
 
     def give_up(self, sample_key: str, reason: str) -> None:
@@ -118,7 +136,7 @@ class BatchStep:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def __call__(self, _subject: str) -> Outcome:
+    def run(self) -> Outcome:
         ctx = self._ctx
         pushes = ctx.pushes.list()
         pending = [p for p in pushes if p.record.state in (PushState.READY, PushState.IMPORTING)]
@@ -128,8 +146,8 @@ class BatchStep:
         choosing = any(p.record.state == PushState.DUE for p in pushes)
         oldest = min(p.record.updated_at for p in pending)
         full = ready >= MAX_BATCH or len(pending) >= MAX_PUSHES
-        if not full and choosing and ctx.now() - oldest < ctx.config.scaled(_GATHER_MAX):
-            return again(ctx.config.scaled(_GATHER))  # more samples are about to be ready: fill the batch
+        if not full and choosing and ctx.clock.since(oldest) < _GATHER_MAX:
+            return ctx.later(_GATHER)  # more samples are about to be ready: fill the batch
         # Uncertain batches first (they may be in Defender already), then the oldest ready ones.
         pending.sort(key=lambda p: (p.record.state != PushState.IMPORTING, p.record.updated_at))
         batch: list[Versioned[IndicatorPush]] = []
@@ -157,9 +175,9 @@ class BatchStep:
         unsure = [v for p in batch for v in p.record.values if v.id is None or p.record.state == PushState.IMPORTING]
         known = self._look_up(unsure) if unsure else {}
         # The tenant limit: count now and then; what we create meanwhile is added to the count.
-        if budget.record.counted_at is None or now - budget.record.counted_at > ctx.config.scaled(_RECOUNT):
+        if budget.record.counted_at is None or now - budget.record.counted_at > ctx.clock.real(_RECOUNT):
             budget.record.active, budget.record.counted_at = ctx.defender.count_indicators(), now
-        if now - budget.record.hour_start >= ctx.config.scaled(_HOUR):
+        if now - budget.record.hour_start >= ctx.clock.real(_HOUR):
             budget.record.hour_start, budget.record.pushed_this_hour = now, 0
         policy = ctx.config.indicators
         taken: list[Versioned[IndicatorPush]] = []
@@ -175,9 +193,9 @@ class BatchStep:
             if budget.record.pushed_this_hour + pushed + len(values) > policy.per_hour_cap and pushed:
                 break
             if budget.record.pushed_this_hour + len(values) > policy.per_hour_cap:
-                wait = budget.record.hour_start + ctx.config.scaled(_HOUR) - now
+                wait = budget.record.hour_start + ctx.clock.real(_HOUR) - now
                 self._note_all([stored], "waiting", f"per-hour cap of {policy.per_hour_cap} reached")
-                return again(max(wait, ctx.config.scaled(60)))
+                return again(max(wait, ctx.clock.real(60)))
             taken.append(stored)
             new_total += new
             pushed += len(values)
@@ -214,40 +232,7 @@ class BatchStep:
         budget: Versioned[IndicatorBudget],
     ) -> Outcome:
         ctx = self._ctx
-        # One indicator per (type, value), however many samples of the batch produced it.
-        wanted: dict[tuple[str, str], Indicator] = {}
-        holders: dict[tuple[str, str], list[PushedValue]] = {}
-        for stored in taken:
-            push = stored.record
-            job = ctx.jobs.get(push.sample_key)
-            if job is None or job.record.verdict is None:
-                continue
-            assert push.expires_at is not None
-            expires = datetime.fromtimestamp(push.expires_at, UTC)
-            theirs = [v for v in push.values if _held_by_another(known.get(_key(v.type, v.value)))]
-            if theirs:  # an analyst's (or another tool's) indicator: never overwritten
-                push.values = [v for v in push.values if v not in theirs]
-                note = f"{len(theirs)} held by another's indicator (left alone)"
-                push.skipped = f"{push.skipped}, {note}" if push.skipped else note
-            for value in push.values:
-                existing = known.get(_key(value.type, value.value))
-                if existing is not None and existing.ours and _lasts(existing, expires):
-                    value.id, value.failure = existing.id, None  # the lost import had done it
-                    continue
-                key = _key(value.type, value.value)
-                holders.setdefault(key, []).append(value)
-                wanted.setdefault(
-                    key,
-                    render_indicator(
-                        ctx.config.indicators,
-                        job.record.verdict,
-                        _type(value.type),
-                        value.value,
-                        sample=job.record.sha256 or job.record.url or push.sample_key,
-                        alert_id=push.alert_id,
-                        expires_at=expires,
-                    ),
-                )
+        wanted, holders = self._wanted(taken, known)
         sent = list(wanted.values())
         results: list[ImportResult] = []
         if sent:
@@ -280,6 +265,46 @@ class BatchStep:
             budget.record.active += created
             changes.save(budget)
         return DONE
+
+    def _wanted(
+        self, taken: list[Versioned[IndicatorPush]], known: dict[tuple[str, str], ExistingIndicator]
+    ) -> tuple[dict[tuple[str, str], Indicator], dict[tuple[str, str], list[PushedValue]]]:
+        """One indicator per (type, value) to import, however many samples of the batch produced
+        it, and the pushed values each one is for."""
+        wanted: dict[tuple[str, str], Indicator] = {}
+        holders: dict[tuple[str, str], list[PushedValue]] = {}
+        for stored in taken:
+            push = stored.record
+            job = self._ctx.jobs.get(push.sample_key)
+            if job is None or job.record.verdict is None:
+                continue
+            assert push.expires_at is not None
+            expires = datetime.fromtimestamp(push.expires_at, UTC)
+            theirs = [v for v in push.values if _held_by_another(known.get(_key(v.type, v.value)))]
+            if theirs:  # an analyst's (or another tool's) indicator: never overwritten
+                push.values = [v for v in push.values if v not in theirs]
+                note = f"{len(theirs)} held by another's indicator (left alone)"
+                push.skipped = f"{push.skipped}, {note}" if push.skipped else note
+            for value in push.values:
+                existing = known.get(_key(value.type, value.value))
+                if existing is not None and existing.ours and _lasts(existing, expires):
+                    value.id, value.failure = existing.id, None  # the lost import had done it
+                    continue
+                key = _key(value.type, value.value)
+                holders.setdefault(key, []).append(value)
+                wanted.setdefault(
+                    key,
+                    render_indicator(
+                        self._ctx.config.indicators,
+                        job.record.verdict,
+                        _type(value.type),
+                        value.value,
+                        sample=job.record.sha256 or job.record.url or push.sample_key,
+                        alert_id=push.alert_id,
+                        expires_at=expires,
+                    ),
+                )
+        return wanted, holders
 
     def _rejected(self, taken: list[Versioned[IndicatorPush]], exc: Rejected) -> Outcome:
         """Defender refused the whole batch: retrying the same bodies would fail the same way."""

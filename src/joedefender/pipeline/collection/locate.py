@@ -1,0 +1,157 @@
+"""The read-only locator ("locate"), safest of the quarantine strategies: nothing is decoded,
+restored or written on the endpoint.
+
+Three stages, one action each. `locate`: the locator script (plain PowerShell, works under
+Constrained Language Mode) lists the quarantine's Entries and encrypted ResourceData files.
+`entries`: GetFile of the Entries files, read here to find the ResourceData files of the
+evidence's path (or, when it has none, its file name). `fetch`: GetFile of those, or, when no
+entry names the evidence (or the Entries could not be fetched), of the newest listed; each is
+decoded here and the one that hashes to the evidence is the sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+from joedefender.domain.errors import NotFound, QuarantineFormatError, Rejected
+from joedefender.domain.jobs import Attempt
+from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction
+from joedefender.domain.reasons import Cause, Reason
+from joedefender.endpoint import contract
+from joedefender.formats.defender_quarantine import (
+    MAX_ENTRIES_BYTES,
+    QuarantineResource,
+    decode_resource,
+    parse_entries,
+)
+from joedefender.pipeline.collection.strategy import (
+    FETCH_OVERHEAD,
+    ActionResults,
+    AfterAction,
+    CollectionStrategy,
+    Deliver,
+    Failed,
+    LibraryScript,
+    NextStage,
+    Reach,
+    Target,
+)
+
+# At most this many ResourceData files are fetched: those the Entries files name for the
+# evidence, or else the newest listed that could hold the file.
+MAX_FETCHED_ENTRIES = 8
+# At most this many Entries files (the newest listed, each at most MAX_ENTRIES_BYTES) are fetched.
+MAX_ENTRIES_FILES = 32
+
+LOCATE_SCRIPT = LibraryScript(
+    contract.LOCATE_SCRIPT_NAME,
+    "joedefender: lists Defender quarantine entries (read-only) for Joe Sandbox analysis",
+    "-JobId ID",
+)
+
+
+class Locate(CollectionStrategy):
+    name: ClassVar[str] = "locate"
+    how: ClassVar[str] = "the read-only locator; the encrypted quarantine entry decoded here"
+    reach: ClassVar[Reach] = Reach.QUARANTINE
+    detection_sources: ClassVar[frozenset[str] | None] = frozenset({"windowsdefenderav"})
+    opt_in: ClassVar[tuple[str, ...]] = ("fetch_quarantined_files",)
+    scripts: ClassVar[tuple[LibraryScript, ...]] = (LOCATE_SCRIPT,)
+    first_stage: ClassVar[str | None] = "locate"
+
+    def commands(self, target: Target) -> list[Command]:
+        attempt = target.attempt
+        if attempt.stage == self.first_stage:
+            return [Command.run_script(contract.LOCATE_SCRIPT_NAME, contract.format_locate_args(attempt.nonce))]
+        return [Command.get_file(path) for path in attempt.fetch_paths]
+
+    def after(self, action: LiveResponseAction, results: ActionResults, target: Target) -> AfterAction:
+        stage = target.attempt.stage
+        if stage == "entries":  # Entries that cannot be fetched leave the listing to go by
+            return _selected(results, target, fetched=action.status == ActionStatus.SUCCEEDED)
+        if action.status != ActionStatus.SUCCEEDED:
+            return super().after(action, results, target)
+        if stage == self.first_stage:
+            return _located(results, target)
+        return Deliver()
+
+    def sample_results(self, attempt: Attempt) -> list[int]:
+        if attempt.delivered_index is not None:
+            return [attempt.delivered_index]
+        return list(range(len(attempt.fetch_paths)))
+
+    def plain(self, chunks: Iterator[bytes], max_bytes: int) -> Iterator[bytes]:
+        return decode_resource(chunks, max_bytes)
+
+    def mismatch(self, sha256: str) -> Cause | None:
+        return None  # one of the listed entries, just not the evidence's
+
+
+def _located(results: ActionResults, target: Target) -> AfterAction:
+    """The locator listed the quarantine: GetFile its Entries files, or when it listed none, the
+    newest ResourceData files that could hold the file."""
+    try:
+        located = contract.LocateOutcome.from_script_output(results.script_output(0))
+    except (contract.ContractError, NotFound) as exc:
+        return Failed(Cause(reason=Reason.SCRIPT_FAILED, detail=str(exc)[:200]))
+    if located.status == "error":
+        return Failed(Cause(reason=Reason.SCRIPT_FAILED, detail=located.message))
+    limit = target.max_sample_bytes + FETCH_OVERHEAD
+    paths = [r.path for r in located.resources if r.size <= limit][:MAX_FETCHED_ENTRIES]
+    if not paths:
+        return Failed(Cause(reason=Reason.QUARANTINE_NOT_FOUND))
+    entries = [e.path for e in located.entries if e.size <= MAX_ENTRIES_BYTES][:MAX_ENTRIES_FILES]
+    listed = f"{len(located.resources)} quarantine entries and {len(located.entries)} Entries files listed"
+    if entries:
+        note = f"{listed} ({located.language_mode}); fetching {len(entries)} Entries files"
+        return NextStage("entries", entries, ("located", note), listed=paths)
+    note = f"{listed} ({located.language_mode}); listing fallback: fetching {len(paths)}"
+    return NextStage("fetch", paths, ("located", note))
+
+
+def _selected(results: ActionResults, target: Target, *, fetched: bool) -> AfterAction:
+    """The Entries files came back (or not): GetFile the ResourceData files of the entries that
+    name the evidence, else (none fetched, readable or matching) the newest listed ones."""
+    attempt = target.attempt
+    selected, read = _matching_resources(results, target) if fetched else ([], 0)
+    if selected:
+        note = f"entries matched: {read} Entries files read; fetching {len(selected)}"
+        return NextStage("fetch", selected, ("selected", note))
+    why = f"{read} of {len(attempt.fetch_paths)} Entries files read, none names the evidence"
+    note = f"listing fallback ({why if fetched else 'the Entries files could not be fetched'}); "
+    note += f"fetching {len(attempt.listed_paths)}"
+    return NextStage("fetch", attempt.listed_paths, ("selected", note))
+
+
+def _matching_resources(results: ActionResults, target: Target) -> tuple[list[str], int]:
+    """The ResourceData paths the fetched Entries files give for the evidence's path (or, when it
+    has none, its file name), at most MAX_FETCHED_ENTRIES; and how many Entries were read."""
+    candidate = target.candidate
+    name = candidate.file_name or target.job.file_name
+    paths: list[str] = []
+    read = 0
+    for index in range(len(target.attempt.fetch_paths)):
+        try:
+            with results.stream(index, max_bytes=MAX_ENTRIES_BYTES) as chunks:
+                entry = parse_entries(b"".join(chunks))
+        except (QuarantineFormatError, NotFound, Rejected):
+            continue  # damaged, or not there: the others may still name the evidence
+        read += 1
+        for resource in entry.resources:
+            if _holds(resource, candidate.path, name, target.max_sample_bytes):
+                assert resource.resource_data_path is not None
+                paths.append(f"{contract.QUARANTINE_ROOT}\\{resource.resource_data_path}")
+    return list(dict.fromkeys(paths))[:MAX_FETCHED_ENTRIES], read
+
+
+def _holds(resource: QuarantineResource, path: str | None, name: str | None, max_bytes: int) -> bool:
+    """Whether an entry's file resource may be the evidence: the same original path, or when the
+    evidence has none, the same file name (case-insensitive, as Windows compares them)."""
+    if resource.kind != "file" or resource.resource_data_path is None:
+        return False
+    if resource.size is not None and resource.size > max_bytes:
+        return False
+    if path:
+        return resource.path.casefold() == path.casefold()
+    return bool(name) and resource.path.rsplit("\\", 1)[-1].casefold() == (name or "").casefold()

@@ -1,0 +1,135 @@
+"""Collection (files only): a plan of (machine, strategy) pairs tried in order, online machines
+first, one live response per machine at a time, within the tenant's session cap and our own
+budget for starts. The machine availability deadline runs only while the world keeps the
+machines from us (offline, or held by someone else's session), not while our own jobs or our
+own session cap do. Each attempt is run by `attempts.Attempts`.
+"""
+
+from __future__ import annotations
+
+from joedefender.domain.jobs import Attempt, Candidate, JobState, SampleJob
+from joedefender.domain.markers import new_nonce
+from joedefender.domain.reasons import Cause, Reason
+from joedefender.pipeline.collection.machines import MachineHealth
+from joedefender.pipeline.collection.plan import give_up_cause, plan
+from joedefender.pipeline.collection.registry import by_name
+from joedefender.pipeline.collection.strategy import CollectionStrategy
+from joedefender.pipeline.context import Outcome, again
+from joedefender.pipeline.pacing import StartPace
+from joedefender.pipeline.records import Versioned
+from joedefender.pipeline.sample.attempts import HELD_ELSEWHERE, Attempts
+from joedefender.pipeline.sample.handler import Result
+from joedefender.pipeline.sample.ledger import JobLedger
+
+_MINUTE = 60.0
+
+
+class Collect:
+    def __init__(self, ledger: JobLedger, attempts: Attempts) -> None:
+        self._ctx = ctx = attempts.ctx
+        self._ledger = ledger
+        self._runner = attempts.runner
+        self._strategies = attempts.strategies
+        self._attempts = attempts
+        self._health = MachineHealth(ctx)
+        self._starts = StartPace(ctx.config.live_response_starts_per_minute)
+
+    def advance(self, stored: Versioned[SampleJob]) -> Result:
+        current = stored.record.current
+        if current is None:
+            return self._start_next(stored)
+        if by_name(current.strategy, self._strategies) is None:
+            return self._attempts.failed(stored, current, _unknown(current))
+        return self._attempts.follow(stored, current)
+
+    def refetch(self, stored: Versioned[SampleJob]) -> Result:
+        """Joe was not reachable right after collection: fetch the result again (the link can be
+        asked for anew) and submit; collect again when no attempt holds the file."""
+        collected = [a for a in stored.record.attempts if a.outcome == "collected"]
+        if not collected or by_name(collected[-1].strategy, self._strategies) is None:
+            stored.record.move_to(JobState.COLLECT)
+            with self._ctx.changes() as changes:
+                self._ledger.save(changes, stored)
+            return again(0)
+        return self._attempts.take_sample(stored, collected[-1])
+
+    def _start_next(self, stored: Versioned[SampleJob]) -> Outcome:
+        ctx, job = self._ctx, stored.record
+        pairs = plan(job, self._strategies, ctx.config)
+        if not pairs:
+            return self._ledger.fail(stored, give_up_cause(job, self._strategies))
+        # Our own budget for starts: wait for this job's turn without holding a worker (and
+        # without asking for the machines' health before it is worth knowing).
+        turn = self._starts.wait(job.key, ctx.now(), ctx.clock.real(_MINUTE))
+        if turn > 0:
+            return again(turn)
+        online = self._health.online(c.machine_id for c, _ in pairs)
+        offline = [m for m, up in online.items() if not up]
+        pairs.sort(key=lambda pair: not online[pair[0].machine_id])
+        ours = elsewhere = False
+        for candidate, strategy in pairs:
+            if not online[candidate.machine_id]:
+                continue
+            outcome = self._start(stored, candidate, strategy)
+            if outcome is HELD_ELSEWHERE:
+                elsewhere = True
+            elif outcome is not None:
+                return outcome
+            else:
+                ours = True
+        return self._wait_for_machines(stored, ours, elsewhere, offline)
+
+    def _start(
+        self, stored: Versioned[SampleJob], candidate: Candidate, strategy: CollectionStrategy
+    ) -> Outcome | None:
+        """Start one attempt; None when another job of ours holds the machine (or our session cap
+        is reached), `HELD_ELSEWHERE` when Defender says someone else's session holds it."""
+        ctx, job = self._ctx, stored.record
+        if not self._runner.hold(candidate.machine_id, job.key, self._attempts.machine_lease()):
+            return None
+        self._runner.ensure(strategy.scripts)
+        attempt = Attempt(
+            number=len(job.attempts) + 1,
+            machine_id=candidate.machine_id,
+            strategy=strategy.name,
+            nonce=new_nonce(),
+            started_at=ctx.now(),
+            stage=strategy.first_stage,
+        )
+        job.attempts.append(attempt)
+        job.move_to(JobState.COLLECTING)
+        job.waiting_since = None
+        return self._attempts.launch(stored, attempt)
+
+    def _wait_for_machines(
+        self, stored: Versioned[SampleJob], ours: bool, elsewhere: bool, offline: list[str]
+    ) -> Outcome:
+        """No candidate could be used: wait for our own jobs, or for the world, up to the limit."""
+        ctx, job = self._ctx, stored.record
+        busy = ours or elsewhere
+        if ours:
+            if job.waiting_since is not None:
+                job.waiting_since, job.poll_interval = None, None
+                with ctx.changes() as changes:
+                    self._ledger.save(changes, stored)
+            return ctx.later(ctx.config.busy_retry)
+        with ctx.changes() as changes:
+            if job.waiting_since is None:
+                job.waiting_since = ctx.now()
+                job.poll_interval = None
+                waiting = ("machines busy; " if busy else "") + (f"offline: {', '.join(offline)}" if offline else "")
+                changes.record(job.key, "collect", "waiting", waiting)
+            if ctx.clock.since(job.waiting_since) > ctx.config.machine_wait_limit:
+                minutes = str(round(ctx.config.machine_wait_limit / 60))
+                return self._ledger.fail(stored, Cause(reason=Reason.MACHINES_UNAVAILABLE, detail=minutes), changes)
+            if busy:
+                delay = ctx.config.busy_retry
+            else:
+                job.poll_interval = ctx.config.machine_recheck(job.poll_interval)
+                delay = job.poll_interval
+            self._ledger.save(changes, stored)
+        return ctx.later(delay)
+
+
+def _unknown(attempt: Attempt) -> Cause:
+    return Cause(reason=Reason.ACTION_FAILED, detail=f"no collection strategy {attempt.strategy!r} in this version")
