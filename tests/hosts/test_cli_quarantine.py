@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from joedefender.formats.defender_quarantine import MAX_PAYLOAD_BYTES
-from joedefender.hosts.cli import QUARANTINE_MAX_PAYLOAD_MIB
+from joedefender.hosts.cli_quarantine import QUARANTINE_MAX_PAYLOAD_MIB
 from joedefender_emulators.mde import hostile_quarantine as hostile
 from joedefender_emulators.mde import quarantine as store
 from tests.hosts import environment, joedefender

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -13,13 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from joedefender import __version__
+from joedefender.hosts.cli_indicators import indicators_app
+from joedefender.hosts.cli_quarantine import quarantine_app
+from joedefender.hosts.terminal import SettingsFile, TimeScale, Verbose, console, errors
+from joedefender.hosts.terminal import load_settings as _settings
+from joedefender.hosts.terminal import setup_logging as _logging
+from joedefender.hosts.terminal import state_store_errors as _state_store_errors
 from joedefender.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
@@ -31,87 +34,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
-
-SettingsFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--settings",
-        help="A KEY=VALUE file or an Azure Functions local.settings.json; the environment overrides it.",
-        exists=True,
-        dir_okay=False,
-    ),
-]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")]
-TimeScale = Annotated[
-    float,
-    typer.Option(
-        min=0.0001,
-        max=1.0,
-        help="Only against the emulators: shrink every wait by this factor, as their scenario's time_scale does.",
-    ),
-]
-
-
-def _logging(verbose: bool) -> None:
-    from joedefender.hosts.logfilter import RepeatFilter, SafeFormatter, SafeText
-
-    handler = RichHandler(console=errors, show_path=False, rich_tracebacks=False)
-    handler.addFilter(RepeatFilter())  # a fault repeated every second is one line a minute
-    handler.addFilter(SafeText())  # attacker text in a message: one line, escaped, bounded
-    handler.setFormatter(SafeFormatter("%(name)s: %(message)s"))
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(name)s: %(message)s",
-        handlers=[handler],
-        force=True,
-    )
-    for noisy in ("azure", "httpx", "httpcore", "urllib3", "msal"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _store_advice(exc: Exception) -> str:
-    """What to do about a state store that cannot be used, by what SQLite said."""
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return "another process holds it locked: stop the other joedefender, or wait and run again"
-    if "readonly" in text or "read-only" in text:
-        return "the file or its folder is read-only for this user: make both writable, or set StatePath elsewhere"
-    if "unable to open" in text:
-        return "the file cannot be opened: check that its folder exists and is writable, or set StatePath elsewhere"
-    if "schema version" in text:
-        return "it was written by a newer joedefender: upgrade, or set StatePath elsewhere"
-    if "is full" in text:
-        return "the disk is full: free space and run again"
-    return "it is damaged or not a joedefender database: move it aside (a new one is then created) or restore a backup"
-
-
-@contextmanager
-def _state_store_errors(state_path: Path, verbose: bool) -> Iterator[None]:
-    """A state store that cannot be used is one line naming the file and what to do; -v adds the
-    traceback."""
-    from joedefender.pipeline.facade import StoreError
-
-    try:
-        yield
-    except StoreError as exc:
-        if verbose:
-            errors.print_exception()
-        path = escape(str(state_path))
-        errors.print(f"[red]State store problem[/]: {path}: {escape(_store_advice(exc))}", soft_wrap=True)
-        raise typer.Exit(3) from None
-
-
-def _settings(file: Path | None) -> Settings:
-    from joedefender.bootstrap import checked_settings
-
-    try:
-        return checked_settings(Settings.load(file=file))
-    except ConfigurationError as exc:
-        errors.print(f"[red]Configuration error[/]\n{escape(str(exc))}")
-        raise typer.Exit(2) from exc
-
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(indicators_app, name="indicators")
 
 _NAMED = 20  # alerts named when `process` stops on Joe's quota; the rest are counted
 _EMULATORS_MISSING = (
@@ -322,128 +246,6 @@ def demo(
 
     _logging(False)
     raise typer.Exit(run_demo(console, scenario))
-
-
-# formats.defender_quarantine.MAX_PAYLOAD_BYTES in MiB (GetFile's 3 GB), written out so that
-# `--help` does not load the decoder.
-QUARANTINE_MAX_PAYLOAD_MIB = 3072
-quarantine_app = typer.Typer(help="Work with a copy of Defender's quarantine.", no_args_is_help=True)
-app.add_typer(quarantine_app, name="quarantine")
-
-
-@quarantine_app.command("decode")
-def quarantine_decode(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(help="A Quarantine folder, its Entries or ResourceData folders, or single files.", exists=True),
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Write the payload (malware!) to this new file; needs exactly one ResourceData."),
-    ] = None,
-    max_payload_mib: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Refuse a payload larger than this (a sparse block may claim any offset); raise it on purpose.",
-        ),
-    ] = QUARANTINE_MAX_PAYLOAD_MIB,
-    verbose: Verbose = False,
-) -> None:
-    """Print each entry's threat name, original path, size and payload SHA-256; nothing is written
-    unless --out is given. A damaged file gets a one-line error and a non-zero exit."""
-    from joedefender.domain.errors import QuarantineFormatError
-    from joedefender.hosts.quarantine_decode import Report, shown
-
-    _logging(verbose)
-    try:
-        code = Report(console, errors, max_payload_mib << 20).run(paths, out)
-    except QuarantineFormatError as exc:
-        errors.print(f"[red]error:[/] {shown(str(exc))}")
-        code = 2
-    except Exception as exc:
-        if verbose:
-            raise
-        errors.print(f"[red]error:[/] {type(exc).__name__}: {shown(str(exc))} (run with -v for details)")
-        code = 1
-    raise typer.Exit(code)
-
-
-indicators_app = typer.Typer(help="See and withdraw the indicators the connector pushed to Defender (only those).")
-app.add_typer(indicators_app, name="indicators")
-
-
-@indicators_app.command("list")
-def indicators_list(settings_file: SettingsFile = None, time_scale: TimeScale = 1.0) -> None:
-    """List the connector's own active indicators, as Defender holds them."""
-    from joedefender.bootstrap import open_connector
-    from joedefender.domain.text import shown
-    from joedefender.pipeline.facade import Clock
-
-    _logging(False)
-    settings = _settings(settings_file)
-    with open_connector(settings, clock=Clock(scale=time_scale)) as connector:
-        own = connector.app.own_indicators()
-    table = Table(title=f"Indicators pushed by joedefender ({len(own)})")
-    for column in ("id", "type", "value", "action", "expires (UTC)", "title"):
-        table.add_column(column, overflow="fold")
-    for item in own:
-        expires = item.expires_at.strftime("%Y-%m-%d %H:%M") if item.expires_at else ""
-        table.add_row(
-            Text(shown(item.id, 40)),
-            Text(shown(item.type, 20)),
-            Text(shown(item.value, 300)),
-            Text(shown(item.action, 20)),
-            expires,
-            Text(shown(item.title, 200)),
-        )
-    console.print(table)
-
-
-@indicators_app.command("expire")
-def indicators_expire(
-    sample: Annotated[
-        str | None, typer.Option(help="The sample (SHA-256, URL or sample key) whose indicators go.")
-    ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Withdraw every indicator the connector pushed.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (for scripts).")] = False,
-    settings_file: SettingsFile = None,
-    time_scale: TimeScale = 1.0,
-) -> None:
-    """Withdraw the connector's own indicators: those of one sample, or all of them."""
-    from joedefender.bootstrap import open_connector
-    from joedefender.domain.samples import InvalidSampleError
-    from joedefender.pipeline.facade import Clock
-
-    if (sample is None) == (not all_):
-        errors.print("Give exactly one of --sample S or --all.")
-        raise typer.Exit(2)
-    key: str | None = None
-    if sample is not None:
-        try:
-            key = _sample_key(sample)
-        except InvalidSampleError as exc:
-            errors.print(f"[red]Bad sample[/]: {escape(str(exc))}")
-            raise typer.Exit(2) from exc
-    elif not yes and not typer.confirm("Withdraw every indicator joedefender pushed to Defender?"):
-        raise typer.Exit(1)
-    _logging(False)
-    settings = _settings(settings_file)
-    with open_connector(settings, clock=Clock(scale=time_scale)) as connector:
-        gone = connector.app.withdraw_indicators(key)
-    console.print(f"withdrew {len(gone)} indicator(s)")
-
-
-def _sample_key(text: str) -> str:
-    """The store's key for a SHA-256, a URL, or a key as `status` shows it."""
-    from joedefender.domain.samples import SampleKey
-
-    text = text.strip()
-    if text.startswith(("sha256:", "url:")):
-        return text
-    if "://" in text:
-        return SampleKey.for_url(text).id
-    return SampleKey.for_file(text).id
 
 
 def main() -> None:
