@@ -21,10 +21,11 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -65,8 +66,11 @@ class Browser:
         )
         self._ids = itertools.count(1)
         self._events: list[dict[str, Any]] = []
+        self._stack = ExitStack()
         try:
-            self._socket = connect(self._page_socket(), max_size=None, open_timeout=START_TIMEOUT)
+            self._socket = self._stack.enter_context(
+                connect(self._page_socket(), max_size=None, open_timeout=START_TIMEOUT)
+            )
             for domain in ("Page", "Network", "Runtime"):
                 self.call(f"{domain}.enable")
             self.call("Page.addScriptToEvaluateOnNewDocument", source=WATCH_VIOLATIONS)
@@ -138,6 +142,13 @@ class Browser:
             raise BrowserError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def href(self, selector: str, text: str) -> str:
+        """Where the link among `selector` whose text is `text` leads (absolute)."""
+        found = self.evaluate(f"[...document.querySelectorAll({selector!r})].find(a => a.innerText == {text!r})?.href")
+        if not found:
+            raise BrowserError(f"no link {text!r} among {selector}")
+        return str(found)
+
     def screenshot(self, path: Path) -> None:
         """The whole page as PNG."""
         width, height = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
@@ -150,9 +161,7 @@ class Browser:
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def close(self) -> None:
-        socket: ClientConnection | None = getattr(self, "_socket", None)
-        if socket is not None:
-            socket.close()
+        self._stack.close()
         if self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGTERM)
             try:
