@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-from joedefender.domain.jobs import AlertRecord, AlertSampleLink, AlertState, IndicatorBudget, JobState, SampleJob
+from joedefender.domain.jobs import AlertRecord, AlertState, IndicatorBudget, JobState, SampleJob
 from joedefender.domain.keys import alert_subject, link_key, link_prefix
 from joedefender.pipeline.ports import HistoryEntry, Store
 from joedefender.pipeline.quota import park_reason, parked_until, waits_for_quota
-from joedefender.pipeline.records import Records
+from joedefender.pipeline.records import Data, Records
 
 HOURS = 24  # the chart's window
 HOUR = 3600.0
@@ -139,18 +140,19 @@ class OverviewReader:
     def overview(self, now: float, limit: int = LIMIT) -> Overview:
         records = self._records
         jobs = {stored.record.key: stored.record for stored in records.jobs.list()}
-        links = [stored.record for stored in records.links.list()]
-        alerts = [stored.record for stored in records.alerts.list()]
+        alerts = [_AlertFacts.of(doc.data) for doc in self._store.list(records.alerts.kind)]
+        links = [doc.data for doc in self._store.list(records.links.kind)]
         pushes = [stored.record for stored in records.pushes.list()]
         budget = records.budgets.list()
         waiting = [job for job in jobs.values() if not job.state.final and job.waiting_since is not None]
         recent = heapq.nlargest(limit, waiting, key=lambda job: job.waiting_since or 0.0)
+        newest = heapq.nlargest(RECENT_ALERTS, alerts, key=lambda alert: alert.received_at)
         return Overview(
             now=now,
-            hours=self._chart(now, alerts, jobs, links),
+            hours=_chart(now, alerts, jobs, links),
             alerts=_counts((a.state.value for a in alerts), AlertState),
             jobs=_counts((j.state.value for j in jobs.values()), JobState),
-            links=_counts(link.state.value for link in links),
+            links=_counts(str(link.get("state", "")) for link in links),
             pushes=_counts(push.state.value for push in pushes),
             indicators=sum(len(push.ids) for push in pushes),
             budget=budget[0].record if budget else None,
@@ -160,32 +162,8 @@ class OverviewReader:
             waiting_for_machines=[self._waiting(job) for job in recent],
             waiting_for_machines_total=len(waiting),
             quota=self._quota(now, jobs.values()),
-            recent_alerts=heapq.nlargest(RECENT_ALERTS, alerts, key=lambda alert: alert.received_at),
+            recent_alerts=[found.record for a in newest if (found := records.alerts.get(a.alert_id)) is not None],
         )
-
-    def _chart(
-        self, now: float, alerts: list[AlertRecord], jobs: dict[str, SampleJob], links: list[AlertSampleLink]
-    ) -> list[Hour]:
-        """Per hour: alerts received; first commented (their first comment); skipped or failed in
-        triage (when triaged), or failed because every sample of theirs failed (when the last did)."""
-        hours = _hours(now)
-        first_comment: dict[str, float] = {}
-        for link in links:
-            moment = link.commented_at
-            if moment is not None and moment < first_comment.get(link.alert_id, float("inf")):
-                first_comment[link.alert_id] = moment
-        for alert in alerts:
-            for hour in filter(None, [_bucket(hours, alert.received_at)]):
-                hour.received += 1
-            for hour in filter(None, [_bucket(hours, first_comment.get(alert.alert_id))]):
-                hour.commented += 1
-            ended = _ended_without_verdict(alert, jobs)
-            for hour in filter(None, [_bucket(hours, ended)]):
-                if alert.state == AlertState.SKIPPED:
-                    hour.skipped += 1
-                else:
-                    hour.failed += 1
-        return hours
 
     def _waiting(self, job: SampleJob) -> Parked:
         """Why the job waits for its machines: the history line it wrote when it began to."""
@@ -237,7 +215,52 @@ class OverviewReader:
         )
 
 
-def _ended_without_verdict(alert: AlertRecord, jobs: dict[str, SampleJob]) -> float | None:
+@dataclass(frozen=True, slots=True)
+class _AlertFacts:
+    """What the counts need of an alert record, read from its document without validating the
+    whole record: the overview reads every alert, and a model per alert is most of its cost."""
+
+    alert_id: str
+    state: AlertState
+    received_at: float
+    triaged_at: float | None
+    samples: list[str]
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> _AlertFacts:
+        triaged = data.get("triaged_at")
+        return cls(
+            str(data["alert_id"]),
+            AlertState(data.get("state", AlertState.RECEIVED.value)),
+            float(data["received_at"]),
+            None if triaged is None else float(triaged),
+            [str(key) for key in data.get("samples") or []],
+        )
+
+
+def _chart(now: float, alerts: list[_AlertFacts], jobs: dict[str, SampleJob], links: list[Data]) -> list[Hour]:
+    """Per hour: alerts received; first commented (their first comment); skipped or failed in
+    triage (when triaged), or failed because every sample of theirs failed (when the last did)."""
+    hours = _hours(now)
+    first_comment: dict[str, float] = {}
+    for link in links:
+        moment, alert_id = link.get("commented_at"), str(link.get("alert_id"))
+        if moment is not None and float(moment) < first_comment.get(alert_id, float("inf")):
+            first_comment[alert_id] = float(moment)
+    for alert in alerts:
+        if hour := _bucket(hours, alert.received_at):
+            hour.received += 1
+        if hour := _bucket(hours, first_comment.get(alert.alert_id)):
+            hour.commented += 1
+        if hour := _bucket(hours, _ended_without_verdict(alert, jobs)):
+            if alert.state == AlertState.SKIPPED:
+                hour.skipped += 1
+            else:
+                hour.failed += 1
+    return hours
+
+
+def _ended_without_verdict(alert: _AlertFacts, jobs: dict[str, SampleJob]) -> float | None:
     """When the alert ended without any verdict: skipped or failed in triage, or accepted with
     every sample job failed (the last one's end); None while it has, or may still get, one."""
     if alert.state in (AlertState.SKIPPED, AlertState.FAILED):
