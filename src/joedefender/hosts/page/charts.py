@@ -58,7 +58,7 @@ def grouped(
     groups: Sequence[tuple[float, Mapping[str, int]]],
     series: Sequence[tuple[str, str]],
     *,
-    width: float = 960.0,
+    width: float = 1060.0,
     height: float = 240.0,
 ) -> Chart:
     """One group of bars per moment (a Unix time, labelled HH:00 UTC every 3rd group), one bar per
@@ -83,9 +83,9 @@ def grouped(
     return Chart(width, height, title, bars, labels, gridlines, list(series))
 
 
-def horizontal(title: str, counts: Mapping[str, int], *, width: float = 480.0, row: float = 22.0) -> Chart:
+def horizontal(title: str, counts: Mapping[str, int], *, width: float = 340.0, row: float = 22.0) -> Chart:
     """One bar per label, in the mapping's order, its count written after it."""
-    label_w = 110.0
+    label_w = 90.0
     plot_w = width - label_w - 50
     top = max(counts.values(), default=0) or 1
     bars, labels = [], []
