@@ -796,6 +796,8 @@ def function_app_outputs() -> dict[str, Any]:
         "functionAppName": {"type": "string", "value": arm(v("functionAppName"))},
         "alertEndpoint": {"type": "string", "value": arm(f"concat('https://', {host}, '/{ALERT_ROUTE}')")},
         "statusEndpoint": {"type": "string", "value": arm(f"concat('https://', {host}, '/api/status')")},
+        # The operator's page: open it with the `ui` function's key as ?code= (README, "The operator's page").
+        "pageEndpoint": {"type": "string", "value": arm(f"concat('https://', {host}, '/api/ui')")},
         "identityPrincipalId": {"type": "string", "value": arm(f"reference({IDENTITY_ID}, '{IDENTITY}').principalId")},
     }
 

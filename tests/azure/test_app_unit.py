@@ -113,7 +113,7 @@ def _timer() -> func.TimerRequest:
 
 def test_bindings_are_what_the_host_needs(app: func.FunctionApp) -> None:
     bindings = bindings_of(app)
-    assert set(bindings) == {"alerts", "joeaz_alerts", "status", "work", "liveresponse", "poller", "sweeper"}
+    assert set(bindings) == {"alerts", "joeaz_alerts", "status", "ui", "work", "liveresponse", "poller", "sweeper"}
     http = {name: bindings[name][0] for name in ("alerts", "joeaz_alerts", "status")}
     assert {b["authLevel"] for b in http.values()} == {"FUNCTION"}
     assert http["joeaz_alerts"]["route"] == "JoeSandboxDefender"

@@ -30,6 +30,8 @@ def test_holds_the_app_its_settings_file_and_the_connector_and_nothing_else(buil
     assert {"function_app.py", "host.json", "requirements.txt"} <= set(names)
     assert "joedefender/hosts/azure/functions.py" in names
     assert "joedefender/endpoint/scripts/joedefender-locate.ps1" in names  # package data travels too
+    assert "joedefender/hosts/page/templates/overview.html" in names  # the page's templates and style sheet
+    assert "joedefender/hosts/page/templates/page.css" in names
     assert f"joedefender-{version()}.dist-info/METADATA" in names
     tops = {name.split("/", 1)[0] for name in names}
     assert tops == {

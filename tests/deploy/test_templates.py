@@ -458,6 +458,7 @@ def test_the_logic_app_is_given_the_intake_functions_own_key_which_cannot_open_s
     given = arm.evaluate(expression, {}, stand_ins)
     assert keys.opens(app, templates.INTAKE_FUNCTION, given)
     assert not keys.opens(app, "status", given)
+    assert not keys.opens(app, "ui", given)  # the operator's page neither
     assert given not in keys.host.values()
     assert given != keys.master
 
@@ -564,3 +565,14 @@ def test_a_joeaz_parameters_file_deploys_unchanged(name: str) -> None:
             parameters["storageAccountType"]["allowedValues"]
         )
         assert {"EP1", "EP2", "EP3"} <= set(parameters["functionAppPlanSku"]["allowedValues"])
+
+
+@pytest.mark.parametrize("name", ["functionapp-flex.json", "functionapp-premium.json"])
+def test_the_deployment_names_the_operators_page_where_the_ui_function_serves_it(name: str) -> None:
+    """`pageEndpoint` is the `ui` function's route under the host's prefix: the README tells the
+    operator to open it with that function's own key, which no one else is given."""
+    output = load(name)["outputs"]["pageEndpoint"]["value"]
+    app = build_app(Runtime(_never_opened, instance="templates"))
+    route = bindings_of(app)["ui"][0]["route"]
+    assert route == "ui/{*path}"
+    assert output.endswith(f"'/api/{route.split('/')[0]}')]")

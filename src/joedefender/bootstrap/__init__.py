@@ -20,7 +20,13 @@ from joedefender.bootstrap.clients import (
     system_chooser,
     token_provider,
 )
-from joedefender.bootstrap.connector import Connector, open_azure_connector, open_connector, open_status
+from joedefender.bootstrap.connector import (
+    Connector,
+    open_azure_connector,
+    open_azure_status,
+    open_connector,
+    open_status,
+)
 from joedefender.bootstrap.policies import indicator_policy, pipeline_config
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "graph_client",
     "indicator_policy",
     "open_azure_connector",
+    "open_azure_status",
     "open_azure_store",
     "open_connector",
     "open_status",

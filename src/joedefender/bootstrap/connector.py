@@ -119,6 +119,17 @@ def open_azure_connector(
 
 
 @contextmanager
+def open_azure_status(environ: Mapping[str, str]) -> Iterator[Status]:
+    """What the page and `status` show on Azure, from the store in the host's storage account
+    alone (`environ` are the app settings): no Defender or Joe setting needs to be valid."""
+    store = open_azure_store(environ)
+    try:
+        yield Status(store, Clock())
+    finally:
+        store.close()
+
+
+@contextmanager
 def open_status(state_path: Path) -> Iterator[Status]:
     """What `status` shows, from the state file alone (no network setting needs to be valid)."""
     with SqliteStore(state_path) as store:

@@ -192,6 +192,14 @@ class SampleJob(_Record):
         self.state = target
 
     @property
+    def outcome(self) -> str:
+        """What the operator reads about how the job ended: the verdict, or why it failed."""
+        if self.verdict is not None:
+            reused = " (known)" if self.verdict_source == "lookup" else ""
+            return f"{self.verdict.detection} {self.verdict.score}{reused}"
+        return self.failure.text if self.failure is not None else ""
+
+    @property
     def current(self) -> Attempt | None:
         last = self.attempts[-1] if self.attempts else None
         return last if last is not None and last.outcome == "running" else None

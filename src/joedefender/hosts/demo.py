@@ -2,12 +2,15 @@
 
 Starts both emulators on the bundled scenario, runs the connector on a temporary SQLite database
 with its waits scaled to the emulators' clock, shows live progress, then every alert with its
-outcome and the comments as Defender now holds them.
+outcome and the comments as Defender now holds them. It ends on its own (scripts and checks run
+it unattended); with `--serve` it keeps the operator's page up on the demo's state until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import signal
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +27,9 @@ from rich.text import Text
 from joedefender.bootstrap import Connector, open_connector
 from joedefender.hosts.standalone.poller import Poller
 from joedefender.hosts.standalone.status import alerts_table, jobs_table
+from joedefender.hosts.standalone.webhook import Webhook
 from joedefender.hosts.standalone.workers import WorkerPool
-from joedefender.pipeline.facade import Clock
+from joedefender.pipeline.facade import Application, Clock
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
 from joedefender_emulators.scenario import Scenario, load_scenario
@@ -82,7 +86,30 @@ def _comments_table(alerts: list[dict[str, Any]]) -> Table:
     return table
 
 
-def run_demo(console: Console, scenario_path: Path | None = None) -> int:
+def serve_page(app: Application, port: int, console: Console) -> int:
+    """The operator's page on loopback over the demo's state, until Ctrl-C (or SIGTERM)."""
+    try:
+        webhook = Webhook(app, secret=None, host="127.0.0.1", port=port)
+    except OSError as exc:
+        console.print(f"The page cannot listen on 127.0.0.1:{port} ({exc.strerror}); --port 0 takes any free port.")
+        return 1
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    webhook.start()
+    console.print(f"The operator's page shows the demo's state at {webhook.url}/ui")
+    console.print("Serving it until Ctrl-C.")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        webhook.stop()
+    console.print("Stopped serving the page.")
+    return 0
+
+
+def run_demo(console: Console, scenario_path: Path | None = None, *, serve_port: int | None = None) -> int:
+    """`serve_port`: keep the operator's page up on that port (0: any free one) once done."""
     scenario = load_scenario(scenario_path)
     started = time.monotonic()
     name, description = escape(scenario.name), escape(scenario.description.strip())
@@ -105,6 +132,8 @@ def run_demo(console: Console, scenario_path: Path | None = None) -> int:
             finally:
                 workers.stop()
             console.print(alerts_table(app.status.records))
-        console.print(_comments_table(_defender_view(emulators)))
-    console.print(f"Demo finished in {time.monotonic() - started:.1f} s.")
+            console.print(_comments_table(_defender_view(emulators)))
+            console.print(f"Demo finished in {time.monotonic() - started:.1f} s.")
+            if serve_port is not None:
+                return serve_page(app, serve_port, console)
     return 0

@@ -32,7 +32,8 @@ from joedefender.pipeline.collection.cleanup import CleanupWork
 from joedefender.pipeline.collection.strategy import CollectionStrategy
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.engine import Engine, WorkHandler
-from joedefender.pipeline.ports import Store, StoreError, WorkItem
+from joedefender.pipeline.overview import AlertView, Hour, Listed, Overview, OverviewReader, Parked, SampleView
+from joedefender.pipeline.ports import HistoryEntry, Store, StoreError, WorkItem
 from joedefender.pipeline.quota import alerts_waiting_for_quota, parked_until
 from joedefender.pipeline.records import Records
 from joedefender.pipeline.sample.job import SampleWork
@@ -43,10 +44,17 @@ from joedefender.pipeline.verdicts.writeback import WriteBack
 
 __all__ = [
     "Accepted",
+    "AlertView",
     "Application",
     "Clock",
+    "HistoryEntry",
+    "Hour",
     "InvalidAlertError",
+    "Listed",
+    "Overview",
+    "Parked",
     "Records",
+    "SampleView",
     "Status",
     "Store",
     "StoreError",
@@ -60,12 +68,31 @@ Relay = Callable[[], int]
 
 
 class Status:
-    """What `status` shows, from the store alone: the records and whether submissions are parked."""
+    """What `status` and the operator's page show, from the store alone: the records, whether
+    submissions are parked, and the page's bounded reads (`overview`, `jobs`, `alert`)."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, live_response_limit: int | None = None) -> None:
+        """`live_response_limit`: MaxLiveResponseSessions when the settings are known (the
+        connector's); the page shows the sessions in use against it."""
         self.records = Records(store)
         self._store = store
         self._clock = clock
+        self._reader = OverviewReader(store, live_response_limit=live_response_limit)
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def overview(self) -> Overview:
+        """Counts per state and per hour of the last day, what is parked and why, budgets in use."""
+        return self._reader.overview(self._clock.now())
+
+    def jobs(self, state: str | None = None) -> Listed:
+        """The most recently updated sample jobs, of one state if given."""
+        return self._reader.jobs(state=state)
+
+    def alert(self, alert_id: str) -> AlertView | None:
+        """One alert with its history and its samples' step histories; None when unknown."""
+        return self._reader.alert(alert_id)
 
     def parked_until(self) -> float | None:
         """When submissions parked for Joe's quota may go again; None when none are parked."""
@@ -88,7 +115,7 @@ class Application:
         self.ctx = ctx  # the records and ports, for tests and benchmarks; hosts use the methods
         self._relay = relay
         self._intake = Intake(ctx)
-        self.status = Status(ctx.store, ctx.clock)
+        self.status = Status(ctx.store, ctx.clock, live_response_limit=ctx.config.max_live_response_sessions)
         self.engine = Engine(ctx, self._handlers(ctx, registry.STRATEGIES if strategies is None else strategies))
 
     def _handlers(self, ctx: Context, strategies: Sequence[CollectionStrategy]) -> Mapping[WorkKind, WorkHandler]:

@@ -28,6 +28,12 @@ def parked_until(store: StateStore, now: float) -> float | None:
     return until if until > now else None
 
 
+def park_reason(store: StateStore) -> str:
+    """What Joe said when the quota ran out (the park's reason); empty when nothing is parked."""
+    doc = store.get(_KIND, _KEY)
+    return str(doc.data.get("reason", "")) if doc is not None else ""
+
+
 def waits_for_quota(job: SampleJob) -> bool:
     """While the quota is used up, this job waits: it is about to submit, or to start collecting a
     sample only a submission would use. Lookups, collections under way and analyses go on."""

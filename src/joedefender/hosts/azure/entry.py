@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import azure.functions as func
-from joedefender.bootstrap import open_azure_connector
+from joedefender.bootstrap import open_azure_connector, open_azure_status
 from joedefender.hosts.azure.functions import build_app
 from joedefender.hosts.azure.ports import DEFAULT_PREFIX, queue_names
 from joedefender.hosts.azure.runtime import Hosted, Runtime
@@ -32,7 +32,9 @@ def build_from_environment(
     environ: Mapping[str, str], *, time_scale: float = 1.0, instance: str | None = None
 ) -> tuple[Runtime, func.FunctionApp]:
     """`time_scale` is 1 on Azure; the tests set the emulators' scale."""
-    runtime = Runtime(lambda: hosted(environ, time_scale=time_scale), instance=instance)
+    runtime = Runtime(
+        lambda: hosted(environ, time_scale=time_scale), instance=instance, status=lambda: open_azure_status(environ)
+    )
     prefix = environ.get("StoragePrefix", "").strip() or DEFAULT_PREFIX
     return runtime, build_app(runtime, queues=queue_names(prefix))
 

@@ -8,7 +8,7 @@ host.json (deploy/functionapp/host.json, explained there and in the README).
 """
 
 import azure.functions as func
-from joedefender.hosts.azure import http_triggers, queue_trigger, telemetry, timers
+from joedefender.hosts.azure import http_triggers, page_trigger, queue_trigger, telemetry, timers
 from joedefender.hosts.azure.ports import DEFAULT_PREFIX, LIVE_RESPONSE, WORK, queue_names
 from joedefender.hosts.azure.runtime import Runtime
 
@@ -37,6 +37,11 @@ def build_app(runtime: Runtime, *, queues: dict[str, str] | None = None) -> func
     @app.route(route="status/{alert_id?}", methods=[func.HttpMethod.GET])
     def status(req: func.HttpRequest) -> func.HttpResponse:
         return http_triggers.alert_status(runtime, req)
+
+    @app.function_name("ui")  # the operator's page, on a key of its own
+    @app.route(route=page_trigger.ROUTE, methods=[func.HttpMethod.GET])
+    def ui(req: func.HttpRequest) -> func.HttpResponse:
+        return page_trigger.page(runtime, req)
 
     @app.function_name("work")
     @app.queue_trigger(arg_name="message", queue_name=names[WORK], connection=CONNECTION)

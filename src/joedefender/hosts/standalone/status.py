@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from joedefender.domain.jobs import AlertRecord, SampleJob
+from joedefender.domain.jobs import AlertRecord
 from joedefender.domain.keys import alert_subject, link_key, link_prefix
 from joedefender.domain.text import shown
 from joedefender.pipeline.facade import Records, Status
@@ -60,13 +60,6 @@ def _recent(table: Table, items: Sequence[T], what: str) -> Sequence[T]:
     return items[-ROWS:]
 
 
-def job_outcome(job: SampleJob) -> str:
-    if job.verdict is not None:
-        reused = " (known)" if job.verdict_source == "lookup" else ""
-        return f"{job.verdict.detection} {job.verdict.score}{reused}"
-    return job.failure.text if job.failure is not None else ""
-
-
 def alerts_table(ctx: Records) -> Table:
     table = Table(title="Alerts", expand=True)
     for column in ("alert", "state", "sample", "sample state", "outcome", "comment"):
@@ -84,7 +77,7 @@ def alerts_table(ctx: Records) -> Table:
                 _styled(alert.state.value),
                 _data(key, 24),
                 _styled(job.record.state.value) if job else "",
-                _data(job_outcome(job.record)) if job else "",
+                _data(job.record.outcome) if job else "",
                 _styled(link.record.state.value) if link else "",
             )
     return table
@@ -103,7 +96,7 @@ def jobs_table(ctx: Records) -> Table:
             _styled(job.state.value),
             str(alerts),
             str(len(job.attempts)),
-            _data(job_outcome(job)),
+            _data(job.outcome),
             _when(job.updated_at),
         )
     return table

@@ -46,7 +46,8 @@ from joedefender.hosts.alert_intake import (
     TriggerBody,
 )
 from joedefender.hosts.standalone.connections import ConnectionGate, GateCounts, gated_protocol
-from joedefender.pipeline.facade import Application
+from joedefender.hosts.standalone.ui import page_routes
+from joedefender.pipeline.facade import Application, Status
 from joedefender.settings import is_loopback
 
 logger = logging.getLogger("joedefender.webhook")
@@ -155,8 +156,11 @@ def build_app(
     ready: Callable[[], bool] = lambda: True,
     body_timeout: float = WebhookLimits.body_timeout,
     loopback: bool = True,
+    status: Status | None = None,
+    secret: str | None = None,
 ) -> ASGIApp:
-    """The ASGI application; `loopback` turns on the Host and Origin checks."""
+    """The ASGI application; `loopback` turns on the Host and Origin checks; with `status`, the
+    operator's page at /ui (behind `secret` off loopback, see `ui`)."""
     document = openapi()
     # Deliveries are written one at a time anyway (one SQLite writer): a few threads keep it busy,
     # more would only contend, and each would hold a store connection.
@@ -194,6 +198,7 @@ def build_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            *(page_routes(status, secret=secret, loopback=loopback) if status is not None else []),
         ],
         exception_handlers={404: _not_found, 405: _wrong_method},
     )
@@ -302,6 +307,8 @@ class Webhook:
             ready=ready,
             body_timeout=limits.body_timeout,
             loopback=is_loopback(host),
+            status=connector.status,
+            secret=secret,
         )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.create_server((host, port), family=family, backlog=limits.backlog)
