@@ -107,7 +107,7 @@ class CollectionStrategy(ABC):
     name: ClassVar[str]  # kept on the attempt, named in the history and the action's comment
     how: ClassVar[str]  # the history's account of how the file was obtained
     reach: ClassVar[Reach]
-    platforms: ClassVar[frozenset[Platform]] = frozenset({Platform.WINDOWS})
+    platforms: ClassVar[frozenset[Platform]] = frozenset({Platform.WINDOWS})  # unless a strategy says
     detection_sources: ClassVar[frozenset[str] | None] = None  # lower case; None: any
     opt_in: ClassVar[tuple[str, ...]] = ()  # `PipelineConfig` flags that must all be on
     scripts: ClassVar[tuple[LibraryScript, ...]] = ()

@@ -1,9 +1,9 @@
 """Collection (files only): a plan of (machine, strategy) pairs tried in order, online machines
-first (each machine's platform decided once, from the machines list, before its strategies are
-chosen: `collection.devices`), one live response per machine at a time, within the tenant's session cap and our own
-budget for starts. The machine availability deadline runs only while the world keeps the
-machines from us (offline, or held by someone else's session), not while our own jobs or our
-own session cap do. Each attempt is run by `attempts.Attempts`.
+first, one live response per machine at a time, within the tenant's session cap and our own
+budget for starts. Each machine's platform is decided once, from the machines list, before its
+strategies are chosen (`collection.devices`). The machine availability deadline runs only while
+the world keeps the machines from us (offline, or held by someone else's session), not while
+our own jobs or our own session cap do. Each attempt is run by `attempts.Attempts`.
 """
 
 from __future__ import annotations
