@@ -76,7 +76,7 @@ def _check(w: World, app: AppInstance) -> None:
     for skipped in _SKIPPED:
         assert _ours(w.comments(skipped)) == []
     submitted = w.submissions()
-    assert len(submitted) == len({s["sha256"] or s["url"] for s in submitted}) == 5
+    assert len(submitted) == len({s["sha256"] or s["url"] for s in submitted}) == 6
     calls = w.defender("/_emulator/calls")
     assert sum(route["throttled"] for route in calls.values()) == 0, calls
     states = {a.record.alert_id: a.record.state for a in app.runtime.hosted().connector.ctx.alerts.list()}

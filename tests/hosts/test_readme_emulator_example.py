@@ -16,8 +16,10 @@ from joedefender.domain.comments import MARKER_PREFIX
 from joedefender_emulators.scenario import load_scenario
 from tests.hosts import environment, joedefender
 
-# The demo scenario's alerts that pass the default filters and carry a file or a URL.
-_ELIGIBLE = [f"da6386400000000000{n:02d}_10{n:02d}" for n in range(1, 8)]
+# The demo scenario's alerts that pass the default filters and carry a file or a URL; and the one
+# whose file only a restore could recover, which the default settings do not allow.
+_ELIGIBLE = [f"da6386400000000000{n:02d}_10{n:02d}" for n in (*range(1, 8), 11)]
+_RESTORE_NEEDED = "da638640000000000012_1012"
 _SETTINGS = 9  # the NAME=VALUE lines `emulate` prints
 
 
@@ -59,6 +61,9 @@ def test_the_readme_emulator_example_comments_every_eligible_alert(tmp_path: Pat
         assert len(comments[alert_id]) == 1, (alert_id, comments[alert_id], done.stderr.decode())
         assert comments[alert_id][0].startswith("Joe Sandbox: "), comments[alert_id][0]
         assert "not analysed" not in comments[alert_id][0], comments[alert_id][0]
+    (restore_needed,) = comments[_RESTORE_NEEDED]
+    assert restore_needed.startswith("Joe Sandbox: not analysed"), restore_needed
+    assert "AllowQuarantineRestore=true" in restore_needed
     demo_ids = {a["id"] for a in load_scenario().defender.alerts}
     assert set(comments) == demo_ids
-    assert [alert_id for alert_id in demo_ids - set(_ELIGIBLE) if comments[alert_id]] == []
+    assert [alert_id for alert_id in demo_ids - {*_ELIGIBLE, _RESTORE_NEEDED} if comments[alert_id]] == []

@@ -21,7 +21,8 @@ def machine(n: int, *, files: dict[str, str] | None = None, **extra: Any) -> dic
 
 
 def file_evidence(sample: str, path: str, *, status: str = "Detected") -> dict[str, Any]:
-    directory, _, name = path.rpartition("\\")
+    """File evidence as Defender gives it: the directory and the name apart (a POSIX path split at `/`)."""
+    directory, _, name = path.rpartition("/" if path.startswith("/") else "\\")
     return {"entityType": "File", "$sample": sample, "fileName": name, "filePath": directory, "detectionStatus": status}
 
 

@@ -179,6 +179,10 @@ class Machine(_Model):
     # The Defender agent's version (e.g. 101.23092.0012 on Linux). The Machine entity documents
     # no such field (machine.md): the emulator shows it as `agentVersion` when the scenario sets it.
     agent_version: str | None = Field(None, alias="agentVersion")
+    # What the device runs, when its osPlatform is a value a client may not know (osPlatform has
+    # no documented list of values): shown osPlatform as given, behaves as this OS. None: the OS
+    # osPlatform names (mde/platforms.py).
+    device_os: Literal["windows", "linux", "macos"] | None = None
     mdatp: MdatpBehaviour = MdatpBehaviour()
     online: bool | list[OnlineWindow] = True
     busy_until: float = Field(0.0, description="another live response session holds the machine until then")

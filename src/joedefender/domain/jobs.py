@@ -127,6 +127,15 @@ class Candidate(_Record):
         return evidence_path(platform, self.directory, self.file_name)
 
 
+class Device(_Record):
+    """A candidate machine as collection took it, decided once per job from what Defender says of
+    it: its platform (None: one live response does not reach), and why live response cannot be
+    used there, if it cannot (`domain.platforms.live_response_blocker`)."""
+
+    platform: Platform | None = None
+    blocked: str | None = None
+
+
 class Attempt(_Record):
     """One try to collect the file: which machine, which strategy, what Defender said."""
 
@@ -173,6 +182,7 @@ class SampleJob(_Record):
     created_at: float
     updated_at: float
     candidates: list[Candidate] = []
+    devices: dict[str, Device] = {}  # by machine id: what each candidate machine was taken for
     attempts: list[Attempt] = []
     waiting_since: float | None = None  # when no candidate machine could be used
     submission: Submission | None = None
@@ -190,6 +200,12 @@ class SampleJob(_Record):
             raise IllegalTransition(self.key, self.state, target)
         _observe(self.state, target)
         self.state = target
+
+    def platform_of(self, machine_id: str) -> Platform:
+        """The platform a machine of the job is collected as (Windows for a machine not decided,
+        as every machine was before platforms were told apart)."""
+        device = self.devices.get(machine_id)
+        return device.platform if device is not None and device.platform is not None else Platform.WINDOWS
 
     @property
     def outcome(self) -> str:

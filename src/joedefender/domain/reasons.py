@@ -24,6 +24,7 @@ class Reason(StrEnum):
     NOT_COLLECTED = "not_collected"
     LIVE_RESPONSE_NOT_ALLOWED = "live_response_not_allowed"
     MACHINES_UNAVAILABLE = "machines_unavailable"
+    RESTORE_NOT_ALLOWED = "restore_not_allowed"
     ANALYSIS_TIMEOUT = "analysis_timeout"
     NO_ANALYSIS = "no_analysis"
     GAVE_UP = "gave_up"
@@ -54,6 +55,11 @@ _TEXT: dict[Reason, str] = {
     Reason.NOT_COLLECTED: "could not collect the file: {detail}",
     Reason.LIVE_RESPONSE_NOT_ALLOWED: "live response is not allowed: {detail}",
     Reason.MACHINES_UNAVAILABLE: "no machine carrying the file was online and free within {detail} minutes",
+    Reason.RESTORE_NOT_ALLOWED: (
+        "the file could not be fetched where the alert saw it, and on Linux and macOS a quarantined file can"
+        " only be recovered by restoring it, which takes the entry out of Defender's quarantine:"
+        " AllowQuarantineRestore=true allows it{detail}"
+    ),
     Reason.ANALYSIS_TIMEOUT: "the analysis did not finish within {detail} minutes",
     Reason.NO_ANALYSIS: "Joe Sandbox finished the submission without an analysis",
     Reason.GAVE_UP: "gave up after {detail}",

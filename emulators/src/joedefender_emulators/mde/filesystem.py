@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from joedefender_emulators.mde import hostile_quarantine as hostile
 from joedefender_emulators.mde import quarantine as store
 from joedefender_emulators.mde.endpoint_script import SYSTEM_SID, FolderState, QuarantineFile
-from joedefender_emulators.mde.platforms import Os, machine_os
+from joedefender_emulators.mde.platforms import Os, device_os
 from joedefender_emulators.mde.posix_device import PosixDevice
 from joedefender_emulators.scenario import Blob, Machine, ScenarioError
 
@@ -96,7 +96,7 @@ class EndpointFiles:
         quarantine_getfile: bool = True,
         damaged_entries: bool = False,
     ) -> None:
-        self.os: Os = machine_os(machine.os_platform) or "windows"
+        self.os: Os = device_os(machine) or "windows"
         self._files: dict[str, StoredFile] = {}
         for item in machine.files:
             self._files[self._key(item.path)] = StoredFile(item.path, FileContent(samples[item.sample]), item.kind)

@@ -18,7 +18,7 @@ from joedefender_emulators.mde.filesystem import EndpointFiles
 from joedefender_emulators.mde.library import Library
 from joedefender_emulators.mde.machines import MachineDirectory
 from joedefender_emulators.mde.odata import Field, Kind, Page, fields
-from joedefender_emulators.mde.platforms import MIN_AGENTS, machine_os, version_numbers
+from joedefender_emulators.mde.platforms import MIN_AGENTS, device_os, version_numbers
 from joedefender_emulators.mde.ratelimit import too_many_requests
 from joedefender_emulators.scenario import DefenderScenario, Machine
 
@@ -113,7 +113,7 @@ class LiveResponse:
     def _check_platform(machine: Machine) -> None:
         """Windows, macOS and Linux servers only (run-live-response.md), on Linux and macOS from
         the agent live-response.md names. docs silent on the error for either: a 400 that says why."""
-        os_name = machine_os(machine.os_platform)
+        os_name = device_os(machine)
         if os_name is None:
             raise ApiError(
                 400, "OsPlatformNotSupported", f"Live response does not support the OS platform {machine.os_platform}."

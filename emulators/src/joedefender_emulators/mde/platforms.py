@@ -9,7 +9,10 @@ are none that live response reaches, and any other onboarded value is a Linux di
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from joedefender_emulators.scenario import Machine
 
 Os = Literal["windows", "linux", "macos"]
 # Where live response drops PutFile's library files (docs: "a working folder"; on Linux and macOS
@@ -36,6 +39,11 @@ def machine_os(os_platform: str) -> Os | None:
     if not key or key.startswith(_MOBILE):
         return None
     return "linux"
+
+
+def device_os(machine: Machine) -> Os | None:
+    """What the machine runs: the scenario's `device_os` when it sets one, else what osPlatform names."""
+    return machine.device_os or machine_os(machine.os_platform)
 
 
 def version_numbers(text: str | None) -> tuple[int, ...] | None:

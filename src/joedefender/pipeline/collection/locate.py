@@ -17,6 +17,7 @@ from typing import ClassVar
 from joedefender.domain.errors import NotFound, QuarantineFormatError, Rejected
 from joedefender.domain.jobs import Attempt
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction
+from joedefender.domain.platforms import Platform
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.endpoint import contract
 from joedefender.formats.defender_quarantine import (
@@ -55,6 +56,7 @@ class Locate(CollectionStrategy):
     name: ClassVar[str] = "locate"
     how: ClassVar[str] = "the read-only locator; the encrypted quarantine entry decoded here"
     reach: ClassVar[Reach] = Reach.QUARANTINE
+    platforms: ClassVar[frozenset[Platform]] = frozenset({Platform.WINDOWS})
     detection_sources: ClassVar[frozenset[str] | None] = frozenset({"windowsdefenderav"})
     opt_in: ClassVar[tuple[str, ...]] = ("fetch_quarantined_files",)
     scripts: ClassVar[tuple[LibraryScript, ...]] = (LOCATE_SCRIPT,)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from joedefender.domain.jobs import Candidate, SampleJob
+from joedefender.domain.platforms import Platform
 from joedefender.domain.reasons import Cause, Reason
+from joedefender.pipeline.collection.devices import platform_for, unreachable
 from joedefender.pipeline.collection.strategy import CollectionStrategy, Reach
 from joedefender.pipeline.config import PipelineConfig
 
@@ -22,24 +24,28 @@ _QUARANTINE_FIRST = (Reach.QUARANTINE, Reach.ON_DISK, Reach.RESTORE)
 
 
 def strategies_for(
-    candidate: Candidate, strategies: Sequence[CollectionStrategy], config: PipelineConfig
+    candidate: Candidate, platform: Platform, strategies: Sequence[CollectionStrategy], config: PipelineConfig
 ) -> list[CollectionStrategy]:
-    """The strategies to try on the candidate's machine, in order."""
+    """The strategies to try on the candidate's machine, of `platform`, in order."""
     quarantined = (candidate.detection_status or "").lower() in _QUARANTINED
     order = _QUARANTINE_FIRST if quarantined else _USUAL
-    usable = [s for s in strategies if s.usable(candidate, config)]
+    usable = [s for s in strategies if s.usable(candidate, platform, config)]
     return sorted(usable, key=lambda s: order.index(s.reach))
 
 
 def plan(
     job: SampleJob, strategies: Sequence[CollectionStrategy], config: PipelineConfig
 ) -> list[tuple[Candidate, CollectionStrategy]]:
-    """Every (machine, strategy) pair still worth a try, machine by machine."""
+    """Every (machine, strategy) pair still worth a try, machine by machine (none on a machine
+    live response cannot reach)."""
     tried = {(a.machine_id, a.strategy) for a in job.attempts if a.outcome == "failed"}
     pairs: list[tuple[Candidate, CollectionStrategy]] = []
     seen: set[tuple[str, str]] = set()
     for candidate in job.candidates:
-        for strategy in strategies_for(candidate, strategies, config):
+        platform = platform_for(job, candidate)
+        if platform is None:
+            continue
+        for strategy in strategies_for(candidate, platform, strategies, config):
             pair = (candidate.machine_id, strategy.name)
             if pair not in tried and pair not in seen:
                 seen.add(pair)
@@ -47,17 +53,34 @@ def plan(
     return pairs
 
 
-def give_up_cause(job: SampleJob, strategies: Sequence[CollectionStrategy]) -> Cause:
+def give_up_cause(job: SampleJob, strategies: Sequence[CollectionStrategy], config: PipelineConfig) -> Cause:
     """Why the job could not be collected, once nothing is left to try."""
     if not job.candidates:
         return Cause(reason=Reason.NO_CANDIDATE)
     failed = [a for a in job.attempts if a.outcome == "failed"]
     failures = [f"{a.strategy} on {a.machine_id}: {a.failure.text if a.failure else ''}" for a in failed]
+    failures += unreachable(job)
+    detail = f" ({'; '.join(failures)})" if failures else ""
+    held = _held_back(job, strategies, config)
+    if held is not None:
+        return Cause(reason=held, detail=detail)
     off_disk = {s.name for s in strategies if s.reach is not Reach.ON_DISK}
     quarantine = [a for a in job.attempts if a.strategy in off_disk]
     if quarantine and all(
         a.failure is not None and a.failure.reason == Reason.QUARANTINE_NOT_FOUND for a in quarantine
     ):
-        detail = f" ({'; '.join(failures)})" if failures else ""
         return Cause(reason=Reason.QUARANTINE_NOT_FOUND_ANYWHERE, detail=detail)
     return Cause(reason=Reason.NOT_COLLECTED, detail="; ".join(failures) or "no way to reach it")
+
+
+def _held_back(job: SampleJob, strategies: Sequence[CollectionStrategy], config: PipelineConfig) -> Reason | None:
+    """What a setting alone kept from a candidate's machine, for the failure to say how to allow it."""
+    for candidate in job.candidates:
+        platform = platform_for(job, candidate)
+        if platform is None:
+            continue
+        for strategy in strategies:
+            reason = strategy.held_back(candidate, platform, config)
+            if reason is not None:
+                return reason
+    return None

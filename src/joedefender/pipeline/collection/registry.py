@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from joedefender.pipeline.collection.decode import Decode
 from joedefender.pipeline.collection.getfile import GetFile
 from joedefender.pipeline.collection.locate import Locate
+from joedefender.pipeline.collection.mdatp_restore import MdatpRestore
 from joedefender.pipeline.collection.restore import Restore
 from joedefender.pipeline.collection.strategy import CollectionStrategy
 
@@ -19,6 +20,7 @@ STRATEGIES: tuple[CollectionStrategy, ...] = (
     Locate(),
     Decode(),
     Restore(),
+    MdatpRestore(),
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from joedefender.domain.jobs import Candidate
+from joedefender.domain.platforms import Platform
 from joedefender.endpoint import contract
 from joedefender.pipeline.collection.collect_script import CollectScriptStrategy
 from joedefender.pipeline.collection.strategy import Reach, Target
@@ -19,7 +20,7 @@ class Restore(CollectScriptStrategy):
     reach: ClassVar[Reach] = Reach.RESTORE
     opt_in: ClassVar[tuple[str, ...]] = ("fetch_quarantined_files", "allow_quarantine_restore")
 
-    def applies(self, candidate: Candidate) -> bool:
+    def applies(self, candidate: Candidate, platform: Platform) -> bool:
         """MpCmdRun restores by original path: only a path the script's parameter takes."""
         if candidate.path is None:
             return False

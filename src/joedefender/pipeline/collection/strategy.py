@@ -1,11 +1,12 @@
 """The one interface every way of collecting a file implements.
 
-A strategy says where it applies (platforms, detection sources, the settings that opt it in,
-and its own condition on the evidence), how far it reaches (the plan tries what is on disk
-first, the quarantine next and a restore last, the quarantine first when the evidence says the
-file was quarantined), the library scripts it needs, the live response commands of each of its
-stages, what follows when a stage's action ends (another stage, the sample, or a failure), how
-the fetched files become the sample's bytes, and the cleanup it leaves on the endpoint.
+A strategy says where it applies (the platforms it runs on, detection sources, the settings that
+opt it in, and its own condition on the evidence and the device's platform), how far it reaches
+(the plan tries what is on disk first, the quarantine next and a restore last, the quarantine
+first when the evidence says the file was quarantined), the library scripts it needs, the live
+response commands of each of its stages, what follows when a stage's action ends (another stage,
+the sample, or a failure), how the fetched files become the sample's bytes, and the cleanup it
+leaves on the endpoint.
 
 Adding one is a module of its own and a line in `registry.STRATEGIES`: nothing else branches on
 a strategy's name. Strategies hold no state; the attempt (`domain.jobs.Attempt`) carries what a
@@ -24,13 +25,11 @@ from typing import ClassVar, Protocol
 
 from joedefender.domain.jobs import Attempt, Candidate, SampleJob
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction
+from joedefender.domain.platforms import Platform
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.endpoint import contract
 from joedefender.pipeline.config import PipelineConfig
 
-# The platform every candidate is taken to be on: candidates do not carry their machine's
-# osPlatform yet (Linux and macOS collection will read it from the machines list).
-CANDIDATE_PLATFORM = "windows"
 # A fetched file may exceed the sample by this much: a quarantine entry's ResourceData file is
 # the payload plus a security descriptor, stream headers and small streams.
 FETCH_OVERHEAD = 1 << 20
@@ -59,12 +58,14 @@ class LibraryScript:
 
 @dataclass(frozen=True)
 class Target:
-    """What an attempt is after: the job's sample, the machine's sighting of it, the attempt."""
+    """What an attempt is after: the job's sample, the machine's sighting of it, the attempt, and
+    the platform of the machine (`pipeline.collection.devices`)."""
 
     job: SampleJob
     candidate: Candidate
     attempt: Attempt
     max_sample_bytes: int
+    platform: Platform = Platform.WINDOWS
 
 
 class ActionResults(Protocol):
@@ -106,7 +107,7 @@ class CollectionStrategy(ABC):
     name: ClassVar[str]  # kept on the attempt, named in the history and the action's comment
     how: ClassVar[str]  # the history's account of how the file was obtained
     reach: ClassVar[Reach]
-    platforms: ClassVar[frozenset[str]] = frozenset({"windows"})
+    platforms: ClassVar[frozenset[Platform]] = frozenset({Platform.WINDOWS})  # unless a strategy says
     detection_sources: ClassVar[frozenset[str] | None] = None  # lower case; None: any
     opt_in: ClassVar[tuple[str, ...]] = ()  # `PipelineConfig` flags that must all be on
     scripts: ClassVar[tuple[LibraryScript, ...]] = ()
@@ -118,19 +119,31 @@ class CollectionStrategy(ABC):
         if unknown:
             raise TypeError(f"{cls.__name__}.opt_in names no PipelineConfig flag: {sorted(unknown)}")
 
-    def usable(self, candidate: Candidate, config: PipelineConfig) -> bool:
-        """Whether the plan may try this strategy on the candidate's machine."""
+    def usable(self, candidate: Candidate, platform: Platform, config: PipelineConfig) -> bool:
+        """Whether the plan may try this strategy on the candidate's machine, of `platform`."""
+        return self.opted_in(config) and self.fits(candidate, platform)
+
+    def opted_in(self, config: PipelineConfig) -> bool:
+        return all(getattr(config, flag) for flag in self.opt_in)
+
+    def fits(self, candidate: Candidate, platform: Platform) -> bool:
+        """Whether the strategy would apply on the candidate's machine, settings apart."""
         source = candidate.detection_source.lower()
         return (
-            all(getattr(config, flag) for flag in self.opt_in)
-            and CANDIDATE_PLATFORM in self.platforms
+            platform in self.platforms
             and (self.detection_sources is None or source in self.detection_sources)
-            and self.applies(candidate)
+            and self.applies(candidate, platform)
         )
 
-    def applies(self, candidate: Candidate) -> bool:
-        """The strategy's own condition on the evidence (a path to fetch, say)."""
+    def applies(self, candidate: Candidate, platform: Platform) -> bool:
+        """The strategy's own condition on the evidence (a path to fetch on that platform, say)."""
         return True
+
+    def held_back(self, candidate: Candidate, platform: Platform, config: PipelineConfig) -> Reason | None:
+        """Why a job that gave up could not use this strategy on the candidate's machine when a
+        setting alone kept it out, for the failure comment to say how to allow it; None: nothing
+        worth saying (by default)."""
+        return None
 
     @abstractmethod
     def commands(self, target: Target) -> list[Command]:

@@ -247,7 +247,8 @@ class Attempts:
     def _target(self, job: SampleJob, attempt: Attempt) -> Target:
         candidate = next((c for c in job.candidates if c.machine_id == attempt.machine_id), None)
         assert candidate is not None  # an attempt is only ever started for a candidate's machine
-        return Target(job, candidate, attempt, self.ctx.config.max_sample_bytes)
+        platform = job.platform_of(attempt.machine_id)
+        return Target(job, candidate, attempt, self.ctx.config.max_sample_bytes, platform)
 
 
 def _forget(stored: Versioned[SampleJob], attempt: Attempt) -> None:

@@ -1,15 +1,20 @@
 """Collection (files only): a plan of (machine, strategy) pairs tried in order, online machines
 first, one live response per machine at a time, within the tenant's session cap and our own
-budget for starts. The machine availability deadline runs only while the world keeps the
-machines from us (offline, or held by someone else's session), not while our own jobs or our
-own session cap do. Each attempt is run by `attempts.Attempts`.
+budget for starts. Each machine's platform is decided once, from the machines list, before its
+strategies are chosen (`collection.devices`). The machine availability deadline runs only while
+the world keeps the machines from us (offline, or held by someone else's session), not while
+our own jobs or our own session cap do. Each attempt is run by `attempts.Attempts`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from joedefender.domain.jobs import Attempt, Candidate, JobState, SampleJob
+from joedefender.domain.liveresponse import Machine
 from joedefender.domain.markers import new_nonce
 from joedefender.domain.reasons import Cause, Reason
+from joedefender.pipeline.collection.devices import decide
 from joedefender.pipeline.collection.machines import MachineHealth
 from joedefender.pipeline.collection.plan import give_up_cause, plan
 from joedefender.pipeline.collection.registry import by_name
@@ -57,13 +62,18 @@ class Collect:
         ctx, job = self._ctx, stored.record
         pairs = plan(job, self._strategies, ctx.config)
         if not pairs:
-            return self._ledger.fail(stored, give_up_cause(job, self._strategies))
+            return self._give_up(stored)
         # Our own budget for starts: wait for this job's turn without holding a worker (and
         # without asking for the machines' health before it is worth knowing).
         turn = self._starts.wait(job.key, ctx.now(), ctx.clock.real(_MINUTE))
         if turn > 0:
             return again(turn)
-        online = self._health.online(c.machine_id for c, _ in pairs)
+        machines = self._health.machines(c.machine_id for c, _ in pairs)
+        self._decide(stored, machines)
+        pairs = plan(job, self._strategies, ctx.config)  # with the platforms now known
+        if not pairs:
+            return self._give_up(stored)
+        online = {c.machine_id: _up(machines.get(c.machine_id)) for c, _ in pairs}
         offline = [m for m, up in online.items() if not up]
         pairs.sort(key=lambda pair: not online[pair[0].machine_id])
         ours = elsewhere = False
@@ -78,6 +88,18 @@ class Collect:
             else:
                 ours = True
         return self._wait_for_machines(stored, ours, elsewhere, offline)
+
+    def _give_up(self, stored: Versioned[SampleJob]) -> Outcome:
+        return self._ledger.fail(stored, give_up_cause(stored.record, self._strategies, self._ctx.config))
+
+    def _decide(self, stored: Versioned[SampleJob], machines: Mapping[str, Machine | None]) -> None:
+        """Decide the platform of the machines listed for the first time for this job, and say how."""
+        lines = decide(stored.record, machines)
+        if lines:
+            with self._ctx.changes() as changes:
+                self._ledger.save(changes, stored)
+                for line in lines:
+                    changes.record(stored.record.key, "collect", "platform", line)
 
     def _start(
         self, stored: Versioned[SampleJob], candidate: Candidate, strategy: CollectionStrategy
@@ -129,6 +151,10 @@ class Collect:
                 delay = job.poll_interval
             self._ledger.save(changes, stored)
         return ctx.later(delay)
+
+
+def _up(machine: Machine | None) -> bool:
+    return machine is not None and machine.online
 
 
 def _unknown(attempt: Attempt) -> Cause:

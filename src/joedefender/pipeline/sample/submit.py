@@ -1,11 +1,13 @@
 """Submission: the file (streamed from the staging handed over) or the URL to Joe Sandbox,
 tagged like JoeAz's submissions and carrying the job's marker, so a crash between submitting
-and recording it is mended by a look for the marker, not by a second submission."""
+and recording it is mended by a look for the marker, not by a second submission. A file goes
+to the Joe systems of the platform of the device it was collected from."""
 
 from __future__ import annotations
 
 from joedefender.domain.jobs import SampleJob
 from joedefender.domain.markers import mark
+from joedefender.domain.platforms import Platform
 from joedefender.pipeline.collection.staging import SampleStaging
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.records import Versioned
@@ -40,7 +42,11 @@ class Submit:
         job = stored.record
         with staging:
             submission_id = self._ctx.sandbox.submit_file(
-                staging.reader(), file_name, tags=submission_tags(job), comments=submission_marker(job)
+                staging.reader(),
+                file_name,
+                tags=submission_tags(job),
+                comments=submission_marker(job),
+                platform=collected_from(job),
             )
         return self._ledger.submitted(stored, submission_id)
 
@@ -48,6 +54,12 @@ class Submit:
 def submission_marker(job: SampleJob) -> str:
     assert job.submission is not None
     return mark(job.submission.nonce)
+
+
+def collected_from(job: SampleJob) -> Platform:
+    """The platform of the device the file was collected from, which chooses Joe's systems."""
+    collected = [a for a in job.attempts if a.outcome == "collected"]
+    return job.platform_of(collected[-1].machine_id) if collected else Platform.WINDOWS
 
 
 def submission_tags(job: SampleJob) -> list[str]:
