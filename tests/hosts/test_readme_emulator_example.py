@@ -16,8 +16,9 @@ from joedefender.domain.comments import MARKER_PREFIX
 from joedefender_emulators.scenario import load_scenario
 from tests.hosts import environment, joedefender
 
-# The demo scenario's alerts that pass the default filters and carry a file or a URL.
-_ELIGIBLE = [f"da6386400000000000{n:02d}_10{n:02d}" for n in range(1, 8)]
+# The demo scenario's alerts that pass the default filters and carry a file, a process image
+# that is not the system's, a command-line target or a URL.
+_ELIGIBLE = [f"da6386400000000000{n:02d}_10{n:02d}" for n in (*range(1, 8), 11, 12)]
 _SETTINGS = 9  # the NAME=VALUE lines `emulate` prints
 
 

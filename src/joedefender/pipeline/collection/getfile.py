@@ -13,6 +13,7 @@ class GetFile(CollectionStrategy):
     name: ClassVar[str] = "getfile"
     how: ClassVar[str] = "GetFile on the evidence path"
     reach: ClassVar[Reach] = Reach.ON_DISK
+    by_path: ClassVar[bool] = True
 
     def applies(self, candidate: Candidate) -> bool:
         return candidate.path is not None
