@@ -12,6 +12,7 @@ import pytest
 
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.jobs import AlertState, JobState, LinkState
+from joedefender.domain.samples import SampleKey
 from tests.hosts import environment, joedefender
 from tests.pipeline.builders import alert as _alert
 from tests.pipeline.builders import file_evidence, machine, machine_id, process_evidence, world
@@ -151,6 +152,11 @@ def test_a_command_line_target_whose_hash_has_a_job_already_joins_it_without_a_s
     with w.connector() as connector:
         history = [(h.step, h.outcome) for h in connector.store.history(f"sha256:{_sha(w, 'dll')}")]
         assert ("job", "joined") in history
+    # `status` shows the alert's two jobs: the path job, resolved to the hash, and the hash's job.
+    detail = _status(w, a2["id"])
+    assert f"Sample {SampleKey.for_path(machine_id(2), DLL).id}: resolved" in detail
+    assert f"Sample sha256:{_sha(w, 'dll')}: done" in detail
+    assert f"the file at its path is sha256:{_sha(w, 'dll')}" in detail
 
 
 def test_a_command_line_target_known_to_joe_is_not_submitted_again(make_world: WorldFactory) -> None:

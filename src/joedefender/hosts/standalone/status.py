@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from joedefender.domain.jobs import AlertRecord, SampleJob
+from joedefender.domain.jobs import AlertRecord, JobState, SampleJob
 from joedefender.domain.keys import alert_subject, link_key, link_prefix
 from joedefender.domain.text import shown
 from joedefender.pipeline.facade import Records, Status
@@ -61,6 +61,8 @@ def _recent(table: Table, items: Sequence[T], what: str) -> Sequence[T]:
 
 
 def job_outcome(job: SampleJob) -> str:
+    if job.state == JobState.RESOLVED:  # a file named by its path: the job of its hash carries on
+        return f"the file is sha256:{job.sha256}"
     if job.verdict is not None:
         reused = " (known)" if job.verdict_source == "lookup" else ""
         return f"{job.verdict.detection} {job.verdict.score}{reused}"
