@@ -93,7 +93,8 @@ DEPLOYMENT_CONTAINER = "app-package"
 @dataclass(frozen=True)
 class Setting:
     """`kind` says how the parameter becomes the app setting's text: string, secret, int, bool,
-    list (an array, joined with commas), json (an object) or optional (a string, blank = unset)."""
+    list (an array, joined with commas), jsonlist (an array, as a JSON array: its items may hold
+    commas), json (an object) or optional (a string, blank = unset)."""
 
     name: str
     kind: str
@@ -219,6 +220,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "AllowQuarantineRestore", "bool", False, "Let the last quarantine strategy run MpCmdRun -Restore (destructive)."
     ),
+    Setting("AnalyseProcessImages", "bool", True, "Analyse the image of Process evidence unless it is an OS file."),
+    Setting("FetchCommandLineTargets", "bool", True, "Collect and analyse the file a system binary was told to run."),
+    Setting(
+        "ExtraOsBinaryRules",
+        "jsonlist",
+        [],
+        "Rules added to the operating-system file table, e.g. D:\\Windows\\*, or !exceptions.",
+    ),
     Setting(
         "DefenderAlertClassification", "bool", False, "Classify alerts with a malicious verdict TruePositive / Malware."
     ),
@@ -303,6 +312,7 @@ def setting_value(setting: Setting) -> str:
         "int": f"string({p(name)})",
         "bool": f"toLower(string({p(name)}))",
         "list": f"if(empty({p(name)}), '', join({p(name)}, ','))",
+        "jsonlist": f"if(empty({p(name)}), '', string({p(name)}))",
         "json": f"string({p(name)})",
     }[setting.kind]
     if setting.key_vault:
@@ -318,6 +328,7 @@ ARM_TYPES = {
     "int": "int",
     "bool": "bool",
     "list": "array",
+    "jsonlist": "array",
     "json": "object",
 }
 

@@ -494,6 +494,26 @@ def file_alert(
     )
 
 
+def process_alert(alert_id: str, machine_id: str, command_line: str, *, image: str = "rundll32.exe") -> Alert:
+    """An EDR alert on `machine_id` whose only evidence is a process of Windows' `image` (in
+    SysWOW64, so an OS binary) running `command_line`."""
+    evidence = Evidence(
+        entity_type="Process",
+        sha256=hashlib.sha256(image.encode()).hexdigest(),
+        file_name=image,
+        file_path="C:\\Windows\\SysWOW64",
+        process_command_line=command_line,
+    )
+    return Alert(
+        id=alert_id,
+        detection_source="WindowsDefenderAtp",
+        severity="High",
+        status="New",
+        machine_id=machine_id,
+        evidence=(evidence,),
+    )
+
+
 def url_alert(alert_id: str, url: str) -> Alert:
     """An EDR alert, on no machine, whose only evidence is `url`."""
     return Alert(

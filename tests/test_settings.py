@@ -130,6 +130,8 @@ def test_defaults_with_only_the_required_settings() -> None:
     assert settings.defender_incident_tags is False
     assert settings.defender_incident_comments is False
     assert settings.uses_graph is False
+    assert (settings.analyse_process_images, settings.fetch_command_line_targets) == (True, True)
+    assert settings.extra_os_binary_rules == ()
 
 
 def test_a_joeaz_configuration_loads_with_the_same_meaning_and_units() -> None:
@@ -519,6 +521,22 @@ def test_booleans_reject_anything_else(setting: str, text: str) -> None:
 )
 def test_lists_report_what_is_wrong(setting: str, text: str, expected: str) -> None:
     assert only_problem(**{setting: text}) == expected
+
+
+def test_extra_os_binary_rules_are_checked_at_start_and_may_hold_commas() -> None:
+    settings = settings_with(ExtraOsBinaryRules='["D:\\\\Windows\\\\*", "!C:\\\\Windows\\\\a,b.exe"]')
+    assert settings.extra_os_binary_rules == ("D:\\Windows\\*", "!C:\\Windows\\a,b.exe")
+    assert settings_with(ExtraOsBinaryRules="linux:/opt/vendor/bin/*, D:\\Windows\\*").extra_os_binary_rules == (
+        "linux:/opt/vendor/bin/*",
+        "D:\\Windows\\*",
+    )
+    for bad, why in (
+        ("Windows\\*", "is not an absolute path"),
+        ("C:\\Win*\\x", "'*' stands alone"),
+        ("/usr/**/bin", "'**' may only end a rule"),
+        ("linux:C:\\x", "prefix is for POSIX paths"),
+    ):
+        assert why in only_problem(ExtraOsBinaryRules=bad)
 
 
 @pytest.mark.parametrize(

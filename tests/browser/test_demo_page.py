@@ -28,7 +28,7 @@ from tests.world import World, drain
 
 _AV_ALERT = "da638640000000000003_1003"  # collected from the quarantine: the longest history
 _ALERT_ID = re.compile(r"da\d+_\d+")
-_SAMPLE = re.compile(r"[0-9a-f]{64}|https?://\S+")
+_SAMPLE = re.compile(r"[0-9a-f]{64}|https?://\S+|[A-Za-z]:\\\S+")  # a hash, a URL, a path named on a command line
 
 
 @dataclass

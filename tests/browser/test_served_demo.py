@@ -43,7 +43,8 @@ def test_the_plain_demo_ends_on_its_own(tmp_path: Path) -> None:
 def test_demo_serve_keeps_the_page_up_until_ctrl_c(browser: Browser, tmp_path: Path) -> None:
     with served_demo("--scenario", str(_fast_demo(tmp_path))) as served:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/ui", served.url)
-        assert served.lines[-2].startswith("Demo finished in")  # the URL line follows the demo's end
+        at = next(n for n, line in enumerate(served.lines) if line.startswith(URL_LINE))
+        assert served.lines[at - 1].startswith("Demo finished in")  # the URL line follows the demo's end
         assert browser.open(served.url) == 200
         # every alert the demo's poller took in is counted and listed (those the filters skip are not)
         total = int(browser.evaluate("document.querySelector('#alerts-total b').innerText"))

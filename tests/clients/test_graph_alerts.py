@@ -61,6 +61,7 @@ def test_graph_alerts_are_the_core_alerts_the_mde_adapter_gives_for_the_same_ale
         DESK,
     )
     assert process.sha256 is not None
+    assert process.process_command_line == "loader.exe -q"  # the same through both APIs (above)
     assert (url.entity_type, url.url) == ("Url", "http://phish.example/login")
     assert user.entity_type == "User"
     assert through_graph[graph_alert(2)["id"]].machine_id == LAPTOP

@@ -346,6 +346,8 @@ def test_parameter_values_reach_the_settings_with_their_meaning(name: str) -> No
         JoeSandboxResubmit=False,
         JoeSandboxAnalysisJobTimeout=45,
         DefenderIndicatorAllowList=["example.org", "10.0.0.0/8"],
+        ExtraOsBinaryRules=["D:\\Windows\\*", "!C:\\Windows\\a,b.exe"],  # a comma within a rule
+        FetchCommandLineTargets=False,
         StoragePrefix="contoso-a",
     )
     settings = Settings.from_mapping(written)
@@ -355,6 +357,8 @@ def test_parameter_values_reach_the_settings_with_their_meaning(name: str) -> No
     assert settings.joe_sandbox_resubmit is False
     assert settings.joe_sandbox_analysis_job_timeout.total_seconds() == 45 * 60
     assert settings.defender_indicator_allow_list == ("example.org", "10.0.0.0/8")
+    assert settings.extra_os_binary_rules == ("D:\\Windows\\*", "!C:\\Windows\\a,b.exe")
+    assert settings.fetch_command_line_targets is False
     assert written["StoragePrefix"] == "contoso-a"
 
 

@@ -65,6 +65,7 @@ def test_evidence_is_deduplicated_and_what_cannot_be_analysed_is_said() -> None:
                 Evidence(entity_type="Url", url="https://Example.com:443/a#x"),
                 Evidence(entity_type="Url", url="https://example.com/a"),
                 Evidence(entity_type="Process"),
+                Evidence(entity_type="Registry"),
             ]
         ),
         AlertFilters(),
@@ -77,7 +78,8 @@ def test_evidence_is_deduplicated_and_what_cannot_be_analysed_is_said() -> None:
     skipped = " | ".join(decision.skipped_evidence)
     assert "has no sha256" in skipped
     assert "not a SHA-256" in skipped
-    assert "Process evidence is not analysed" in skipped
+    assert "process image (unnamed) has no sha256" in skipped
+    assert "Registry evidence is not analysed" in skipped
 
 
 def test_an_alert_without_file_or_url_evidence_is_skipped() -> None:

@@ -29,4 +29,5 @@ def test_a_transition_outside_the_table_is_refused(source: JobState, target: Job
 def test_the_table_covers_every_state_and_final_states_lead_nowhere_but_a_reopen() -> None:
     assert set(TRANSITIONS) == set(JobState)
     assert TRANSITIONS[JobState.DONE] == frozenset()
+    assert TRANSITIONS[JobState.RESOLVED] == frozenset()
     assert TRANSITIONS[JobState.FAILED] == {JobState.COLLECT}

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from joedefender.domain.os_binaries import DEFAULT_RULES, OsBinaryRuleError, OsBinaryRules, Platform
+from joedefender.domain.os_binaries import DEFAULT_RULES, OsBinaryRuleError, OsBinaryRules
+from joedefender.domain.platforms import Platform
 from joedefender.domain.windows_paths import PathProblem, WindowsPath, WindowsPathError
 
 RULES = OsBinaryRules.default()

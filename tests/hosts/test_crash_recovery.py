@@ -29,7 +29,7 @@ from joedefender.domain.jobs import AlertState, JobState
 from joedefender.endpoint.contract import WORK_ROOT
 from joedefender.pipeline.ports import UnitOfWork
 from tests.hosts import environment, joedefender
-from tests.pipeline.builders import alert, file_evidence, machine, machine_id, world
+from tests.pipeline.builders import alert, file_evidence, machine, machine_id, process_evidence, world
 from tests.world import World, drain, scenario
 
 WorldFactory = Callable[..., World]
@@ -51,6 +51,8 @@ _TOOL = "D:\\tools\\helper.exe"
 _LOADER = "C:\\Users\\alice\\AppData\\Local\\Temp\\ldr.dll"
 _LOADER_THREAT = "Trojan:Win32/Loader.A"
 _URL = "http://phish.example/login"
+_RUNDLL32 = "C:\\Windows\\SysWOW64\\rundll32.exe"
+_DLL = "C:\\ProgramData\\Vendor\\upd.dll"
 
 
 def _ours(comments: list[str]) -> list[str]:
@@ -81,15 +83,16 @@ def _loader_quarantine() -> list[dict[str, str]]:
 
 
 def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
-    """8 alerts over 4 samples on 3 machines: a file on two machines, a quarantined file, a file on
-    a third machine, a URL. Returns the world and each alert's expected verdict headline."""
+    """9 alerts over 5 samples on 3 machines: a file on two machines, a quarantined file, a file on
+    a third machine, a URL, a DLL rundll32.exe ran (collected by its path, then the sample of its
+    hash). Returns the world and each alert's expected verdict headline."""
     machines = [
         machine(1, files={_INVOICE: "invoice"}, quarantine=_loader_quarantine()),
-        machine(2, files={_INVOICE: "invoice"}),
+        machine(2, files={_INVOICE: "invoice", _DLL: "dll", _RUNDLL32: "rundll32"}),
         machine(3, files={_TOOL: "tool"}),
     ]
     invoice, loader, tool = "MALICIOUS (score 91/100)", "MALICIOUS (score 100/100)", "SUSPICIOUS (score 55/100)"
-    url = "MALICIOUS (score 80/100)"
+    url, dll = "MALICIOUS (score 80/100)", "MALICIOUS (score 93/100)"
     alerts = [
         (alert(1, 1, file_evidence("invoice", _INVOICE)), invoice),
         (alert(2, 2, file_evidence("invoice", _INVOICE)), invoice),
@@ -99,9 +102,16 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
         (alert(6, 3, file_evidence("tool", _TOOL)), tool),
         (alert(7, 2, {"entityType": "Url", "url": _URL}), url),
         (alert(8, 1, {"entityType": "Url", "url": _URL}), url),
+        (alert(9, 2, process_evidence(_RUNDLL32, f"rundll32.exe {_DLL},Go", sample="rundll32")), dll),
     ]
     raw = world(
-        samples={"invoice": "invoice bytes", "loader": "loader bytes", "tool": "tool bytes"},
+        samples={
+            "invoice": "invoice bytes",
+            "loader": "loader bytes",
+            "tool": "tool bytes",
+            "dll": "dll bytes",
+            "rundll32": "rundll32 bytes",
+        },
         machines=machines,
         alerts=[a for a, _ in alerts],
         verdicts=[
@@ -109,6 +119,7 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
             {"sample": "loader", "detection": "malicious", "score": 100},
             {"sample": "tool", "detection": "suspicious", "score": 55},
             {"url": _URL, "detection": "malicious", "score": 80},
+            {"sample": "dll", "detection": "malicious", "score": 93},
         ],
         time_scale=_TIME_SCALE,
     )
@@ -184,7 +195,7 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
     w, expected = _busy_world(make_world)
     ids = list(expected)
     # New samples keep arriving, and later alerts join jobs under way or finished.
-    waves = [[ids[0], ids[6]], [ids[3]], [ids[4]], [ids[1]], [ids[7]], [ids[5]], [ids[2]]]
+    waves = [[ids[0], ids[6]], [ids[3]], [ids[8]], [ids[4]], [ids[1]], [ids[7]], [ids[5]], [ids[2]]]
 
     kills = _kill_repeatedly(w, waves, tmp_path, random.Random(_SEED))
     final = tmp_path / "final.log"
@@ -209,7 +220,7 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
     submissions = w.submissions()
     carrying = [s for s in submissions if s["sha256"] or s["url"]]
     assert Counter(s["sha256"] or s["url"] for s in carrying) == Counter(
-        [w.scenario.samples[name].sha256 for name in ("invoice", "loader", "tool")] + [_URL]
+        [w.scenario.samples[name].sha256 for name in ("invoice", "loader", "tool", "dll")] + [_URL]
     ), submissions
     # A kill between jbxapi's chunked `submission/new` and its one chunk leaves a submission that
     # never got its sample (no hash, no analysis): that, and only that, may be there besides.
@@ -236,7 +247,10 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
     with w.connector() as connector:
         states = {a.record.alert_id: a.record.state for a in connector.ctx.alerts.list()}
         assert states == dict.fromkeys(expected, AlertState.ACCEPTED)
-        assert {j.record.state for j in connector.ctx.jobs.list()} == {JobState.DONE}
+        # Every job done; the DLL's path job handed its alert to the job of its hash.
+        jobs = {j.record.key: j.record.state for j in connector.ctx.jobs.list()}
+        assert {state for key, state in jobs.items() if not key.startswith("path:")} == {JobState.DONE}
+        assert [state for key, state in jobs.items() if key.startswith("path:")] == [JobState.RESOLVED]
         assert connector.store.pending() == 0
     assert kills >= _MIN_KILLS, f"only {kills} kills: the test did not crash the connector enough"
 

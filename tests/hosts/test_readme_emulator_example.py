@@ -16,9 +16,10 @@ from joedefender.domain.comments import MARKER_PREFIX
 from joedefender_emulators.scenario import load_scenario
 from tests.hosts import environment, joedefender
 
-# The demo scenario's alerts that pass the default filters and carry a file or a URL; and the one
-# whose file only a restore could recover, which the default settings do not allow.
-_ELIGIBLE = [f"da6386400000000000{n:02d}_10{n:02d}" for n in (*range(1, 8), 11)]
+# The demo scenario's alerts that pass the default filters and carry a file, a process image that
+# is not the system's, a command-line target or a URL; and the one whose file only a restore could
+# recover, which the default settings do not allow.
+_ELIGIBLE = [f"da6386400000000000{n:02d}_10{n:02d}" for n in (*range(1, 8), 11, 14, 15)]
 _RESTORE_NEEDED = "da638640000000000012_1012"
 _SETTINGS = 9  # the NAME=VALUE lines `emulate` prints
 

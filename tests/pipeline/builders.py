@@ -26,6 +26,28 @@ def file_evidence(sample: str, path: str, *, status: str = "Detected") -> dict[s
     return {"entityType": "File", "$sample": sample, "fileName": name, "filePath": directory, "detectionStatus": status}
 
 
+def process_evidence(
+    image: str, command_line: str | None = None, *, sample: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A Process item as Defender's alert example has it: the image's hashes (of `sample`), name and
+    folder, the command line, the parent's name and folder only."""
+    directory, _, name = image.rpartition("\\")
+    item: dict[str, Any] = {
+        "entityType": "Process",
+        "fileName": name,
+        "filePath": directory,
+        "processId": 4242,
+        "processCommandLine": command_line,
+        "parentProcessFileName": "explorer.exe",
+        "parentProcessFilePath": "C:\\Windows",
+        "detectionStatus": "Detected",
+        **extra,
+    }
+    if sample is not None:
+        item["$sample"] = sample
+    return item
+
+
 def alert(
     n: int,
     on_machine: int,

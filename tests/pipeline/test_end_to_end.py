@@ -31,6 +31,8 @@ DEMO_HEADLINES = {  # how each alert of the demo scenario ends: the headline of 
     "da638640000000000007_1007": "MALICIOUS (score 96/100)",  # known to Joe, not resubmitted
     "da638640000000000011_1011": "MALICIOUS (score 85/100)",  # on a Linux server, by GetFile
     "da638640000000000012_1012": "not analysed",  # quarantined on a Mac: restore not allowed
+    "da638640000000000014_1014": "MALICIOUS (score 88/100)",  # Process evidence only: its image
+    "da638640000000000015_1015": "MALICIOUS (score 90/100)",  # the DLL rundll32.exe was told to run
 }
 
 
@@ -44,7 +46,7 @@ def test_every_alert_of_the_demo_scenario_ends_as_expected(make_world: WorldFact
     with w.connector() as connector:
         poller = Poller(connector.app, interval=0, lookback=timedelta(days=3650))
         # The poller takes in what passes the filters; the rest are given by id to see why they are skipped.
-        assert poller.poll_once() == 10
+        assert poller.poll_once() == 13
         for a in demo.defender.alerts:
             connector.app.receive(a["id"], source="test")
         drain(connector, 90)
@@ -63,6 +65,7 @@ def test_every_alert_of_the_demo_scenario_ends_as_expected(make_world: WorldFact
         ("da638640000000000008_1008", "detection source"),
         ("da638640000000000009_1009", "no file (sha256) or URL evidence"),
         ("da638640000000000010_1010", "status"),
+        ("da638640000000000016_1016", "only operating-system files: C:\\Windows\\System32\\svchost.exe"),
     ):
         assert alerts[skipped].state == "skipped"
         assert why in alerts[skipped].reason
@@ -70,7 +73,7 @@ def test_every_alert_of_the_demo_scenario_ends_as_expected(make_world: WorldFact
 
     submitted = w.submissions()
     by_sample = {s["sha256"] or s["url"] for s in submitted}
-    assert len(submitted) == len(by_sample) == 6
+    assert len(submitted) == len(by_sample) == 8
     assert demo.samples["stealer"].sha256 not in by_sample
     assert {s["mode"] for s in submitted if s["url"]} == {"url"}
     # The quarantine attempt left nothing on the endpoint once cleanup ran.

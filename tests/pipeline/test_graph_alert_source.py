@@ -24,7 +24,7 @@ def test_the_demo_through_graph_ends_as_through_the_mde_api(make_world: WorldFac
     with w.connector() as connector:
         assert isinstance(connector.defender, GraphAlertSource)
         poller = Poller(connector.app, interval=0, lookback=timedelta(days=3650))
-        assert poller.poll_once() == 10
+        assert poller.poll_once() == 13
         drain(connector, 90)
 
     graph_calls = {route: counted["calls"] for route, counted in w.graph("/_emulator/calls").items()}

@@ -6,7 +6,9 @@ from typing import Literal, cast
 
 from joedefender.domain.indicator_values import AllowList
 from joedefender.domain.indicators import IndicatorAction, IndicatorPolicy, Severity
+from joedefender.domain.os_binaries import OsBinaryRules
 from joedefender.domain.policy import ResubmitPolicy
+from joedefender.domain.process_evidence import ProcessPolicy
 from joedefender.domain.triage import AlertFilters
 from joedefender.domain.verdicts import Detection
 from joedefender.pipeline.config import PipelineConfig
@@ -25,6 +27,11 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         analysis_timeout=settings.joe_sandbox_analysis_job_timeout.total_seconds(),
         machine_availability_timeout=settings.machine_availability_timeout.total_seconds(),
         machine_availability_retry=settings.machine_availability_retry,
+        process=ProcessPolicy(
+            images=settings.analyse_process_images,
+            targets=settings.fetch_command_line_targets,
+            os_rules=OsBinaryRules.with_extra(settings.extra_os_binary_rules),
+        ),
         fetch_quarantined_files=settings.fetch_quarantined_files,
         allow_quarantine_restore=settings.allow_quarantine_restore,
         indicators=indicator_policy(settings),

@@ -17,9 +17,10 @@ from joedefender.domain.platforms import Platform, evidence_path, windows_path
 class Evidence:
     """One evidence entity of an alert. `file_path` is the directory only, as Defender gives it.
 
-    A Process item carries its image file's hashes, name and directory. `machine_id` is the MDE
-    machine the item was seen on when the source says so per item (Graph's `mdeDeviceId`); None:
-    the alert's machine.
+    A Process item carries its image file's hashes, name and directory, and the process's command
+    line (`process_command_line`, as Defender gives it: `domain.proxy_targets` reads it).
+    `machine_id` is the MDE machine the item was seen on when the source says so per item
+    (Graph's `mdeDeviceId`); None: the alert's machine.
     """
 
     entity_type: str | None = None
@@ -30,6 +31,7 @@ class Evidence:
     url: str | None = None
     detection_status: str | None = None
     machine_id: str | None = None
+    process_command_line: str | None = None
 
     @property
     def path(self) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from joedefender.domain.markers import PREFIX, mark
+from joedefender.domain.origins import Origin
 from joedefender.domain.text import shown
 from joedefender.domain.verdicts import Verdict
 
@@ -24,7 +25,7 @@ _DETECTION_LABEL = {
     "unknown": "NO VERDICT",
 }
 # Caps per value; with the fixed text around them they keep a comment under MAX_COMMENT.
-_NAME, _LIST, _URL, _LINK, _REASON = 260, 300, 1500, 500, 800
+_NAME, _LIST, _URL, _LINK, _REASON, _LABEL = 260, 300, 1500, 500, 800, 80
 
 
 def marker(sample_key: str) -> str:
@@ -48,6 +49,14 @@ def _subject_line(sample_key: str, subject: str) -> str:
     return "SHA-256: " + shown(subject, _NAME)
 
 
+def _what(file_name: str | None, origin: Origin | None) -> list[str]:
+    """What the sample was to this alert: the file's name, or the process image or command-line
+    target it was (`Process image: C:\\…`, `Run by rundll32.exe: C:\\…`)."""
+    if origin is not None:
+        return [f"{shown(origin.label, _LABEL)}: {shown(origin.path, _NAME)}"]
+    return ["File: " + shown(file_name, _NAME)] if file_name else []
+
+
 def render_verdict(
     verdict: Verdict,
     *,
@@ -56,16 +65,17 @@ def render_verdict(
     file_name: str | None,
     reused: bool,
     older: Verdict | None = None,
+    origin: Origin | None = None,
 ) -> str:
     """`subject` is the SHA-256 or the URL; `reused` says the verdict came from an earlier analysis,
-    and `older` is an analysis older than the resubmit age that found more."""
+    and `older` is an analysis older than the resubmit age that found more; `origin` how the alert
+    named the sample, when not as a file."""
     lines = [f"Joe Sandbox: {_headline(verdict)}"]
     if verdict.threat_names:
         lines.append("Threat: " + shown(", ".join(verdict.threat_names), _LIST))
     if verdict.classification:
         lines.append("Classification: " + shown(verdict.classification, _LIST))
-    if file_name:
-        lines.append("File: " + shown(file_name, _NAME))
+    lines += _what(file_name, origin)
     lines.append(_subject_line(sample_key, subject))
     if verdict.systems:
         lines.append("Sandbox: " + shown(", ".join(verdict.systems), _LIST))
@@ -87,10 +97,13 @@ def _headline(verdict: Verdict) -> str:
     return f"{label} (score {verdict.score}/100)"
 
 
-def render_failure(*, sample_key: str, subject: str, file_name: str | None, reason: str) -> str:
+def render_failure(
+    *, sample_key: str, subject: str | None, file_name: str | None, reason: str, origin: Origin | None = None
+) -> str:
+    """`subject` is None for a file known only by its path (not collected, so never hashed)."""
     lines = ["Joe Sandbox: not analysed", "Reason: " + shown(reason, _REASON)]
-    if file_name:
-        lines.append("File: " + shown(file_name, _NAME))
-    lines.append(_subject_line(sample_key, subject))
+    lines += _what(file_name, origin)
+    if subject is not None:
+        lines.append(_subject_line(sample_key, subject))
     lines.append(marker(sample_key))
     return "\n".join(lines)

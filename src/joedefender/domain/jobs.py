@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict
 
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import JoeDefenderError
+from joedefender.domain.origins import Origin
 from joedefender.domain.platforms import Platform, evidence_path
+from joedefender.domain.proxy_targets import Target
 from joedefender.domain.reasons import Cause
 from joedefender.domain.verdicts import Verdict
 
@@ -54,26 +56,30 @@ class JobState(StrEnum):
     LOOKUP = "lookup"
     COLLECT = "collect"
     COLLECTING = "collecting"
+    RESOLVE = "resolve"  # a file named by its path, collected and hashed: hand it to its hash's job
     SUBMIT = "submit"
     ANALYSING = "analysing"
     DONE = "done"
     FAILED = "failed"
+    RESOLVED = "resolved"  # the job of the file's hash carries its alerts on
 
     @property
     def final(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED)
+        return self in (JobState.DONE, JobState.FAILED, JobState.RESOLVED)
 
 
 _S = JobState
 
 # The sample job's state machine: from each state, where it may go and why.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    #            known verdict reused | a file to collect | a URL to submit | gave up
+    #            known verdict reused | a file to collect | a URL, or a file collected by path, to submit | gave up
     _S.LOOKUP: frozenset({_S.DONE, _S.COLLECT, _S.SUBMIT, _S.FAILED}),
     #            an attempt started | no machine, no way, not allowed
     _S.COLLECT: frozenset({_S.COLLECTING, _S.FAILED}),
-    #            attempt failed or withdrawn | file collected | gave up
-    _S.COLLECTING: frozenset({_S.COLLECT, _S.SUBMIT, _S.FAILED}),
+    #            attempt failed or withdrawn | file collected | a file named by its path hashed | gave up
+    _S.COLLECTING: frozenset({_S.COLLECT, _S.SUBMIT, _S.RESOLVE, _S.FAILED}),
+    #            the job of its hash took the alerts over | gave up
+    _S.RESOLVE: frozenset({_S.RESOLVED, _S.FAILED}),
     #            submitted (or found by marker) | the collected file is gone: collect again | gave up
     _S.SUBMIT: frozenset({_S.ANALYSING, _S.COLLECT, _S.FAILED}),
     #            verdict read | timed out, no analysis, gave up
@@ -81,6 +87,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     _S.DONE: frozenset(),
     #            reopened: an alert names a machine not tried yet
     _S.FAILED: frozenset({_S.COLLECT}),
+    _S.RESOLVED: frozenset(),
 }
 
 
@@ -116,6 +123,21 @@ class Candidate(_Record):
             directory=evidence.file_path,
             detection_source=alert.detection_source or "",
             detection_status=evidence.detection_status,
+            threat_name=alert.threat_name,
+        )
+
+    @classmethod
+    def named(cls, alert: Alert, target: Target) -> Candidate:
+        """The machine whose process's command line named the file (`target`, on a named machine)."""
+        assert target.machine_id is not None
+        directory, _, name = target.path.rpartition("\\")
+        return cls(
+            machine_id=target.machine_id,
+            alert_id=alert.id,
+            path=target.path,
+            file_name=name,
+            directory=directory,
+            detection_source=alert.detection_source or "",
             threat_name=alert.threat_name,
         )
 
@@ -171,10 +193,14 @@ class Submission(_Record):
 
 
 class SampleJob(_Record):
-    """One per distinct sample, shared by every alert and machine that carries it."""
+    """One per distinct sample, shared by every alert and machine that carries it.
+
+    A `path` job is a file a command line named on one machine (`SampleKey.for_path`): it starts
+    in `collect` (nothing to look up without a hash), learns its `sha256` from the collected bytes,
+    and hands its alerts, and the collection, to the `file` job of that hash (`resolve`)."""
 
     key: str
-    kind: Literal["file", "url"]
+    kind: Literal["file", "url", "path"]
     sha256: str | None = None
     url: str | None = None
     file_name: str | None = None
@@ -208,8 +234,18 @@ class SampleJob(_Record):
         return device.platform if device is not None and device.platform is not None else Platform.WINDOWS
 
     @property
+    def subject(self) -> str:
+        """What the job is about as the operator reads it: the file's hash, the URL, or for a file
+        named by its path, that path (its hash, once known, is the subject of its own job)."""
+        if self.kind == "path":
+            return next((c.path for c in self.candidates if c.path), self.key)
+        return self.sha256 or self.url or self.key
+
+    @property
     def outcome(self) -> str:
         """What the operator reads about how the job ended: the verdict, or why it failed."""
+        if self.state == JobState.RESOLVED:  # a file named by its path: the job of its hash carries on
+            return f"the file is sha256:{self.sha256}"
         if self.verdict is not None:
             reused = " (known)" if self.verdict_source == "lookup" else ""
             return f"{self.verdict.detection} {self.verdict.score}{reused}"
@@ -253,6 +289,12 @@ class LinkState(StrEnum):
     PENDING = "pending"
     WRITING = "writing"  # the comment may be on the alert: look before writing again
     COMMENTED = "commented"
+    MOVED = "moved"  # a path job's link, handed to the job of the file's hash: no comment here
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is left to write for this link."""
+        return self in (LinkState.COMMENTED, LinkState.MOVED)
 
 
 class AlertSampleLink(_Record):
@@ -261,6 +303,7 @@ class AlertSampleLink(_Record):
     alert_id: str
     sample_key: str
     state: LinkState = LinkState.PENDING
+    origin: Origin | None = None  # how the alert named the sample (a process image, a command line)
     commented_at: float | None = None
     classified_at: float | None = None  # when the optional alert classification was settled
     # While `writing`: until when a write sent but not answered may still land on the alert (the

@@ -31,18 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from joedefender.domain.platforms import Platform
 from joedefender.domain.windows_paths import WindowsPath, WindowsPathError, ascii_upper, bad_name
 
 MAX_RULE_LENGTH = 1_000
-
-
-class Platform(StrEnum):
-    WINDOWS = "windows"
-    LINUX = "linux"
-    MACOS = "macos"
-
 
 POSIX = frozenset({Platform.LINUX, Platform.MACOS})
 

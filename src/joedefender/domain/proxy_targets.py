@@ -14,6 +14,7 @@ Windows argument rules (`command_line.READINGS`); when they name different files
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,7 +26,8 @@ from joedefender.domain.command_line import (
     check_command_line,
     split_command_line,
 )
-from joedefender.domain.os_binaries import OsBinaryRules, Platform
+from joedefender.domain.os_binaries import OsBinaryRules
+from joedefender.domain.platforms import Platform
 from joedefender.domain.proxy_binaries import ArgvReader, ProxyBinary, proxy_binary
 from joedefender.domain.proxy_findings import Finding, Named, Nested, Nothing
 from joedefender.domain.text import shown
@@ -80,14 +82,17 @@ _PATH_REASONS = {
 
 @dataclass(frozen=True)
 class Target:
-    """A file to collect from the machine and analyse: `path` as Windows opens it, `runner` the binary."""
+    """A file to collect from the machine and analyse: `path` as Windows opens it, `runner` the
+    binary, `machine_id` the machine the process ran on (as its `ProcessRun` says)."""
 
     path: str
     runner: str
+    machine_id: str | None = None
 
     @property
-    def key(self) -> str:
-        return ascii_upper(self.path)
+    def key(self) -> tuple[str, str]:
+        """One file: the same path on the same machine (Windows paths ignore ASCII case)."""
+        return (self.machine_id or "").lower(), ascii_upper(self.path)
 
 
 @dataclass(frozen=True)
@@ -110,12 +115,13 @@ class Targets:
 
 @dataclass(frozen=True)
 class ProcessRun:
-    """One process of an alert: its image (a path or a file name), its command line and, when known,
-    its working directory (Defender's alert evidence does not carry it)."""
+    """One process of an alert: its image (a path or a file name), its command line, the machine it
+    ran on and, when known, its working directory (Defender's alert evidence does not carry it)."""
 
     image: str
     command_line: str
     working_directory: str | None = None
+    machine_id: str | None = None
 
 
 Outcome = tuple[Target | Skip, ...]
@@ -137,7 +143,7 @@ def command_line_targets(run: ProcessRun, os_rules: OsBinaryRules | None = None)
 def alert_targets(runs: Iterable[ProcessRun], os_rules: OsBinaryRules | None = None) -> Targets:
     """Every target of an alert's processes, once each and at most `MAX_TARGETS_PER_ALERT`; processes
     that are not proxy binaries are left out of the reasons, as the ordinary case."""
-    found: dict[str, Target] = {}
+    found: dict[tuple[str, str], Target] = {}
     skipped: list[Skip] = []
     pending = iter(runs)
     for run in pending:
@@ -146,7 +152,7 @@ def alert_targets(runs: Iterable[ProcessRun], os_rules: OsBinaryRules | None = N
             skipped.append(Skip(TargetReason.TOO_MANY, f"{unread} more process(es), not read"))
             break
         result = command_line_targets(run, os_rules)
-        for target in result.found:
+        for target in (dataclasses.replace(t, machine_id=run.machine_id) for t in result.found):
             if target.key in found:
                 continue
             if len(found) >= MAX_TARGETS_PER_ALERT:

@@ -48,7 +48,7 @@ class Reason(StrEnum):
 _TEXT: dict[Reason, str] = {
     Reason.FILTERED: "{detail} is not in the configured filter",
     Reason.TITLE_FILTERED: "title matches none of DefenderAlertTitleFilter",
-    Reason.NO_EVIDENCE: "no file (sha256) or URL evidence",
+    Reason.NO_EVIDENCE: "no file (sha256) or URL evidence{detail}",
     Reason.ALERT_UNKNOWN: "Defender does not know this alert id",
     Reason.NO_CANDIDATE: "no machine is known to carry the file",
     Reason.QUARANTINE_NOT_FOUND_ANYWHERE: "quarantine entry not found on any machine{detail}",

@@ -1,4 +1,5 @@
-"""What a sample job is about: a file (by sha256) or a URL, each with one spelling.
+"""What a sample job is about: a file (by sha256), a URL, or a file not yet hashed that a command
+line named on one machine (by that machine and its path), each with one spelling.
 
 URLs are read as browsers read them (`joedefender.domain.urls`, the WHATWG URL standard): the URL
 a job submits to Joe Sandbox is `validated_url`, the standard's serialisation of what the device
@@ -16,6 +17,7 @@ from typing import Literal
 
 from joedefender.domain.text import shown
 from joedefender.domain.urls import UrlError, WebUrl, parse_web_url
+from joedefender.domain.windows_paths import ascii_upper
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -51,10 +53,11 @@ def _parsed(value: str) -> WebUrl:
 
 @dataclass(frozen=True)
 class SampleKey:
-    """The identity of a sample job: `sha256:<hex>` for files, `url:<digest>` for URLs."""
+    """The identity of a sample job: `sha256:<hex>` for files, `url:<digest>` for URLs,
+    `path:<digest>` for a file known by where it is until its hash is known."""
 
-    kind: Literal["file", "url"]
-    value: str  # the sha256, or the normalised URL
+    kind: Literal["file", "url", "path"]
+    value: str  # the sha256, the normalised URL, or `<machine id>|<PATH>`
 
     @classmethod
     def for_file(cls, sha256: str) -> SampleKey:
@@ -64,11 +67,16 @@ class SampleKey:
     def for_url(cls, url: str) -> SampleKey:
         return cls("url", normalise_url(url))
 
+    @classmethod
+    def for_path(cls, machine_id: str, path: str) -> SampleKey:
+        """The file at a Windows path on one machine (the same path in another case is the same file)."""
+        return cls("path", f"{machine_id.lower()}|{ascii_upper(path)}")
+
     @property
     def id(self) -> str:
         if self.kind == "file":
             return f"sha256:{self.value}"
-        return "url:" + hashlib.sha256(self.value.encode()).hexdigest()[:32]
+        return f"{self.kind}:" + hashlib.sha256(self.value.encode()).hexdigest()[:32]
 
     def __str__(self) -> str:
         return self.id

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from joedefender.domain.indicators import IndicatorPolicy
 from joedefender.domain.policy import ResubmitPolicy
+from joedefender.domain.process_evidence import ProcessPolicy
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.triage import AlertFilters
 
@@ -19,6 +20,7 @@ _MACHINE_RECHECK_FIRST = 60.0
 @dataclass(frozen=True)
 class PipelineConfig:
     filters: AlertFilters = field(default_factory=AlertFilters)
+    process: ProcessPolicy = field(default_factory=ProcessPolicy)  # what Process evidence gives
     resubmit: ResubmitPolicy = field(default_factory=lambda: ResubmitPolicy("always"))
     analysis_timeout: float = 30 * 60.0
     machine_availability_timeout: float = 10 * 60.0

@@ -167,6 +167,16 @@ class Settings(BaseModel):
     allow_quarantine_restore: Annotated[bool, BeforeValidator(parsers.boolean)] = Field(
         default=False, validation_alias="AllowQuarantineRestore"
     )
+    # Process evidence: the image that ran, and the file a system binary's command line ran
+    analyse_process_images: Annotated[bool, BeforeValidator(parsers.boolean)] = Field(
+        default=True, validation_alias="AnalyseProcessImages"
+    )
+    fetch_command_line_targets: Annotated[bool, BeforeValidator(parsers.boolean)] = Field(
+        default=True, validation_alias="FetchCommandLineTargets"
+    )
+    extra_os_binary_rules: Annotated[tuple[str, ...], BeforeValidator(parsers.os_binary_rules)] = Field(
+        default=(), validation_alias="ExtraOsBinaryRules"
+    )
 
     defender_alert_classification: Annotated[bool, BeforeValidator(parsers.boolean)] = Field(
         default=False, validation_alias="DefenderAlertClassification"

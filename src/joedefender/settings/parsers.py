@@ -15,6 +15,7 @@ from joedefender.domain.booleans import parse_boolean
 from joedefender.domain.indicators import ACTIONS as INDICATOR_ACTIONS
 from joedefender.domain.indicators import FILE_ONLY_ACTIONS
 from joedefender.domain.indicators import SEVERITIES as INDICATOR_SEVERITIES
+from joedefender.domain.os_binaries import OsBinaryRuleError, OsBinaryRules
 
 MASK = "**********"
 _ECHO_LIMIT = 80
@@ -122,6 +123,17 @@ def texts(pattern: str | None = None, what: str = "") -> BeforeValidator:
         return tuple(items)
 
     return BeforeValidator(parse)
+
+
+def os_binary_rules(value: object) -> tuple[str, ...]:
+    """Rules added to the operating-system file table (`domain.os_binaries`), each checked now: a
+    JSON array, or a comma-separated list when no rule holds a comma."""
+    items = tuple(listed_items(value))
+    try:
+        OsBinaryRules.with_extra(items)
+    except OsBinaryRuleError as exc:
+        raise ValueError(str(exc)) from None
+    return items
 
 
 def indicator_action(*, file: bool) -> BeforeValidator:

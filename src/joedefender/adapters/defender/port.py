@@ -229,6 +229,7 @@ def to_evidence(evidence: WireEvidence) -> Evidence:
         file_path=evidence.file_path,
         url=evidence.url,
         detection_status=evidence.detection_status,
+        process_command_line=evidence.process_command_line,
     )
 
 

@@ -3,7 +3,8 @@ filters mean the same whichever the source (`WindowsDefenderAv` is Graph's `anti
 `new`), and the collection plan (quarantine strategies for AV alerts) works unchanged.
 
 - fileEvidence is a File item (its `fileDetails`); processEvidence a Process item carrying its
-  image file, as the MDE adapter gives Process evidence; urlEvidence a Url item; each URL of an
+  image file and its `processCommandLine`, as the MDE adapter gives Process evidence (triage
+  reads both the same way: `domain.process_evidence`); urlEvidence a Url item; each URL of an
   analyzedMessageEvidence (at most `MAX_MESSAGE_URLS`) a Url item. deviceEvidence gives the
   alert's machine (`mdeDeviceId`, the MDE machine id live response takes), not an item; every
   other type is an item of its own kind, which triage records as not analysed.
@@ -81,6 +82,7 @@ def _file(kind: str, details: FileDetails | None, evidence: GraphEvidence) -> Ev
         file_path=details.file_path,
         detection_status=pascal(evidence.detection_status),
         machine_id=evidence.mde_device_id,
+        process_command_line=evidence.process_command_line if kind == "Process" else None,
     )
 
 

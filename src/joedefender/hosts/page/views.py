@@ -46,7 +46,7 @@ def _row(job: SampleJob, alert_ids: list[str]) -> JobRow:
         threats = [*job.verdict.threat_names, *threats]
     return JobRow(
         job=job,
-        subject=job.sha256 or job.url or job.key,
+        subject=job.subject,
         file_name=file_name,
         outcome=job.outcome,
         threats=", ".join(dict.fromkeys(threats)),

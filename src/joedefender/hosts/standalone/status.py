@@ -92,7 +92,7 @@ def jobs_table(ctx: Records) -> Table:
         job = stored.record
         alerts = len({c.alert_id for c in job.candidates}) or len(ctx.links.list(prefix=link_prefix(job.key)))
         table.add_row(
-            _data(job.sha256 or job.url or job.key),
+            _data(job.subject),
             _styled(job.state.value),
             str(alerts),
             str(len(job.attempts)),

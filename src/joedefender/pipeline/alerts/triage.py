@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from joedefender.domain.alerts import Alert
 from joedefender.domain.errors import NotFound
-from joedefender.domain.jobs import AlertRecord, AlertSampleLink, AlertState, Candidate, JobState, SampleJob
-from joedefender.domain.keys import alert_subject, comment_key, link_key, sample_work_key
+from joedefender.domain.jobs import AlertRecord, AlertState, Candidate, JobState, SampleJob
+from joedefender.domain.keys import alert_subject
+from joedefender.domain.process_evidence import origin, target_origin
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.domain.samples import SampleKey
 from joedefender.domain.triage import TriageDecision, triage
+from joedefender.domain.windows_paths import file_name
 from joedefender.pipeline.alerts.reads import AlertReads
 from joedefender.pipeline.context import DONE, Context, Outcome
 from joedefender.pipeline.ports import VersionConflict
-from joedefender.pipeline.records import Changes, Versioned
-from joedefender.pipeline.verdicts.indicators import schedule_indicators
+from joedefender.pipeline.records import Versioned
+from joedefender.pipeline.sample.attach import Sighting, attach, file_job
 
 _RACES = 20
-_AHEAD = 3600.0  # nominal seconds a new sample job's first step is put ahead in the queue
 _SAMPLES_PER_COMMIT = 40  # two documents each, and the alert: within one Azure Tables transaction
 
 
@@ -53,7 +54,7 @@ class TriageWork:
             cause = Cause(reason=Reason.ALERT_UNKNOWN)
             self._end(stored, AlertState.FAILED, cause, "failed", cause.text)
             return DONE
-        decision = triage(alert, ctx.config.filters)
+        decision = triage(alert, ctx.config.filters, ctx.config.process)
         if decision.cause is not None and stored.record.samples:
             # Triaged again (late evidence) and no longer passing: what it carried stays as it was.
             self._end(stored, AlertState.ACCEPTED, None, "nothing new", decision.cause.text)
@@ -97,27 +98,19 @@ class TriageWork:
         ctx, record = self._ctx, stored.record
         now = ctx.now()
         subject = alert_subject(record.alert_id)
-        samples: list[tuple[SampleKey, SampleJob, Candidate | None]] = []
-        for key, evidence in decision.files:
-            new_job = SampleJob(
-                key=key.id, kind="file", sha256=key.value, file_name=evidence.file_name, created_at=now, updated_at=now
-            )
-            samples.append((key, new_job, Candidate.sighted(alert, evidence)))
-        for key, url in decision.urls:
-            url_job = SampleJob(key=key.id, kind="url", url=url, created_at=now, updated_at=now)
-            samples.append((key, url_job, None))
+        sightings = self._sightings(alert, decision, now)
         # A unit of work must fit one store transaction (Azure Tables: 100 entities; a sample is a
         # job and a link): an alert with many samples attaches them in several, the alert's own
         # record last. Attaching is idempotent, so a crash in between is mended by the next try.
-        head, last = samples[:-_SAMPLES_PER_COMMIT], samples[-_SAMPLES_PER_COMMIT:]
+        head, last = sightings[:-_SAMPLES_PER_COMMIT], sightings[-_SAMPLES_PER_COMMIT:]
         keys: list[str] = []
         for start in range(0, len(head), _SAMPLES_PER_COMMIT):
             with ctx.changes() as changes:
-                for key, new_job, candidate in head[start : start + _SAMPLES_PER_COMMIT]:
-                    keys.append(self._attach(changes, alert.id, key, new_job, candidate))
+                for sighting in head[start : start + _SAMPLES_PER_COMMIT]:
+                    keys.append(attach(ctx, changes, alert.id, sighting))
         with ctx.changes() as changes:
-            for key, new_job, candidate in last:
-                keys.append(self._attach(changes, alert.id, key, new_job, candidate))
+            for sighting in last:
+                keys.append(attach(ctx, changes, alert.id, sighting))
             for note in decision.skipped_evidence:
                 changes.record(subject, "triage", "evidence skipped", note)
             new = [key for key in keys if key not in record.samples]
@@ -129,51 +122,26 @@ class TriageWork:
             changes.save(stored)
             changes.record(subject, "triage", "accepted", decision.summary)
 
-    def _attach(
-        self, changes: Changes, alert_id: str, key: SampleKey, new_job: SampleJob, candidate: Candidate | None
-    ) -> str:
-        """Create the sample job, or join the one that exists (one sample, one analysis), and link it."""
-        ctx = self._ctx
-        job_key = key.id
-        existing = ctx.jobs.get(job_key)
-        final = False
-        if existing is None:
-            if candidate is not None:
-                new_job.candidates.append(candidate)
-            changes.create(ctx.jobs, job_key, new_job)
-            changes.record(job_key, "job", "created", key.value)
-            # Ahead of the alerts still waiting for triage: the job's collection and analysis are
-            # the long pole of an outbreak, the triage of the other alerts can go on meanwhile.
-            changes.enqueue(sample_work_key(job_key), -_AHEAD)
-        else:
-            job = existing.record
-            joined = candidate is not None and job.add_candidate(candidate)
-            reopen = (
-                joined
-                and job.state == JobState.FAILED
-                and candidate is not None
-                and all(a.machine_id != candidate.machine_id for a in job.attempts)
+    @staticmethod
+    def _sightings(alert: Alert, decision: TriageDecision, now: float) -> list[Sighting]:
+        """What the alert's evidence gives: files (and process images) by hash, URLs, and files
+        command lines named, by their path on the process's machine."""
+        sightings = [
+            Sighting(key, file_job(key, evidence.file_name, now), Candidate.sighted(alert, evidence), origin(evidence))
+            for key, evidence in decision.files
+        ]
+        for key, url in decision.urls:
+            sightings.append(Sighting(key, SampleJob(key=key.id, kind="url", url=url, created_at=now, updated_at=now)))
+        for target in decision.targets:
+            assert target.machine_id is not None  # triage keeps only targets on a named machine
+            key = SampleKey.for_path(target.machine_id, target.path)
+            path_job = SampleJob(
+                key=key.id,
+                kind="path",
+                file_name=file_name(target.path),
+                state=JobState.COLLECT,
+                created_at=now,
+                updated_at=now,
             )
-            if reopen:
-                job.move_to(JobState.COLLECT)
-                job.failure, job.waiting_since = None, None
-            # Saved even when unchanged: the version check makes a job that ends meanwhile
-            # (and announces itself to the links it knows) conflict with the link made here.
-            job.updated_at = ctx.now()
-            changes.save(existing)
-            if joined:
-                changes.record(job_key, "job", "joined", f"alert {alert_id}")
-            if reopen:
-                changes.record(job_key, "job", "reopened", "a new machine carries the file")
-            if not job.state.final and joined:
-                changes.enqueue(sample_work_key(job_key))
-            final = job.state.final
-        link = link_key(alert_id, job_key)
-        joined_alert = ctx.links.get(link) is None
-        if joined_alert:
-            changes.create(ctx.links, link, AlertSampleLink(alert_id=alert_id, sample_key=job_key))
-        if final:  # a job that has ended will not announce itself again: write back now
-            changes.enqueue(comment_key(job_key))
-            if existing is not None and joined_alert:
-                schedule_indicators(ctx, changes, existing.record, alert_id)
-        return job_key
+            sightings.append(Sighting(key, path_job, Candidate.named(alert, target), target_origin(target)))
+        return sightings

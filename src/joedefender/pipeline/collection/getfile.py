@@ -16,6 +16,7 @@ class GetFile(CollectionStrategy):
     how: ClassVar[str] = "GetFile on the evidence path"
     reach: ClassVar[Reach] = Reach.ON_DISK
     platforms: ClassVar[frozenset[Platform]] = frozenset(Platform)
+    by_path: ClassVar[bool] = True
 
     def applies(self, candidate: Candidate, platform: Platform) -> bool:
         return candidate.path_on(platform) is not None

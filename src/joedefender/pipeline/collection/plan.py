@@ -37,7 +37,8 @@ def plan(
     job: SampleJob, strategies: Sequence[CollectionStrategy], config: PipelineConfig
 ) -> list[tuple[Candidate, CollectionStrategy]]:
     """Every (machine, strategy) pair still worth a try, machine by machine (none on a machine
-    live response cannot reach)."""
+    live response cannot reach; for a file whose hash is not known yet, only the strategies that
+    fetch what is at its path)."""
     tried = {(a.machine_id, a.strategy) for a in job.attempts if a.outcome == "failed"}
     pairs: list[tuple[Candidate, CollectionStrategy]] = []
     seen: set[tuple[str, str]] = set()
@@ -47,6 +48,8 @@ def plan(
             continue
         for strategy in strategies_for(candidate, platform, strategies, config):
             pair = (candidate.machine_id, strategy.name)
+            if job.sha256 is None and not strategy.by_path:
+                continue
             if pair not in tried and pair not in seen:
                 seen.add(pair)
                 pairs.append((candidate, strategy))

@@ -112,6 +112,9 @@ class CollectionStrategy(ABC):
     opt_in: ClassVar[tuple[str, ...]] = ()  # `PipelineConfig` flags that must all be on
     scripts: ClassVar[tuple[LibraryScript, ...]] = ()
     first_stage: ClassVar[str | None] = None
+    # Whether it fetches whatever is at the candidate's path: only such a strategy can collect a
+    # file whose hash is not known yet (a command line named it); the others recognise it by its hash.
+    by_path: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

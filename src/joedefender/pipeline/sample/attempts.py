@@ -30,7 +30,7 @@ from joedefender.pipeline.collection.strategy import (
 )
 from joedefender.pipeline.context import Context, Outcome, again
 from joedefender.pipeline.records import Changes, Versioned
-from joedefender.pipeline.sample.handler import Result, Staged
+from joedefender.pipeline.sample.handler import Proceed, Result, Staged
 from joedefender.pipeline.sample.ledger import JobLedger
 
 # What `launch` returns when Defender says another live response session holds the machine.
@@ -59,7 +59,8 @@ class Attempts:
             if note is not None:
                 changes.record(job.key, "collect", *note)
         strategy, target = self._strategy(attempt), self._target(job, attempt)
-        comment = f"{mark(attempt.nonce)}: collect {job.sha256} for Joe Sandbox ({strategy.stage_label(attempt)})"
+        sample = job.sha256 or job.key  # a file named by its path: the job's key, not the path
+        comment = f"{mark(attempt.nonce)}: collect {sample} for Joe Sandbox ({strategy.stage_label(attempt)})"
         try:
             action = self.runner.launch(attempt.machine_id, strategy.commands(target), comment)
         except NotFound as exc:
@@ -157,17 +158,20 @@ class Attempts:
             return self.failed(stored, attempt, cause)
         try:
             if attempt.outcome != "collected" or job.state != JobState.SUBMIT or job.submission is None:
-                self._collected(stored, attempt, found.size)
+                self._collected(stored, attempt, found)
         except BaseException:
             found.close()
             raise
+        if job.state != JobState.SUBMIT:  # named by its path: hashed, handed to its hash's job
+            found.close()
+            return Proceed()
         return Staged(found, _file_name(job))
 
-    def _collected(self, stored: Versioned[SampleJob], attempt: Attempt, size: int) -> None:
+    def _collected(self, stored: Versioned[SampleJob], attempt: Attempt, staging: SampleStaging) -> None:
         ctx, job = self.ctx, stored.record
         newly_collected = attempt.outcome != "collected"
         strategy = self._strategy(attempt)
-        delivered = f"{size} bytes from {attempt.machine_id} by {attempt.strategy}: {strategy.how}"
+        delivered = f"{staging.size} bytes from {attempt.machine_id} by {attempt.strategy}: {strategy.how}"
 
         def write(changes: Changes) -> None:
             if newly_collected:
@@ -175,7 +179,7 @@ class Attempts:
                 attempt.ended_at = ctx.now()
                 changes.record(job.key, "collect", "collected", delivered)
                 self._schedule_cleanup(changes, attempt)
-            self._ledger.start_submission(changes, stored)
+            self._ledger.collected(changes, stored, staging.sha256)
 
         self._ledger.commit(stored, write)
         if newly_collected:
@@ -183,10 +187,10 @@ class Attempts:
 
     def _stage(self, job: SampleJob, attempt: Attempt) -> tuple[SampleStaging | None, Cause]:
         """Stream the fetched file(s) into staging and verify: the open staging that holds the
-        evidence's bytes, or None and why not. The strategy turns each into the sample's bytes."""
+        evidence's bytes (for a file named by its path, whose hash is not known yet: the file that
+        was there), or None and why not. The strategy turns each into the sample's bytes."""
         ctx, strategy = self.ctx, self._strategy(attempt)
         assert attempt.action_id is not None
-        assert job.sha256 is not None
         results = self.runner.results(attempt.action_id)
         cause = Cause(reason=Reason.QUARANTINE_NOT_FOUND)
         limit = ctx.config.max_sample_bytes
@@ -202,7 +206,7 @@ class Attempts:
             except BaseException:
                 staging.close()
                 raise
-            if staging.sha256 == job.sha256:
+            if job.sha256 in (None, staging.sha256):
                 attempt.delivered_index = index
                 return staging, cause
             staging.close()

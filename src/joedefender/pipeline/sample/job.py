@@ -1,7 +1,7 @@
 """`sample:<key>`: one step of a sample job, by the handler its state names.
 
-`HANDLERS` sits beside the domain's transition table (`domain.jobs.TRANSITIONS`): what runs in
-each state. A step runs one handler and carries out what its result asks for in the same step
+`SampleWork.handlers` sits beside the domain's transition table (`domain.jobs.TRANSITIONS`): what
+runs in each state. A step runs one handler and carries out what its result asks for in the same step
 (the next state's handler, the submission of a staged file, a fresh fetch of a collected one),
 so no handler calls another. While Joe's submission quota is used up, no job starts a
 collection or a submission.
@@ -25,6 +25,7 @@ from joedefender.pipeline.sample.handler import Handler, Proceed, Refetch, Resul
 from joedefender.pipeline.sample.ledger import JobLedger
 from joedefender.pipeline.sample.looks import AnalysisLooks
 from joedefender.pipeline.sample.lookup import Lookup
+from joedefender.pipeline.sample.resolve import Resolve
 from joedefender.pipeline.sample.submit import Submit
 
 
@@ -41,6 +42,13 @@ class _Final:
         return DONE
 
 
+class _Resolved:
+    """A path job whose alerts went to the job of its file's hash: that job writes back, not this one."""
+
+    def advance(self, stored: Versioned[SampleJob]) -> Result:
+        return DONE
+
+
 class SampleWork:
     def __init__(self, ctx: Context, runner: ActionRunner, strategies: Sequence[CollectionStrategy]) -> None:
         self._ctx = ctx
@@ -53,10 +61,12 @@ class SampleWork:
             JobState.LOOKUP: Lookup(ctx, self._ledger),
             JobState.COLLECT: self._collect,
             JobState.COLLECTING: self._collect,
+            JobState.RESOLVE: Resolve(ctx, self._ledger),
             JobState.SUBMIT: self._submit,
             JobState.ANALYSING: Analysis(ctx, self._ledger, looks),
             JobState.DONE: final,
             JobState.FAILED: final,
+            JobState.RESOLVED: _Resolved(),
         }
 
     def run(self, key: str) -> Outcome:

@@ -85,6 +85,27 @@ class JobLedger:
             schedule_indicators(self._ctx, changes, job)
         return DONE
 
+    def collected(self, changes: Changes, stored: Versioned[SampleJob], sha256: str) -> None:
+        """The file is collected and hashed: submit it; or, for a file named by its path, learn
+        its hash and hand it on (`resolve`)."""
+        job = stored.record
+        if job.kind != "path":
+            self.start_submission(changes, stored)
+            return
+        job.sha256 = sha256
+        job.move_to(JobState.RESOLVE)
+        self.save(changes, stored)
+        changes.record(job.key, "collect", "hashed", f"the file at its path is sha256:{sha256}")
+
+    def resolved(self, stored: Versioned[SampleJob], sample_key: str) -> Outcome:
+        """The job of the file's hash took this path job's alerts over: nothing is left to do here."""
+        job = stored.record
+        job.move_to(JobState.RESOLVED)
+        with self._ctx.changes() as changes:
+            self.save(changes, stored)
+            changes.record(job.key, "resolve", "resolved", f"{sample_key} carries on")
+        return DONE
+
     def start_submission(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
         """Record the intent to submit (with the marker Joe will carry) before submitting."""
         job = stored.record

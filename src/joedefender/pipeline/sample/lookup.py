@@ -32,7 +32,9 @@ class Lookup:
             detail = f"{verdict.detection} (analysis {verdict.webid}), not resubmitted"
             return self._ledger.done(stored, "lookup", "known", detail)
         detail = "unknown to Joe Sandbox" if not known else f"known, {ctx.config.resubmit.describe()}"
-        job.move_to(JobState.COLLECT if job.kind == "file" else JobState.SUBMIT)
+        # A URL, or a file collected already (by its path, before its hash had this job): submit.
+        in_hand = job.kind == "url" or any(a.outcome == "collected" for a in job.attempts)
+        job.move_to(JobState.SUBMIT if in_hand else JobState.COLLECT)
         with ctx.changes() as changes:
             self._ledger.save(changes, stored)
             changes.record(job.key, "lookup", "analyse", detail)

@@ -28,18 +28,19 @@ from joedefender.pipeline.verdicts.classify import wants_classification
 def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
     file_name = next((c.file_name for c in job.candidates if c.alert_id == link.alert_id), None)
     file_name = file_name or job.file_name
-    subject = job.sha256 or job.url or job.key
+    subject = job.sha256 or job.url  # None: a file known by its path only, never collected
     if job.state == JobState.DONE and job.verdict is not None:
         return render_verdict(
             job.verdict,
             sample_key=job.key,
-            subject=subject,
+            subject=subject or job.key,
             file_name=file_name,
             reused=job.verdict_source == "lookup",
             older=job.older_verdict,
+            origin=link.origin,
         )
     reason = job.failure.text if job.failure is not None else "unknown error"
-    return render_failure(sample_key=job.key, subject=subject, file_name=file_name, reason=reason)
+    return render_failure(sample_key=job.key, subject=subject, file_name=file_name, reason=reason, origin=link.origin)
 
 
 class WriteBack:
@@ -65,7 +66,7 @@ class WriteBack:
             links = [found] if found is not None else []
         else:
             links = ctx.links.list(prefix=link_prefix(sample_key))
-        waiting = [link for link in links if link.record.state != LinkState.COMMENTED]
+        waiting = [link for link in links if not link.record.state.settled]
         if not waiting:
             return DONE
         # A write that may still be in flight is left alone until it must have landed.

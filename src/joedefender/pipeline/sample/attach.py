@@ -1,0 +1,107 @@
+"""An alert attached to a sample job: the job created, or the one that exists joined (one sample,
+one analysis), and the (alert, sample) link made.
+
+Triage attaches each sample of an alert's evidence; a path job that learnt its file's hash
+attaches its alerts to the job of that hash (`resolve`). A path job that did so already sends
+every alert that names the same file afterwards straight to that job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from joedefender.domain.jobs import AlertSampleLink, Attempt, Candidate, JobState, SampleJob
+from joedefender.domain.keys import comment_key, link_key, sample_work_key
+from joedefender.domain.origins import Origin
+from joedefender.domain.samples import SampleKey
+from joedefender.pipeline.context import Context
+from joedefender.pipeline.records import Changes
+from joedefender.pipeline.verdicts.indicators import schedule_indicators
+
+_AHEAD = 3600.0  # nominal seconds a new sample job's first step is put ahead in the queue
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One alert's view of a sample: its job (created as `job` when there is none), the machine
+    that carries it, and how the alert named it."""
+
+    key: SampleKey
+    job: SampleJob
+    candidate: Candidate | None = None
+    origin: Origin | None = None
+
+
+def file_job(key: SampleKey, file_name: str | None, now: float, attempts: Sequence[Attempt] = ()) -> SampleJob:
+    """A new job for a file by its hash (`attempts`: a collection made already, by its path)."""
+    return SampleJob(
+        key=key.id,
+        kind="file",
+        sha256=key.value,
+        file_name=file_name,
+        created_at=now,
+        updated_at=now,
+        attempts=list(attempts),
+    )
+
+
+def attach(ctx: Context, changes: Changes, alert_id: str, sighting: Sighting) -> str:
+    """Put into `changes` what links the alert to the sample's job; the key of the job it joined."""
+    existing = ctx.jobs.get(sighting.key.id)
+    if existing is not None and existing.record.state == JobState.RESOLVED:
+        sha256 = existing.record.sha256
+        assert sha256 is not None  # a path job resolves once its file is hashed
+        key = SampleKey.for_file(sha256)
+        redirected = file_job(key, existing.record.file_name, ctx.now())
+        return attach(ctx, changes, alert_id, dataclasses.replace(sighting, key=key, job=redirected))
+    job_key = sighting.key.id
+    final = existing is not None and _join(ctx, changes, alert_id, sighting, existing.record)
+    if existing is None:
+        new_job = sighting.job
+        if sighting.candidate is not None:
+            new_job.candidates.append(sighting.candidate)
+        changes.create(ctx.jobs, job_key, new_job)
+        changes.record(job_key, "job", "created", sighting.key.value)
+        # Ahead of the alerts still waiting for triage: the job's collection and analysis are
+        # the long pole of an outbreak, the triage of the other alerts can go on meanwhile.
+        changes.enqueue(sample_work_key(job_key), -_AHEAD)
+    else:
+        # Saved even when unchanged: the version check makes a job that ends meanwhile (and
+        # announces itself to the links it knows) conflict with the link made here.
+        changes.save(existing)
+    link = link_key(alert_id, job_key)
+    joined_alert = ctx.links.get(link) is None
+    if joined_alert:
+        changes.create(ctx.links, link, AlertSampleLink(alert_id=alert_id, sample_key=job_key, origin=sighting.origin))
+    if final:  # a job that has ended will not announce itself again: write back now
+        assert existing is not None
+        changes.enqueue(comment_key(job_key))
+        if joined_alert:
+            schedule_indicators(ctx, changes, existing.record, alert_id)
+    return job_key
+
+
+def _join(ctx: Context, changes: Changes, alert_id: str, sighting: Sighting, job: SampleJob) -> bool:
+    """Add the alert's machine to the job (reopening it if it failed on other machines only);
+    whether the job has ended."""
+    candidate = sighting.candidate
+    joined = candidate is not None and job.add_candidate(candidate)
+    reopen = (
+        joined
+        and job.state == JobState.FAILED
+        and candidate is not None
+        and all(a.machine_id != candidate.machine_id for a in job.attempts)
+    )
+    if reopen:
+        job.move_to(JobState.COLLECT)
+        job.failure, job.waiting_since = None, None
+    job.updated_at = ctx.now()
+    if joined:
+        changes.record(job.key, "job", "joined", f"alert {alert_id}")
+    if reopen:
+        changes.record(job.key, "job", "reopened", "a new machine carries the file")
+    if not job.state.final and joined:
+        changes.enqueue(sample_work_key(job.key))
+    return job.state.final
