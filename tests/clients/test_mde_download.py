@@ -20,6 +20,7 @@ PEAK_LIMIT = 16 * 1024 * 1024
 
 def test_a_128_mib_get_file_result_streams_in_bounded_memory(caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # whatever an earlier test of this process set it to
     big_machine = {
         "id": MACHINE,
         "computerDnsName": "pc1.contoso.com",
