@@ -15,6 +15,7 @@ from joedefender.hosts.azure.runtime import Runtime
 CONNECTION = "AzureWebJobsStorage"
 POLL_SCHEDULE = "0 * * * * *"  # every minute, as the standalone's PollIntervalSeconds default
 SWEEP_SCHEDULE = "0 */5 * * * *"  # every 5 minutes: a lost message costs at most that, plus the grace
+SWEEP_PERIOD = 300.0  # seconds: SWEEP_SCHEDULE's period
 
 
 def build_app(runtime: Runtime, *, queues: dict[str, str] | None = None) -> func.FunctionApp:
