@@ -3,8 +3,8 @@
 Each instance (`bench.instance`) runs the app's queue triggers as the Functions host would, on
 one storage account (Azurite unless AzureWebJobsStorage names one) under a prefix of the run's
 own; they share the work queues, the table and the Defender budget. This process plays the
-platform's part: it runs the timers (one poll takes the outbreak in, the sweeper runs on its
-schedule, scaled) and watches the work index to see the run end; with `kill_one` it SIGKILLs
+platform's part: it runs the timers (one poll takes the outbreak in, the relay and the sweeper
+run on their schedules, scaled) and watches the work index to see the run end; with `kill_one` it SIGKILLs
 the last instance mid-run, while that one holds work, and times how long its items take to be
 taken over (owned by another instance, or finished).
 
@@ -15,6 +15,7 @@ time from the moment they were ready, plus this process's poll and sweeps.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -35,7 +36,7 @@ from bench.storage_requests import RequestCounter, install
 from joedefender.bootstrap import open_azure_store
 from joedefender.hosts.azure import timers
 from joedefender.hosts.azure.entry import build_from_environment
-from joedefender.hosts.azure.functions import SWEEP_PERIOD
+from joedefender.hosts.azure.functions import RELAY_PERIOD, SWEEP_PERIOD
 from joedefender.pipeline.polling import poll_once
 from joedefender_emulators.runner import Emulators
 
@@ -137,10 +138,17 @@ class _Platform:
         self._thread.start()
 
     def _sweeping(self) -> None:
-        while not self._stop.wait(SWEEP_PERIOD * self._scale):
+        """The relay and the sweeper timers, on their schedules (scaled)."""
+        every = round(SWEEP_PERIOD / RELAY_PERIOD)
+        for tick in itertools.count(1):
+            if self._stop.wait(RELAY_PERIOD * self._scale):
+                return
             started = time.thread_time()
             try:
-                timers.sweep_once(self.runtime)
+                if tick % every:
+                    timers.relay_once(self.runtime)
+                else:
+                    timers.sweep_once(self.runtime)
             finally:
                 self.cpu_s += time.thread_time() - started
 

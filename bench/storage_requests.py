@@ -126,11 +126,29 @@ _installed: RequestCounter | None = None
 def install(*, trace: bool = False) -> RequestCounter:
     """Count every storage request this process makes from now on (once per process)."""
     global _installed  # noqa: PLW0603 - one transport patch per process
-    if _installed is not None:
-        return _installed
+    if _installed is None:
+        _installed = RequestCounter(trace=trace)
+        _patch(_installed)
+    return _installed
+
+
+@contextmanager
+def counting() -> Iterator[RequestCounter]:
+    """Count the storage requests this process makes inside the block (for tests)."""
     from azure.core.pipeline.transport import RequestsTransport
 
-    counter = RequestCounter(trace=trace)
+    counter = RequestCounter()
+    send = _patch(counter)
+    try:
+        yield counter
+    finally:
+        RequestsTransport.send = send
+
+
+def _patch(counter: RequestCounter) -> Any:
+    """Wrap the transport's `send` to count into `counter`; returns the `send` it wrapped."""
+    from azure.core.pipeline.transport import RequestsTransport
+
     send = RequestsTransport.send
 
     def counted(self: Any, request: Any, **kwargs: Any) -> Any:
@@ -139,8 +157,7 @@ def install(*, trace: bool = False) -> RequestCounter:
         return response
 
     RequestsTransport.send = counted
-    _installed = counter
-    return counter
+    return send
 
 
 def per_alert(counts: dict[str, int], alerts: int) -> dict[str, float]:

@@ -47,7 +47,7 @@ class _Poisoned(MemoryStore):
     def poisoned(self) -> list[tuple[str, str]]:
         return list(self.poison)
 
-    def relay_outbox(self, now: float, *, grace: float = 0.0) -> int:
+    def relay_outbox(self, now: float, *, grace: float = 0.0, lease_grace: float | None = None) -> int:
         return 0  # the memory store's queue is in its transaction: no outbox
 
 
@@ -109,7 +109,7 @@ def _timer() -> func.TimerRequest:
 
 def test_bindings_are_what_the_host_needs(app: func.FunctionApp) -> None:
     bindings = bindings_of(app)
-    assert set(bindings) == {"alerts", "joeaz_alerts", "status", "work", "liveresponse", "poller", "sweeper"}
+    assert set(bindings) == {"alerts", "joeaz_alerts", "status", "work", "liveresponse", "poller", "relay", "sweeper"}
     http = {name: bindings[name][0] for name in ("alerts", "joeaz_alerts", "status")}
     assert {b["authLevel"] for b in http.values()} == {"FUNCTION"}
     assert http["joeaz_alerts"]["route"] == "JoeSandboxDefender"
@@ -120,7 +120,8 @@ def test_bindings_are_what_the_host_needs(app: func.FunctionApp) -> None:
         "work": ("queueTrigger", "joedefender-work", "AzureWebJobsStorage"),
         "liveresponse": ("queueTrigger", "joedefender-liveresponse", "AzureWebJobsStorage"),
     }
-    assert {bindings[name][0]["type"] for name in ("poller", "sweeper")} == {"timerTrigger"}
+    assert {bindings[name][0]["type"] for name in ("poller", "relay", "sweeper")} == {"timerTrigger"}
+    assert bindings["relay"][0]["schedule"] == "*/30 * * * * *"  # a dead instance's items: within 2 minutes
 
 
 def test_host_json_is_chosen_on_purpose() -> None:

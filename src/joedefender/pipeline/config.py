@@ -17,7 +17,9 @@ _ANALYSIS_POLL_FIRST = 30.0
 _ANALYSIS_POLL_MAX = 300.0
 _MACHINE_RECHECK_FIRST = 60.0
 _BUSY_RETRY = 30.0
-_STEP_LEASE = 600.0
+# A step's lease on its work item, renewed every third of it while the step runs: a dead
+# instance's items are free again within it (issue 22: taken over within 2 minutes).
+_STEP_LEASE = 60.0
 
 
 @dataclass(frozen=True)

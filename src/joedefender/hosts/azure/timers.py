@@ -1,4 +1,5 @@
-"""The timer triggers: the built-in poller (PollerEnabled) and the sweeper (the backstop).
+"""The timer triggers: the built-in poller (PollerEnabled), the relay of stranded wake-ups and the
+sweeper (the backstop).
 
 Timer triggers run on one instance at a time (the host holds a blob lease per timer), so two
 instances never poll the same window at once; intake makes a repeated alert a no-op anyway.
@@ -20,6 +21,10 @@ logger = logging.getLogger("joedefender.functions")
 # taken as lost: well beyond the host's 10-minute reappearance of a message whose instance died
 # mid-step. The store's own relay of lost wake-ups waits RELAY_GRACE.
 SWEEP_GRACE = 30 * 60.0
+# Nominal seconds after a work item's lease ran out before the relay wakes it: its holder renews
+# the lease every third of it while it lives, so by then it has died (or stalled, and its step
+# stops at its next look at the lease).
+LEASE_GRACE = 5.0
 
 
 def poll(runtime: Runtime) -> int:
@@ -31,11 +36,22 @@ def poll(runtime: Runtime) -> int:
     return poll_once(connector.ctx, connector.engine.intake, now=datetime.now(UTC), lookback=settings.poll_lookback)
 
 
-def sweep_once(runtime: Runtime) -> list[str]:
-    """Relay what a crash left in the outbox, then queue stranded work again; the keys queued."""
+def relay_once(runtime: Runtime) -> int:
+    """Send the wake-ups a failed send or a crash kept from the queues, and wake the items of
+    instances that died holding them; how many were sent."""
     hosted = runtime.hosted()
     ctx = hosted.connector.ctx
-    relayed = hosted.store.relay_outbox(ctx.now(), grace=ctx.config.scaled(RELAY_GRACE))
+    config = ctx.config
+    relayed = hosted.store.relay_outbox(
+        ctx.now(), grace=config.scaled(RELAY_GRACE), lease_grace=config.scaled(LEASE_GRACE)
+    )
     if relayed:
-        logger.warning("sweeper: sent %d queue message(s) a crash had left in the outbox", relayed)
+        logger.warning("relay: sent %d wake-up(s) that were lost or whose work item's holder died", relayed)
+    return relayed
+
+
+def sweep_once(runtime: Runtime) -> list[str]:
+    """Relay what was lost, then queue stranded work again; the keys queued."""
+    relay_once(runtime)
+    ctx = runtime.hosted().connector.ctx
     return sweep(ctx, now=ctx.now(), grace=ctx.config.scaled(SWEEP_GRACE))
