@@ -132,3 +132,33 @@ def test_bootstrap_gives_the_documented_rates_to_the_shared_limiter(store: Azure
     limiter: Limiter = shared_limiter(store, time_scale=0.5)  # what the Defender client takes
     assert limiter.time_scale == 0.5
     limiter.acquire(Family.LIVE_RESPONSE)
+
+
+def test_a_slot_costs_two_writes_when_no_other_instance_wrote_since(store: AzureStore) -> None:
+    """The budget as this instance last wrote it is what the next write is checked against: no read first."""
+    from bench.storage_requests import counting
+
+    clock = SharedClock()
+    [limiter] = _instances(store, clock, 1, alerts=(100, 1500))
+    with limiter.slot("alerts"):  # the first of the family: read (there is none), then create
+        pass
+    with counting() as requests, limiter.slot("alerts"):
+        pass
+    assert requests.snapshot() == {"tables.update:limits": 2}  # taken, then answered
+    assert len(_answered(store, "alerts")) == 2
+
+
+def test_an_instance_that_dies_with_a_request_in_flight_cannot_make_another_exceed_the_budget(
+    store: AzureStore,
+) -> None:
+    """The slot is counted before the request is sent; the dead instance never answers it, so it
+    stays counted (until STALE_AFTER): the living instance cannot send a request Defender would
+    count in the same minute and refuse."""
+    clock = SharedClock()
+    dead, alive = _instances(store, clock, 2, runliveresponse=(2, None))
+    sent = dead.slot("runliveresponse")
+    sent.__enter__()  # the request went out at 0.0; the process was killed before its answer
+    alive.acquire("runliveresponse")
+    assert clock.now < 60.0  # the second of the minute's two
+    alive.acquire("runliveresponse")
+    assert clock.now >= 60.0  # not a third one inside the minute of the dead instance's request

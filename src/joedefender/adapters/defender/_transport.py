@@ -170,9 +170,16 @@ class Transport:
         budget = _Budget(self._retry, self._monotonic)
         refreshed = False
         while True:
-            with self._limiter.slot(family):
-                token = self._tokens.token()
-                response, failure = self._send(method, path, token, params=params, json=json, files=files, data=data)
+            try:
+                with self._limiter.slot(family):
+                    token = self._tokens.token()
+                    response, failure = self._send(
+                        method, path, token, family=family, params=params, json=json, files=files, data=data
+                    )
+                    held = self._hold_if_throttled(response, family, budget)
+            except _HeldBack as back:  # not sent: a 429 came back meanwhile; its slot counts as used
+                self._sleep(back.seconds)
+                continue
             if response is None:
                 assert failure is not None
                 error: DefenderError = _transport_error(failure, operation, idempotent)
@@ -192,8 +199,8 @@ class Transport:
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 error = error_for(status, code, message, target=target, operation=operation, retry_after=retry_after)
                 if status == 429:
-                    wait = retry_after if retry_after is not None else budget.backoff(self._rand)
-                    self._limiter.hold(family, wait)  # the other threads wait it out too
+                    assert held is not None
+                    wait = held  # the other threads wait it out too
                 elif status >= 500 and not idempotent:
                     # A 5xx may come after Defender made the change (the docs are silent on it):
                     # not repeated here; the caller looks (comments, actions) before repeating it.
@@ -208,12 +215,37 @@ class Transport:
             budget.spend()
             self._sleep(wait)
 
+    def _gate(self, family: Family) -> Callable[[str, Mapping[str, Any]], None]:
+        """httpcore's trace hook for one request: right before its first byte goes out (the
+        connection open, the token in hand), it is held back if a 429 met meanwhile holds the
+        family, however long ago it took its slot."""
+
+        def trace(event: str, _: Mapping[str, Any]) -> None:
+            if event.endswith(".send_request_headers.started"):
+                seconds = self._limiter.held(family)
+                if seconds > 0:
+                    raise _HeldBack(seconds)
+
+        return trace
+
+    def _hold_if_throttled(self, response: httpx.Response | None, family: Family, budget: _Budget) -> float | None:
+        """On a 429, hold the family for its Retry-After (or a back-off) at once, before the slot
+        is given back: from the moment the answer is here, no thread of this process (and, as
+        soon as they see it, no other instance) sends to the family until it has passed."""
+        if response is None or response.status_code != 429:
+            return None
+        held = retry_after_seconds(response.headers.get("Retry-After"))
+        held = held if held is not None else budget.backoff(self._rand)
+        self._limiter.hold(family, held)
+        return held
+
     def _send(
         self,
         method: str,
         path: str,
         token: str,
         *,
+        family: Family,
         params: Mapping[str, str] | None,
         json: Any,
         files: Mapping[str, Any] | None,
@@ -228,6 +260,7 @@ class Transport:
                 files=files,
                 data=data,
                 headers={"Authorization": f"Bearer {token}"},
+                extensions={"trace": self._gate(family)},
             )
         except httpx.TransportError as exc:
             return None, exc
@@ -305,6 +338,14 @@ def _transport_error(failure: httpx.TransportError, operation: str, idempotent: 
         operation=operation,
         maybe_applied=not idempotent and not isinstance(failure, _UNSENT),
     )
+
+
+class _HeldBack(Exception):
+    """A request held back before its first byte: its family is held for `seconds` more."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"held back for {seconds:.2f}s")
+        self.seconds = seconds
 
 
 class _Budget:
