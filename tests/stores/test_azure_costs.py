@@ -1,23 +1,26 @@
-"""What the Azure store's work queue costs in storage requests, counted as Azurite answers them
-(`bench.storage_requests`), and how it wakes what a dead instance held.
+"""What the Azure store costs in storage requests, counted as Azurite answers them
+(`bench.storage_requests`), and in CPU; and how it wakes what a dead instance held.
 
 A delivered wake-up carries the index entity as its sender wrote it, so leasing the item is one
 conditional write; a step that learnt nothing is rescheduled with one write and one wake-up; a
 unit of work that lost its race on one work key reads that key only. An item whose holder died
 is woken by the relay a short grace after its lease ran out, not after the host's 10 minutes.
+A transaction starts no thread, and no request looks up the environment's proxies again.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from bench.storage_requests import counting
 
-from joedefender.adapters.azure.connection import AzureStorageConnection
+from joedefender.adapters.azure.connection import AzureStorageConnection, http_options
 from joedefender.adapters.azure.store import AzureStore
 from tests.azurite import Azurite, unique_prefix
 from tests.stores.helpers import FakeClock
@@ -175,3 +178,50 @@ def azurite_store(azurite: Azurite, prefix: str, clock: FakeClock) -> Iterator[A
     """Another instance on the same table and queues."""
     with _open(azurite, prefix, clock) as store:
         yield store
+
+
+def test_a_transaction_starts_no_thread(azure: AzureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def noted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", noted)
+    work = azure.unit_of_work()
+    for n in range(5):
+        work.create("link", f"sha256:ab|a{n}", {})
+        work.append_history(f"alert:a{n}", "triage", "accepted")
+    assert len(work.commit()) == 5
+    assert started == []  # azure-core would start a thread pool, nested, for every transaction
+
+
+def test_no_request_looks_up_the_environments_proxies(azure: AzureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    looked: list[str] = []
+    lookup = requests.sessions.get_environ_proxies
+
+    def noted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        looked.append(url)
+        return lookup(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", noted)
+    azure.enqueue("triage:a1", 900.0)
+    azure.create("alert", "a1", {})
+    assert azure.get("alert", "a1") is not None
+    assert looked == []  # taken once, when the store was opened
+
+
+def test_the_environments_proxy_is_taken_unless_no_proxy_exempts_the_account(
+    azurite: Azurite, prefix: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert http_options("https://acct.table.core.windows.net")["proxies"]["https"] == "http://proxy.invalid:3128"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,.internal.example")
+    assert "proxies" not in http_options("https://acct.internal.example")
+    with _open(azurite, prefix, clock) as store:  # Azurite on 127.0.0.1: not through the proxy
+        store.create("job", "j", {})
+        assert store.get("job", "j") is not None
