@@ -40,7 +40,7 @@ from joedefender.hosts.azure.functions import RELAY_PERIOD, SWEEP_PERIOD
 from joedefender.pipeline.polling import poll_once
 from joedefender_emulators.runner import Emulators
 
-_LOOK_EVERY = 0.5  # real seconds between two looks at the work index
+_LOOK_EVERY = 0.25  # real seconds between two looks at the work index
 _READY_WITHIN = 120.0  # real seconds an instance may take to start
 
 

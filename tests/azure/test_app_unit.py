@@ -121,7 +121,7 @@ def test_bindings_are_what_the_host_needs(app: func.FunctionApp) -> None:
         "liveresponse": ("queueTrigger", "joedefender-liveresponse", "AzureWebJobsStorage"),
     }
     assert {bindings[name][0]["type"] for name in ("poller", "relay", "sweeper")} == {"timerTrigger"}
-    assert bindings["relay"][0]["schedule"] == "*/30 * * * * *"  # a dead instance's items: within 2 minutes
+    assert bindings["relay"][0]["schedule"] == "*/15 * * * * *"  # a dead instance's items: within 2 minutes
 
 
 def test_host_json_is_chosen_on_purpose() -> None:

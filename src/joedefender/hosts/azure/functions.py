@@ -16,10 +16,10 @@ CONNECTION = "AzureWebJobsStorage"
 POLL_SCHEDULE = "0 * * * * *"  # every minute, as the standalone's PollIntervalSeconds default
 SWEEP_SCHEDULE = "0 */5 * * * *"  # every 5 minutes: a lost message costs at most that, plus the grace
 SWEEP_PERIOD = 300.0  # seconds: SWEEP_SCHEDULE's period
-# Every 30 s: an item whose holder died (its lease ran out; its message comes back only after the
-# host's 10 minutes) is woken within a lease, this and timers.LEASE_GRACE, so within 2 minutes.
-RELAY_SCHEDULE = "*/30 * * * * *"
-RELAY_PERIOD = 30.0  # seconds: RELAY_SCHEDULE's period
+# Every 15 s: an item whose holder died (its lease ran out; its message comes back only after the
+# host's 10 minutes) is woken within a lease (60 s), this and timers.LEASE_GRACE: within 2 minutes.
+RELAY_SCHEDULE = "*/15 * * * * *"
+RELAY_PERIOD = 15.0  # seconds: RELAY_SCHEDULE's period
 
 
 def build_app(runtime: Runtime, *, queues: dict[str, str] | None = None) -> func.FunctionApp:

@@ -24,7 +24,7 @@ SWEEP_GRACE = 30 * 60.0
 # Nominal seconds after a work item's lease ran out before the relay wakes it: its holder renews
 # the lease every third of it while it lives, so by then it has died (or stalled, and its step
 # stops at its next look at the lease).
-LEASE_GRACE = 5.0
+LEASE_GRACE = 2.0
 
 
 def poll(runtime: Runtime) -> int:
