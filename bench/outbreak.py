@@ -33,7 +33,6 @@ Azure, the instance processes' from when they were ready, plus the poll and the 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import tempfile
 import threading
@@ -47,6 +46,7 @@ from typing import Any
 import httpx
 
 from bench.bound import outbreak_bound
+from bench.common import command_line, report
 from bench.outbreak_azure import run_azure
 from bench.pipeline_throughput import build
 from bench.storage_requests import per_alert
@@ -286,7 +286,7 @@ def _result(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--alerts", type=int, default=1000)
     parser.add_argument("--machines", type=int, default=200)
     parser.add_argument("--samples", type=int, default=20)
@@ -321,10 +321,8 @@ def main() -> None:
     parser.add_argument(
         "--trace", action="store_true", help="azure: also count the instances' storage requests by caller"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
     args = parser.parse_args()
-    result = run(args)
-    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    report(run(args), args)
 
 
 if __name__ == "__main__":
