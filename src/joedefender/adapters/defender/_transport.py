@@ -163,23 +163,17 @@ class Transport:
     ) -> httpx.Response:
         """Send one API request with the retry rules; returns the (read) answer whose status is in `ok`.
 
-        With `idempotent=False`, a request that may have reached Defender is not repeated after a
-        timeout, a dropped connection or a 5xx (a second comment, a second live response): the
-        error says so.
+        With `idempotent=False`, a request that may have reached Defender is not repeated after a timeout,
+        a dropped connection or a 5xx (a second comment, a second live response): the error says so.
         """
         budget = _Budget(self._retry, self._monotonic)
+        body = {"params": params, "json": json, "files": files, "data": data}
         refreshed = False
         while True:
-            try:
-                with self._limiter.slot(family):
-                    token = self._tokens.token()
-                    response, failure = self._send(
-                        method, path, token, family=family, params=params, json=json, files=files, data=data
-                    )
-                    held = self._hold_if_throttled(response, family, budget)
-            except _HeldBack as back:  # not sent: a 429 came back meanwhile; its slot counts as used
-                self._sleep(back.seconds)
+            sent = self._try(method, path, family, budget, body)
+            if sent is None:
                 continue
+            response, failure, held, token = sent
             if response is None:
                 assert failure is not None
                 error: DefenderError = _transport_error(failure, operation, idempotent)
@@ -198,9 +192,8 @@ class Transport:
                     continue
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 error = error_for(status, code, message, target=target, operation=operation, retry_after=retry_after)
-                if status == 429:
-                    assert held is not None
-                    wait = held  # the other threads wait it out too
+                if status == 429 and held is not None:
+                    wait = held  # the other threads wait it out too (held at once, `_hold_if_throttled`)
                 elif status >= 500 and not idempotent:
                     # A 5xx may come after Defender made the change (the docs are silent on it):
                     # not repeated here; the caller looks (comments, actions) before repeating it.
@@ -214,6 +207,21 @@ class Transport:
             logger.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retries, wait)
             budget.spend()
             self._sleep(wait)
+
+    def _try(
+        self, method: str, path: str, family: Family, budget: _Budget, body: dict[str, Any]
+    ) -> tuple[httpx.Response | None, httpx.TransportError | None, float | None, str] | None:
+        """One try under a slot of `family`: the answer or the failure, the hold a 429 set, and
+        the token sent; None when it was held back before its first byte (its slot counts as
+        used: a 429 came back meanwhile), after waiting that hold out."""
+        try:
+            with self._limiter.slot(family):
+                token = self._tokens.token()
+                response, failure = self._send(method, path, token, family=family, **body)
+                return response, failure, self._hold_if_throttled(response, family, budget), token
+        except _HeldBack as back:
+            self._sleep(back.seconds)
+            return None
 
     def _gate(self, family: Family) -> Callable[[str, Mapping[str, Any]], None]:
         """httpcore's trace hook for one request: right before its first byte goes out (the
