@@ -162,3 +162,47 @@ def test_an_instance_that_dies_with_a_request_in_flight_cannot_make_another_exce
     assert clock.now < 60.0  # the second of the minute's two
     alive.acquire("runliveresponse")
     assert clock.now >= 60.0  # not a third one inside the minute of the dead instance's request
+
+
+def test_a_step_whose_lease_was_lost_while_it_waited_its_turn_takes_no_slot(store: AzureStore) -> None:
+    """One thread per family takes slots in an instance; a step queued behind it that lost its
+    lease meanwhile stops when its turn comes (`Claims.sleep`), before it takes a slot."""
+    from joedefender.pipeline.lease import Claim, Claims
+    from joedefender.pipeline.ports import LeaseLost, WorkItem
+
+    clock, claims, turn = SharedClock(), Claims(), threading.Event()
+    holder: list[threading.Thread] = []
+
+    def sleep(seconds: float) -> None:
+        if holder and threading.current_thread() is holder[0] and seconds > 0:
+            turn.wait(timeout=30)  # the first taker waits for the budget, holding the family's turn
+            clock.sleep(seconds)
+        else:
+            claims.sleep(seconds)
+
+    limiter = store.rate_limiter({"alerts": (2, None)}, clock=clock, sleep=sleep)
+    limiter.acquire("alerts")
+    limiter.acquire("alerts")  # the minute's budget is used up
+    first = threading.Thread(target=limiter.acquire, args=("alerts",))
+    holder.append(first)
+    first.start()
+    wait_for(lambda: clock.slept == 0 and first.is_alive() and len(_answered(store, "alerts")) == 2)
+    claim = Claim(WorkItem("comment:x", 0.0, 1, "w", 1e12, 1, "t"))
+    outcome: list[BaseException | None] = []
+
+    def queued() -> None:
+        with claims.running(claim):
+            try:
+                limiter.acquire("alerts")
+                outcome.append(None)
+            except LeaseLost as exc:
+                outcome.append(exc)
+
+    second = threading.Thread(target=queued)
+    second.start()
+    claim.lose()  # its lease is lost while it waits behind the first
+    turn.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert [type(o) for o in outcome] == [LeaseLost]
+    assert _answered(store, "alerts") == [60.0]  # the first taker's, a minute on: none for the lost step

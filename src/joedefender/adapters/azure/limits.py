@@ -144,6 +144,7 @@ class TableRateLimiter:
         if rate is None:
             return None
         with self._takers[str(family)]:
+            self._sleep(0)  # a step whose lease was lost while it waited its turn stops here (`Claims.sleep`)
             return self._take_turn(family, rate, in_flight=in_flight)
 
     def _take_turn(self, family: str, rate: tuple[int, int | None], *, in_flight: bool) -> str:
