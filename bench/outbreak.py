@@ -257,6 +257,11 @@ def _result(
     collections = sum(1 for a in world["actions"] if a.get("type") == "LiveResponse")
     commented = [sum(MARKER_PREFIX in str(c.get("comment")) for c in a["comments"]) for a in alerts]
     cpu = float(cost["connector_cpu_s"])
+    phases = {
+        "live_response_starts": _span(clock, [a.get("creationDateTimeUtc") for a in world["actions"]], started),
+        "submissions": _span(clock, [s.get("time") for s in world["submissions"]], started),
+        "comments": _span(clock, [c.get("createdTime") for c in ours], started),
+    }
     return {
         "alerts": args.alerts,
         "machines": args.machines,
@@ -277,12 +282,20 @@ def _result(
         "calls_by_endpoint": {route: v["calls"] for route, v in sorted(api.items())},
         "throttled_429": sum(v["throttled"] for v in api.values()),
         "last_comment_emulated_s": round(last_comment, 1),
+        "phases_emulated_s": phases,
         "bound_emulated_s": round(bound, 1),
         "ratio_to_bound": round(last_comment / bound, 3) if bound else None,
         "cpu_ms_per_alert": round(1000 * cpu / max(1, args.alerts), 1),
         **cost,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def _span(clock: Any, moments: list[Any], started: float) -> list[float] | None:
+    """First, median and last of `moments` (ISO times the emulators showed), in emulated seconds
+    from the start: where an outbreak's time went."""
+    at = sorted(clock.elapsed_at(datetime.fromisoformat(str(m))) - started for m in moments if m)
+    return [round(at[0], 1), round(at[len(at) // 2], 1), round(at[-1], 1)] if at else None
 
 
 def main() -> None:
