@@ -23,11 +23,21 @@ from joedefender_emulators.scenario import Scenario
 ALERTS_PER_BATCH = 500  # the connector's batchUpdate size (docs silent on a maximum)
 
 
-def admit(ready: Sequence[float], limits: Sequence[Limit], *, sessions: int = 0, duration: float = 0.0) -> list[float]:
+def admit(
+    ready: Sequence[float],
+    limits: Sequence[Limit],
+    *,
+    sessions: int = 0,
+    duration: float = 0.0,
+    admitted: list[float] | None = None,
+    ends: list[float] | None = None,
+) -> list[float]:
     """When each request (in order of `ready`) is admitted at the earliest under sliding-window
-    `limits` and, with `sessions`, at most that many running for `duration` each."""
-    admitted: list[float] = []
-    ends: list[float] = []
+    `limits` and, with `sessions`, at most that many running for `duration` each. `admitted` and
+    `ends` carry the requests admitted before (and are extended), for a later stage."""
+    admitted = [] if admitted is None else admitted
+    ends = [] if ends is None else ends
+    starts: list[float] = []
     for when in sorted(ready):
         t = when
         for limit in limits:
@@ -39,16 +49,25 @@ def admit(ready: Sequence[float], limits: Sequence[Limit], *, sessions: int = 0,
                 t = max(t, sorted(running)[len(running) - sessions])
         bisect.insort(admitted, t)
         ends.append(t + duration)
-    return admitted
+        starts.append(t)
+    return starts
 
 
-def outbreak_bound(scenario: Scenario, alerts_per_sample: Sequence[int]) -> float:
-    """Emulated seconds from intake to the last comment, at the least."""
+def outbreak_bound(scenario: Scenario, alerts_per_sample: Sequence[int], *, actions_per_sample: int = 1) -> float:
+    """Emulated seconds from intake to the last comment, at the least; each sample's file takes
+    `actions_per_sample` live response actions, one after the other."""
     timings = scenario.defender.live_response
     action = timings.pending_seconds + timings.command_seconds
     analysis = scenario.joe.queue_seconds + scenario.joe.analysis_seconds
-    starts = admit([0.0] * len(alerts_per_sample), LIMITS["liveresponse.run"], sessions=MAX_SESSIONS, duration=action)
-    finished = [start + action + analysis for start in starts]
+    admitted: list[float] = []
+    ends: list[float] = []
+    ready = [0.0] * len(alerts_per_sample)
+    for _ in range(actions_per_sample):
+        starts = admit(
+            ready, LIMITS["liveresponse.run"], sessions=MAX_SESSIONS, duration=action, admitted=admitted, ends=ends
+        )
+        ready = [start + action for start in starts]
+    finished = [done + analysis for done in ready]
     batches = [
         done for done, alerts in zip(finished, alerts_per_sample, strict=True)
         for _ in range(math.ceil(alerts / ALERTS_PER_BATCH))

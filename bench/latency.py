@@ -12,14 +12,12 @@ the emulators' default service times (on a scaled clock, `--time-scale`).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import process_all
+from bench.common import command_line, process_all, report
 from joedefender.adapters.sqlite import SqliteStore
 from joedefender.settings import Settings
 from joedefender_emulators.runner import Emulators
@@ -126,10 +124,9 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs per world; the median is shown")
     parser.add_argument("--time-scale", type=float, default=0.1, help="the clock of the default-times world")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
     args = parser.parse_args()
     zero = {"pending": 0.0, "command": 0.0, "queue": 0.0, "analysis": 0.0}
     default = {"pending": 5.0, "command": 10.0, "queue": 30.0, "analysis": 300.0}
@@ -137,7 +134,7 @@ def main() -> None:
         "zero_service_times": _median([run_once(1.0, zero) for _ in range(args.runs)]),
         "default_service_times": _median([run_once(args.time_scale, default) for _ in range(args.runs)]),
     }
-    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    report(result, args)
 
 
 if __name__ == "__main__":

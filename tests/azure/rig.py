@@ -42,19 +42,27 @@ class AppInstance:
         self.runtime.close()
 
 
-def host_settings(time_scale: float) -> QueueHost:
-    return QueueHost.from_host_json(scale=time_scale, in_flight=IN_FLIGHT)
+def host_settings(time_scale: float, in_flight: float = IN_FLIGHT) -> QueueHost:
+    return QueueHost.from_host_json(scale=time_scale, in_flight=in_flight)
 
 
-def start_instance(environ: Mapping[str, str], *, time_scale: float, name: str) -> AppInstance:
+def start_instance(
+    environ: Mapping[str, str], *, time_scale: float, name: str, in_flight: float = IN_FLIGHT
+) -> AppInstance:
     runtime, app = build_from_environment(environ, time_scale=time_scale, instance=name)
-    host = Instance(app, environ["AzureWebJobsStorage"], host_settings(time_scale), name=name).start()
+    host = Instance(app, environ["AzureWebJobsStorage"], host_settings(time_scale, in_flight), name=name).start()
     return AppInstance(runtime, app, host)
 
 
-def start_process(environ: Mapping[str, str], *, time_scale: float, name: str) -> subprocess.Popen[str]:
+def start_process(
+    environ: Mapping[str, str], *, time_scale: float, name: str, in_flight: float = IN_FLIGHT
+) -> subprocess.Popen[str]:
     """An instance in a process of its own (`tests.azure.instance`), to be killed with SIGKILL."""
-    env = environment(environ) | {"JOEDEFENDER_TEST_TIME_SCALE": str(time_scale), "JOEDEFENDER_TEST_NAME": name}
+    env = environment(environ) | {
+        "JOEDEFENDER_TEST_TIME_SCALE": str(time_scale),
+        "JOEDEFENDER_TEST_NAME": name,
+        "JOEDEFENDER_TEST_IN_FLIGHT": str(in_flight),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.azure.instance"],
         env=env,

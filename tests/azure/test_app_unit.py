@@ -49,7 +49,7 @@ class _Poisoned(MemoryStore):
     def poisoned(self) -> list[tuple[str, str]]:
         return list(self.poison)
 
-    def relay_outbox(self, now: float, *, grace: float = 0.0) -> int:
+    def relay_outbox(self, now: float, *, grace: float = 0.0, lease_grace: float | None = None) -> int:
         return 0  # the memory store's queue is in its transaction: no outbox
 
 
@@ -113,7 +113,17 @@ def _timer() -> func.TimerRequest:
 
 def test_bindings_are_what_the_host_needs(app: func.FunctionApp) -> None:
     bindings = bindings_of(app)
-    assert set(bindings) == {"alerts", "joeaz_alerts", "status", "ui", "work", "liveresponse", "poller", "sweeper"}
+    assert set(bindings) == {
+        "alerts",
+        "joeaz_alerts",
+        "status",
+        "ui",
+        "work",
+        "liveresponse",
+        "poller",
+        "relay",
+        "sweeper",
+    }
     http = {name: bindings[name][0] for name in ("alerts", "joeaz_alerts", "status")}
     assert {b["authLevel"] for b in http.values()} == {"FUNCTION"}
     assert http["joeaz_alerts"]["route"] == "JoeSandboxDefender"
@@ -124,7 +134,8 @@ def test_bindings_are_what_the_host_needs(app: func.FunctionApp) -> None:
         "work": ("queueTrigger", "joedefender-work", "AzureWebJobsStorage"),
         "liveresponse": ("queueTrigger", "joedefender-liveresponse", "AzureWebJobsStorage"),
     }
-    assert {bindings[name][0]["type"] for name in ("poller", "sweeper")} == {"timerTrigger"}
+    assert {bindings[name][0]["type"] for name in ("poller", "relay", "sweeper")} == {"timerTrigger"}
+    assert bindings["relay"][0]["schedule"] == "*/15 * * * * *"  # a dead instance's items: within 2 minutes
 
 
 def test_each_http_function_has_its_own_key_and_the_intake_key_cannot_open_status(app: func.FunctionApp) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from joedefender.adapters.defender import DOCUMENTED_RATES, DefenderClient, RateLimiter
+from joedefender.adapters.defender.limiter import Limiter
 from joedefender.bootstrap import token_provider
 from joedefender.domain.retry import RetryPolicy
 from joedefender.settings import Settings
@@ -83,7 +84,7 @@ def client_for(
     max_retry: int = 3,
     retry_timeout: float = 30.0,
     timeout: httpx.Timeout | float = 10.0,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DefenderClient:
     """A client with the test's retry budget, fast backoff and a limiter on the emulator's time scale."""

@@ -55,6 +55,9 @@ NOT_SET_ON_AZURE = {
     "(the connection string form is for Azurite and local runs)",
     "AzureWebJobsStorage__accountName": "public cloud only; the templates set the service URIs, right in every cloud",
     "WEBSITE_INSTANCE_ID": "set by the platform on each instance",
+    "REQUESTS_CA_BUNDLE": "requests' own CA bundle override, honoured for the storage clients as requests would; "
+    "Azure Storage uses a public CA",
+    "CURL_CA_BUNDLE": "as REQUESTS_CA_BUNDLE",
 }
 # Settings the templates set that the Functions host or the platform reads, not the code.
 READ_BY_THE_PLATFORM = {

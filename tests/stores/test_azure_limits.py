@@ -144,8 +144,82 @@ def test_graphs_150_a_minute_is_one_budget_for_every_instance(store: AzureStore)
 
     for turn in range(150):  # the three instances in turn use up the minute's budget ...
         limiters[turn % 3].acquire(GRAPH_FAMILY)
-    assert clock.now == 0.0
+    assert clock.now < 1.0  # none waited for the window (only the brief back-off of a write another won)
     limiters[1].acquire(GRAPH_FAMILY)  # ... so the 151st, from any of them, waits for the minute to pass
     assert clock.now >= 60.0
     limiters[0].acquire(Family.ALERTS)  # Defender's families are apart from Graph's
     assert len(_answered(store, "alerts")) == 1
+
+
+def test_a_slot_costs_two_writes_when_no_other_instance_wrote_since(store: AzureStore) -> None:
+    """The budget as this instance last wrote it is what the next write is checked against: no read first."""
+    from bench.storage_requests import counting
+
+    clock = SharedClock()
+    [limiter] = _instances(store, clock, 1, alerts=(100, 1500))
+    with limiter.slot("alerts"):  # the first of the family: read (there is none), then create
+        pass
+    with counting() as requests, limiter.slot("alerts"):
+        pass
+    assert requests.snapshot() == {"tables.update:limits": 2}  # taken, then answered
+    assert len(_answered(store, "alerts")) == 2
+
+
+def test_an_instance_that_dies_with_a_request_in_flight_cannot_make_another_exceed_the_budget(
+    store: AzureStore,
+) -> None:
+    """The slot is counted before the request is sent; the dead instance never answers it, so it
+    stays counted (until STALE_AFTER): the living instance cannot send a request Defender would
+    count in the same minute and refuse."""
+    clock = SharedClock()
+    dead, alive = _instances(store, clock, 2, runliveresponse=(2, None))
+    sent = dead.slot("runliveresponse")
+    sent.__enter__()  # the request went out at 0.0; the process was killed before its answer
+    alive.acquire("runliveresponse")
+    assert clock.now < 60.0  # the second of the minute's two
+    alive.acquire("runliveresponse")
+    assert clock.now >= 60.0  # not a third one inside the minute of the dead instance's request
+
+
+def test_a_step_whose_lease_was_lost_while_it_waited_its_turn_takes_no_slot(store: AzureStore) -> None:
+    """One thread per family takes slots in an instance; a step queued behind it that lost its
+    lease meanwhile stops when its turn comes (`Claims.sleep`), before it takes a slot."""
+    from joedefender.pipeline.lease import Claim, Claims
+    from joedefender.pipeline.ports import LeaseLost, WorkItem
+
+    clock, claims, turn = SharedClock(), Claims(), threading.Event()
+    holder: list[threading.Thread] = []
+
+    def sleep(seconds: float) -> None:
+        if holder and threading.current_thread() is holder[0] and seconds > 0:
+            turn.wait(timeout=30)  # the first taker waits for the budget, holding the family's turn
+            clock.sleep(seconds)
+        else:
+            claims.sleep(seconds)
+
+    limiter = store.rate_limiter({"alerts": (2, None)}, clock=clock, sleep=sleep)
+    limiter.acquire("alerts")
+    limiter.acquire("alerts")  # the minute's budget is used up
+    first = threading.Thread(target=limiter.acquire, args=("alerts",))
+    holder.append(first)
+    first.start()
+    wait_for(lambda: clock.slept == 0 and first.is_alive() and len(_answered(store, "alerts")) == 2)
+    claim = Claim(WorkItem("comment:x", 0.0, 1, "w", 1e12, 1, "t"))
+    outcome: list[BaseException | None] = []
+
+    def queued() -> None:
+        with claims.running(claim):
+            try:
+                limiter.acquire("alerts")
+                outcome.append(None)
+            except LeaseLost as exc:
+                outcome.append(exc)
+
+    second = threading.Thread(target=queued)
+    second.start()
+    claim.lose()  # its lease is lost while it waits behind the first
+    turn.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert [type(o) for o in outcome] == [LeaseLost]
+    assert _answered(store, "alerts") == [60.0]  # the first taker's, a minute on: none for the lost step

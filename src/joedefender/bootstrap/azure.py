@@ -46,9 +46,16 @@ def shared_limiter(
     return store.rate_limiter(SHARED_RATES, time_scale=time_scale, sleep=sleep)
 
 
+# Nominal seconds after a work item's lease ran out before the relay wakes it: its holder renews
+# the lease every third of it while it lives, so by then it has died (or stalled, and its step
+# stops at its next look at the lease).
+LEASE_GRACE = 2.0
+
+
 def outbox_relay(store: Store, clock: Clock) -> Callable[[], int] | None:
-    """The Azure store's outbox relay: what a crash left in an outbox is sent, and items overdue
-    by RELAY_GRACE whose message was lost are woken."""
+    """The Azure store's relay: the wake-ups a failed send or a crash kept from the queues are
+    sent, items overdue by RELAY_GRACE whose message was lost are woken, and so are the items of
+    instances that died holding them (LEASE_GRACE after their lease ran out)."""
     if not isinstance(store, AzureStore):
         return None
-    return lambda: store.relay_outbox(clock.now(), grace=clock.real(RELAY_GRACE))
+    return lambda: store.relay_outbox(clock.now(), grace=clock.real(RELAY_GRACE), lease_grace=clock.real(LEASE_GRACE))

@@ -45,7 +45,9 @@ class PipelineConfig:
     action_poll: float = 30.0
     action_timeout: float = 1800.0
     busy_retry: float = 30.0  # a machine another session holds, or our session cap reached
-    step_lease: float = 600.0  # a work item's lease while its step runs (renewed every third)
+    # A work item's lease while its step runs, renewed every third of it: a dead instance's items
+    # are free again within it (issue 22: taken over within 2 minutes).
+    step_lease: float = 60.0
 
     @property
     def max_step_attempts(self) -> int:

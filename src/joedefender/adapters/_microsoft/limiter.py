@@ -57,6 +57,12 @@ class Limiter(Protocol):
         """The service answered 429 with `Retry-After: seconds`: nobody sends to `family` before then."""
         ...
 
+    def held(self, family: str) -> float:
+        """Seconds a 429 this process met still holds `family` (0 when it is free): asked right
+        before a request's first byte goes out, so one that took its slot before the 429 came
+        back and is sent after it (a slow connection, a token fetch) waits too."""
+        ...
+
 
 class SharedHolds(Protocol):
     """Retry-After holds shared between processes: family -> end of the hold, in epoch seconds."""
@@ -165,6 +171,11 @@ class RateLimiter:
             window.held_until = max(window.held_until, self._monotonic() + seconds)
         if self._shared is not None:
             self._shared.hold(str(family), self._wall_clock() + seconds)
+
+    def held(self, family: str) -> float:
+        with self._lock:
+            window = self._windows.get(family)
+            return 0.0 if window is None else max(0.0, window.held_until - self._monotonic())
 
     def _refresh_shared(self) -> None:
         """Adopt the holds other processes set, at most every `_shared_ttl` seconds."""

@@ -175,49 +175,102 @@ class Transport:
         error says so.
         """
         budget = _Budget(self._retry, self._monotonic)
+        body = {"params": params, "json": json, "files": files, "data": data}
         refreshed = False
         while True:
-            with self._limiter.slot(family):
-                token = self._tokens.token()
-                response, failure = self._send(method, path, token, params=params, json=json, files=files, data=data)
-            if response is None:
-                assert failure is not None
-                error: DefenderError = _transport_error(failure, operation, idempotent)
-                if isinstance(error, DefenderTransportError) and error.maybe_applied:
-                    if isinstance(failure, httpx.TimeoutException):  # we stopped waiting, not Defender
-                        error.settles_in = self._settle
-                    raise error from None
-                wait = budget.backoff(self._rand)
-            elif response.status_code in ok:
+            sent = self._try(method, path, family, budget, body)
+            if sent is None:
+                continue
+            response, failure, held, token = sent
+            if response is not None and response.status_code in ok:
                 return response
-            else:
-                status = response.status_code
-                code, message, target = error_details(response)
-                if status == 401 and not refreshed:
-                    refreshed = True
-                    self._log.info("%s: 401 %s (target %s); refreshing the token once", operation, code, target)
-                    self._tokens.invalidate(token)
-                    continue
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                error = error_for(status, code, message, target=target, operation=operation, retry_after=retry_after)
-                if status == 429:
-                    wait = retry_after if retry_after is not None else budget.backoff(self._rand)
-                    self._limiter.hold(family, wait)  # the other threads wait it out too
-                elif status >= 500 and not idempotent:
-                    # A 5xx may come after the service made the change (the docs are silent on it):
-                    # not repeated here; the caller looks (comments, actions) before repeating it.
-                    if isinstance(error, DefenderServerError) and status == _GATEWAY_TIMEOUT:
-                        error.settles_in = self._settle  # a gateway stopped waiting: the request may run on
-                    raise error
-                elif status >= 500:
-                    wait = budget.backoff(self._rand)
-                else:
-                    raise error
+            if response is not None and response.status_code == 401 and not refreshed:
+                refreshed = True
+                code, _, target = error_details(response)
+                self._log.info("%s: 401 %s (target %s); refreshing the token once", operation, code, target)
+                self._tokens.invalidate(token)
+                continue
+            error, wait = self._failure(response, failure, held, budget, operation=operation, idempotent=idempotent)
             if not budget.allows(wait):
                 raise error
             self._log.warning("%s; retry %d of %d in %.2fs", error, budget.used + 1, self._retry.max_retries, wait)
             budget.spend()
             self._sleep(wait)
+
+    def _failure(
+        self,
+        response: httpx.Response | None,
+        failure: httpx.TransportError | None,
+        held: float | None,
+        budget: _Budget,
+        *,
+        operation: str,
+        idempotent: bool,
+    ) -> tuple[DefenderError, float]:
+        """The error of a try that failed and how long to wait before the next; raised at once
+        when the request must not be repeated (a refusal, or a write that may have landed)."""
+        if response is None:
+            assert failure is not None
+            error: DefenderError = _transport_error(failure, operation, idempotent)
+            if isinstance(error, DefenderTransportError) and error.maybe_applied:
+                if isinstance(failure, httpx.TimeoutException):  # we stopped waiting, not the service
+                    error.settles_in = self._settle
+                raise error from None
+            return error, budget.backoff(self._rand)
+        status = response.status_code
+        code, message, target = error_details(response)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        error = error_for(status, code, message, target=target, operation=operation, retry_after=retry_after)
+        if status == 429 and held is not None:
+            return error, held  # the other threads wait it out too (held at once, `_hold_if_throttled`)
+        if status >= 500 and not idempotent:
+            # A 5xx may come after the service made the change (the docs are silent on it):
+            # not repeated here; the caller looks (comments, actions) before repeating it.
+            if isinstance(error, DefenderServerError) and status == _GATEWAY_TIMEOUT:
+                error.settles_in = self._settle  # a gateway stopped waiting: the request may run on
+            raise error
+        if status >= 500:
+            return error, budget.backoff(self._rand)
+        raise error
+
+    def _try(
+        self, method: str, path: str, family: str, budget: _Budget, body: dict[str, Any]
+    ) -> tuple[httpx.Response | None, httpx.TransportError | None, float | None, str] | None:
+        """One try under a slot of `family`: the answer or the failure, the hold a 429 set, and
+        the token sent; None when it was held back before its first byte (its slot counts as
+        used: a 429 came back meanwhile), after waiting that hold out."""
+        try:
+            with self._limiter.slot(family):
+                token = self._tokens.token()
+                response, failure = self._send(method, path, token, family=family, **body)
+                return response, failure, self._hold_if_throttled(response, family, budget), token
+        except _HeldBack as back:
+            self._sleep(back.seconds)
+            return None
+
+    def _gate(self, family: str) -> Callable[[str, Mapping[str, Any]], None]:
+        """httpcore's trace hook for one request: right before its first byte goes out (the
+        connection open, the token in hand), it is held back if a 429 met meanwhile holds the
+        family, however long ago it took its slot."""
+
+        def trace(event: str, _: Mapping[str, Any]) -> None:
+            if event.endswith(".send_request_headers.started"):
+                seconds = self._limiter.held(family)
+                if seconds > 0:
+                    raise _HeldBack(seconds)
+
+        return trace
+
+    def _hold_if_throttled(self, response: httpx.Response | None, family: str, budget: _Budget) -> float | None:
+        """On a 429, hold the family for its Retry-After (or a back-off) at once, before the slot
+        is given back: from the moment the answer is here, no thread of this process (and, as
+        soon as they see it, no other instance) sends to the family until it has passed."""
+        if response is None or response.status_code != 429:
+            return None
+        held = retry_after_seconds(response.headers.get("Retry-After"))
+        held = held if held is not None else budget.backoff(self._rand)
+        self._limiter.hold(family, held)
+        return held
 
     def _send(
         self,
@@ -225,6 +278,7 @@ class Transport:
         path: str,
         token: str,
         *,
+        family: str,
         params: Mapping[str, str] | None,
         json: Any,
         files: Mapping[str, Any] | None,
@@ -239,6 +293,7 @@ class Transport:
                 files=files,
                 data=data,
                 headers={"Authorization": f"Bearer {token}"},
+                extensions={"trace": self._gate(family)},
             )
         except httpx.TransportError as exc:
             return None, exc
@@ -327,6 +382,14 @@ def _transport_error(failure: httpx.TransportError, operation: str, idempotent: 
         operation=operation,
         maybe_applied=not idempotent and not isinstance(failure, _UNSENT),
     )
+
+
+class _HeldBack(Exception):
+    """A request held back before its first byte: its family is held for `seconds` more."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"held back for {seconds:.2f}s")
+        self.seconds = seconds
 
 
 class _Budget:

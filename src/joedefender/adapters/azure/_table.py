@@ -24,6 +24,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from joedefender.adapters.azure import _sdk
 from joedefender.pipeline.ports import StoreError, StoreUnavailable
 
 MAX_TRANSACTION = 100  # entities in one entity-group transaction (Azure Tables' limit)
@@ -37,6 +38,8 @@ _KEPT = frozenset(chr(c) for c in range(0x20, 0x7E)) - set("/\\#?%|")
 _UNAVAILABLE = {408, 429, 500, 502, 503, 504}
 
 _LOST = (404, 409, 412)  # not found, exists already, changed since read
+
+_sdk.run_batch_policies_in_turn()
 
 Entity = dict[str, Any]
 TableOperation = tuple[Any, ...]  # what TableClient.submit_transaction takes

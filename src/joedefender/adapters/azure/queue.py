@@ -1,10 +1,13 @@
 """The work queue's pieces on Azure: the index entity of a work key, and the wake-up messages.
 
 The index entity (one per key, in the state partition) holds what SQLite's `work` row holds:
-due time, lease, attempts, generation, claim token. A Storage Queues message only says "look at
-this key at this time"; whoever receives it reads the index, so a stale, duplicated or early
-message is harmless. A message is hidden until its due time (its visibility delay), at most
-the 7 days Storage Queues allows; a later due time is reached by re-sending it on delivery.
+due time, lease, attempts, generation, claim token. A Storage Queues message says "look at this
+key at this time", and carries the index entity as its sender wrote it, with its ETag: whoever
+receives it can lease the item by one conditional write, without reading it first, as long as
+nobody changed it since; if someone did, the write fails and the receiver reads it. So a stale,
+duplicated or early message is harmless. A message is hidden until its due time (its visibility
+delay), at most the 7 days Storage Queues allows; a later due time is reached by re-sending it
+on delivery.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from joedefender.domain.keys import WorkKey, WorkKind
 
 MAX_DELAY = 7 * 24 * 3600  # seconds: the longest visibility timeout Storage Queues accepts
 MAX_SHOWN = 2000  # characters of a poison message's body that `poisoned` returns
+_MAX_ETAG = 200  # characters: an ETag is a quoted timestamp (W/"datetime'...'")
 _LIVE_RESPONSE_KINDS = frozenset({WorkKind.SAMPLE, WorkKind.CLEANUP})  # they hold live response sessions
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,41}[a-z0-9]$")  # + "-liveresponse-poison" <= 63
 
@@ -79,12 +83,29 @@ class WorkState(QueueEntry):
         )
 
 
-def message_body(key: str, due: float) -> str:
-    return json.dumps({"key": key, "due": due}, separators=(",", ":"))
+Seen = tuple[WorkState, str]  # an index entity as read or written, and its ETag
 
 
-def parse_body(body: str) -> tuple[str, float] | None:
-    """(key, due) of a wake-up message; None for anything else."""
+@dataclass(frozen=True, slots=True)
+class WakeUp:
+    """A delivered message: look at `key` at `due`; `seen` is the index entity as its sender
+    wrote it (None if the message does not say, or says something unreadable)."""
+
+    key: str
+    due: float
+    seen: Seen | None = None
+
+
+def message_body(key: str, due: float, seen: Seen | None = None) -> str:
+    data: dict[str, Any] = {"key": key, "due": due}
+    if seen is not None and seen[0].key == key:
+        data |= {"state": seen[0].properties(), "etag": seen[1]}
+    return json.dumps(data, separators=(",", ":"))
+
+
+def parse_body(body: str) -> WakeUp | None:
+    """The wake-up a message body is; None for anything else. The entity it carries is only a
+    guess at the stored one (a write conditional on its ETag checks it), but it must be one."""
     try:
         data = json.loads(body)
         key, due = data["key"], float(data["due"])
@@ -92,7 +113,21 @@ def parse_body(body: str) -> tuple[str, float] | None:
         return None
     if not isinstance(key, str) or not key or not math.isfinite(due):
         return None
-    return key, due
+    return WakeUp(key, due, _seen(data, key))
+
+
+def _seen(data: dict[str, Any], key: str) -> Seen | None:
+    state, tag = data.get("state"), data.get("etag")
+    if not isinstance(state, dict) or not isinstance(tag, str) or not tag or len(tag) > _MAX_ETAG:
+        return None
+    try:
+        seen = WorkState.of(state)
+    except (ValueError, TypeError, KeyError):
+        return None
+    numbers = (seen.lease_until, seen.wake, seen.due if seen.due is not None else 0.0)
+    if seen.key != key or not all(math.isfinite(n) for n in numbers):
+        return None
+    return seen, tag
 
 
 def role_of(key: str) -> str:
@@ -129,12 +164,13 @@ class WakeUps:
             with mapped(f"creating the queue {queue.queue_name}"), contextlib.suppress(ResourceExistsError):
                 queue.create_queue()
 
-    def send(self, key: str, due: float) -> None:
-        """A message for `key`, visible at `due` (by the store's clock) or in 7 days, if sooner."""
+    def send(self, key: str, due: float, seen: Seen | None = None) -> None:
+        """A message for `key`, visible at `due` (by the store's clock) or in 7 days, if sooner;
+        with `seen`, the index entity as just written, so its receiver need not read it."""
         delay = min(MAX_DELAY, max(0, math.ceil(due - self._clock())))
         queue = self._queues[role_of(key)]
         with mapped(f"sending to the queue {queue.queue_name}"):
-            queue.send_message(message_body(key, due), visibility_timeout=delay, time_to_live=-1)
+            queue.send_message(message_body(key, due, seen), visibility_timeout=delay, time_to_live=-1)
 
     def poisoned(self) -> list[tuple[str, str]]:
         """(queue, body) of the messages the Functions host gave up on (`<queue>-poison`)."""

@@ -32,6 +32,7 @@ from joedefender.adapters.joe.naming import safe_sample_name
 from joedefender.adapters.joe.parameters import unknown_parameters
 from joedefender.adapters.joe.retry import DEFAULT_RETRY, call_with_retries
 from joedefender.adapters.joe.translate import translate
+from joedefender.adapters.joe.upload import CHUNK_SIZE, StreamingJoeSandbox
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import IocSet, Verdict
 
@@ -43,9 +44,6 @@ _REPORT_SPOOL_BYTES = 8 << 20
 # What jbxapi raises: its own exceptions, ValueError for unknown parameter names, and requests'
 # exceptions should any escape its wrapping.
 _JBXAPI_FAILURES = (jbxapi.JoeException, ValueError, requests.RequestException)
-
-
-_CHUNK_SIZE = 10 * 1024 * 1024  # jbxapi's upload chunk
 
 
 class JoeSandboxClient:
@@ -181,7 +179,7 @@ class JoeSandboxClient:
 
         Samples up to one chunk go in a single request, so a crash can never leave Joe holding a
         submission that waits for chunks (which a retry could not find, and would submit again);
-        larger ones go in jbxapi's 10 MiB chunks so they are never held whole in memory.
+        larger ones go in jbxapi's 10 MiB chunks, each streamed from the stream (`upload`).
         Joe is given `filename` reduced to a safe character set, extension kept.
         """
         if not stream.seekable():
@@ -190,7 +188,7 @@ class JoeSandboxClient:
         parameters = self._submission_parameters(tags, comments, params, systems)
         start = stream.tell()
         size = stream.seek(0, io.SEEK_END) - start
-        chunked = size > _CHUNK_SIZE
+        chunked = size > CHUNK_SIZE
 
         def submit(joe: Any) -> Any:
             stream.seek(start)  # the sample from where the caller positioned the stream
@@ -321,7 +319,7 @@ class JoeSandboxClient:
     def _joe(self) -> Any:
         joe = getattr(self._local, "joe", None)
         if joe is None:
-            joe = jbxapi.JoeSandbox(
+            joe = StreamingJoeSandbox(
                 apikey=self._api_key.get_secret_value(),
                 apiurl=self.api_url,
                 accept_tac=self._accept_tac,

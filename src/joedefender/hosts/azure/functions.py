@@ -15,6 +15,11 @@ from joedefender.hosts.azure.runtime import Runtime
 CONNECTION = "AzureWebJobsStorage"
 POLL_SCHEDULE = "0 * * * * *"  # every minute, as the standalone's PollIntervalSeconds default
 SWEEP_SCHEDULE = "0 */5 * * * *"  # every 5 minutes: a lost message costs at most that, plus the grace
+SWEEP_PERIOD = 300.0  # seconds: SWEEP_SCHEDULE's period
+# Every 15 s: an item whose holder died (its lease ran out; its message comes back only after the
+# host's 10 minutes) is woken within a lease (60 s), this and bootstrap.azure.LEASE_GRACE: within 2 minutes.
+RELAY_SCHEDULE = "*/15 * * * * *"
+RELAY_PERIOD = 15.0  # seconds: RELAY_SCHEDULE's period
 
 
 def build_app(runtime: Runtime, *, queues: dict[str, str] | None = None) -> func.FunctionApp:
@@ -57,6 +62,11 @@ def build_app(runtime: Runtime, *, queues: dict[str, str] | None = None) -> func
     @app.timer_trigger(arg_name="timer", schedule=POLL_SCHEDULE, run_on_startup=False, use_monitor=True)
     def poller(timer: func.TimerRequest) -> None:
         timers.poll(runtime)
+
+    @app.function_name("relay")
+    @app.timer_trigger(arg_name="timer", schedule=RELAY_SCHEDULE, run_on_startup=False, use_monitor=False)
+    def relay(timer: func.TimerRequest) -> None:
+        timers.relay_once(runtime)
 
     @app.function_name("sweeper")
     @app.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE, run_on_startup=False, use_monitor=True)

@@ -18,9 +18,10 @@ class PushStore(Store, Protocol):
         item is leased by another (the store has then seen to a wake-up at the true due time)."""
         ...
 
-    def relay_outbox(self, now: float, *, grace: float = ...) -> int:
-        """Send the wake-ups a crash left in the outbox, and wake items overdue by `grace` whose
-        message was lost; how many were sent."""
+    def relay_outbox(self, now: float, *, grace: float = ..., lease_grace: float | None = ...) -> int:
+        """Send the wake-ups a failed send left in the outbox, wake items overdue by `grace`
+        whose message was lost, and items whose holder died (their lease ended `lease_grace`
+        ago); how many were sent."""
         ...
 
     def poisoned(self) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""The timer triggers: the built-in poller (PollerEnabled) and the sweeper (the backstop).
+"""The timer triggers: the built-in poller (PollerEnabled), the relay of stranded wake-ups and the
+sweeper (the backstop).
 
 Timer triggers run on one instance at a time (the host holds a blob lease per timer), so two
 instances never poll the same window at once; intake makes a repeated alert a no-op anyway.
@@ -28,10 +29,16 @@ def poll(runtime: Runtime) -> int:
     return connector.app.poll(datetime.now(UTC), settings.poll_lookback)
 
 
-def sweep_once(runtime: Runtime) -> list[str]:
-    """Relay what a crash left in the outbox, then queue stranded work again; the keys queued."""
-    app = runtime.hosted().connector.app
-    relayed = app.relay()
+def relay_once(runtime: Runtime) -> int:
+    """Send the wake-ups a failed send or a crash kept from the queues, and wake the items of
+    instances that died holding them; how many were sent."""
+    relayed = runtime.hosted().connector.app.relay()
     if relayed:
-        logger.warning("sweeper: sent %d queue message(s) a crash had left in the outbox", relayed)
-    return app.sweep(SWEEP_GRACE)
+        logger.warning("relay: sent %d wake-up(s) that were lost or whose work item's holder died", relayed)
+    return relayed
+
+
+def sweep_once(runtime: Runtime) -> list[str]:
+    """Relay what was lost, then queue stranded work again; the keys queued."""
+    relay_once(runtime)
+    return runtime.hosted().connector.app.sweep(SWEEP_GRACE)
