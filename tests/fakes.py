@@ -79,6 +79,8 @@ class FakeDefender(_Faults):
     `refuse_quarantine_getfile` makes GetFile on the Quarantine folder fail; `decode_fails` makes
     the collect script's on-endpoint decode find nothing on those machines."""
 
+    batches_comments = True  # `comment_alerts` is one call, as the MDE API's batchUpdate
+
     def __init__(self, *, action_polls: int = 1) -> None:
         super().__init__()
         self.alerts: dict[str, Alert] = {}

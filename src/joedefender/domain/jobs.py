@@ -173,6 +173,9 @@ class SampleJob(_Record):
     created_at: float
     updated_at: float
     candidates: list[Candidate] = []
+    # The Defender XDR incidents of the alerts that carry it (with verdicts on incidents): a job
+    # that ends wakes their verdict step.
+    incidents: list[str] = []
     attempts: list[Attempt] = []
     waiting_since: float | None = None  # when no candidate machine could be used
     submission: Submission | None = None

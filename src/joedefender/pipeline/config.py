@@ -34,6 +34,9 @@ class PipelineConfig:
     max_sample_bytes: int = 3 * 1024**3
     indicators: IndicatorPolicy = field(default_factory=IndicatorPolicy)
     classify_alerts: bool = False  # malicious verdict: TruePositive / Malware, unless an analyst decided
+    # Verdicts on the Defender XDR incident: our tag naming its worst verdict, a comment per sample.
+    incident_tags: bool = False
+    incident_comments: bool = False
     # A step that keeps failing: 15 s, doubling to 15 min, given up after 25 consecutive failures.
     step_retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(max_retries=25, first=15.0, cap=900.0, jitter="none")
@@ -44,6 +47,10 @@ class PipelineConfig:
     action_timeout: float = 1800.0
     busy_retry: float = 30.0  # a machine another session holds, or our session cap reached
     step_lease: float = 600.0  # a work item's lease while its step runs (renewed every third)
+
+    @property
+    def incident_verdicts(self) -> bool:
+        return self.incident_tags or self.incident_comments
 
     @property
     def max_step_attempts(self) -> int:

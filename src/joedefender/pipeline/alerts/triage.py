@@ -18,6 +18,7 @@ from joedefender.pipeline.alerts.reads import AlertReads
 from joedefender.pipeline.context import DONE, Context, Outcome
 from joedefender.pipeline.ports import VersionConflict
 from joedefender.pipeline.records import Changes, Versioned
+from joedefender.pipeline.verdicts.incidents import incident_of, join_incident
 from joedefender.pipeline.verdicts.indicators import schedule_indicators
 
 _RACES = 20
@@ -111,13 +112,15 @@ class TriageWork:
         # record last. Attaching is idempotent, so a crash in between is mended by the next try.
         head, last = samples[:-_SAMPLES_PER_COMMIT], samples[-_SAMPLES_PER_COMMIT:]
         keys: list[str] = []
+        incident = incident_of(ctx, alert)
         for start in range(0, len(head), _SAMPLES_PER_COMMIT):
             with ctx.changes() as changes:
                 for key, new_job, candidate in head[start : start + _SAMPLES_PER_COMMIT]:
-                    keys.append(self._attach(changes, alert.id, key, new_job, candidate))
+                    keys.append(self._attach(changes, alert.id, key, new_job, candidate, incident))
         with ctx.changes() as changes:
             for key, new_job, candidate in last:
-                keys.append(self._attach(changes, alert.id, key, new_job, candidate))
+                keys.append(self._attach(changes, alert.id, key, new_job, candidate, incident))
+            join_incident(ctx, changes, alert, keys)
             for note in decision.skipped_evidence:
                 changes.record(subject, "triage", "evidence skipped", note)
             new = [key for key in keys if key not in record.samples]
@@ -130,9 +133,16 @@ class TriageWork:
             changes.record(subject, "triage", "accepted", decision.summary)
 
     def _attach(
-        self, changes: Changes, alert_id: str, key: SampleKey, new_job: SampleJob, candidate: Candidate | None
+        self,
+        changes: Changes,
+        alert_id: str,
+        key: SampleKey,
+        new_job: SampleJob,
+        candidate: Candidate | None,
+        incident: str | None,
     ) -> str:
-        """Create the sample job, or join the one that exists (one sample, one analysis), and link it."""
+        """Create the sample job, or join the one that exists (one sample, one analysis), and link
+        it; the job notes the alert's incident (`incident`), whose verdicts it wakes when it ends."""
         ctx = self._ctx
         job_key = key.id
         existing = ctx.jobs.get(job_key)
@@ -140,6 +150,7 @@ class TriageWork:
         if existing is None:
             if candidate is not None:
                 new_job.candidates.append(candidate)
+            new_job.incidents = [incident] if incident is not None else []
             changes.create(ctx.jobs, job_key, new_job)
             changes.record(job_key, "job", "created", key.value)
             # Ahead of the alerts still waiting for triage: the job's collection and analysis are
@@ -148,6 +159,8 @@ class TriageWork:
         else:
             job = existing.record
             joined = candidate is not None and job.add_candidate(candidate)
+            if incident is not None and incident not in job.incidents:
+                job.incidents.append(incident)
             reopen = (
                 joined
                 and job.state == JobState.FAILED
