@@ -239,13 +239,16 @@ def check(settings_file: SettingsFile = None) -> None:
 @app.command()
 def demo(
     scenario: Annotated[Path | None, typer.Option(help="Scenario file (default: the bundled demo).")] = None,
+    graph: Annotated[
+        bool, typer.Option("--graph", help="Alerts through Microsoft Graph, verdicts on incidents (tags, comments).")
+    ] = False,
 ) -> None:
     """The whole flow against the emulators on the bundled scenario, with a live view."""
     with _emulators_needed():
         from joedefender.hosts.demo import run_demo
 
     _logging(False)
-    raise typer.Exit(run_demo(console, scenario))
+    raise typer.Exit(run_demo(console, scenario, graph=graph))
 
 
 def main() -> None:
