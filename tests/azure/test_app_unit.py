@@ -293,6 +293,7 @@ def test_ids_of_a_work_key(store: _Poisoned) -> None:
     }
     assert telemetry.ids_of(f"cleanup:{_MACHINE}|n1", records)["machine_id"] == _MACHINE
     assert telemetry.ids_of(triage_key(_ALERT_ID), records)["alert_id"] == _ALERT_ID
+    assert telemetry.ids_of("incident:2972395", records)["incident_id"] == "2972395"
 
 
 def test_function_app_py_builds_the_app_without_touching_storage(monkeypatch: pytest.MonkeyPatch) -> None:
