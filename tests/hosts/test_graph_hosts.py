@@ -75,6 +75,13 @@ def test_process_takes_graph_alert_ids(make_world: WorldFactory) -> None:
     assert {_FILE_ALERT, _URL_ALERT} <= set(rows), done.stdout
     assert all("commented" in rows[alert_id] for alert_id in (_FILE_ALERT, _URL_ALERT))
     _check(w)
+    # `status ALERT` shows what was written on its incident too.
+    detail = run_joedefender("status", _FILE_ALERT, settings=w.values)
+    assert detail.returncode == 0, detail.stderr
+    assert f"Incident {_INCIDENT}" in detail.stdout
+    lines = [[cell.strip() for cell in line.split("│")[2:5]] for line in detail.stdout.splitlines()]
+    assert ["incident tag", "tagged", "JoeSandbox:malicious"] in lines, detail.stdout
+    assert sum(cells[:2] == ["incident comment", "commented"] for cells in lines) == 2, detail.stdout
 
 
 def test_the_webhook_takes_graph_alert_ids(make_world: WorldFactory) -> None:

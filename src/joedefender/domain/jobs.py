@@ -40,6 +40,7 @@ class AlertRecord(_Record):
     cause: Cause | None = None  # why it was skipped or failed
     summary: str = ""  # what triage accepted, e.g. "1 file(s), 0 URL(s)"
     samples: list[str] = []  # sample job keys
+    incident_id: str | None = None  # its incident, when verdicts go on incidents
     # The alert as the poller listed it (with its evidence, without comments): triage works from
     # it instead of reading the alert again, and clears it.
     snapshot: Alert | None = None

@@ -128,6 +128,7 @@ class TriageWork:
                 changes.record(subject, "triage", "new evidence", ", ".join(new))
             record.state, record.cause, record.summary = AlertState.ACCEPTED, None, decision.summary
             record.samples, record.triaged_at = list(dict.fromkeys([*record.samples, *keys])), now
+            record.incident_id = incident or record.incident_id
             record.snapshot = None
             changes.save(stored)
             changes.record(subject, "triage", "accepted", decision.summary)
