@@ -96,8 +96,11 @@ def _fired(w: World) -> list[int]:
     return [rule["fired"] for rule in w.graph("/_emulator/faults")]
 
 
-@pytest.mark.parametrize("lost", [{"status": 500}, {"drop": True}], ids=["500", "dropped"])
-@pytest.mark.parametrize("path", [_ALERT_COMMENTS, _INCIDENT_COMMENTS], ids=["alert", "incident"])
+@pytest.mark.parametrize(
+    ("path", "lost"),
+    [(_ALERT_COMMENTS, {"status": 500}), (_INCIDENT_COMMENTS, {"drop": True})],
+    ids=["alert-500", "incident-dropped"],
+)
 def test_a_graph_comment_applied_with_its_answer_lost_is_read_back_not_written_twice(
     make_world: WorldFactory, lost: dict[str, Any], path: str
 ) -> None:
