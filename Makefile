@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: demo test install lint clean templates check-deploy package bwrap chromium lock
+.PHONY: demo demo-graph test install lint clean templates check-deploy package bwrap chromium lock
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
 
 demo: install
 	$(BIN)/joedefender demo
+
+# The same through Microsoft Graph: alerts read and commented through alerts_v2, verdicts on incidents.
+demo-graph: install
+	$(BIN)/joedefender demo --graph
 
 lint: install
 	$(BIN)/ruff check src emulators/src tests bench deploy

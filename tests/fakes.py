@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import Busy, NotFound
+from joedefender.domain.incidents import Incident, with_verdict_tag
 from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
 from joedefender.domain.platforms import Platform
@@ -78,6 +79,8 @@ class FakeDefender(_Faults):
     looks at it.
     `refuse_quarantine_getfile` makes GetFile on the Quarantine folder fail; `decode_fails` makes
     the collect script's on-endpoint decode find nothing on those machines."""
+
+    batches_comments = True  # `comment_alerts` is one call, as the MDE API's batchUpdate
 
     def __init__(self, *, action_polls: int = 1) -> None:
         super().__init__()
@@ -472,6 +475,35 @@ class FakeSandbox(_Faults):
         return f"sub-{number}"
 
 
+class FakeIncidents(_Faults):
+    """Defender XDR incidents in memory: `tags` and `comments` by incident id; an id not in
+    `incidents` is not found. `tag_incident` keeps others' tags and replaces ours, as the adapter."""
+
+    def __init__(self, *incident_ids: str) -> None:
+        super().__init__()
+        self.incidents: dict[str, Incident] = {i: Incident(i) for i in incident_ids}
+
+    def get_incident(self, incident_id: str) -> Incident:
+        self.enter("get_incident")
+        try:
+            return self.incidents[incident_id]
+        except KeyError:
+            raise NotFound(f"incident {incident_id} not found", service="graph") from None
+
+    def comment_incident(self, incident_id: str, text: str) -> None:
+        incident = self.get_incident(incident_id)
+        self.enter("comment_incident")
+        self.incidents[incident_id] = replace(incident, comments=(*incident.comments, text))
+        self.leave("comment_incident")
+
+    def tag_incident(self, incident_id: str, tag: str) -> Incident:
+        incident = self.get_incident(incident_id)
+        self.enter("tag_incident")
+        self.incidents[incident_id] = replace(incident, tags=with_verdict_tag(incident.tags, tag))
+        self.leave("tag_incident")
+        return self.incidents[incident_id]
+
+
 def file_alert(
     alert_id: str, machine_id: str, data: bytes, *, path: str = "C:\\Users\\u", name: str = "x.exe", **fields: str
 ) -> Alert:
@@ -514,11 +546,12 @@ def process_alert(alert_id: str, machine_id: str, command_line: str, *, image: s
     )
 
 
-def url_alert(alert_id: str, url: str) -> Alert:
-    """An EDR alert, on no machine, whose only evidence is `url`."""
+def url_alert(alert_id: str, url: str, *, incident_id: str | None = None) -> Alert:
+    """An EDR alert, on no machine, whose only evidence is `url` (of `incident_id`, if given)."""
     return Alert(
         id=alert_id,
         detection_source="WindowsDefenderAtp",
         status="New",
         evidence=(Evidence(entity_type="Url", url=url),),
+        incident_id=incident_id,
     )

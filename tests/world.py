@@ -14,7 +14,10 @@ from typing import Any
 
 import httpx
 
-from joedefender.bootstrap import Connector, open_connector
+from joedefender.adapters.graph import Alert as GraphAlert
+from joedefender.adapters.graph import GraphClient
+from joedefender.adapters.graph import Incident as GraphIncident
+from joedefender.bootstrap import Connector, graph_client, open_connector
 from joedefender.hosts.standalone.workers import WorkerPool
 from joedefender.pipeline.clock import Clock
 from joedefender.settings import Settings
@@ -30,9 +33,12 @@ class World:
         self.values = self.emulators.settings() | {"StatePath": str(self.state_path), "Workers": "4"} | settings
         self.settings = Settings.from_mapping(self.values)
         self._http = httpx.Client(verify=self.emulators.certificates.client_context(), timeout=30)
+        self._graph_api: GraphClient | None = None
 
     def close(self) -> None:
         self._http.close()
+        if self._graph_api is not None:
+            self._graph_api.close()
         self.emulators.stop()
 
     @contextmanager
@@ -60,6 +66,20 @@ class World:
         response.raise_for_status()
         body = response.json()
         return body["value"] if isinstance(body, dict) and "value" in body else body
+
+    def graph_alert(self, alert_id: str) -> GraphAlert:
+        """The alert as Graph's API shows it (`GET /v1.0/security/alerts_v2/{id}`, with its comments)."""
+        return self._graph().get_alert(alert_id)
+
+    def graph_incident(self, incident_id: str) -> GraphIncident:
+        """The incident as Graph's API shows it (`GET /v1.0/security/incidents/{id}`: tags, comments)."""
+        return self._graph().get_incident(incident_id)
+
+    def _graph(self) -> GraphClient:
+        """A Graph client of the connector's app registration, as bootstrap builds it."""
+        if self._graph_api is None:
+            self._graph_api = graph_client(self.settings, time_scale=self.scenario.time_scale)
+        return self._graph_api
 
     def joe(self, path: str) -> Any:
         response = self._http.get(f"{self.emulators.joe.url}{path}")

@@ -304,6 +304,7 @@ def test_ids_of_a_work_key(store: _Poisoned) -> None:
     }
     assert telemetry.ids_of(f"cleanup:{_MACHINE}|n1", records)["machine_id"] == _MACHINE
     assert telemetry.ids_of(triage_key(_ALERT_ID), records)["alert_id"] == _ALERT_ID
+    assert telemetry.ids_of("incident:2972395", records)["incident_id"] == "2972395"
 
 
 def test_function_app_py_builds_the_app_without_touching_storage(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,3 +350,20 @@ def test_log_records_are_made_safe_by_the_record_factory(caplog: pytest.LogCaptu
     message = caplog.records[-1].getMessage()
     assert message.startswith("skipping x\\u{001B}[2J\\u{202E}\\nJoe Sandbox: CLEAN")
     assert len(message) <= 4000
+
+
+def test_a_download_links_signature_stays_out_of_the_log_under_the_record_factory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The factory formats a record as it is made, before the httpx logger's filter sees it: the
+    filter must still blank a result link's signature (a credential) out of the formatted message."""
+    from joedefender.adapters._microsoft import transport  # its filter on the httpx logger
+
+    assert transport.redact_signature("?sig=x") == "?sig=***"
+    telemetry.install()
+    link = "https://blob.example/result?sv=2024&sig=LiveResponseSecret%3D&se=2030"
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        logging.getLogger("httpx").info('HTTP Request: %s %s "%s"', "GET", link, "HTTP/1.1 200 OK")
+    message = caplog.records[-1].getMessage()
+    assert "sig=***" in message
+    assert "LiveResponseSecret" not in message

@@ -20,6 +20,7 @@ from joedefender_emulators.scenario import Scenario, load_scenario
 from tests.azure.functions import call
 from tests.azure.rig import AppInstance, start_instance, start_process, wait_for
 from tests.pipeline.test_end_to_end import DEMO_HEADLINES
+from tests.pipeline.test_incident_verdicts import check_incidents, demo_with_a_mixed_incident
 from tests.world import World
 
 pytestmark = pytest.mark.slow
@@ -44,17 +45,21 @@ def _demo() -> Scenario:
     return load_scenario().model_copy(update={"time_scale": _SCALE})
 
 
-@pytest.fixture
-def setup(make_world: WorldFactory, azurite: Any) -> tuple[World, dict[str, str]]:
+def _setup(make_world: WorldFactory, azurite: Any, scenario: Scenario, **settings: str) -> tuple[World, dict[str, str]]:
     from tests.azurite import unique_prefix
 
-    w = make_world(_demo(), JoeSandboxResubmitAfterDays="7")
+    w = make_world(scenario, JoeSandboxResubmitAfterDays="7", **settings)
     environ = w.values | {
         "AzureWebJobsStorage": azurite.connection_string,
         "StoragePrefix": unique_prefix(),
         "PollerEnabled": "false",
     }
     return w, environ
+
+
+@pytest.fixture
+def setup(make_world: WorldFactory, azurite: Any) -> tuple[World, dict[str, str]]:
+    return _setup(make_world, azurite, _demo())
 
 
 def _deliver(apps: list[AppInstance], scenario: Scenario) -> None:
@@ -144,5 +149,33 @@ def test_one_instance_killed_mid_run_loses_nothing_and_duplicates_nothing(
     finally:
         if victim.poll() is None:
             victim.kill()
+        for a in apps:
+            a.stop()
+
+
+def test_the_functions_app_honours_the_graph_source_and_verdicts_on_incidents(
+    make_world: WorldFactory, azurite: Any
+) -> None:
+    """The app settings the templates pass (AlertSource, DefenderIncidentTags/Comments) reach the
+    Functions app: two instances read and comment the alerts through Graph, and tag and comment
+    the incidents, within Graph's budget shared on the table (no 429), each write once."""
+    scenario = demo_with_a_mixed_incident(_SCALE)
+    w, environ = _setup(
+        make_world, azurite, scenario, AlertSource="graph", DefenderIncidentTags="true", DefenderIncidentComments="true"
+    )
+    apps = [start_instance(environ, time_scale=_SCALE, name=f"g{n}") for n in range(2)]
+    try:
+        _deliver(apps, scenario)
+        wait_for(_finished(apps[0]), _DONE_WITHIN, "the queue draining")
+        for alert_id, headline in _EXPECTED.items():
+            ours = _ours([c.comment or "" for c in w.graph_alert(alert_id).comments])
+            assert len(ours) == 1, (alert_id, ours)
+            assert ours[0].startswith(f"Joe Sandbox: {headline}"), ours[0]
+        check_incidents(w)
+        graph_calls = w.graph("/_emulator/calls")
+        assert sum(route["throttled"] for route in graph_calls.values()) == 0, graph_calls
+        assert not {route for route in w.defender("/_emulator/calls") if route.startswith("alerts.")}
+        assert sum(a.host.counts.poisoned for a in apps) == 0
+    finally:
         for a in apps:
             a.stop()

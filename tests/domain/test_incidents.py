@@ -27,3 +27,9 @@ def test_the_worst_verdict_is_the_most_severe_conclusive_one():
     assert worst_detection(["clean"]) == "clean"
     assert worst_detection(["unknown"]) is None
     assert worst_detection([]) is None
+
+
+def test_the_worst_verdict_of_a_generator_is_read_once_and_right():
+    # The pipeline passes a generator over the incident's jobs: it can be read only once.
+    assert worst_detection(d for d in ["clean", "malicious", "suspicious"]) == "malicious"
+    assert worst_detection(iter(["suspicious", "clean"])) == "suspicious"

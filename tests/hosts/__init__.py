@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 
@@ -20,3 +21,10 @@ def environment(settings: Mapping[str, str]) -> dict[str, str]:
     names = {name.lower() for name in SETTING_NAMES}
     inherited = {k: v for k, v in os.environ.items() if k.lower() not in names}
     return inherited | {"COLUMNS": "250", "NO_COLOR": "1"} | {k: str(v) for k, v in settings.items()}
+
+
+def run_joedefender(*args: str, settings: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`joedefender ARGS` run to its end as its own process with `settings`, its output captured."""
+    return subprocess.run(
+        joedefender(*args), env=environment(settings), capture_output=True, text=True, timeout=timeout, check=False
+    )

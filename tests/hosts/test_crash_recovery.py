@@ -5,7 +5,9 @@ and saving the submission, between the comment's PATCH or batchUpdate and saving
 often such a call is carried out but its answer lost (a 5xx or a dropped connection after the change
 was made, at random on the live response, the Joe submission, the comment's PATCH and batchUpdate), the restarted
 connector must end with every alert enriched exactly once: one comment per alert, one submission
-per sample, and nothing left on the endpoints. Random kills rarely land between two writes that
+per sample, and nothing left on the endpoints. With Graph as the alert source and verdicts on
+incidents, the same holds for Graph's comment POSTs, and each incident ends with one comment per
+sample and its worst verdict's tag beside the analysts' tags. Random kills rarely land between two writes that
 are microseconds apart, so the last tests crash the connector at such precise points on purpose.
 """
 
@@ -82,10 +84,32 @@ def _loader_quarantine() -> list[dict[str, str]]:
 # -- SIGKILL at random points -------------------------------------------------------------------
 
 
-def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
+# With Graph as the alert source and verdicts on incidents: the alerts' incidents, each with the
+# tags analysts gave it before the run, and the tag of ours it must end with (its worst verdict).
+_INCIDENTS = {
+    "601": ((1, 4, 5), ["VIP"], "JoeSandbox:malicious"),  # invoice, loader, tool
+    "602": ((2, 7), ["Finance", "Escalated"], "JoeSandbox:malicious"),  # invoice, the URL
+    "603": ((6,), [], "JoeSandbox:suspicious"),  # the tool
+    "604": ((3, 8, 9), [], "JoeSandbox:malicious"),  # invoice, the URL, the DLL
+}
+_GRAPH = {"AlertSource": "graph", "DefenderIncidentTags": "true", "DefenderIncidentComments": "true"}
+# The calls with side effects whose answers are slow or lost: live response and Joe's submission,
+# and the comment writes of the alert source (and, with Graph, the incident's writes).
+_SIDE_EFFECTS = [("defender", "POST", "runliveresponse$"), ("joe", "POST", "submission/(new|chunked-sample)")]
+_MDE_COMMENTS = [("defender", "PATCH", "^/api/alerts/"), ("defender", "POST", "^/api/alerts/batchUpdate$")]
+_GRAPH_WRITES = [
+    ("graph", "POST", r"^/v1\.0/security/alerts_v2/.+/comments$"),
+    ("graph", "POST", r"^/v1\.0/security/incidents/.+/comments$"),
+    ("graph", "PATCH", r"^/v1\.0/security/incidents/[^/]+$"),
+]
+
+
+def _busy_world(make_world: WorldFactory, *, graph: bool = False) -> tuple[World, dict[str, str]]:
     """9 alerts over 5 samples on 3 machines: a file on two machines, a quarantined file, a file on
     a third machine, a URL, a DLL rundll32.exe ran (collected by its path, then the sample of its
-    hash). Returns the world and each alert's expected verdict headline."""
+    hash). Returns the world and each alert's expected verdict headline. With
+    `graph`, the alerts are read and commented through Graph and belong to `_INCIDENTS`, whose
+    verdicts are written too."""
     machines = [
         machine(1, files={_INVOICE: "invoice"}, quarantine=_loader_quarantine()),
         machine(2, files={_INVOICE: "invoice", _DLL: "dll", _RUNDLL32: "rundll32"}),
@@ -104,6 +128,7 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
         (alert(8, 1, {"entityType": "Url", "url": _URL}), url),
         (alert(9, 2, process_evidence(_RUNDLL32, f"rundll32.exe {_DLL},Go", sample="rundll32")), dll),
     ]
+    incident_of = {n: int(incident) for incident, (members, _, _) in _INCIDENTS.items() for n in members}
     raw = world(
         samples={
             "invoice": "invoice bytes",
@@ -113,7 +138,7 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
             "rundll32": "rundll32 bytes",
         },
         machines=machines,
-        alerts=[a for a, _ in alerts],
+        alerts=[a | {"incidentId": incident_of[n]} if graph else a for n, (a, _) in enumerate(alerts, start=1)],
         verdicts=[
             {"sample": "invoice", "detection": "malicious", "score": 91},
             {"sample": "loader", "detection": "malicious", "score": 100},
@@ -125,16 +150,13 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
     )
     raw["joe"] |= {"queue_seconds": 30, "analysis_seconds": 900}  # under a job's 30-minute limit
     raw["seed"] = _SEED  # which of the calls below the random `after` faults hit
+    if graph:
+        raw["graph"] = {"incidents": [{"id": i, "customTags": tags} for i, (_, tags, _) in _INCIDENTS.items()]}
     # Slow answers to the calls with side effects widen the windows where a kill leaves an effect
     # done but not recorded (the emulator carries a request out after the delay, client or not).
     # Some of them are carried out and then answered with a 5xx or a dropped connection: the
     # change was made, the connector cannot know (the first matching rule fires, so these come first).
-    slow = [
-        ("defender", "POST", "runliveresponse$"),
-        ("defender", "PATCH", "^/api/alerts/"),
-        ("defender", "POST", "^/api/alerts/batchUpdate$"),
-        ("joe", "POST", "submission/(new|chunked-sample)"),
-    ]
+    slow = _SIDE_EFFECTS + (_GRAPH_WRITES if graph else _MDE_COMMENTS)
     answers: list[dict[str, Any]] = [{"status": 500}, {"status": 503}, {"drop": True}]
     rng = random.Random(_SEED)
     # The first call to each is always one of them, so every run meets all three; then at random.
@@ -144,7 +166,7 @@ def _busy_world(make_world: WorldFactory) -> tuple[World, dict[str, str]]:
         + [rule | {"rate": _LOST_ANSWERS} | rng.choice(answers) for rule in lost]
         + [{"service": s, "method": m, "path": p, "delay": 0.3} for s, m, p in slow]
     )
-    return make_world(scenario(raw)), {a["id"]: headline for a, headline in alerts}
+    return make_world(scenario(raw), **(_GRAPH if graph else {})), {a["id"]: headline for a, headline in alerts}
 
 
 def _command(w: World) -> list[str]:
@@ -189,16 +211,13 @@ def _kill_repeatedly(w: World, waves: list[list[str]], logs: Path, rng: random.R
     return kills
 
 
-def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
-    make_world: WorldFactory, tmp_path: Path
-) -> None:
-    w, expected = _busy_world(make_world)
-    ids = list(expected)
+def _crash_then_finish(w: World, ids: list[str], logs: Path) -> int:
+    """Kill the worker process again and again while the alerts come in, then one final run to
+    the end; the kill count."""
     # New samples keep arriving, and later alerts join jobs under way or finished.
     waves = [[ids[0], ids[6]], [ids[3]], [ids[8]], [ids[4]], [ids[1]], [ids[7]], [ids[5]], [ids[2]]]
-
-    kills = _kill_repeatedly(w, waves, tmp_path, random.Random(_SEED))
-    final = tmp_path / "final.log"
+    kills = _kill_repeatedly(w, waves, logs, random.Random(_SEED))
+    final = logs / "final.log"
     with final.open("wb") as out:
         done = subprocess.run(
             _command(w),
@@ -209,13 +228,10 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
             check=False,
         )
     assert done.returncode == 0, final.read_text()
+    return kills
 
-    # Every alert: exactly one comment of ours, and it carries the verdict (not a failure).
-    for alert_id, headline in expected.items():
-        ours = _ours(w.comments(alert_id))
-        assert len(ours) == 1, (alert_id, ours)
-        assert ours[0].startswith(f"Joe Sandbox: {headline}"), (alert_id, ours[0])
 
+def _check_samples_endpoints_and_store(w: World, expected: dict[str, str]) -> None:
     # One submission per sample, whatever the kills interrupted.
     submissions = w.submissions()
     carrying = [s for s in submissions if s["sha256"] or s["url"]]
@@ -231,18 +247,9 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
             0,
             [],
         ), orphan
-
-    # Each call with side effects had its answer lost after it was carried out, at least once.
-    faults = [*w.defender("/_emulator/faults"), *w.joe("/_emulator/faults")]
-    spent = {f["path"] for f in faults if f["left"] == 0 and f["fired"] == 1}
-    assert {"runliveresponse$", "submission/(new|chunked-sample)"} <= spent, faults
-    # A comment goes by PATCH to a lone alert and by batchUpdate to several: one of them at least.
-    assert spent & {"^/api/alerts/", "^/api/alerts/batchUpdate$"}, faults
-
     # Nothing left on the endpoints: every quarantine folder was cleaned up.
     for n in (1, 2, 3):
         assert _leftovers(w, n) == [], machine_id(n)
-
     # The store agrees: every alert accepted, every job done, nothing queued.
     with w.connector() as connector:
         states = {a.record.alert_id: a.record.state for a in connector.ctx.alerts.list()}
@@ -252,7 +259,67 @@ def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
         assert {state for key, state in jobs.items() if not key.startswith("path:")} == {JobState.DONE}
         assert [state for key, state in jobs.items() if key.startswith("path:")] == [JobState.RESOLVED]
         assert connector.store.pending() == 0
+
+
+def _spent(w: World, *services: str) -> set[str]:
+    """The fault rules that fired exactly once and are used up: the always-first lost answers."""
+    faults = [rule for service in services for rule in getattr(w, service)("/_emulator/faults")]
+    return {f["path"] for f in faults if f["left"] == 0 and f["fired"] == 1}
+
+
+def test_sigkill_at_random_points_then_a_restart_enriches_every_alert_once(
+    make_world: WorldFactory, tmp_path: Path
+) -> None:
+    w, expected = _busy_world(make_world)
+    kills = _crash_then_finish(w, list(expected), tmp_path)
+
+    # Every alert: exactly one comment of ours, and it carries the verdict (not a failure).
+    for alert_id, headline in expected.items():
+        ours = _ours(w.comments(alert_id))
+        assert len(ours) == 1, (alert_id, ours)
+        assert ours[0].startswith(f"Joe Sandbox: {headline}"), (alert_id, ours[0])
+    _check_samples_endpoints_and_store(w, expected)
+    # Each call with side effects had its answer lost after it was carried out, at least once.
+    spent = _spent(w, "defender", "joe")
+    assert {"runliveresponse$", "submission/(new|chunked-sample)"} <= spent
+    # A comment goes by PATCH to a lone alert and by batchUpdate to several: one of them at least.
+    assert spent & {"^/api/alerts/", "^/api/alerts/batchUpdate$"}
     assert kills >= _MIN_KILLS, f"only {kills} kills: the test did not crash the connector enough"
+
+
+def test_sigkill_with_graph_as_the_source_and_verdicts_on_incidents_writes_each_once(
+    make_world: WorldFactory, tmp_path: Path
+) -> None:
+    """The same with Graph: alerts read and commented through alerts_v2, the incidents tagged and
+    commented, Graph's comment POSTs and tag PATCHes carried out with their answers lost."""
+    w, expected = _busy_world(make_world, graph=True)
+    kills = _crash_then_finish(w, list(expected), tmp_path)
+
+    ids = list(expected)
+    for alert_id, headline in expected.items():  # as Graph's API shows each alert
+        ours = _ours([c.comment or "" for c in w.graph_alert(alert_id).comments])
+        assert len(ours) == 1, (alert_id, ours)
+        assert ours[0].startswith(f"Joe Sandbox: {headline}"), (alert_id, ours[0])
+    for incident_id, (members, tags, tag) in _INCIDENTS.items():  # and each incident
+        incident = w.graph_incident(incident_id)
+        assert incident.custom_tags == [*tags, tag], incident_id
+        comments = _ours([c.comment or "" for c in incident.comments])
+        # One comment per sample of its alerts (no sample twice, none missing), with its verdict.
+        markers = [c.splitlines()[-1] for c in comments]
+        assert len(markers) == len(set(markers)) == len({_sample(n) for n in members}), (incident_id, comments)
+        headlines = {c.splitlines()[0].removeprefix("Joe Sandbox: ") for c in comments}
+        assert headlines == {expected[ids[n - 1]] for n in members}, (incident_id, comments)
+    _check_samples_endpoints_and_store(w, expected)
+    assert not {route for route in w.defender("/_emulator/calls") if route.startswith("alerts.")}
+    spent = _spent(w, "defender", "graph", "joe")
+    assert {"runliveresponse$", "submission/(new|chunked-sample)"} <= spent
+    assert {p for _, _, p in _GRAPH_WRITES} <= spent  # every Graph write lost an answer at least once
+    assert kills >= _MIN_KILLS, f"only {kills} kills: the test did not crash the connector enough"
+
+
+def _sample(n: int) -> str:
+    """The sample alert `n` of the busy world carries."""
+    return {1: "invoice", 2: "invoice", 3: "invoice", 4: "loader", 5: "tool", 6: "tool", 9: "dll"}.get(n, "url")
 
 
 # -- a crash at a precise point -----------------------------------------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from joedefender.domain.comments import MARKER_PREFIX
 from joedefender.domain.errors import Transient
 from joedefender.domain.jobs import LinkState
-from tests.fakes import FakeDefender, file_alert
+from tests.fakes import FakeDefender, file_alert, url_alert
 from tests.pipeline.test_steps import M1, M2, PAYLOAD, Rig
 
 
@@ -49,3 +51,27 @@ def test_a_batch_refused_for_an_alert_that_is_gone_still_comments_the_others_onc
     assert [len(_ours(rig, i)) for i in ("a0", "a1")] == [1, 1]
     states = {link.record.alert_id: link.record.state for link in rig.ctx.links.list()}
     assert states == {"a0": LinkState.COMMENTED, "a1": LinkState.COMMENTED, "a2": LinkState.WRITING}
+
+
+class _OneCallPerAlert(FakeDefender):
+    batches_comments = False  # as Graph's alerts_v2: `comment_alerts` is one POST per alert
+
+
+@pytest.mark.parametrize("port", [FakeDefender, _OneCallPerAlert], ids=["batchUpdate", "one-call-per-alert"])
+def test_only_a_port_that_batches_waits_for_batch_turns(port: type[FakeDefender]) -> None:
+    """Twelve samples, two alerts each, all ending together: batchUpdate's 10 a minute puts the
+    last two batches a minute later; a port without batches (Graph) comments all at once, paced
+    only by its own client."""
+    rig = Rig(defender=port())
+    urls = [f"http://phish-{n}.example/login" for n in range(12)]
+    rig.receive(*[url_alert(f"a{n}x{k}", url) for n, url in enumerate(urls) for k in (1, 2)])
+    rig.drain()
+    times = [link.record.commented_at or 0.0 for link in rig.ctx.links.list()]
+    assert len(times) == 24
+    assert 0.0 not in times
+    spread = max(times) - min(times)
+    assert rig.defender.calls["comment_alerts"] == 12
+    if port.batches_comments:
+        assert spread >= 60.0, spread
+    else:
+        assert spread < 60.0, spread

@@ -1,7 +1,9 @@
-"""`AlertSource=graph` on today's pipeline, unchanged: the demo's alerts are read from Graph's
-alerts_v2 (listed by the poller), their files collected through the MDE API on the machines
-Graph's evidence names (`mdeDeviceId`), and each gets one comment through Graph's comment call,
-seen by both APIs. (The integration of incident verdicts and Graph ids at the hosts comes later.)"""
+"""`AlertSource=graph`: the demo's alerts are read from Graph's alerts_v2 (listed by the poller),
+their files collected through the MDE API on the machines Graph's evidence names (`mdeDeviceId`),
+and each gets exactly one comment through Graph's comment call, seen by both APIs (Graph's
+`GET /v1.0/security/alerts_v2/{id}` and the MDE API's alert). Without the incident settings nothing
+is written on an incident. (Verdicts on incidents: test_incident_verdicts.py; Graph ids at the
+webhook and `process`: tests/hosts/test_graph_hosts.py.)"""
 
 from __future__ import annotations
 
@@ -38,7 +40,9 @@ def test_the_demo_through_graph_ends_as_through_the_mde_api(make_world: WorldFac
         ours = [c for c in w.comments(alert_id) if MARKER_PREFIX in c]  # the MDE API's view
         assert len(ours) == 1, (alert_id, ours)
         assert ours[0].startswith(f"Joe Sandbox: {headline}"), ours[0]
-        assert [c["comment"] for c in graph_alerts[alert_id]["comments"]] == ours  # Graph's view
+        assert [c.comment for c in w.graph_alert(alert_id).comments] == ours  # Graph's API
+    assert not {route for route in graph_calls if route.startswith("incidents.")}  # the settings are off
+    assert w.graph_incident("501").custom_tags == ["Finance", "VIP"]
     collected_on = {a["machineId"] for a in w.live_responses()}
     devices = {
         e["mdeDeviceId"]

@@ -29,7 +29,7 @@ from joedefender.pipeline.context import Context
 from joedefender.pipeline.facade import Application
 from joedefender.pipeline.ports import UnitOfWork
 from joedefender.pipeline.quota import parked_until
-from tests.fakes import FakeDefender, FakeSandbox, file_alert, url_alert
+from tests.fakes import FakeDefender, FakeIncidents, FakeSandbox, file_alert, url_alert
 
 M1, M2 = "1" * 40, "2" * 40
 PAYLOAD = b"MZ pretend payload"
@@ -51,13 +51,15 @@ class Rig:
     clock: Clock = field(default_factory=Clock)
     config: PipelineConfig = field(default_factory=PipelineConfig)
     scale: float = 1.0  # real seconds per nominal second
+    incidents: FakeIncidents | None = None  # with verdicts on incidents
     store: MemoryStore = field(init=False)
     app: Application = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = MemoryStore(clock=self.clock)
         clock = ScaledClock(scale=self.scale, source=self.clock)
-        self.app = Application(Context(self.store, self.defender, self.sandbox, self.config, clock))
+        ctx = Context(self.store, self.defender, self.sandbox, self.config, clock, incidents=self.incidents)
+        self.app = Application(ctx)
 
     @property
     def ctx(self) -> Context:

@@ -119,6 +119,7 @@ def graph_client(
     sleep: Callable[[float], None] = time.sleep,
     shared_holds: SharedHolds | None = None,
     limiter: Limiter | None = None,
+    timeout: float | None = None,
 ) -> GraphClient:
     """The Graph security API client, as `defender_client` (the same retry settings; Graph's own
     150-a-minute budget, shared like Defender's)."""
@@ -129,6 +130,7 @@ def graph_client(
         retry=defender_retry(settings),
         limiter=limiter or RateLimiter(GRAPH_RATES, time_scale=time_scale, sleep=sleep, shared_holds=shared_holds),
         sleep=sleep,
+        **({"timeout": timeout} if timeout is not None else {}),
     )
 
 

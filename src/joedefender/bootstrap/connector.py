@@ -98,7 +98,7 @@ def open_connector(
                 sandbox_client(settings, base_delay=max(0.01, clock.scale), sleep=claims.sleep)
             )
             sandbox = JoeSandboxAdapter(sandbox_wire, system_chooser(sandbox_wire, settings))
-        ctx = Context(store, defender, sandbox, pipeline_config(settings), clock, claims)
+        ctx = Context(store, defender, sandbox, pipeline_config(settings), clock, claims, incidents)
         app = Application(ctx, relay=outbox_relay(store, clock))
         yield Connector(settings, store, defender, sandbox, app, incidents)
 

@@ -36,6 +36,8 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         allow_quarantine_restore=settings.allow_quarantine_restore,
         indicators=indicator_policy(settings),
         classify_alerts=settings.defender_alert_classification,
+        incident_tags=settings.defender_incident_tags,
+        incident_comments=settings.defender_incident_comments,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from joedefender.domain.jobs import JobState, SampleJob
 from joedefender.domain.markers import PREFIX, mark
 from joedefender.domain.origins import Origin
 from joedefender.domain.text import shown
@@ -107,3 +108,23 @@ def render_failure(
         lines.append(_subject_line(sample_key, subject))
     lines.append(marker(sample_key))
     return "\n".join(lines)
+
+
+def job_comment(job: SampleJob, file_name: str | None, origin: Origin | None = None) -> str:
+    """What a final job says, on an alert or an incident: its verdict, or why there is none.
+    `file_name` is the name the alert gave the file (the job's first, when None); `origin` how the
+    alert named the sample, when not as a file."""
+    subject = job.sha256 or job.url  # None: a file known by its path only, never collected
+    file_name = file_name or job.file_name
+    if job.state == JobState.DONE and job.verdict is not None:
+        return render_verdict(
+            job.verdict,
+            sample_key=job.key,
+            subject=subject or job.key,
+            file_name=file_name,
+            reused=job.verdict_source == "lookup",
+            older=job.older_verdict,
+            origin=origin,
+        )
+    reason = job.failure.text if job.failure is not None else "unknown error"
+    return render_failure(sample_key=job.key, subject=subject, file_name=file_name, reason=reason, origin=origin)

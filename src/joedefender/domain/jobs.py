@@ -42,6 +42,7 @@ class AlertRecord(_Record):
     cause: Cause | None = None  # why it was skipped or failed
     summary: str = ""  # what triage accepted, e.g. "1 file(s), 0 URL(s)"
     samples: list[str] = []  # sample job keys
+    incident_id: str | None = None  # its incident, when verdicts go on incidents
     # The alert as the poller listed it (with its evidence, without comments): triage works from
     # it instead of reading the alert again, and clears it.
     snapshot: Alert | None = None
@@ -209,6 +210,9 @@ class SampleJob(_Record):
     updated_at: float
     candidates: list[Candidate] = []
     devices: dict[str, Device] = {}  # by machine id: what each candidate machine was taken for
+    # The Defender XDR incidents of the alerts that carry it (with verdicts on incidents): a job
+    # that ends wakes their verdict step.
+    incidents: list[str] = []
     attempts: list[Attempt] = []
     waiting_since: float | None = None  # when no candidate machine could be used
     submission: Submission | None = None

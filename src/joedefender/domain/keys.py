@@ -2,7 +2,7 @@
 
 Work items are `<kind>:<subject>`; an (alert, sample) link is `<sample key>|<alert id>`; an
 endpoint cleanup is `<machine id>|<job id>`; history subjects are `alert:<id>`,
-`endpoint:<machine id>` or a sample key (`sha256:<hex>`, `url:<digest>`).
+`endpoint:<machine id>`, `incident:<id>` or a sample key (`sha256:<hex>`, `url:<digest>`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ class WorkKind(StrEnum):
     CLEANUP = "cleanup"  # subject: a cleanup key
     CLASSIFY = "classify"  # subject: a link key
     INDICATORS = "indicators"  # subject: a sample key (choose its IOCs) or TENANT_BATCH (import)
+    INCIDENT = "incident"  # subject: a Defender XDR incident id (its verdict tag and comments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,10 @@ def indicators_work_key(subject: str) -> str:
     return str(WorkKey(WorkKind.INDICATORS, subject))
 
 
+def incident_key(incident_id: str) -> str:
+    return str(WorkKey(WorkKind.INCIDENT, incident_id))
+
+
 def link_key(alert_id: str, sample_key: str) -> str:
     return f"{sample_key}|{alert_id}"
 
@@ -84,3 +89,7 @@ def alert_subject(alert_id: str) -> str:
 
 def endpoint_subject(machine_id: str) -> str:
     return f"endpoint:{machine_id}"
+
+
+def incident_subject(incident_id: str) -> str:
+    return f"incident:{incident_id}"

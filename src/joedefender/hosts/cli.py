@@ -243,13 +243,16 @@ def demo(
         bool, typer.Option("--serve", help="Afterwards, keep the operator's page up on the demo's state until Ctrl-C.")
     ] = False,
     port: Annotated[int, typer.Option(min=0, max=65535, help="The page's port with --serve (0: any free one).")] = 8080,
+    graph: Annotated[
+        bool, typer.Option("--graph", help="Alerts through Microsoft Graph, verdicts on incidents (tags, comments).")
+    ] = False,
 ) -> None:
     """The whole flow against the emulators on the bundled scenario, with a live view."""
     with _emulators_needed():
         from joedefender.hosts.demo import run_demo
 
     _logging(False)
-    raise typer.Exit(run_demo(console, scenario, serve_port=port if serve else None))
+    raise typer.Exit(run_demo(console, scenario, graph=graph, serve_port=port if serve else None))
 
 
 def main() -> None:

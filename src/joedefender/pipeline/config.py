@@ -36,6 +36,9 @@ class PipelineConfig:
     max_sample_bytes: int = 3 * 1024**3
     indicators: IndicatorPolicy = field(default_factory=IndicatorPolicy)
     classify_alerts: bool = False  # malicious verdict: TruePositive / Malware, unless an analyst decided
+    # Verdicts on the Defender XDR incident: our tag naming its worst verdict, a comment per sample.
+    incident_tags: bool = False
+    incident_comments: bool = False
     # A step that keeps failing: 15 s, doubling to 15 min, given up after 25 consecutive failures.
     step_retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(max_retries=25, first=15.0, cap=900.0, jitter="none")
@@ -48,6 +51,10 @@ class PipelineConfig:
     # A work item's lease while its step runs, renewed every third of it: a dead instance's items
     # are free again within it (issue 22: taken over within 2 minutes).
     step_lease: float = 60.0
+
+    @property
+    def incident_verdicts(self) -> bool:
+        return self.incident_tags or self.incident_comments
 
     @property
     def max_step_attempts(self) -> int:

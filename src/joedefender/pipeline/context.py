@@ -1,4 +1,4 @@
-"""What every step works with: the store's records, the two ports, the config and the clock."""
+"""What every step works with: the store's records, the ports, the config and the clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from joedefender.pipeline.clock import Clock
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.lease import Claims
-from joedefender.pipeline.ports import DefenderPort, SandboxPort, Store
+from joedefender.pipeline.ports import DefenderPort, IncidentPort, SandboxPort, Store
 from joedefender.pipeline.records import Changes, Records
 
 _MIN_LEASE = 2.0  # real seconds: a step's lease, however fast the clock runs
@@ -41,6 +41,8 @@ class Context(Records):
     clock: Clock = field(default_factory=Clock)
     # The claim each thread's step runs under; bootstrap shares it with the adapters' waits.
     claims: Claims = field(default_factory=Claims)
+    # Defender XDR incidents, when verdicts go on them (`config.incident_verdicts`).
+    incidents: IncidentPort | None = None
 
     def __post_init__(self) -> None:
         Records.__init__(self, self.store)

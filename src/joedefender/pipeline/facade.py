@@ -39,6 +39,7 @@ from joedefender.pipeline.records import Records
 from joedefender.pipeline.sample.job import SampleWork
 from joedefender.pipeline.sweep import sweep
 from joedefender.pipeline.verdicts.classify import ClassifyWork
+from joedefender.pipeline.verdicts.incidents import IncidentWork
 from joedefender.pipeline.verdicts.indicators import IndicatorsWork, withdraw
 from joedefender.pipeline.verdicts.writeback import WriteBack
 
@@ -127,6 +128,7 @@ class Application:
             WorkKind.CLEANUP: CleanupWork(ctx, runner, strategies),
             WorkKind.INDICATORS: IndicatorsWork(ctx),
             WorkKind.CLASSIFY: ClassifyWork(ctx),
+            WorkKind.INCIDENT: IncidentWork(ctx),
         }
 
     # -- intake ---------------------------------------------------------------------------------

@@ -32,6 +32,11 @@ from joedefender.domain.verdicts import IocSet, SubmissionStatus, Verdict
 class DefenderPort(Protocol):
     """Defender for Endpoint. Raises `joedefender.domain.errors` types."""
 
+    # Whether `comment_alerts` writes many alerts in one call under a budget of its own (the MDE
+    # API's batchUpdate, 10 a minute), which write-back paces; False: one call per alert, paced
+    # by the alert source's own budget (Graph), so write-back waits for no batch turn.
+    batches_comments: bool
+
     def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
         """Alerts whose lastUpdateTime lies in [since, until), with their evidence."""
         ...

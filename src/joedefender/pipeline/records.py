@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from joedefender.domain.incidents import IncidentVerdicts
 from joedefender.domain.jobs import (
     AlertRecord,
     AlertSampleLink,
@@ -67,6 +68,7 @@ class Records:
         self.cleanups: Repository[EndpointCleanup] = Repository(store, "cleanup", EndpointCleanup)
         self.pushes: Repository[IndicatorPush] = Repository(store, "push", IndicatorPush)
         self.budgets: Repository[IndicatorBudget] = Repository(store, "budget", IndicatorBudget)
+        self.incident_verdicts: Repository[IncidentVerdicts] = Repository(store, "incident", IncidentVerdicts)
 
 
 class Changes:

@@ -54,13 +54,17 @@ def redact_signature(text: str) -> str:
 
 
 class _RedactSignatures(logging.Filter):
-    """httpx logs every URL at INFO; a result link's `sig=` is a credential."""
+    """httpx logs every URL at INFO; a result link's `sig=` is a credential. A record factory may
+    have formatted the message already (the Functions host's makes every record safe as it is
+    made): then the signature is blanked out of the message itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any("sig=" in str(arg).lower() for arg in record.args):
             record.args = tuple(
                 redact_signature(str(arg)) if "sig=" in str(arg).lower() else arg for arg in record.args
             )
+        elif not record.args and "sig=" in str(record.msg).lower():
+            record.msg = redact_signature(str(record.msg))
         return True
 
 

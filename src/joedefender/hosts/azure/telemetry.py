@@ -79,6 +79,8 @@ def ids_of(key: str, records: Records) -> dict[str, str | None]:
         ids["sample"], _, ids["alert_id"] = work.subject.partition("|")
     elif work.kind == WorkKind.CLEANUP:  # <machine id>|<job id>
         ids["machine_id"] = work.subject.partition("|")[0]
+    elif work.kind == WorkKind.INCIDENT:
+        ids["incident_id"] = work.subject
     elif work.kind in (WorkKind.SAMPLE, WorkKind.INDICATORS) and work.subject != TENANT_BATCH:
         ids["sample"] = work.subject
         if work.kind == WorkKind.SAMPLE:

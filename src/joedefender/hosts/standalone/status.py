@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from joedefender.domain.jobs import AlertRecord
-from joedefender.domain.keys import alert_subject, link_key, link_prefix
+from joedefender.domain.keys import alert_subject, incident_subject, link_key, link_prefix
 from joedefender.domain.text import shown
 from joedefender.pipeline.facade import Records, Status
 
@@ -144,6 +144,8 @@ def alert_detail(ctx: Records, alert: AlertRecord) -> Group:
         job = ctx.jobs.get(key)
         state = job.record.state.value if job else "unknown"
         parts.append(history_table(ctx, key, f"Sample {key}: {state}"))
+    if alert.incident_id is not None:  # the verdicts written on its incident
+        parts.append(history_table(ctx, incident_subject(alert.incident_id), f"Incident {alert.incident_id}"))
     return Group(*parts)
 
 

@@ -7,6 +7,8 @@ either all of it or none, and the step simply runs again.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from joedefender.domain.alerts import Alert
 from joedefender.domain.errors import NotFound
 from joedefender.domain.jobs import AlertRecord, AlertState, Candidate, JobState, SampleJob
@@ -21,6 +23,7 @@ from joedefender.pipeline.context import DONE, Context, Outcome
 from joedefender.pipeline.ports import VersionConflict
 from joedefender.pipeline.records import Versioned
 from joedefender.pipeline.sample.attach import Sighting, attach, file_job
+from joedefender.pipeline.verdicts.incidents import incident_of, join_incident
 
 _RACES = 20
 _SAMPLES_PER_COMMIT = 40  # two documents each, and the alert: within one Azure Tables transaction
@@ -104,13 +107,15 @@ class TriageWork:
         # record last. Attaching is idempotent, so a crash in between is mended by the next try.
         head, last = sightings[:-_SAMPLES_PER_COMMIT], sightings[-_SAMPLES_PER_COMMIT:]
         keys: list[str] = []
+        incident = incident_of(ctx, alert)
         for start in range(0, len(head), _SAMPLES_PER_COMMIT):
             with ctx.changes() as changes:
                 for sighting in head[start : start + _SAMPLES_PER_COMMIT]:
-                    keys.append(attach(ctx, changes, alert.id, sighting))
+                    keys.append(attach(ctx, changes, alert.id, replace(sighting, incident=incident)))
         with ctx.changes() as changes:
             for sighting in last:
-                keys.append(attach(ctx, changes, alert.id, sighting))
+                keys.append(attach(ctx, changes, alert.id, replace(sighting, incident=incident)))
+            join_incident(ctx, changes, alert, keys)
             for note in decision.skipped_evidence:
                 changes.record(subject, "triage", "evidence skipped", note)
             new = [key for key in keys if key not in record.samples]
@@ -118,6 +123,7 @@ class TriageWork:
                 changes.record(subject, "triage", "new evidence", ", ".join(new))
             record.state, record.cause, record.summary = AlertState.ACCEPTED, None, decision.summary
             record.samples, record.triaged_at = list(dict.fromkeys([*record.samples, *keys])), now
+            record.incident_id = incident or record.incident_id
             record.snapshot = None
             changes.save(stored)
             changes.record(subject, "triage", "accepted", decision.summary)

@@ -32,6 +32,7 @@ class Sighting:
     job: SampleJob
     candidate: Candidate | None = None
     origin: Origin | None = None
+    incident: str | None = None  # the alert's incident, with verdicts on incidents: the job wakes it when it ends
 
 
 def file_job(key: SampleKey, file_name: str | None, now: float, attempts: Sequence[Attempt] = ()) -> SampleJob:
@@ -62,6 +63,8 @@ def attach(ctx: Context, changes: Changes, alert_id: str, sighting: Sighting) ->
         new_job = sighting.job
         if sighting.candidate is not None:
             new_job.candidates.append(sighting.candidate)
+        if sighting.incident is not None and sighting.incident not in new_job.incidents:
+            new_job.incidents.append(sighting.incident)
         changes.create(ctx.jobs, job_key, new_job)
         changes.record(job_key, "job", "created", sighting.key.value)
         # Ahead of the alerts still waiting for triage: the job's collection and analysis are
@@ -88,6 +91,8 @@ def _join(ctx: Context, changes: Changes, alert_id: str, sighting: Sighting, job
     whether the job has ended."""
     candidate = sighting.candidate
     joined = candidate is not None and job.add_candidate(candidate)
+    if sighting.incident is not None and sighting.incident not in job.incidents:
+        job.incidents.append(sighting.incident)
     reopen = (
         joined
         and job.state == JobState.FAILED

@@ -20,6 +20,7 @@ from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.ports import VersionConflict
 from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.sample.looks import AnalysisLooks
+from joedefender.pipeline.verdicts.incidents import wake_incidents
 from joedefender.pipeline.verdicts.indicators import schedule_indicators
 
 T = TypeVar("T")
@@ -48,18 +49,21 @@ class JobLedger:
         raise VersionConflict("job", stored.record.key, stored.doc.version)
 
     def _rebase(self, stored: Versioned[SampleJob]) -> None:
-        """Take the stored job's version and candidates if only joins changed it since `stored`."""
+        """Take the stored job's version, candidates and incidents if only joins changed it since `stored`."""
         fresh = self._ctx.jobs.get(stored.record.key)
         if fresh is None or fresh.doc.version == stored.doc.version:
             return
         if _without_joins(fresh.doc.data) == _without_joins(stored.doc.data):
             stored.record.candidates = fresh.record.candidates
+            stored.record.incidents = fresh.record.incidents
             stored.doc = fresh.doc
 
     def announce(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
         """A final job asks for the write-back of its sample, which comments every alert linked
-        to it by then (a link made later asks again: triage enqueues it for a final job)."""
+        to it by then (a link made later asks again: triage enqueues it for a final job), and
+        wakes the verdicts of its incidents."""
         changes.enqueue(comment_key(stored.record.key))
+        wake_incidents(changes, stored.record)
 
     def fail(self, stored: Versioned[SampleJob], cause: Cause, changes: Changes | None = None) -> Outcome:
         """End the job as failed (in `changes`, when given, else in a unit of work of its own)."""
@@ -150,4 +154,4 @@ class JobLedger:
 
 def _without_joins(data: dict[str, Any]) -> dict[str, Any]:
     """A job's stored fields but those a joining alert changes."""
-    return {key: value for key, value in data.items() if key not in ("candidates", "updated_at")}
+    return {key: value for key, value in data.items() if key not in ("candidates", "incidents", "updated_at")}

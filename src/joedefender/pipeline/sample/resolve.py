@@ -19,6 +19,7 @@ from joedefender.pipeline.records import Versioned
 from joedefender.pipeline.sample.attach import Sighting, attach, file_job
 from joedefender.pipeline.sample.handler import Result
 from joedefender.pipeline.sample.ledger import JobLedger
+from joedefender.pipeline.verdicts.incidents import note_samples
 
 
 class Resolve:
@@ -43,10 +44,16 @@ class Resolve:
         ctx = self._ctx
         alert_id = link.record.alert_id
         candidate = next((c for c in job.candidates if c.alert_id == alert_id), None)
-        sighting = Sighting(key, file_job(key, job.file_name, ctx.now(), collected), candidate, link.record.origin)
         alert = ctx.alerts.get(alert_id)
+        # The alert's incident (with verdicts on incidents) follows the file to its hash's job.
+        incident = alert.record.incident_id if alert is not None and job.incidents else None
+        sighting = Sighting(
+            key, file_job(key, job.file_name, ctx.now(), collected), candidate, link.record.origin, incident
+        )
         with ctx.changes() as changes:
             joined = attach(ctx, changes, alert_id, sighting)
+            if incident is not None:
+                note_samples(ctx, changes, incident, [joined])
             link.record.state = LinkState.MOVED
             changes.save(link)
             if alert is not None and joined not in alert.record.samples:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from joedefender.domain.comments import has_marker, render_failure, render_verdict
+from joedefender.domain.comments import has_marker, job_comment
 from joedefender.domain.errors import NotFound, Transient
-from joedefender.domain.jobs import AlertSampleLink, JobState, LinkState, SampleJob
+from joedefender.domain.jobs import AlertSampleLink, LinkState, SampleJob
 from joedefender.domain.keys import alert_subject, classify_key, link_prefix
 from joedefender.domain.reasons import Cause
 from joedefender.pipeline.context import DONE, Context, Outcome, again
@@ -27,20 +27,7 @@ from joedefender.pipeline.verdicts.classify import wants_classification
 
 def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
     file_name = next((c.file_name for c in job.candidates if c.alert_id == link.alert_id), None)
-    file_name = file_name or job.file_name
-    subject = job.sha256 or job.url  # None: a file known by its path only, never collected
-    if job.state == JobState.DONE and job.verdict is not None:
-        return render_verdict(
-            job.verdict,
-            sample_key=job.key,
-            subject=subject or job.key,
-            file_name=file_name,
-            reused=job.verdict_source == "lookup",
-            older=job.older_verdict,
-            origin=link.origin,
-        )
-    reason = job.failure.text if job.failure is not None else "unknown error"
-    return render_failure(sample_key=job.key, subject=subject, file_name=file_name, reason=reason, origin=link.origin)
+    return job_comment(job, file_name, link.origin)
 
 
 class WriteBack:
@@ -78,7 +65,7 @@ class WriteBack:
             groups.setdefault(comment_text(job.record, link.record), []).append(link)
         # Larger groups first: a lone alert that Defender no longer knows must not hold them up.
         for text, group in sorted(groups.items(), key=lambda item: -len(item[1])):
-            if len(group) > 1:
+            if len(group) > 1 and ctx.defender.batches_comments:
                 # batchUpdate's own budget: wait for this sample's turn without holding a worker.
                 turn = self._batches.wait(sample_key, ctx.now(), ctx.clock.real(60))
                 if turn > 0:
