@@ -27,7 +27,9 @@ pytestmark = pytest.mark.slow
 WorldFactory = Callable[..., World]
 
 _SCALE = 0.01
-_DONE_WITHIN = 60.0
+# A bound on waiting for the instances, not a claim about their speed (bench/ measures that): on a
+# machine shared with other work, three instances and the emulators on two cores can take a while.
+_DONE_WITHIN = 150.0
 _EXPECTED = DEMO_HEADLINES  # how each alert of the demo ends, shared with the standalone's e2e
 _SKIPPED = (
     "da638640000000000008_1008",
@@ -102,6 +104,7 @@ def _status_request(alert_id: str) -> Any:
     return func.HttpRequest(method="GET", url="/api/status", body=b"", route_params={"alert_id": alert_id})
 
 
+@pytest.mark.timeout(400)
 def test_three_instances_on_the_same_queues_enrich_every_alert_once(setup: tuple[World, dict[str, str]]) -> None:
     w, environ = setup
     apps = [start_instance(environ, time_scale=_SCALE, name=f"i{n}") for n in range(3)]
@@ -126,6 +129,7 @@ def test_three_instances_on_the_same_queues_enrich_every_alert_once(setup: tuple
             a.stop()
 
 
+@pytest.mark.timeout(400)
 def test_one_instance_killed_mid_run_loses_nothing_and_duplicates_nothing(
     setup: tuple[World, dict[str, str]],
 ) -> None:
@@ -153,6 +157,7 @@ def test_one_instance_killed_mid_run_loses_nothing_and_duplicates_nothing(
             a.stop()
 
 
+@pytest.mark.timeout(400)
 def test_the_functions_app_honours_the_graph_source_and_verdicts_on_incidents(
     make_world: WorldFactory, azurite: Any
 ) -> None:
