@@ -195,12 +195,13 @@ def test_the_entries_files_pick_the_resource_data_of_the_evidences_path_among_ne
     assert (attempt.strategy, attempt.stage) == ("locate", "fetch")
     (wanted,) = [q.resource_path for q in rig.defender._quarantined(M1) if q.payload_sha256 == SHA]
     assert attempt.fetch_paths == [wanted]
-    assert len(attempt.listed_paths) == 8  # the fallback, unused
     assert [s.sha256 for s in rig.sandbox.submissions] == [SHA]
     assert _scripts(rig) == [f"joedefender-locate.ps1 -JobId {attempt.nonce}"]
-    assert ("collect", "selected") in rig.history(job.key)
-    (selected,) = [h for h in rig.store.history(job.key) if h.outcome == "selected"]
-    assert selected.detail == "entries matched: 11 Entries files read; fetching 1"
+    # Two actions: the locator printed the Entries files, so none was fetched.
+    assert [a.commands[0].kind for a in rig.defender.actions.values()] == ["RunScript", "GetFile"]
+    assert ("collect", "selected") not in rig.history(job.key)
+    (located,) = [h for h in rig.store.history(job.key) if h.outcome == "located"]
+    assert located.detail.endswith("; entries matched: 11 Entries files read; fetching 1")
 
 
 def test_when_no_entry_names_the_evidence_the_newest_listed_are_fetched() -> None:
@@ -212,9 +213,27 @@ def test_when_no_entry_names_the_evidence_the_newest_listed_are_fetched() -> Non
 
     job = rig.job()
     assert job.state == JobState.DONE
-    assert job.attempts[0].fetch_paths == job.attempts[0].listed_paths
+    assert job.attempts[0].fetch_paths == [q.resource_path for q in rig.defender._quarantined(M1)]
+    (located,) = [h for h in rig.store.history(job.key) if h.outcome == "located"]
+    assert "; listing fallback (1 of 1 Entries files read, none names the evidence); fetching 1" in located.detail
+    assert len(rig.defender.actions) == 2
+
+
+def test_entries_files_the_locator_could_not_print_are_fetched_in_an_action_between() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    rig.defender.quarantine_paths[SHA] = "C:\\Users\\u\\x.exe"
+    rig.defender.unprinted_entries = True
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    kinds = [[c.kind for c in a.commands] for a in rig.defender.actions.values()]
+    assert kinds == [["RunScript"], ["GetFile"], ["GetFile"]]
     (selected,) = [h for h in rig.store.history(job.key) if h.outcome == "selected"]
-    assert selected.detail.startswith("listing fallback (1 of 1 Entries files read, none names the evidence)")
+    assert selected.detail == "entries matched: 1 Entries files read; fetching 1"
 
 
 def test_when_getfile_on_the_quarantine_is_refused_the_on_endpoint_decode_delivers() -> None:
@@ -406,6 +425,7 @@ def test_a_lost_answer_to_the_locate_strategys_entries_or_fetch_action_is_found_
     rig = Rig()
     rig.defender.add_machine(M1)
     rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    rig.defender.unprinted_entries = stage == "entries"  # so that an action fetches them
     start = rig.defender.run_live_response
     lost: list[str] = []
 
@@ -423,8 +443,9 @@ def test_a_lost_answer_to_the_locate_strategys_entries_or_fetch_action_is_found_
     job = rig.job()
     assert job.state == JobState.DONE
     assert len(lost) == 1
-    # The locator's, the Entries fetch and the ResourceData fetch: the lost one not started twice.
-    assert len(rig.defender.actions) == 3
+    # The locator's, the Entries fetch (when it could not print them) and the ResourceData fetch:
+    # the lost one not started twice.
+    assert len(rig.defender.actions) == (3 if stage == "entries" else 2)
     (recovered,) = [h for h in rig.store.history(job.key) if h.outcome == "recovered"]
     assert recovered.detail == f"action {lost[0]} found by its nonce"
 
