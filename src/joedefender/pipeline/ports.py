@@ -32,6 +32,10 @@ from joedefender.domain.verdicts import IocSet, SubmissionStatus, Verdict
 class DefenderPort(Protocol):
     """Defender for Endpoint. Raises `joedefender.domain.errors` types."""
 
+    # Whether `comment_alerts` writes many alerts in one call (the MDE API's batchUpdate): only
+    # then do alerts that join a sample after its comment wait to be written together.
+    batches_comments: bool
+
     def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
         """Alerts whose lastUpdateTime lies in [since, until), with their evidence."""
         ...
@@ -224,7 +228,8 @@ class WorkItem:
 
     `token` identifies the claim: opaque, unique per successful `claim`, kept by `renew`; empty
     for an item no claim holds. `complete`, `reschedule`, `renew` and a fenced unit of work act
-    only while the stored token is still this one.
+    only while the stored token is still this one. `failures` is the item's count of
+    consecutive failed steps, as the last `reschedule` left it (`attempts` counts every claim).
     """
 
     key: str
@@ -234,6 +239,7 @@ class WorkItem:
     lease_until: float
     generation: int
     token: str
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,8 +343,9 @@ class WorkQueue(Protocol):
         """
         ...
 
-    def reschedule(self, item: WorkItem, due_at: float) -> None:
-        """Release the lease and make the item due at `due_at` (or earlier, if re-enqueued since).
+    def reschedule(self, item: WorkItem, due_at: float, failures: int = 0) -> None:
+        """Release the lease and make the item due at `due_at` (or earlier, if re-enqueued since),
+        with `failures` consecutive failed steps so far (0: this step did not fail).
 
         A no-op if the lease was lost, that is if another claim took the item since.
         """

@@ -63,6 +63,7 @@ class WorkState(QueueEntry):
             "token": self.token,
             "wake": float(self.wake),
             "ready": float(self.ready),
+            "failures": self.failures,
         }
         if self.due is not None:
             found["due"] = float(self.due)
@@ -80,6 +81,7 @@ class WorkState(QueueEntry):
             generation=int(entity["generation"]),
             token=str(entity.get("token", "")),
             wake=float(entity.get("wake", 0.0)),
+            failures=int(entity.get("failures", 0)),
         )
 
 

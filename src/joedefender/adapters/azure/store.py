@@ -248,9 +248,9 @@ class AzureStore(BufferedWrites, Store):
         self._check_open()
         return self._index.renew(item, now, lease_seconds)
 
-    def reschedule(self, item: WorkItem, due_at: float) -> None:
+    def reschedule(self, item: WorkItem, due_at: float, failures: int = 0) -> None:
         self._check_open()
-        self._index.release(item, lambda state: state.due_after_reschedule(item, due_at))
+        self._index.release(item, lambda state: state.due_after_reschedule(item, due_at), failures)
 
     def complete(self, item: WorkItem) -> None:
         self._check_open()

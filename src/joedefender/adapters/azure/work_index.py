@@ -237,10 +237,11 @@ class WorkIndex:
                 return replace(item, lease_until=until)
         raise StoreUnavailable(f"{self._where}: the work index entity of {item.key!r} changed on every attempt")
 
-    def release(self, item: WorkItem, due: Callable[[WorkState], float | None]) -> None:
+    def release(self, item: WorkItem, due: Callable[[WorkState], float | None], failures: int = 0) -> None:
         """Complete or reschedule: change the item if `item` still holds it; `due` gives the
-        time it is due again, or None to delete it. Only the entity is written and, if due
-        again, one wake-up sent: a step that learnt nothing costs nothing more."""
+        time it is due again, or None to delete it; `failures` is kept for the next claim. Only
+        the entity is written and, if due again, one wake-up sent: a step that learnt nothing
+        costs nothing more."""
         for round_ in range(ROUNDS):
             state, tag = self.state(item.key, fresh=round_ > 0)
             if state is None or tag is None or not state.holds(item.token):
@@ -251,7 +252,7 @@ class WorkIndex:
             if again is None:
                 done = self.swap(item.key, tag, None)
             else:
-                released = replace(state.released(again), wake=max(state.wake, again))
+                released = replace(state.released(again, failures), wake=max(state.wake, again))
                 done = self.swap(item.key, tag, released, again)
             if done:
                 return
