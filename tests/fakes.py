@@ -130,6 +130,8 @@ class FakeDefender(_Faults):
         self.enter("get_alerts")
         return [self.alerts[i] for i in dict.fromkeys(alert_ids) if i in self.alerts]
 
+    batches_comments = True
+
     def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
         self.enter("comment_alerts")
         missing = [i for i in alert_ids if i not in self.alerts]
