@@ -23,6 +23,7 @@ from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Verdict
 from joedefender.endpoint import contract
+from joedefender.pipeline import dimensions
 from joedefender.pipeline.clock import Clock as ScaledClock
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
@@ -700,3 +701,63 @@ def test_every_job_state_has_a_handler_beside_its_transitions() -> None:
     assert set(handlers) == set(TRANSITIONS) == set(JobState)
     # The two collection states are one handler's: starting an attempt, and following it.
     assert handlers[JobState.COLLECT] is handlers[JobState.COLLECTING]
+
+
+def test_a_poll_records_its_alerts_thirty_to_a_unit_of_work_and_an_overlap_one_by_one() -> None:
+    rig = Rig()
+    commits: list[int] = []
+    unit_of_work = rig.store.unit_of_work
+
+    def counted() -> Any:
+        uow = unit_of_work()
+        commit = uow.commit
+
+        def committed() -> Any:
+            written = commit()
+            alerts = sum(1 for kind, _ in written if kind == "alert")
+            if alerts:
+                commits.append(alerts)
+            return written
+
+        uow.commit = committed  # type: ignore[method-assign]
+        return uow
+
+    rig.store.unit_of_work = counted  # type: ignore[method-assign]
+    now = datetime.fromtimestamp(rig.clock(), UTC)
+    for n in range(70):
+        rig.defender.add_alert(
+            replace(file_alert(f"a{n:02d}", M1, PAYLOAD), last_update_time=now - timedelta(minutes=5))
+        )
+    assert rig.app.poll(now, timedelta(hours=1)) == 70
+    assert commits == [30, 30, 10]  # alerts created per unit of work
+    assert {i.key for i in rig.store.items()} == {f"triage:a{n:02d}" for n in range(70)}
+    # The next poll overlaps the last one: the known alerts are no-ops, the new one is taken in.
+    rig.defender.add_alert(replace(file_alert("a70", M1, PAYLOAD), last_update_time=now))
+    commits.clear()
+    assert rig.app.poll(now + timedelta(seconds=1), timedelta(hours=1)) == 1
+    assert commits == [1]  # the chunk with known alerts, one by one: only the new one is written
+    assert rig.ctx.alerts.get("a70") is not None
+
+
+def test_a_sample_step_names_its_attempts_machine_and_action_for_the_log_lines() -> None:
+    """The ids a host puts on log lines: the sample job binds its attempt's own, so that no host
+    reads the job for them."""
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    seen: list[dict[str, str]] = []
+    get_action = rig.defender.get_action
+
+    def looked_at(action_id: str) -> Any:
+        seen.append(dict(dimensions.current()))
+        return get_action(action_id)
+
+    rig.defender.get_action = looked_at  # type: ignore[method-assign]
+    with dimensions.bound(work_item="sample:x"):
+        rig.receive(file_alert("a1", M1, PAYLOAD))
+        rig.drain()
+    assert rig.job().state == JobState.DONE
+    (action_id,) = rig.defender.actions
+    assert seen
+    assert all(ids == {"work_item": "sample:x", "machine_id": M1, "action_id": action_id} for ids in seen)
+    assert dict(dimensions.current()) == {}

@@ -29,5 +29,5 @@ def advance(runtime: Runtime, message: func.QueueMessage) -> None:
     if item is None:
         logger.debug("queue message for no due, free work item; consumed")
         return
-    with telemetry.bound(**telemetry.ids_of(item.key, app.status.records)):
+    with telemetry.bound(**telemetry.ids_of(item.key)):
         app.run_claimed(item)
