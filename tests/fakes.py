@@ -77,8 +77,9 @@ class FakeDefender(_Faults):
     collect script decodes them, restore takes them out), quarantined from
     `quarantine_paths[sha256]` (default `C:\\q\\<n>.exe`); an action finishes after `action_polls`
     looks at it.
-    `refuse_quarantine_getfile` makes GetFile on the Quarantine folder fail; `decode_fails` makes
-    the collect script's on-endpoint decode find nothing on those machines."""
+    `refuse_quarantine_getfile` makes GetFile on the Quarantine folder fail; `unprinted_entries`
+    makes the locator list the Entries files without their bytes (as one that cannot read them);
+    `decode_fails` makes the collect script's on-endpoint decode find nothing on those machines."""
 
     batches_comments = True  # `comment_alerts` is one call, as the MDE API's batchUpdate
 
@@ -95,6 +96,7 @@ class FakeDefender(_Faults):
         self.max_indicators = 15000
         self.held: set[str] = set()  # machines whose live response session someone else holds
         self.refuse_quarantine_getfile = False
+        self.unprinted_entries = False
         self.decode_fails: set[str] = set()
         self.restored: list[tuple[str, str]] = []  # (machine, sha256) taken out by MpCmdRun -Restore
         self.action_polls = action_polls
@@ -130,6 +132,8 @@ class FakeDefender(_Faults):
     def get_alerts(self, alert_ids: Sequence[str]) -> list[Alert]:
         self.enter("get_alerts")
         return [self.alerts[i] for i in dict.fromkeys(alert_ids) if i in self.alerts]
+
+    batches_comments = True
 
     def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
         self.enter("comment_alerts")
@@ -322,7 +326,10 @@ class FakeDefender(_Faults):
 
     def _locate_script(self, machine_id: str) -> str:
         resources = [{"path": p, "size": len(b)} for p, b in self._encrypted_quarantine(machine_id).items()]
-        entries = [{"path": p, "size": len(b)} for p, b in self._entries_files(machine_id).items()]
+        entries = [
+            {"path": p, "size": len(b)} | ({} if self.unprinted_entries else {"hex": b.hex()})
+            for p, b in self._entries_files(machine_id).items()
+        ]
         status = "located" if resources else "not_found"
         document = {"status": status, "languageMode": "ConstrainedLanguage", "resources": resources, "message": ""}
         return json.dumps({"joedefender": contract.OUTPUT_VERSION, **document, "entries": entries})

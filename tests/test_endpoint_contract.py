@@ -25,7 +25,6 @@ from joedefender.endpoint.contract import (
     WORK_ROOT,
     CollectRequest,
     ContractError,
-    LocateOutcome,
     Refanger,
     ScriptOutcome,
     defang,
@@ -36,6 +35,7 @@ from joedefender.endpoint.contract import (
     script_bytes,
     script_path,
 )
+from joedefender.endpoint.locate_contract import LocateOutcome
 from joedefender_emulators.mde import endpoint_script
 
 SHA = hashlib.sha256(b"sample").hexdigest()

@@ -16,9 +16,9 @@ from joedefender.endpoint.contract import (
     MAX_MESSAGE_CHARS,
     MAX_SCRIPT_OUTPUT_CHARS,
     ContractError,
-    LocateOutcome,
     ScriptOutcome,
 )
+from joedefender.endpoint.locate_contract import LocateOutcome
 
 PARSERS = [ScriptOutcome.from_script_output, LocateOutcome.from_script_output]
 CLEANED = '{"joedefender":1,"status":"cleaned","message":""}'

@@ -12,7 +12,7 @@ import pytest
 import tree_sitter_powershell as tsp
 from tree_sitter import Language, Node, Parser, Tree
 
-from joedefender.endpoint import contract
+from joedefender.endpoint import contract, locate_contract
 from joedefender_emulators.mde import endpoint_script
 
 
@@ -114,6 +114,7 @@ _CMDLETS = {
     "Join-Path",
     "Test-Path",
     "Get-ChildItem",
+    "Get-Content",
     "Where-Object",
     "Sort-Object",
     "Select-Object",
@@ -176,3 +177,32 @@ def test_its_entries_filter_takes_guid_names_only() -> None:
         "{80008A1B-0000-0000-7065-3EA2B161B275}.bak",
     ):
         assert pattern.match(name) is None
+
+
+def test_it_prints_the_entries_files_it_lists_within_the_contracts_bounds() -> None:
+    code = _code()
+    assert f"$EmbedEach = {locate_contract.ENTRIES_EMBED_EACH}" in code
+    assert f"$EmbedTotal = {locate_contract.ENTRIES_EMBED_TOTAL}" in code
+    assert (endpoint_script.LOCATE_PRINT_EACH, endpoint_script.LOCATE_PRINT_TOTAL) == (
+        locate_contract.ENTRIES_EMBED_EACH,
+        locate_contract.ENTRIES_EMBED_TOTAL,
+    )
+    # Within the loop over the listed Entries files, each within both bounds, counted when printed.
+    assert "if ($file.Length -le $EmbedEach -and ($embedded + $file.Length) -le $EmbedTotal) {" in code
+    assert "$embedded += $file.Length" in code
+    # Bytes, upper-case hex, kept only when the whole file was read.
+    assert "'{0:X2}' -f $byte" in code
+    assert "if ($printed.Length -eq 2 * $file.Length) {" in code
+    items = re.findall(r"\$Entries \+= \[pscustomobject\]@\{ (.*?) \}", code)
+    assert [re.findall(r"(\w+) =", item) for item in items] == [["path", "size", "hex"], ["path", "size"]]
+
+
+def test_it_reads_only_the_listed_entries_files_as_bytes() -> None:
+    reads = [_text(c) for c in _commands() if _command_name(c) == "Get-Content"]
+    assert reads == ["Get-Content -LiteralPath $file.FullName -ReadCount 0 @ByteRead"]
+    code = _code()
+    assert "$ByteRead = @{ Encoding = 'Byte' }" in code
+    assert "$ByteRead = @{ AsByteStream = $true }" in code
+    # The read sits in the loop over the Entries listing, never the ResourceData one.
+    entries_loop = code.index("$embedded = 0")
+    assert code.index("Get-Content") > entries_loop > code.index("$QuarantineEntries -File")

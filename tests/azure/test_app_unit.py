@@ -292,19 +292,16 @@ def test_log_records_carry_the_ids_as_custom_dimensions(caplog: pytest.LogCaptur
     assert not hasattr(outside, "custom_dimensions")
 
 
-def test_ids_of_a_work_key(store: _Poisoned) -> None:
-    from joedefender.pipeline.facade import Records
-
-    records = Records(store)
+def test_ids_of_a_work_key() -> None:
     link = f"sha256:{'c' * 64}|{_ALERT_ID}"
-    assert telemetry.ids_of(f"comment:{link}", records) == {
+    assert telemetry.ids_of(f"comment:{link}") == {
         "work_item": f"comment:{link}",
         "sample": f"sha256:{'c' * 64}",
         "alert_id": _ALERT_ID,
     }
-    assert telemetry.ids_of(f"cleanup:{_MACHINE}|n1", records)["machine_id"] == _MACHINE
-    assert telemetry.ids_of(triage_key(_ALERT_ID), records)["alert_id"] == _ALERT_ID
-    assert telemetry.ids_of("incident:2972395", records)["incident_id"] == "2972395"
+    assert telemetry.ids_of(f"cleanup:{_MACHINE}|n1")["machine_id"] == _MACHINE
+    assert telemetry.ids_of(triage_key(_ALERT_ID))["alert_id"] == _ALERT_ID
+    assert telemetry.ids_of("incident:2972395")["incident_id"] == "2972395"
 
 
 def test_function_app_py_builds_the_app_without_touching_storage(monkeypatch: pytest.MonkeyPatch) -> None:

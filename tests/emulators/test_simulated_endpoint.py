@@ -14,12 +14,12 @@ import pytest
 from joedefender.endpoint import contract
 from joedefender.endpoint.contract import (
     CollectRequest,
-    LocateOutcome,
     ScriptOutcome,
     format_args,
     format_locate_args,
     sample_path,
 )
+from joedefender.endpoint.locate_contract import LocateOutcome
 from joedefender.formats.defender_quarantine import decode_resource, parse_entries
 from joedefender_emulators.mde import endpoint_script
 from joedefender_emulators.mde import quarantine as store
@@ -212,7 +212,8 @@ class FakeEndpoint:
         return [QuarantineFile(q.entries_path, len(q.entries_bytes)) for q in self.items]
 
     def read_quarantine_file(self, path: str) -> Iterator[bytes]:
-        return next(q.resource_chunks() for q in self.items if q.resource_path == path)
+        entries = (iter([q.entries_bytes]) for q in self.items if q.entries_path == path)
+        return next(entries, None) or next(q.resource_chunks() for q in self.items if q.resource_path == path)
 
     def restore(self, original_path: str, destination: str) -> list[str]:
         taken = [q for q in self.items if q.original_path.lower() == original_path.lower()]
@@ -338,8 +339,8 @@ def test_simulate_locate_lists_the_encrypted_entries_and_writes_nothing() -> Non
     assert located.status == "located"
     assert located.language_mode == "FullLanguage"
     assert [r.path for r in located.resources] == [q.resource_path for q in endpoint.items]
-    listed = [(q.entries_path, len(q.entries_bytes)) for q in endpoint.items]
-    assert [(e.path, e.size) for e in located.entries] == listed
+    listed = [(q.entries_path, len(q.entries_bytes), q.entries_bytes) for q in endpoint.items]
+    assert [(e.path, e.size, e.data) for e in located.entries] == listed  # printed: all are small
     assert endpoint.files == {}
     # Each listed Entries file names, for the product's reader, the ResourceData file of its path.
     for item in endpoint.items:
@@ -349,6 +350,39 @@ def test_simulate_locate_lists_the_encrypted_entries_and_writes_nothing() -> Non
     # What the connector fetches decodes, with the product's decoder, to the quarantined bytes.
     payloads = [b"".join(decode_resource(endpoint.read_quarantine_file(r.path))) for r in located.resources]
     assert payloads == [b"MZ one", b"MZ two", b"MZ three", b"not really eicar"]
+
+
+class _BigEntries(FakeEndpoint):
+    """Entries files of the given sizes (newest first), one unreadable."""
+
+    def __init__(self, sizes: Sequence[int], unreadable: int) -> None:
+        super().__init__([("MZ one", "C:\\a\\one.exe", b"MZ one")])
+        self.sizes, self.unreadable = sizes, unreadable
+
+    def _path(self, n: int) -> str:
+        return f"{store.ROOT}\\Entries\\{{80000000-0000-0000-0000-{n:012X}}}"
+
+    def entries_files(self) -> Sequence[QuarantineFile]:
+        return [QuarantineFile(self._path(n), size) for n, size in enumerate(self.sizes)]
+
+    def read_quarantine_file(self, path: str) -> Iterator[bytes]:
+        n = next((n for n in range(len(self.sizes)) if self._path(n) == path), None)
+        if n is None:
+            return super().read_quarantine_file(path)
+        return iter(()) if n == self.unreadable else iter([bytes([n]) * self.sizes[n]])
+
+
+def test_simulate_locate_prints_the_newest_entries_files_within_both_bounds() -> None:
+    each = endpoint_script.LOCATE_PRINT_EACH
+    sizes = [100, each + 1, each, each, each, 50, each, 60]  # newest first
+    run = simulate_locate("-JobId j", _BigEntries(sizes, unreadable=5))
+    located = LocateOutcome.from_script_output(run.script_output)
+    assert [e.size for e in located.entries] == sizes  # all listed
+    printed = [n for n, e in enumerate(located.entries) if e.data is not None]
+    # Over its own bound: 1; unreadable: 5; no room left within the total: 6.
+    assert printed == [0, 2, 3, 4, 7]
+    assert all(located.entries[n].data == bytes([n]) * sizes[n] for n in printed)
+    assert sum(sizes[n] for n in printed) <= endpoint_script.LOCATE_PRINT_TOTAL
 
 
 def test_simulate_locate_on_an_empty_quarantine_says_not_found() -> None:

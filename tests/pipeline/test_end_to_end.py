@@ -456,11 +456,11 @@ def test_locate_reads_the_entries_so_an_entry_older_than_the_newest_eight_is_sti
 
     job, files = _delivered_by_the_locator_alone(w)
     (entry,) = [q for q in files["quarantine"] if q["threatName"] == "Trojan:X"]
-    fetched = _getfiles(w, machine_id(1))
-    assert sorted(p for p in fetched if "\\Entries\\" in p) == sorted(q["entries"] for q in files["quarantine"])
-    assert [p for p in fetched if "\\ResourceData\\" in p] == [entry["resourceData"]]  # only the matching one
-    history = _history(w, job.key)
-    assert ("selected", "entries matched: 10 Entries files read; fetching 1") in history
+    # Two actions: the locator printed the Entries files (none fetched), then only the match.
+    assert _getfiles(w, machine_id(1)) == [entry["resourceData"]]
+    assert len(w.live_responses(machine_id(1))) == 2
+    (located,) = [d for o, d in _history(w, job.key) if o == "located"]
+    assert located.endswith("; entries matched: 10 Entries files read; fetching 1")
 
 
 def test_locate_falls_back_to_the_newest_listed_when_the_entries_cannot_be_read(make_world: WorldFactory) -> None:
@@ -472,8 +472,9 @@ def test_locate_falls_back_to_the_newest_listed_when_the_entries_cannot_be_read(
     job, files = _delivered_by_the_locator_alone(w)
     fetched = [p for p in _getfiles(w, machine_id(1)) if "\\ResourceData\\" in p]
     assert fetched == [q["resourceData"] for q in reversed(files["quarantine"])]  # the listing, newest first
-    detail = "listing fallback (0 of 2 Entries files read, none names the evidence); fetching 2"
-    assert ("selected", detail) in _history(w, job.key)
+    (located,) = [d for o, d in _history(w, job.key) if o == "located"]
+    assert located.endswith("; listing fallback (0 of 2 Entries files read, none names the evidence); fetching 2")
+    assert len(w.live_responses(machine_id(1))) == 2
 
 
 def _jobs(w: World) -> list[SampleJob]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from joedefender.domain.jobs import SampleJob
 from joedefender.domain.reasons import Reason
 from joedefender.endpoint.contract import WORK_ROOT
@@ -111,21 +113,32 @@ def test_a_planted_junction_fails_both_scripted_strategies_and_nothing_is_restor
     assert w.submissions() == []
 
 
-def test_crafted_entries_beside_the_real_one_are_refused_and_the_real_one_delivers(make_world: WorldFactory) -> None:
+@pytest.mark.parametrize("script_read", [True, False])
+def test_crafted_entries_beside_the_real_one_are_refused_and_the_real_one_delivers(
+    make_world: WorldFactory, script_read: bool
+) -> None:
     # Newest first, so the connector reads them before the real one; with as many resources as
-    # the file holds (a quadratic parser would take hours on the first) and with 100.
+    # the file holds (a quadratic parser would take hours on the first) and with 100. At 1 MiB
+    # each, the locator lists them without their bytes.
     planted = [
         {"layout": layout, "resources": resources}
         for layout in ("shared path (legal length)", "shared path (odd NULs)", "staggered path", "field flood")
         for resources in (None, 100)
     ]
     target = _quarantined(1, planted_entries=planted)
-    w = make_world(scenario(world(samples=SAMPLES, machines=[target], alerts=[_av_alert(1)])))
+    raw = world(samples=SAMPLES, machines=[target], alerts=[_av_alert(1)], quarantine_script_read=script_read)
+    w = make_world(scenario(raw))
     w.process(_av_alert(1)["id"], timeout=30)
 
     job, history = _job(w)
     assert _attempts(job) == [(machine_id(1), "locate", "collected", None)]
-    assert ("selected", "entries matched: 1 Entries files read; fetching 1") in history
     entries = [p for p in w.getfiles(machine_id(1)) if "\\Entries\\" in p]
-    assert len(entries) == len(planted) + 1  # every planted one was fetched, and read
+    if script_read:  # the real one was printed and names the evidence: the crafted ones are never read
+        assert any(
+            o == "located" and d.endswith("; entries matched: 1 Entries files read; fetching 1") for o, d in history
+        )
+        assert entries == []
+    else:  # none printed: every one is fetched, and read
+        assert ("selected", "entries matched: 1 Entries files read; fetching 1") in history
+        assert len(entries) == len(planted) + 1
     assert [s["sha256"] for s in w.submissions()] == [w.scenario.samples["ldr"].sha256]

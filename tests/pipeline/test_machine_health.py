@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
+from joedefender.domain.liveresponse import Machine
 from joedefender.pipeline.collection.machines import WINDOW, MachineHealth
 from tests.fakes import file_alert
 from tests.pipeline.test_steps import M1, M2, Rig
@@ -17,11 +21,24 @@ def test_many_jobs_on_the_same_machines_read_their_health_once() -> None:
         for machine in (M1, M2):
             rig.defender.files[(machine, f"C:\\Users\\u\\s{n}.exe")] = data
             alerts.append(file_alert(f"a{n}{machine[0]}", machine, data, name=f"s{n}.exe"))
+    reads: list[tuple[float, str]] = []
+    get_machines = rig.defender.get_machines
+
+    def read(machine_ids: Sequence[str]) -> list[Machine]:
+        reads.extend((rig.clock.t, m) for m in machine_ids)
+        return get_machines(machine_ids)
+
+    rig.defender.get_machines = read  # type: ignore[method-assign]
     rig.receive(*alerts)
     rig.drain()
     assert {j.record.state.value for j in rig.ctx.jobs.list()} == {"done"}
     assert rig.defender.calls["get_machine"] == 0
-    assert rig.defender.calls["get_machines"] == 1  # all five jobs started within one window
+    # Ten candidates, five jobs: each machine read at most once a window, whichever job asked.
+    for machine in (M1, M2):
+        times = [t for t, m in reads if m == machine]
+        assert times
+        assert all(later - earlier >= WINDOW for earlier, later in itertools.pairwise(times))
+    assert len(reads) < 10
 
 
 def test_a_machines_health_is_read_again_once_the_window_has_passed() -> None:

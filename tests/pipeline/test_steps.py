@@ -23,6 +23,7 @@ from joedefender.domain.policy import ResubmitPolicy
 from joedefender.domain.retry import RetryPolicy
 from joedefender.domain.verdicts import Verdict
 from joedefender.endpoint import contract
+from joedefender.pipeline import dimensions
 from joedefender.pipeline.clock import Clock as ScaledClock
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.context import Context
@@ -197,12 +198,13 @@ def test_the_entries_files_pick_the_resource_data_of_the_evidences_path_among_ne
     assert (attempt.strategy, attempt.stage) == ("locate", "fetch")
     (wanted,) = [q.resource_path for q in rig.defender._quarantined(M1) if q.payload_sha256 == SHA]
     assert attempt.fetch_paths == [wanted]
-    assert len(attempt.listed_paths) == 8  # the fallback, unused
     assert [s.sha256 for s in rig.sandbox.submissions] == [SHA]
     assert _scripts(rig) == [f"joedefender-locate.ps1 -JobId {attempt.nonce}"]
-    assert ("collect", "selected") in rig.history(job.key)
-    (selected,) = [h for h in rig.store.history(job.key) if h.outcome == "selected"]
-    assert selected.detail == "entries matched: 11 Entries files read; fetching 1"
+    # Two actions: the locator printed the Entries files, so none was fetched.
+    assert [a.commands[0].kind for a in rig.defender.actions.values()] == ["RunScript", "GetFile"]
+    assert ("collect", "selected") not in rig.history(job.key)
+    (located,) = [h for h in rig.store.history(job.key) if h.outcome == "located"]
+    assert located.detail.endswith("; entries matched: 11 Entries files read; fetching 1")
 
 
 def test_when_no_entry_names_the_evidence_the_newest_listed_are_fetched() -> None:
@@ -214,9 +216,27 @@ def test_when_no_entry_names_the_evidence_the_newest_listed_are_fetched() -> Non
 
     job = rig.job()
     assert job.state == JobState.DONE
-    assert job.attempts[0].fetch_paths == job.attempts[0].listed_paths
+    assert job.attempts[0].fetch_paths == [q.resource_path for q in rig.defender._quarantined(M1)]
+    (located,) = [h for h in rig.store.history(job.key) if h.outcome == "located"]
+    assert "; listing fallback (1 of 1 Entries files read, none names the evidence); fetching 1" in located.detail
+    assert len(rig.defender.actions) == 2
+
+
+def test_entries_files_the_locator_could_not_print_are_fetched_in_an_action_between() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    rig.defender.quarantine_paths[SHA] = "C:\\Users\\u\\x.exe"
+    rig.defender.unprinted_entries = True
+    rig.receive(_av_alert())
+    rig.drain()
+
+    job = rig.job()
+    assert job.state == JobState.DONE
+    kinds = [[c.kind for c in a.commands] for a in rig.defender.actions.values()]
+    assert kinds == [["RunScript"], ["GetFile"], ["GetFile"]]
     (selected,) = [h for h in rig.store.history(job.key) if h.outcome == "selected"]
-    assert selected.detail.startswith("listing fallback (1 of 1 Entries files read, none names the evidence)")
+    assert selected.detail == "entries matched: 1 Entries files read; fetching 1"
 
 
 def test_when_getfile_on_the_quarantine_is_refused_the_on_endpoint_decode_delivers() -> None:
@@ -408,6 +428,7 @@ def test_a_lost_answer_to_the_locate_strategys_entries_or_fetch_action_is_found_
     rig = Rig()
     rig.defender.add_machine(M1)
     rig.defender.quarantine[M1] = {SHA: PAYLOAD}
+    rig.defender.unprinted_entries = stage == "entries"  # so that an action fetches them
     start = rig.defender.run_live_response
     lost: list[str] = []
 
@@ -425,8 +446,9 @@ def test_a_lost_answer_to_the_locate_strategys_entries_or_fetch_action_is_found_
     job = rig.job()
     assert job.state == JobState.DONE
     assert len(lost) == 1
-    # The locator's, the Entries fetch and the ResourceData fetch: the lost one not started twice.
-    assert len(rig.defender.actions) == 3
+    # The locator's, the Entries fetch (when it could not print them) and the ResourceData fetch:
+    # the lost one not started twice.
+    assert len(rig.defender.actions) == (3 if stage == "entries" else 2)
     (recovered,) = [h for h in rig.store.history(job.key) if h.outcome == "recovered"]
     assert recovered.detail == f"action {lost[0]} found by its nonce"
 
@@ -681,3 +703,63 @@ def test_every_job_state_has_a_handler_beside_its_transitions() -> None:
     assert set(handlers) == set(TRANSITIONS) == set(JobState)
     # The two collection states are one handler's: starting an attempt, and following it.
     assert handlers[JobState.COLLECT] is handlers[JobState.COLLECTING]
+
+
+def test_a_poll_records_its_alerts_thirty_to_a_unit_of_work_and_an_overlap_one_by_one() -> None:
+    rig = Rig()
+    commits: list[int] = []
+    unit_of_work = rig.store.unit_of_work
+
+    def counted() -> Any:
+        uow = unit_of_work()
+        commit = uow.commit
+
+        def committed() -> Any:
+            written = commit()
+            alerts = sum(1 for kind, _ in written if kind == "alert")
+            if alerts:
+                commits.append(alerts)
+            return written
+
+        uow.commit = committed  # type: ignore[method-assign]
+        return uow
+
+    rig.store.unit_of_work = counted  # type: ignore[method-assign]
+    now = datetime.fromtimestamp(rig.clock(), UTC)
+    for n in range(70):
+        rig.defender.add_alert(
+            replace(file_alert(f"a{n:02d}", M1, PAYLOAD), last_update_time=now - timedelta(minutes=5))
+        )
+    assert rig.app.poll(now, timedelta(hours=1)) == 70
+    assert commits == [30, 30, 10]  # alerts created per unit of work
+    assert {i.key for i in rig.store.items()} == {f"triage:a{n:02d}" for n in range(70)}
+    # The next poll overlaps the last one: the known alerts are no-ops, the new one is taken in.
+    rig.defender.add_alert(replace(file_alert("a70", M1, PAYLOAD), last_update_time=now))
+    commits.clear()
+    assert rig.app.poll(now + timedelta(seconds=1), timedelta(hours=1)) == 1
+    assert commits == [1]  # the chunk with known alerts, one by one: only the new one is written
+    assert rig.ctx.alerts.get("a70") is not None
+
+
+def test_a_sample_step_names_its_attempts_machine_and_action_for_the_log_lines() -> None:
+    """The ids a host puts on log lines: the sample job binds its attempt's own, so that no host
+    reads the job for them."""
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = PAYLOAD
+    seen: list[dict[str, str]] = []
+    get_action = rig.defender.get_action
+
+    def looked_at(action_id: str) -> Any:
+        seen.append(dict(dimensions.current()))
+        return get_action(action_id)
+
+    rig.defender.get_action = looked_at  # type: ignore[method-assign]
+    with dimensions.bound(work_item="sample:x"):
+        rig.receive(file_alert("a1", M1, PAYLOAD))
+        rig.drain()
+    assert rig.job().state == JobState.DONE
+    (action_id,) = rig.defender.actions
+    assert seen
+    assert all(ids == {"work_item": "sample:x", "machine_id": M1, "action_id": action_id} for ids in seen)
+    assert dict(dimensions.current()) == {}

@@ -50,8 +50,7 @@ def test_the_demo_scenario_ends_as_expected_pushed_by_queue_messages(
             """One round of a queue trigger's polling; True once no work is left."""
             for queue in queues:
                 for message in queue.receive_messages(max_messages=16, visibility_timeout=60):
-                    item = store.accept(message.content, owner="host", now=time.time(), lease_seconds=120)
-                    if item is not None:
+                    for item in store.accept_each(message.content, owner="host", now=time.time, lease_seconds=120):
                         connector.app.run_claimed(item)
                     queue.delete_message(message)
             return store.pending() == 0

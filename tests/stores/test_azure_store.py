@@ -17,6 +17,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from joedefender.adapters.azure import queue as wakeups
 from joedefender.adapters.azure import state as entities
 from joedefender.adapters.azure.connection import AzureStorageConnection
+from joedefender.adapters.azure.queue import MAX_WAKES_PER_MESSAGE
 from joedefender.adapters.azure.store import RELAY_GRACE, AzureStore
 from joedefender.bootstrap import open_azure_store
 from joedefender.pipeline.ports import AlreadyExists, StoreError, StoreUnavailable, UnitOfWork
@@ -51,7 +52,8 @@ def _queue(azurite: Azurite, name: str) -> QueueClient:
 
 def _visible(azurite: Azurite, name: str) -> list[dict[str, Any]]:
     """The wake-ups visible now, as key and due (received and deleted: as a trigger would)."""
-    return [{"key": m["key"], "due": m["due"]} for m in _bodies(azurite, name)]
+    wakes = [wake for body in _bodies(azurite, name) for wake in body.get("wakes", [body])]
+    return [{"key": m["key"], "due": m["due"]} for m in wakes]
 
 
 def _bodies(azurite: Azurite, name: str) -> list[dict[str, Any]]:
@@ -80,13 +82,35 @@ def test_a_unit_of_work_wakes_its_keys_on_the_queue_of_their_kind(azure: AzureSt
         work.enqueue(key, 500.0)
     work.commit()
 
-    assert sorted(m["key"] for m in _visible(azurite, names["liveresponse"])) == ["cleanup:m1|j1", "sample:sha256:ab"]
-    assert sorted(m["key"] for m in _visible(azurite, names["work"])) == [
-        "comment:sha256:ab|a1",
-        "odd key",
-        "triage:a1",
-    ]
+    # One message per queue: the wake-ups of a unit of work for the same queue and second travel together.
+    (live_response,) = _bodies(azurite, names["liveresponse"])
+    assert sorted(m["key"] for m in live_response["wakes"]) == ["cleanup:m1|j1", "sample:sha256:ab"]
+    (work_queue,) = _bodies(azurite, names["work"])
+    assert sorted(m["key"] for m in work_queue["wakes"]) == ["comment:sha256:ab|a1", "odd key", "triage:a1"]
     assert azure._state.rows(entities.outbox_prefix()) == []  # sent, so dropped
+
+
+def test_a_message_of_many_wakeups_leases_each_item_in_turn(azure: AzureStore, azurite: Azurite) -> None:
+    work = azure.unit_of_work()
+    keys = [f"triage:a{n:02d}" for n in range(40)]  # more than one message holds
+    for key in keys:
+        work.enqueue(key, 500.0)
+    work.enqueue("triage:later", 5000.0)  # another second: a message of its own
+    work.commit()
+    name = azure.queue_names()["work"]
+    queue = _queue(azurite, name)
+    messages = list(queue.receive_messages(max_messages=32, visibility_timeout=30))
+    assert sorted(len(json.loads(m.content).get("wakes", [None])) for m in messages) == [8, MAX_WAKES_PER_MESSAGE]
+    leased: list[str] = []
+    for message in messages:
+        taken = azure.accept_each(message.content, owner="i1", now=lambda: 1000.0, lease_seconds=60)
+        first = next(taken)
+        # The next item is leased only when asked for: the first runs while the others are free.
+        assert {i.key for i in azure.items() if i.owner} == {*leased, first.key}
+        leased += [first.key, *(item.key for item in taken)]
+    assert sorted(leased) == keys
+    assert {i.key for i in azure.items() if i.owner == "i1"} == set(keys)
+    assert [i.key for i in azure.items() if not i.owner] == ["triage:later"]
 
 
 def _wait_visible(azurite: Azurite, name: str) -> list[dict[str, Any]]:
@@ -190,7 +214,7 @@ def test_wakeups_a_failed_send_kept_from_the_queue_are_relayed(
         raise StoreUnavailable("the queue service is away")
 
     with monkeypatch.context() as patched:
-        patched.setattr(azure._wakeups, "send", unreachable)
+        patched.setattr(azure._wakeups, "send_body", unreachable)
         work = azure.unit_of_work()
         work.create("job", "j", {"n": 1})
         work.enqueue("triage:a1", 1000.0 + RELAY_GRACE)

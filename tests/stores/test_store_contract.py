@@ -546,6 +546,36 @@ def test_reschedule_releases_the_lease_at_the_new_time(store: Store) -> None:
     assert (again.key, again.attempts, again.owner) == ("k", 2, "w2")
 
 
+def test_a_reschedule_keeps_the_failures_it_is_given_for_the_next_claim(store: Store) -> None:
+    store.enqueue("k", 0.0)
+    item = store.claim("w1", now=1.0, lease_seconds=30)
+    assert item is not None
+    assert item.failures == 0
+    store.reschedule(item, 10.0, failures=2)  # the step failed, the second time in a row
+    assert [i.failures for i in store.items()] == [2]
+    again = store.claim("w2", now=10.0, lease_seconds=30)
+    assert again is not None
+    assert again.failures == 2
+    renewed = store.renew(again, now=11.0, lease_seconds=30)
+    assert renewed is not None
+    assert renewed.failures == 2
+    store.enqueue("k", 50.0)  # re-enqueued while held: the count stays the item's
+    store.reschedule(renewed, 40.0, failures=3)
+    third = store.claim("w1", now=40.0, lease_seconds=30)
+    assert third is not None
+    assert third.failures == 3
+    store.reschedule(third, 60.0)  # this step did not fail: the count starts again
+    fourth = store.claim("w1", now=60.0, lease_seconds=30)
+    assert fourth is not None
+    assert fourth.failures == 0
+    store.reschedule(fourth, 70.0, failures=1)
+    fifth = store.claim("w1", now=70.0, lease_seconds=30)
+    assert fifth is not None
+    store.enqueue("k", 80.0)
+    store.complete(fifth)  # re-enqueued meanwhile: released, its count back to none
+    assert [(i.due_at, i.failures) for i in store.items()] == [(80.0, 0)]
+
+
 def test_an_enqueue_during_processing_survives_complete(store: Store) -> None:
     store.enqueue("k", 0.0)
     item = store.claim("w1", now=10.0, lease_seconds=30)

@@ -234,6 +234,9 @@ class DefenderScenario(_Model):
     quarantine_getfile: bool = True
     # true: the Entries files are damaged (truncated), so only the ResourceData listing helps
     damaged_entries: bool = False
+    # false: a script cannot read the Quarantine folder's files (Get-Content is denied, as it may
+    # be on a real endpoint), so the locator lists the Entries files without their bytes
+    quarantine_script_read: bool = True
     rate_limits: bool = True
     # shifted: every alert time moves by the same amount so the newest lastUpdateTime is the
     # emulators' start (the real time then): a connector polling the last hour finds them, on any

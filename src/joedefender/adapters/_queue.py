@@ -22,6 +22,7 @@ class QueueEntry:
     lease_until: float = 0.0
     generation: int = 1
     token: str = ""  # the holding claim's
+    failures: int = 0  # consecutive failed steps, as the last reschedule said
 
     @property
     def ready(self) -> float:
@@ -41,8 +42,8 @@ class QueueEntry:
             self, owner=owner, lease_until=until, due=None, attempts=self.attempts + 1, token=secrets.token_hex(16)
         )
 
-    def released(self, due: float) -> Self:
-        return replace(self, owner="", lease_until=0.0, due=due, token="")
+    def released(self, due: float, failures: int = 0) -> Self:
+        return replace(self, owner="", lease_until=0.0, due=due, token="", failures=failures)
 
     def holds(self, token: str) -> bool:
         """Whether the claim `token` still holds this item: nothing took or released it since."""
@@ -69,4 +70,5 @@ class QueueEntry:
             lease_until=self.lease_until,
             generation=self.generation,
             token=self.token,
+            failures=self.failures,
         )

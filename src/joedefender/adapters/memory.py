@@ -169,13 +169,13 @@ class MemoryStore(BufferedWrites, Store):
             work = self._work[item.key] = replace(work, lease_until=float(now + lease_seconds))
             return replace(item, lease_until=work.lease_until)
 
-    def reschedule(self, item: WorkItem, due_at: float) -> None:
+    def reschedule(self, item: WorkItem, due_at: float, failures: int = 0) -> None:
         with self._lock:
             self._check_open()
             work = self._work.get(item.key)
             if work is None or not work.holds(item.token):
                 return  # the lease was lost
-            self._work[item.key] = work.released(work.due_after_reschedule(item, due_at))
+            self._work[item.key] = work.released(work.due_after_reschedule(item, due_at), failures)
 
     def complete(self, item: WorkItem) -> None:
         with self._lock:

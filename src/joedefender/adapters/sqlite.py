@@ -44,7 +44,7 @@ from joedefender.pipeline.ports import (
     WorkItem,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS work (
     lease_until REAL NOT NULL DEFAULT 0,
     generation INTEGER NOT NULL DEFAULT 1,
     token TEXT NOT NULL DEFAULT '',  -- the holding claim's token ('' when free)
+    failures INTEGER NOT NULL DEFAULT 0,  -- consecutive failed steps, as the last reschedule said
     -- when a claim can take it: a free item when it is due, a leased one when its lease ends
     ready_at REAL GENERATED ALWAYS AS (CASE WHEN owner = '' THEN due_at ELSE lease_until END) VIRTUAL
 );
@@ -86,6 +87,7 @@ CREATE TABLE IF NOT EXISTS machine_leases (
 # What each older schema version needs to become the next one, by the version it becomes.
 _MIGRATIONS: dict[int, str] = {
     2: "ALTER TABLE work ADD COLUMN token TEXT NOT NULL DEFAULT ''",  # a claim left by version 1 simply runs out
+    3: "ALTER TABLE work ADD COLUMN failures INTEGER NOT NULL DEFAULT 0",
 }
 # `work.due_at` is NULL while a claim holds the item and nobody re-enqueued it since: the claim
 # consumed that due time, so a later enqueue sets its own due time rather than the minimum.
@@ -104,6 +106,7 @@ def _work_item(row: sqlite3.Row) -> WorkItem:
         lease_until=float(row["lease_until"]),
         generation=row["generation"],
         token=row["token"],
+        failures=row["failures"],
     )
 
 
@@ -349,15 +352,7 @@ class SqliteStore(BufferedWrites, Store):
                 "WHERE key = ?",
                 (owner, until, token, row["key"]),
             )
-        return WorkItem(
-            key=row["key"],
-            due_at=float(row["ready_at"]),
-            attempts=row["attempts"] + 1,
-            owner=owner,
-            lease_until=until,
-            generation=row["generation"],
-            token=token,
-        )
+        return replace(_work_item(row), attempts=row["attempts"] + 1, owner=owner, lease_until=until, token=token)
 
     @staticmethod
     def _lease(item: WorkItem) -> dict[str, Any]:
@@ -375,14 +370,13 @@ class SqliteStore(BufferedWrites, Store):
                 return None
         return replace(item, lease_until=until)
 
-    def reschedule(self, item: WorkItem, due_at: float) -> None:
+    def reschedule(self, item: WorkItem, due_at: float, failures: int = 0) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE work SET owner = '', lease_until = 0, token = '', due_at = CASE "
-                "WHEN generation = :generation OR due_at IS NULL THEN :new_due "
-                "ELSE min(due_at, :new_due) END "
+                "UPDATE work SET owner = '', lease_until = 0, token = '', failures = :failures, due_at = CASE "
+                "WHEN generation = :generation OR due_at IS NULL THEN :new_due ELSE min(due_at, :new_due) END "
                 "WHERE key = :key AND token = :token AND token != ''",
-                {**self._lease(item), "new_due": due_at},
+                {**self._lease(item), "new_due": due_at, "failures": failures},
             )
 
     def complete(self, item: WorkItem) -> None:
@@ -394,7 +388,8 @@ class SqliteStore(BufferedWrites, Store):
             )
             if deleted.rowcount == 0:  # re-enqueued while we held it, or the lease was lost
                 db.execute(
-                    "UPDATE work SET owner = '', lease_until = 0, token = '', due_at = coalesce(due_at, :due_at) "
+                    "UPDATE work SET owner = '', lease_until = 0, token = '', failures = 0, "
+                    "due_at = coalesce(due_at, :due_at) "
                     "WHERE key = :key AND token = :token AND token != ''",
                     lease,
                 )

@@ -1,7 +1,8 @@
 """What runs on the endpoint: the library scripts, and their contract with the connector.
 
 The connector goes through :mod:`joedefender.endpoint.contract` for the arguments it sends to
-``joedefender-locate.ps1`` and ``joedefender-collect.ps1`` and the lines it reads back; the
+``joedefender-locate.ps1`` and ``joedefender-collect.ps1`` and the lines it reads back (the
+locator's in :mod:`joedefender.endpoint.locate_contract`); the
 scripts are package data (``scripts/``). What the connector reads of the quarantine's own files
 is in :mod:`joedefender.formats.defender_quarantine`.
 """
@@ -16,7 +17,6 @@ from joedefender.endpoint.contract import (
     WORK_ROOT,
     CollectRequest,
     ContractError,
-    LocateOutcome,
     Refanger,
     ScriptOutcome,
     defang,
@@ -27,6 +27,7 @@ from joedefender.endpoint.contract import (
     script_bytes,
     script_path,
 )
+from joedefender.endpoint.locate_contract import LocateOutcome
 
 __all__ = [
     "DEFANG_KEY",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources.abc import Traversable
@@ -42,18 +42,17 @@ Mode = Literal["Collect", "Restore", "Cleanup"]
 # unsafe_folder: a folder the script must write to is not its own (someone else made it, or it is
 # a junction); the script did nothing there, and says why in its message.
 Status = Literal["found", "not_found", "error", "cleaned", "unsafe_folder"]
-LocateStatus = Literal["located", "not_found", "error"]
 Source = Literal["quarantine", "restore"]
 MODES: tuple[str, ...] = get_args(Mode)
 STATUSES: tuple[str, ...] = get_args(Status)
 SOURCES: tuple[str, ...] = get_args(Source)
-LOCATE_STATUSES: tuple[str, ...] = get_args(LocateStatus)
 OUTPUT_VERSION = 1
 # The locator lists at most this many ResourceData files, and as many Entries files (newest first).
 LOCATE_LIMIT = 64
 # The scripts print one line: the locator's, the longest, lists 128 files of about 120 characters
-# each. A megabyte leaves room for PowerShell's own warnings; more did not come from our scripts
-# (the device is the attacker's side) and is refused unread.
+# each and carries Entries files of at most 256 KiB in hex (`locate_contract`). A megabyte leaves
+# room for PowerShell's own warnings; more did not come from our scripts (the device is the
+# attacker's side) and is refused unread.
 MAX_SCRIPT_OUTPUT_CHARS = 1 << 20
 # The scripts cut their message to this many characters; a longer one is cut here the same way.
 MAX_MESSAGE_CHARS = 1000
@@ -282,19 +281,19 @@ class ScriptOutcome:
     @classmethod
     def from_script_output(cls, script_output: str) -> ScriptOutcome:
         """Find the one joedefender line among whatever else the endpoint printed."""
-        return cls._from_document(_our_line(script_output))
+        return cls._from_document(our_line(script_output))
 
     @classmethod
     def _from_document(cls, doc: Mapping[str, object]) -> ScriptOutcome:
-        _check_version(doc)
+        check_version(doc)
         status = doc.get("status")
         source = doc.get("source")
         size = doc.get("size")
         message = doc.get("message", "")
         if status not in STATUSES:
-            raise ContractError(f"unknown status {_brief(status)}")
+            raise ContractError(f"unknown status {brief(status)}")
         if source is not None and source not in SOURCES:
-            raise ContractError(f"unknown source {_brief(source)}")
+            raise ContractError(f"unknown source {brief(source)}")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
             raise ContractError("size must be an integer")
         if message is None:
@@ -314,7 +313,7 @@ class ScriptOutcome:
         )
 
 
-def _our_line(script_output: str) -> dict[str, object]:
+def our_line(script_output: str) -> dict[str, object]:
     """The one joedefender line among whatever else the endpoint printed: read line by line, in
     one pass, keeping nothing of the other lines."""
     if len(script_output) > MAX_SCRIPT_OUTPUT_CHARS:
@@ -346,12 +345,12 @@ def _json_object(line: str) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
-def _check_version(doc: Mapping[str, object]) -> None:
+def check_version(doc: Mapping[str, object]) -> None:
     if doc.get("joedefender") != OUTPUT_VERSION:
-        raise ContractError(f"unsupported joedefender output version {_brief(doc.get('joedefender'))}")
+        raise ContractError(f"unsupported joedefender output version {brief(doc.get('joedefender'))}")
 
 
-def _brief(value: object) -> str:
+def brief(value: object) -> str:
     """A value from the device in an error message: its repr, bounded."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -362,79 +361,3 @@ def _optional_str(doc: Mapping[str, object], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ContractError(f"{key} must be a string")
     return value
-
-
-@dataclass(frozen=True)
-class LocatedResource:
-    """A file the locator listed: a ResourceData file (a candidate to GetFile and decode), or an
-    Entries file (to GetFile and read, to know which ResourceData file holds what)."""
-
-    path: str
-    size: int
-
-
-@dataclass(frozen=True)
-class LocateOutcome:
-    """The locate script's one line: the language mode it ran in, the candidate files, and the
-    Entries files (none when absent: the locator of before listed none)."""
-
-    status: LocateStatus
-    language_mode: str
-    resources: tuple[LocatedResource, ...] = ()
-    message: str = ""
-    entries: tuple[LocatedResource, ...] = ()
-
-    @classmethod
-    def from_script_output(cls, script_output: str) -> LocateOutcome:
-        doc = _our_line(script_output)
-        _check_version(doc)
-        status, mode, message = doc.get("status"), doc.get("languageMode"), doc.get("message") or ""
-        if status not in LOCATE_STATUSES:
-            raise ContractError(f"unknown status {_brief(status)}")
-        if not isinstance(mode, str) or not isinstance(message, str):
-            raise ContractError("languageMode and message must be strings")
-        return cls(
-            status=status,  # type: ignore[arg-type]  # checked against LOCATE_STATUSES above
-            language_mode=mode[:40],
-            resources=_listed(doc, "resources", _resource_data),
-            message=message[:MAX_MESSAGE_CHARS],
-            entries=_listed(doc, "entries", _entries_file),
-        )
-
-
-def _listed(doc: Mapping[str, object], key: str, take: Callable[[str], bool]) -> tuple[LocatedResource, ...]:
-    """A list of listed files; only the paths ``take`` accepts are kept."""
-    raw = doc.get(key) or []
-    if not isinstance(raw, list) or len(raw) > LOCATE_LIMIT:
-        raise ContractError(f"{key} must be a list of at most {LOCATE_LIMIT}")
-    return tuple(r for r in map(_located, raw) if take(r.path))
-
-
-def _located(item: object) -> LocatedResource:
-    if not isinstance(item, dict):
-        raise ContractError("a listed file must be an object")
-    path, size = item.get("path"), item.get("size")
-    if not isinstance(path, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ContractError("a listed file needs a string path and a non-negative integer size")
-    return LocatedResource(path=path, size=size)
-
-
-def _under(root: str, path: str) -> list[str]:
-    """The parts of ``path`` below ``root`` (case-insensitive, as Windows), or none."""
-    return path[len(root) + 1 :].split("\\") if path.lower().startswith(root.lower() + "\\") else []
-
-
-def _resource_data(path: str) -> bool:
-    """ResourceData\\XX\\<40 hex> under the quarantine."""
-    name = _under(resource_data_root(), path)
-    return len(name) == 2 and _RESOURCE_NAME.fullmatch(name[1]) is not None and name[0].upper() == name[1][:2].upper()
-
-
-def _entries_file(path: str) -> bool:
-    """Entries\\{GUID} under the quarantine."""
-    name = _under(entries_root(), path)
-    return len(name) == 1 and _ENTRIES_NAME.fullmatch(name[0]) is not None
-
-
-_RESOURCE_NAME = re.compile(r"[0-9A-Fa-f]{40}")
-_ENTRIES_NAME = re.compile(r"\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}")

@@ -20,9 +20,8 @@ from joedefender.domain.keys import WorkKey, WorkKind
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.lease import Heartbeat
-from joedefender.pipeline.ports import LeaseLost, StateStore, VersionConflict, WorkItem
+from joedefender.pipeline.ports import LeaseLost, VersionConflict, WorkItem
 from joedefender.pipeline.quota import park
-from joedefender.pipeline.records import Data, upsert
 
 logger = logging.getLogger("joedefender.engine")
 
@@ -46,7 +45,6 @@ class Engine:
     def __init__(self, ctx: Context, handlers: Mapping[WorkKind, WorkHandler]) -> None:
         self.ctx = ctx
         self._handlers = handlers
-        self._errors = _ErrorCounts(ctx.store)
         # The last error that every item would meet (a rejected key, an exhausted quota): a host
         # that waits for the queue to drain (`process`) stops on it instead of waiting for ever.
         self.configuration_problem: Exception | None = None
@@ -64,20 +62,23 @@ class Engine:
 
     def run_claimed(self, item: WorkItem) -> None:
         """Run the handler a claimed item names, its lease renewed while it runs, then complete or
-        reschedule the item; if the lease was lost meanwhile, leave the item to its new owner."""
+        reschedule the item (with its count of consecutive failed steps, which lives on the item);
+        if the lease was lost meanwhile, leave the item to its new owner."""
         ctx = self.ctx
         with self._heartbeat.hold(item) as claim, ctx.claims.running(claim):
-            outcome = self._run(item)
-        if outcome is None:
+            ran = self._run(item)
+        if ran is None:
             return
+        outcome, failures = ran
         if outcome.done:
             ctx.store.complete(claim.item)
         else:
             assert outcome.delay is not None
-            ctx.store.reschedule(claim.item, ctx.now() + outcome.delay)
+            ctx.store.reschedule(claim.item, ctx.now() + outcome.delay, failures)
 
-    def _run(self, item: WorkItem) -> Outcome | None:
-        """The step's outcome; None when the lease was lost (the step stopped, or committed nothing)."""
+    def _run(self, item: WorkItem) -> Ran | None:
+        """The step's outcome and the item's failures; None when the lease was lost (the step
+        stopped, or committed nothing)."""
         try:
             return self._outcome(item)
         except LeaseLost:
@@ -88,30 +89,29 @@ class Engine:
             self.ctx.store.append_history(item.key, step, "lease lost", "another worker took the step over")
             return None
 
-    def _outcome(self, item: WorkItem) -> Outcome:
+    def _outcome(self, item: WorkItem) -> Ran:
         work = WorkKey.parse(item.key)
         handler = self._handlers.get(work.kind) if work is not None else None
         if work is None or handler is None:
             logger.error("dropping work item of unknown kind: %s", item.key)
-            return DONE
+            return DONE, 0
         try:
-            outcome = handler.run(work.subject)
+            return handler.run(work.subject), 0
         except LeaseLost:
             raise
         except Exception as exc:
             return self._failed(item, work, exc)
-        self._errors.succeeded(item.key)
-        return outcome
 
-    def _failed(self, item: WorkItem, work: WorkKey, exc: Exception) -> Outcome:
-        """What the engine does about a step that raised, by the core's error type."""
-        ctx, config = self.ctx, self.ctx.config
+    def _failed(self, item: WorkItem, work: WorkKey, exc: Exception) -> Ran:
+        """What the engine does about a step that raised, by the core's error type; the item's
+        consecutive failures as they stand after it (a lost race, a throttle or a park is none)."""
+        ctx, config, failures = self.ctx, self.ctx.config, item.failures
         if isinstance(exc, VersionConflict):
-            return ctx.later(1)
+            return ctx.later(1), failures
         if isinstance(exc, Throttled):
-            return (
-                again(exc.retry_after) if exc.retry_after else ctx.later(config.backoff(self._errors.failed(item.key)))
-            )
+            if exc.retry_after:
+                return again(exc.retry_after), failures
+            return ctx.later(config.backoff(failures + 1)), failures + 1
         if isinstance(exc, Transient):
             return self._retry(item, work, f"{type(exc).__name__}: {exc}")
         if isinstance(exc, Rejected):
@@ -119,15 +119,15 @@ class Engine:
             service = _SERVICES.get(exc.service, exc.service or "the service")
             cause = Cause(reason=Reason.REJECTED, detail=f"{service}: {exc.message}")
             ctx.record(item.key, work.kind.value, "refused", cause.text)
-            return self._give_up(work, cause)
+            return self._give_up(work, cause), 0
         if isinstance(exc, QuotaExhausted):
-            return self._park(work, exc)
+            return self._park(work, exc), failures
         if isinstance(exc, _CONFIGURATION):
             # Every item would fail the same way: wait long, say it loudly, do not comment.
             ctx.record(item.key, work.kind.value, "configuration problem", f"{type(exc).__name__}: {exc}")
             logger.error("configuration problem (run `joedefender check`): %s", exc)
             self.configuration_problem = exc
-            return ctx.later(config.backoff(10))
+            return ctx.later(config.backoff(10)), failures
         logger.exception("step %s failed", item.key, exc_info=exc)
         return self._retry(item, work, f"{type(exc).__name__}: {exc}")
 
@@ -140,36 +140,19 @@ class Engine:
         self.quota_exhausted = exc
         return again(until - self.ctx.now())
 
-    def _retry(self, item: WorkItem, work: WorkKey, detail: str) -> Outcome:
+    def _retry(self, item: WorkItem, work: WorkKey, detail: str) -> Ran:
         ctx = self.ctx
-        failures = self._errors.failed(item.key)
+        failures = item.failures + 1
         if failures < ctx.config.max_step_attempts:
             ctx.record(item.key, work.kind.value, "will retry", detail)
-            return ctx.later(ctx.config.backoff(failures))
-        self._errors.succeeded(item.key)
+            return ctx.later(ctx.config.backoff(failures)), failures
         cause = Cause(reason=Reason.GAVE_UP, detail=f"{failures} failed tries; last error: {detail}")
         ctx.record(item.key, work.kind.value, "gave up", cause.text)
-        return self._give_up(work, cause)
+        return self._give_up(work, cause), 0
 
     def _give_up(self, work: WorkKey, cause: Cause) -> Outcome:
         self._handlers[work.kind].give_up(work.subject, cause)
         return DONE
 
 
-class _ErrorCounts:
-    """Consecutive failures per work item (the queue's own count includes every poll)."""
-
-    _KIND = "errors"
-
-    def __init__(self, store: StateStore) -> None:
-        self._store = store
-
-    def failed(self, key: str) -> int:
-        data, _ = upsert(self._store, self._KIND, key, lambda d: {"count": int((d or {}).get("count", 0)) + 1})
-        return int(data["count"]) if data is not None else 1
-
-    def succeeded(self, key: str) -> None:
-        def reset(data: Data | None) -> Data | None:
-            return {"count": 0} if data is not None and data.get("count") else None
-
-        upsert(self._store, self._KIND, key, reset, tries=1)  # a lost race: the next success resets it
+Ran = tuple[Outcome, int]  # a step's outcome, and its item's consecutive failed steps after it

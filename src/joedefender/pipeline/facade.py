@@ -31,6 +31,7 @@ from joedefender.pipeline.collection.actions import ActionRunner
 from joedefender.pipeline.collection.cleanup import CleanupWork
 from joedefender.pipeline.collection.strategy import CollectionStrategy
 from joedefender.pipeline.context import Context
+from joedefender.pipeline.dimensions import DIMENSIONS, bound, current
 from joedefender.pipeline.engine import Engine, WorkHandler
 from joedefender.pipeline.overview import AlertView, Hour, Listed, Overview, OverviewReader, Parked, SampleView
 from joedefender.pipeline.ports import HistoryEntry, Store, StoreError, WorkItem
@@ -44,6 +45,7 @@ from joedefender.pipeline.verdicts.indicators import IndicatorsWork, withdraw
 from joedefender.pipeline.verdicts.writeback import WriteBack
 
 __all__ = [
+    "DIMENSIONS",
     "Accepted",
     "AlertView",
     "Application",
@@ -60,6 +62,8 @@ __all__ = [
     "Store",
     "StoreError",
     "WorkItem",
+    "bound",
+    "current",
     "validate_alert_id",
     "validate_machine_id",
 ]

@@ -229,7 +229,8 @@ class WorkItem:
 
     `token` identifies the claim: opaque, unique per successful `claim`, kept by `renew`; empty
     for an item no claim holds. `complete`, `reschedule`, `renew` and a fenced unit of work act
-    only while the stored token is still this one.
+    only while the stored token is still this one. `failures` is the item's count of
+    consecutive failed steps, as the last `reschedule` left it (`attempts` counts every claim).
     """
 
     key: str
@@ -239,6 +240,7 @@ class WorkItem:
     lease_until: float
     generation: int
     token: str
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,8 +344,9 @@ class WorkQueue(Protocol):
         """
         ...
 
-    def reschedule(self, item: WorkItem, due_at: float) -> None:
-        """Release the lease and make the item due at `due_at` (or earlier, if re-enqueued since).
+    def reschedule(self, item: WorkItem, due_at: float, failures: int = 0) -> None:
+        """Release the lease and make the item due at `due_at` (or earlier, if re-enqueued since),
+        with `failures` consecutive failed steps so far (0: this step did not fail).
 
         A no-op if the lease was lost, that is if another claim took the item since.
         """

@@ -45,6 +45,10 @@ LOCATE_KEYS = ("joedefender", "status", "languageMode", "resources", "entries", 
 # The emulated endpoints run Full Language (what a machine without WDAC or AppLocker has).
 LANGUAGE_MODE = "FullLanguage"
 LOCATE_LIMIT = 64  # the locator lists at most this many ResourceData files, and Entries files, newest first
+# The locator prints an Entries file's bytes (hex, key "hex") when it is at most LOCATE_PRINT_EACH
+# bytes and the ones printed before it (newest first) leave room within LOCATE_PRINT_TOTAL.
+LOCATE_PRINT_EACH = 64 * 1024
+LOCATE_PRINT_TOTAL = 256 * 1024
 
 SCRIPT_MODES = ("Collect", "Restore", "Cleanup")
 # (parameter, ValidateLength min, max, ValidatePattern) as the collect script's param block
@@ -363,7 +367,7 @@ def simulate_locate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
     except EndpointScriptError as exc:
         return _refused(LOCATE_SCRIPT_NAME, exc)
     files = list(endpoint.resource_files())[:LOCATE_LIMIT]
-    entries = list(endpoint.entries_files())[:LOCATE_LIMIT]
+    entries = _printed_entries(endpoint, endpoint.entries_files()[:LOCATE_LIMIT])
     status = "located" if files else "not_found"
     document = dict(
         zip(
@@ -373,7 +377,7 @@ def simulate_locate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
                 status,
                 LANGUAGE_MODE,
                 [{"path": f.path, "size": f.size} for f in files],
-                [{"path": f.path, "size": f.size} for f in entries],
+                entries,
                 "" if files else "the quarantine holds no ResourceData file",
             ),
             strict=True,
@@ -381,6 +385,22 @@ def simulate_locate(args: str, endpoint: SimulatedEndpoint) -> ScriptRun:
     )
     line = json.dumps(document, separators=(",", ":"))
     return ScriptRun(EXIT_FOUND if files else EXIT_NOT_FOUND, line + "\n", "", LOCATE_SCRIPT_NAME)
+
+
+def _printed_entries(endpoint: SimulatedEndpoint, files: Sequence[QuarantineFile]) -> list[dict[str, Any]]:
+    """The locator's list of Entries files, newest first, with the bytes (upper-case hex) of each
+    it reads whole while they fit its bounds."""
+    listed: list[dict[str, Any]] = []
+    room = LOCATE_PRINT_TOTAL
+    for file in files:
+        item: dict[str, Any] = {"path": file.path, "size": file.size}
+        if file.size <= min(LOCATE_PRINT_EACH, room):
+            content = b"".join(endpoint.read_quarantine_file(file.path))
+            if len(content) == file.size:
+                item["hex"] = content.hex().upper()
+                room -= file.size
+        listed.append(item)
+    return listed
 
 
 def _refused(script: str, exc: EndpointScriptError) -> ScriptRun:

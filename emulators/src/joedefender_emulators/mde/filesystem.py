@@ -95,6 +95,7 @@ class EndpointFiles:
         samples: Mapping[str, Blob],
         quarantine_getfile: bool = True,
         damaged_entries: bool = False,
+        quarantine_script_read: bool = True,
     ) -> None:
         self.os: Os = device_os(machine) or "windows"
         self._files: dict[str, StoredFile] = {}
@@ -108,6 +109,7 @@ class EndpointFiles:
         self.posix = PosixDevice(machine, self.os, dict(samples)) if self.os != "windows" else None
         self.quarantine_getfile = quarantine_getfile
         self.damaged_entries = damaged_entries
+        self.quarantine_script_read = quarantine_script_read
         self._restores: list[str] = []  # original paths MpCmdRun -Restore took out of the quarantine
         self._quarantine: list[store.QuarantinedFile] = []
         for n, entry in enumerate(machine.quarantine if self.posix is None else ()):
@@ -286,7 +288,8 @@ class SimulatedEndpointAdapter:
         return self._files.entries_files()
 
     def read_quarantine_file(self, path: str) -> Iterator[bytes]:
-        stored = self._files.lookup(path)
+        """The file as a script reads it: nothing when it is not there or reading is denied."""
+        stored = self._files.lookup(path) if self._files.quarantine_script_read else None
         return iter(()) if stored is None else stored.content.chunks()
 
     def restore(self, original_path: str, destination: str) -> list[str]:

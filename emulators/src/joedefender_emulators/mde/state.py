@@ -28,7 +28,9 @@ class TenantState:
         self.alerts = AlertStore(tenant.alerts, clock.start if tenant.alert_times == "shifted" else None)
         self.machines = MachineDirectory(tenant.machines, clock)
         self.files = {
-            m.id: EndpointFiles(m, scenario.samples, tenant.quarantine_getfile, tenant.damaged_entries)
+            m.id: EndpointFiles(
+                m, scenario.samples, tenant.quarantine_getfile, tenant.damaged_entries, tenant.quarantine_script_read
+            )
             for m in tenant.machines
         }
         self.library = Library()

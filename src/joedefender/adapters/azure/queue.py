@@ -7,7 +7,9 @@ receives it can lease the item by one conditional write, without reading it firs
 nobody changed it since; if someone did, the write fails and the receiver reads it. So a stale,
 duplicated or early message is harmless. A message is hidden until its due time (its visibility
 delay), at most the 7 days Storage Queues allows; a later due time is reached by re-sending it
-on delivery.
+on delivery. The wake-ups of one unit of work that go to the same queue at the same second travel
+in one message (`{"wakes": [...]}`, at most MAX_WAKES_PER_MESSAGE): the thirty triages a poll's
+unit of work makes cost one send, one receive and one delete, not thirty of each.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from joedefender.domain.keys import WorkKey, WorkKind
 
 MAX_DELAY = 7 * 24 * 3600  # seconds: the longest visibility timeout Storage Queues accepts
 MAX_SHOWN = 2000  # characters of a poison message's body that `poisoned` returns
+MAX_WAKES_PER_MESSAGE = 32
+# Characters of a message body at most: Storage Queues takes 64 KiB, and base64 makes 4/3 of it.
+MAX_BODY = 45_000
 _MAX_ETAG = 200  # characters: an ETag is a quoted timestamp (W/"datetime'...'")
 _LIVE_RESPONSE_KINDS = frozenset({WorkKind.SAMPLE, WorkKind.CLEANUP})  # they hold live response sessions
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,41}[a-z0-9]$")  # + "-liveresponse-poison" <= 63
@@ -63,6 +68,7 @@ class WorkState(QueueEntry):
             "token": self.token,
             "wake": float(self.wake),
             "ready": float(self.ready),
+            "failures": self.failures,
         }
         if self.due is not None:
             found["due"] = float(self.due)
@@ -80,6 +86,7 @@ class WorkState(QueueEntry):
             generation=int(entity["generation"]),
             token=str(entity.get("token", "")),
             wake=float(entity.get("wake", 0.0)),
+            failures=int(entity.get("failures", 0)),
         )
 
 
@@ -96,18 +103,63 @@ class WakeUp:
     seen: Seen | None = None
 
 
-def message_body(key: str, due: float, seen: Seen | None = None) -> str:
+Wake = tuple[str, float, Seen | None]  # a wake-up to send: key, due, the entity as written
+
+
+def _wake(key: str, due: float, seen: Seen | None) -> dict[str, Any]:
     data: dict[str, Any] = {"key": key, "due": due}
     if seen is not None and seen[0].key == key:
         data |= {"state": seen[0].properties(), "etag": seen[1]}
-    return json.dumps(data, separators=(",", ":"))
+    return data
 
 
-def parse_body(body: str) -> WakeUp | None:
-    """The wake-up a message body is; None for anything else. The entity it carries is only a
-    guess at the stored one (a write conditional on its ETag checks it), but it must be one."""
+def message_body(key: str, due: float, seen: Seen | None = None) -> str:
+    return json.dumps(_wake(key, due, seen), separators=(",", ":"))
+
+
+def bodies(wakes: list[Wake]) -> list[tuple[str, list[Wake]]]:
+    """The message bodies that carry `wakes` (all for one queue and visibility delay), each with
+    the wake-ups it carries: several to a message, within MAX_WAKES_PER_MESSAGE and MAX_BODY; a
+    lone one in the one-key form."""
+    found: list[tuple[str, list[Wake]]] = []
+    entries: list[str] = []
+    carried: list[Wake] = []
+    for wake in wakes:
+        entry = json.dumps(_wake(*wake), separators=(",", ":"))
+        if entries and (len(entries) == MAX_WAKES_PER_MESSAGE or sum(map(len, entries)) + len(entry) > MAX_BODY):
+            found.append((_many(entries), carried))
+            entries, carried = [], []
+        entries.append(entry)
+        carried.append(wake)
+    if entries:
+        found.append((_many(entries), carried))
+    return found
+
+
+def _many(entries: list[str]) -> str:
+    return entries[0] if len(entries) == 1 else '{"wakes":[' + ",".join(entries) + "]}"
+
+
+def parse_wakes(body: str) -> list[WakeUp]:
+    """The wake-ups a message carries, in order (what is not one is left out). The entity each
+    carries is only a guess at the stored one (a write conditional on its ETag checks it), but it
+    must be one."""
     try:
         data = json.loads(body)
+    except ValueError:
+        return []
+    wakes = data.get("wakes") if isinstance(data, dict) else None
+    if not isinstance(wakes, list):
+        one = _wakeup(data)
+        return [] if one is None else [one]
+    found = (_wakeup(entry) for entry in wakes[:MAX_WAKES_PER_MESSAGE])
+    return [wakeup for wakeup in found if wakeup is not None]
+
+
+def _wakeup(data: object) -> WakeUp | None:
+    if not isinstance(data, dict):
+        return None
+    try:
         key, due = data["key"], float(data["due"])
     except (ValueError, TypeError, KeyError):
         return None
@@ -167,10 +219,16 @@ class WakeUps:
     def send(self, key: str, due: float, seen: Seen | None = None) -> None:
         """A message for `key`, visible at `due` (by the store's clock) or in 7 days, if sooner;
         with `seen`, the index entity as just written, so its receiver need not read it."""
-        delay = min(MAX_DELAY, max(0, math.ceil(due - self._clock())))
-        queue = self._queues[role_of(key)]
+        self.send_body(role_of(key), message_body(key, due, seen), self.delay(due))
+
+    def delay(self, due: float) -> int:
+        """The visibility delay of a wake-up for `due`: whole seconds, at most 7 days."""
+        return min(MAX_DELAY, max(0, math.ceil(due - self._clock())))
+
+    def send_body(self, role: str, body: str, delay: int) -> None:
+        queue = self._queues[role]
         with mapped(f"sending to the queue {queue.queue_name}"):
-            queue.send_message(message_body(key, due, seen), visibility_timeout=delay, time_to_live=-1)
+            queue.send_message(body, visibility_timeout=delay, time_to_live=-1)
 
     def poisoned(self) -> list[tuple[str, str]]:
         """(queue, body) of the messages the Functions host gave up on (`<queue>-poison`)."""

@@ -18,7 +18,7 @@ import builtins
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
@@ -30,7 +30,7 @@ from joedefender.adapters.azure.connection import AzureStorageConnection
 from joedefender.adapters.azure.documents import Documents
 from joedefender.adapters.azure.leases import TableMachineLeases
 from joedefender.adapters.azure.limits import TableRateLimiter
-from joedefender.adapters.azure.queue import WakeUps, WorkState, parse_body, queue_names
+from joedefender.adapters.azure.queue import WakeUps, WorkState, parse_wakes, queue_names
 from joedefender.adapters.azure.work_index import ROUNDS, WorkIndex, number
 from joedefender.domain.text import shown
 from joedefender.pipeline.ports import (
@@ -233,24 +233,35 @@ class AzureStore(BufferedWrites, Store):
         None when the message is stale (the item is done, or moved later by whoever then sent
         its own wake-up), early (a wait beyond the 7 days a message may hide: it is sent on for
         the rest) or the item is leased (a wake-up for the lease's end is made sure of, in case
-        its holder dies). Either way the trigger consumes the message.
+        its holder dies). Either way the trigger consumes the message. (A message of one wake-up:
+        `accept_each` takes every one a message carries.)
         """
+        return next(self.accept_each(body, owner=owner, now=lambda: now, lease_seconds=lease_seconds), None)
+
+    def accept_each(
+        self, body: str, *, owner: str, now: Callable[[], float], lease_seconds: float
+    ) -> Iterator[WorkItem]:
+        """Push mode, for a message that may carry several wake-ups: lease each item as `accept`
+        does, one at a time, as the caller comes back for the next (so none waits leased while
+        the others run); the items that were due and free."""
         if not owner:
             raise ValueError("a claim needs an owner")
-        self._check_open()
-        wakeup = parse_body(body)
-        if wakeup is None:
+        wakeups = parse_wakes(body)
+        if not wakeups:
             logger.warning("%r: dropped a queue message that is no wake-up: %s", self, shown(body, 200))
-            return None
-        return self._index.accept(wakeup, owner=owner, now=now, lease_seconds=lease_seconds)
+        for wakeup in wakeups:
+            self._check_open()
+            item = self._index.accept(wakeup, owner=owner, now=now(), lease_seconds=lease_seconds)
+            if item is not None:
+                yield item
 
     def renew(self, item: WorkItem, now: float, lease_seconds: float) -> WorkItem | None:
         self._check_open()
         return self._index.renew(item, now, lease_seconds)
 
-    def reschedule(self, item: WorkItem, due_at: float) -> None:
+    def reschedule(self, item: WorkItem, due_at: float, failures: int = 0) -> None:
         self._check_open()
-        self._index.release(item, lambda state: state.due_after_reschedule(item, due_at))
+        self._index.release(item, lambda state: state.due_after_reschedule(item, due_at), failures)
 
     def complete(self, item: WorkItem) -> None:
         self._check_open()

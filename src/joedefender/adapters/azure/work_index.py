@@ -23,7 +23,7 @@ from typing import Any
 from joedefender.adapters._writes import Enqueue, Fence, Operation
 from joedefender.adapters.azure import state as rows
 from joedefender.adapters.azure._table import Lost, Partition, TableOperation, etag, if_unchanged, put
-from joedefender.adapters.azure.queue import Seen, WakeUp, WakeUps, WorkState
+from joedefender.adapters.azure.queue import Seen, WakeUp, WakeUps, WorkState, bodies, role_of
 from joedefender.pipeline.ports import LeaseLost, StoreError, StoreUnavailable, WorkItem
 
 ROUNDS = 100  # attempts of one write against an index entity that others keep changing
@@ -130,15 +130,22 @@ class WorkIndex:
             self._keep(state, str(result["etag"]))
 
     def wake(self, messages: Sequence[Message]) -> None:
-        """Send the wake-ups of a committed write, each with the entity as this store wrote it;
-        a send that fails leaves them in an outbox entity for the relay (the write has
-        committed, so this never fails it)."""
-        for n, (key, due) in enumerate(messages):
-            try:
-                self._wakeups.send(key, due, self._known.get(key))
-            except StoreError as exc:
-                self._keep_for_relay(messages[n:], exc)
-                return
+        """Send the wake-ups of a committed write, each with the entity as this store wrote it,
+        those for one queue and second together; a send that fails leaves the rest in an outbox
+        entity for the relay (the write has committed, so this never fails it)."""
+        groups: dict[tuple[str, int], list[Message]] = {}
+        for key, due in messages:
+            groups.setdefault((role_of(key), self._wakeups.delay(due)), []).append((key, due))
+        unsent = list(messages)
+        for (role, delay), group in groups.items():
+            for body, carried in bodies([(key, due, self._known.get(key)) for key, due in group]):
+                try:
+                    self._wakeups.send_body(role, body, delay)
+                except StoreError as exc:
+                    self._keep_for_relay(unsent, exc)
+                    return
+                for key, due, _ in carried:
+                    unsent.remove((key, due))
 
     def _keep_for_relay(self, messages: Sequence[Message], exc: StoreError) -> None:
         try:
@@ -237,10 +244,11 @@ class WorkIndex:
                 return replace(item, lease_until=until)
         raise StoreUnavailable(f"{self._where}: the work index entity of {item.key!r} changed on every attempt")
 
-    def release(self, item: WorkItem, due: Callable[[WorkState], float | None]) -> None:
+    def release(self, item: WorkItem, due: Callable[[WorkState], float | None], failures: int = 0) -> None:
         """Complete or reschedule: change the item if `item` still holds it; `due` gives the
-        time it is due again, or None to delete it. Only the entity is written and, if due
-        again, one wake-up sent: a step that learnt nothing costs nothing more."""
+        time it is due again, or None to delete it; `failures` is kept for the next claim. Only
+        the entity is written and, if due again, one wake-up sent: a step that learnt nothing
+        costs nothing more."""
         for round_ in range(ROUNDS):
             state, tag = self.state(item.key, fresh=round_ > 0)
             if state is None or tag is None or not state.holds(item.token):
@@ -251,7 +259,7 @@ class WorkIndex:
             if again is None:
                 done = self.swap(item.key, tag, None)
             else:
-                released = replace(state.released(again), wake=max(state.wake, again))
+                released = replace(state.released(again, failures), wake=max(state.wake, again))
                 done = self.swap(item.key, tag, released, again)
             if done:
                 return

@@ -76,6 +76,8 @@ class DefenderAdapter:
         with translated():
             self.client.add_comment(alert_id, text)
 
+    batches_comments = True  # POST alerts/batchUpdate
+
     def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
         with translated():
             self.client.batch_update_alerts(alert_ids, comment=text)

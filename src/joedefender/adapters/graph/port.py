@@ -67,6 +67,8 @@ class GraphAlertSource:
         with translated():
             self.client.add_comment(alert_id, text)
 
+    batches_comments = False
+
     def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
         """Graph has no batch: one POST per alert, paced by the limiter. The first failure ends
         the call; the alerts before it have their comment (a read-back finds them)."""

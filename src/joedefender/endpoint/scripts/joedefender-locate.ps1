@@ -7,22 +7,27 @@
     (RunScript, as SYSTEM). Contract: joedefender.endpoint.contract in the joedefender package.
 
     Lists the encrypted files under the quarantine's Entries and ResourceData folders (path and
-    size, newest first, at most 64 of each). The connector then fetches the Entries files with
-    GetFile and reads on its own side which ResourceData file holds the alert's evidence (or,
-    when they cannot be read, takes the newest ResourceData files), fetches those, decodes them
-    and keeps the one whose SHA-256 matches. This script writes, restores, decodes and excludes
-    nothing, and needs no compiled code. An Entries folder it cannot list leaves the list empty.
+    size, newest first, at most 64 of each), and prints the Entries files themselves (still
+    encrypted, as hex; the newest first, each at most 64 KiB, together at most 256 KiB), so the
+    connector reads on its own side which ResourceData file holds the alert's evidence without
+    an action to fetch them (it fetches one listed without its bytes with GetFile; when none can
+    be read, it takes the newest ResourceData files). It then fetches those, decodes them and
+    keeps the one whose SHA-256 matches. This script writes, restores, decodes and excludes
+    nothing, and needs no compiled code. An Entries folder it cannot list leaves the list empty;
+    an Entries file it cannot read whole is listed without its bytes.
 
     Constrained Language Mode: it uses only cmdlets (Join-Path, Test-Path, Get-ChildItem,
-    Where-Object, Sort-Object, Select-Object, ConvertTo-Json, Write-Output), hashtables cast to
-    [pscustomobject], [string] casts and property reads; no Add-Type, no New-Object, no .NET
-    method call. It reports the language mode it ran in.
+    Get-Content, Where-Object, Sort-Object, Select-Object, ConvertTo-Json, Write-Output),
+    hashtables cast to [pscustomobject] or splatted, [string] casts, the -f and -join operators
+    and property reads; no Add-Type, no New-Object, no .NET method call. It reports the language
+    mode it ran in.
 
     -JobId is only for the record (live response logs the arguments); it is [A-Za-z0-9-].
 
     Output: exactly one JSON line on stdout,
       {"joedefender":1,"status":"located|not_found|error","languageMode":"...",
-       "resources":[{"path":"...","size":N}],"entries":[{"path":"...","size":N}],"message":"..."}
+       "resources":[{"path":"...","size":N}],"entries":[{"path":"...","size":N,"hex":"..."}],
+       "message":"..."}  ("hex" only for an Entries file printed whole)
     Exit code: 0 located, 2 not found, 1 error.
 #>
 [CmdletBinding(PositionalBinding = $false)]
@@ -39,6 +44,13 @@ $ProgressPreference = 'SilentlyContinue'
 $QuarantineData = Join-Path $env:ProgramData 'Microsoft\Windows Defender\Quarantine\ResourceData'
 $QuarantineEntries = Join-Path $env:ProgramData 'Microsoft\Windows Defender\Quarantine\Entries'
 $Limit = 64
+$EmbedEach = 65536
+$EmbedTotal = 262144
+# Windows PowerShell reads bytes with -Encoding Byte, PowerShell 6 and later with -AsByteStream.
+$ByteRead = @{ Encoding = 'Byte' }
+if ($PSVersionTable.PSVersion.Major -ge 6) {
+    $ByteRead = @{ AsByteStream = $true }
+}
 $LanguageMode = [string]$ExecutionContext.SessionState.LanguageMode
 $Status = 'error'
 $Message = ''
@@ -65,8 +77,30 @@ try {
                     Sort-Object -Property LastWriteTimeUtc -Descending |
                     Select-Object -First $Limit
             )
+            $embedded = 0
             foreach ($file in $files) {
-                $Entries += [pscustomobject]@{ path = $file.FullName; size = $file.Length }
+                $hex = $null
+                if ($file.Length -le $EmbedEach -and ($embedded + $file.Length) -le $EmbedTotal) {
+                    try {
+                        # One array of bytes (-ReadCount 0), or bytes one by one: foreach takes either.
+                        $read = Get-Content -LiteralPath $file.FullName -ReadCount 0 @ByteRead
+                        $digits = foreach ($byte in $read) { '{0:X2}' -f $byte }
+                        $printed = [string](@($digits) -join '')
+                        if ($printed.Length -eq 2 * $file.Length) {
+                            $hex = $printed
+                        }
+                    }
+                    catch {
+                        $hex = $null
+                    }
+                }
+                if ($null -ne $hex) {
+                    $embedded += $file.Length
+                    $Entries += [pscustomobject]@{ path = $file.FullName; size = $file.Length; hex = $hex }
+                }
+                else {
+                    $Entries += [pscustomobject]@{ path = $file.FullName; size = $file.Length }
+                }
             }
         }
     }

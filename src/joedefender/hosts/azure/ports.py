@@ -3,6 +3,7 @@ messages) and the poison queues. `adapters.azure.AzureStore` provides it (interf
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from joedefender.adapters.azure.queue import LIVE_RESPONSE, WORK, queue_names
@@ -16,6 +17,13 @@ class PushStore(Store, Protocol):
     def accept(self, body: str, *, owner: str, now: float, lease_seconds: float) -> WorkItem | None:
         """Lease the item a delivered message names; None if the message is stale, early or the
         item is leased by another (the store has then seen to a wake-up at the true due time)."""
+        ...
+
+    def accept_each(
+        self, body: str, *, owner: str, now: Callable[[], float], lease_seconds: float
+    ) -> Iterator[WorkItem]:
+        """Lease, one after the other as the caller asks for the next, the items a message's
+        wake-ups name that are due and free."""
         ...
 
     def relay_outbox(self, now: float, *, grace: float = ..., lease_grace: float | None = ...) -> int:

@@ -2,45 +2,25 @@
 
 Application Insights keeps a log record's extra attributes as customDimensions (the Functions
 worker's OpenTelemetry export and the azure-monitor exporters read them from the record; the
-older OpenCensus handler reads the `custom_dimensions` attribute, set too). The ids come from a
-context variable that the trigger binds around one step, so the pipeline's own log lines carry
-them without knowing about Azure; the record factory adds them to records from every logger.
+older OpenCensus handler reads the `custom_dimensions` attribute, set too). The ids come from the
+pipeline's context variable (`pipeline.dimensions`): the trigger binds what the work key says
+around one step, the sample job adds its attempt's machine and action, and the record factory
+adds them to records from every logger.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from types import MappingProxyType
 from typing import Any
 
 from joedefender.domain.keys import TENANT_BATCH, WorkKey, WorkKind
 from joedefender.hosts.logfilter import made_safe
-from joedefender.pipeline.facade import Records
+from joedefender.pipeline.facade import DIMENSIONS, bound, current
 
-DIMENSIONS = ("alert_id", "sample", "machine_id", "action_id", "work_item")
-_NONE: Mapping[str, str] = MappingProxyType({})
-_current: ContextVar[Mapping[str, str]] = ContextVar("joedefender_dimensions", default=_NONE)
+__all__ = ["DIMENSIONS", "bound", "current", "ids_of", "install"]
 _installed = threading.Lock()
 _factory_installed = False
-
-
-@contextmanager
-def bound(**ids: str | None) -> Iterator[None]:
-    """Add these ids (None ones left out) to every record logged inside the block."""
-    merged = {**_current.get(), **{k: v for k, v in ids.items() if v}}
-    token = _current.set(MappingProxyType(merged))
-    try:
-        yield
-    finally:
-        _current.reset(token)
-
-
-def current() -> Mapping[str, str]:
-    return _current.get()
 
 
 def install() -> None:
@@ -56,7 +36,7 @@ def install() -> None:
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = made_safe(previous(*args, **kwargs))  # attacker text: one line, escaped, bounded
-            ids = _current.get()
+            ids = current()
             if ids:
                 for name, value in ids.items():
                     setattr(record, name, value)
@@ -67,8 +47,8 @@ def install() -> None:
         _factory_installed = True
 
 
-def ids_of(key: str, records: Records) -> dict[str, str | None]:
-    """The ids a work item is about, from its key and (for a sample) its job's current attempt."""
+def ids_of(key: str) -> dict[str, str | None]:
+    """The ids a work item is about, from its key (a sample job adds its attempt's own)."""
     work = WorkKey.parse(key)
     ids: dict[str, str | None] = {"work_item": key}
     if work is None:
@@ -83,9 +63,4 @@ def ids_of(key: str, records: Records) -> dict[str, str | None]:
         ids["incident_id"] = work.subject
     elif work.kind in (WorkKind.SAMPLE, WorkKind.INDICATORS) and work.subject != TENANT_BATCH:
         ids["sample"] = work.subject
-        if work.kind == WorkKind.SAMPLE:
-            stored = records.jobs.get(work.subject)
-            attempt = stored.record.attempts[-1] if stored is not None and stored.record.attempts else None
-            if attempt is not None:
-                ids["machine_id"], ids["action_id"] = attempt.machine_id, attempt.action_id
     return ids

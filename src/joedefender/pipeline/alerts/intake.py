@@ -1,12 +1,14 @@
 """Intake: record an alert id and answer at once. A repeated delivery is a no-op.
 
 The alert, its history line and its triage work item are written in one unit of work, so an
-alert is never recorded without the work that will triage it.
+alert is never recorded without the work that will triage it. The alerts a poll lists are
+recorded many to a unit of work (`receive_listed`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -18,11 +20,15 @@ from joedefender.domain.reasons import Reason
 from joedefender.pipeline.alerts.reads import AlertReads
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.ports import AlreadyExists
+from joedefender.pipeline.records import Changes
 
 # Defender alert ids look like "da637472900382838869_1364969609"; older ones are GUID-like.
 _ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 _MACHINE_ID = re.compile(r"^[0-9a-fA-F]{40}$")
 _REDELIVERY_QUIET = 300.0  # nominal seconds after a triage in which a repeated delivery changes nothing
+# Alerts a poll listed, recorded in one unit of work: three writes each (the alert, its history
+# line, its triage's work item), within one Azure Tables transaction's hundred.
+LISTED_PER_COMMIT = 30
 
 
 class InvalidAlertError(JoeDefenderError):
@@ -73,27 +79,57 @@ class Intake:
         poller) lets an alert skipped for lack of evidence be looked at again once Defender adds some.
         `alert` (the poller's, with its evidence) is what triage then works from; without it,
         triage reads the alert, in bulk with the others taken in meanwhile."""
-        ctx = self._ctx
+        record = self._record(alert_id, machine_id, source, alert)
+        try:
+            with self._ctx.changes() as changes:
+                self._write(changes, record)
+        except AlreadyExists:
+            self._retriage_if_evidence_may_have_come(record.alert_id, updated_at, record.snapshot)
+            return Accepted(record.alert_id, False)
+        if record.snapshot is None:
+            self.reads.note(record.alert_id)
+        return Accepted(record.alert_id, True)
+
+    def receive_listed(self, alerts: Sequence[Alert], *, source: str = "poller") -> int:
+        """Record alerts a poll listed (each with its evidence and valid ids), LISTED_PER_COMMIT
+        to a unit of work; how many were new. A chunk holding an alert known already (the poll
+        windows overlap) is taken one alert at a time, as `receive` takes each."""
+        new = 0
+        for start in range(0, len(alerts), LISTED_PER_COMMIT):
+            chunk = alerts[start : start + LISTED_PER_COMMIT]
+            try:
+                with self._ctx.changes() as changes:
+                    for alert in chunk:
+                        self._write(changes, self._record(alert.id, alert.machine_id, source, alert))
+                new += len(chunk)
+            except AlreadyExists:
+                for alert in chunk:
+                    taken = self.receive(
+                        alert.id,
+                        machine_id=alert.machine_id,
+                        source=source,
+                        updated_at=alert.last_update_time,
+                        alert=alert,
+                    )
+                    new += taken.created
+        return new
+
+    def _record(self, alert_id: str, machine_id: str | None, source: str, alert: Alert | None) -> AlertRecord:
+        """A new alert's record (`InvalidAlertError` for a malformed id)."""
         alert_id = validate_alert_id(alert_id)
-        snapshot = _snapshot(alert, alert_id)
-        record = AlertRecord(
+        return AlertRecord(
             alert_id=alert_id,
             machine_id=validate_machine_id(machine_id),
             source=source,
-            received_at=ctx.now(),
-            snapshot=snapshot,
+            received_at=self._ctx.now(),
+            snapshot=_snapshot(alert, alert_id),
         )
-        try:
-            with ctx.changes() as changes:
-                changes.create(ctx.alerts, alert_id, record)
-                changes.record(alert_subject(alert_id), "intake", "received", f"from {source}")
-                changes.enqueue(triage_key(alert_id))
-        except AlreadyExists:
-            self._retriage_if_evidence_may_have_come(alert_id, updated_at, snapshot)
-            return Accepted(alert_id, False)
-        if snapshot is None:
-            self.reads.note(alert_id)
-        return Accepted(alert_id, True)
+
+    def _write(self, changes: Changes, record: AlertRecord) -> None:
+        """The alert, its history line and its triage, into `changes`."""
+        changes.create(self._ctx.alerts, record.alert_id, record)
+        changes.record(alert_subject(record.alert_id), "intake", "received", f"from {record.source}")
+        changes.enqueue(triage_key(record.alert_id))
 
     def _retriage_if_evidence_may_have_come(
         self, alert_id: str, updated_at: datetime | None, snapshot: Alert | None

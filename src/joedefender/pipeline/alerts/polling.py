@@ -11,7 +11,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from joedefender.pipeline.alerts.intake import Intake, InvalidAlertError
+from joedefender.domain.alerts import Alert
+from joedefender.pipeline.alerts.intake import (
+    LISTED_PER_COMMIT,
+    Intake,
+    InvalidAlertError,
+    validate_alert_id,
+    validate_machine_id,
+)
 from joedefender.pipeline.context import Context
 from joedefender.pipeline.records import upsert
 
@@ -28,17 +35,21 @@ def poll_once(ctx: Context, intake: Intake, *, now: datetime, lookback: timedelt
     meta = ctx.store.get("meta", _WATERMARK)
     since = datetime.fromisoformat(meta.data["since"]) - _OVERLAP if meta is not None else now - lookback
     new = 0
+    listed: list[Alert] = []
     for alert in ctx.defender.list_alerts(since, now):
         if ctx.config.filters.rejection(alert) is not None:
             continue
         try:
-            accepted = intake.receive(
-                alert.id, machine_id=alert.machine_id, source="poller", updated_at=alert.last_update_time, alert=alert
-            )
+            validate_alert_id(alert.id)
+            validate_machine_id(alert.machine_id)
         except InvalidAlertError as exc:
             logger.warning("poller: skipping an alert Defender returned: %s", exc)
             continue
-        new += accepted.created
+        listed.append(alert)
+        if len(listed) == LISTED_PER_COMMIT:
+            new += intake.receive_listed(listed)
+            listed = []
+    new += intake.receive_listed(listed)
     upsert(ctx.store, "meta", _WATERMARK, lambda _: {"since": now.isoformat()})
     if new:
         logger.info("poller: %d new alert(s)", new)

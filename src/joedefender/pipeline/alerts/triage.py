@@ -67,15 +67,16 @@ class TriageWork:
                 stored, AlertState.SKIPPED, decision.cause, "skipped", decision.cause.text, decision.skipped_evidence
             )
             return DONE
+        linked: list[str] | None = stored.record.samples  # the links it has; after a race, read them
         for _ in range(_RACES):
             try:
-                self._accept(stored, alert, decision)
+                self._accept(stored, alert, decision, linked)
                 return DONE
             except VersionConflict:  # a job changed while we joined it: read again, try again
                 fresh = ctx.alerts.get(alert_id)
                 if fresh is None or fresh.record.state != AlertState.RECEIVED:
                     return DONE
-                stored = fresh
+                stored, linked = fresh, None
         raise VersionConflict("alert", alert_id, stored.doc.version)
 
     def _end(
@@ -97,7 +98,9 @@ class TriageWork:
                 changes.record(subject, "triage", "evidence skipped", note)
             changes.record(subject, "triage", outcome, detail)
 
-    def _accept(self, stored: Versioned[AlertRecord], alert: Alert, decision: TriageDecision) -> None:
+    def _accept(
+        self, stored: Versioned[AlertRecord], alert: Alert, decision: TriageDecision, linked: list[str] | None
+    ) -> None:
         ctx, record = self._ctx, stored.record
         now = ctx.now()
         subject = alert_subject(record.alert_id)
@@ -111,10 +114,10 @@ class TriageWork:
         for start in range(0, len(head), _SAMPLES_PER_COMMIT):
             with ctx.changes() as changes:
                 for sighting in head[start : start + _SAMPLES_PER_COMMIT]:
-                    keys.append(attach(ctx, changes, alert.id, replace(sighting, incident=incident)))
+                    keys.append(attach(ctx, changes, alert.id, replace(sighting, incident=incident), linked))
         with ctx.changes() as changes:
             for sighting in last:
-                keys.append(attach(ctx, changes, alert.id, replace(sighting, incident=incident)))
+                keys.append(attach(ctx, changes, alert.id, replace(sighting, incident=incident), linked))
             join_incident(ctx, changes, alert, keys)
             for note in decision.skipped_evidence:
                 changes.record(subject, "triage", "evidence skipped", note)

@@ -1,17 +1,19 @@
 """The read-only locator ("locate"), safest of the quarantine strategies: nothing is decoded,
 restored or written on the endpoint.
 
-Three stages, one action each. `locate`: the locator script (plain PowerShell, works under
-Constrained Language Mode) lists the quarantine's Entries and encrypted ResourceData files.
-`entries`: GetFile of the Entries files, read here to find the ResourceData files of the
-evidence's path (or, when it has none, its file name). `fetch`: GetFile of those, or, when no
-entry names the evidence (or the Entries could not be fetched), of the newest listed; each is
-decoded here and the one that hashes to the evidence is the sample.
+Two actions in the common case. `locate`: the locator script (plain PowerShell, works under
+Constrained Language Mode) lists the quarantine's Entries and encrypted ResourceData files and
+prints the Entries files themselves (`endpoint.locate_contract`), read here to find the
+ResourceData files of the evidence's path (or, when it has none, its file name). `fetch`: GetFile
+of those, or, when no entry names the evidence, of the newest listed; each is decoded here and
+the one that hashes to the evidence is the sample. Only when no printed entry names the evidence
+and some Entries files came without their bytes (too large, or unreadable to the script) does a
+stage come between: `entries`, GetFile of those Entries files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
 from joedefender.domain.errors import NotFound, QuarantineFormatError, Rejected
@@ -20,8 +22,10 @@ from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseA
 from joedefender.domain.platforms import Platform
 from joedefender.domain.reasons import Cause, Reason
 from joedefender.endpoint import contract
+from joedefender.endpoint.locate_contract import LocatedResource, LocateOutcome
 from joedefender.formats.defender_quarantine import (
     MAX_ENTRIES_BYTES,
+    QuarantineEntry,
     QuarantineResource,
     decode_resource,
     parse_entries,
@@ -91,10 +95,11 @@ class Locate(CollectionStrategy):
 
 
 def _located(results: ActionResults, target: Target) -> AfterAction:
-    """The locator listed the quarantine: GetFile its Entries files, or when it listed none, the
-    newest ResourceData files that could hold the file."""
+    """The locator listed the quarantine: GetFile the ResourceData files its printed Entries
+    files name for the evidence; or, when none does, its Entries files that came without their
+    bytes, or when there are none of those, the newest ResourceData files that could hold the file."""
     try:
-        located = contract.LocateOutcome.from_script_output(results.script_output(0))
+        located = LocateOutcome.from_script_output(results.script_output(0))
     except (contract.ContractError, NotFound) as exc:
         return Failed(Cause(reason=Reason.SCRIPT_FAILED, detail=str(exc)[:200]))
     if located.status == "error":
@@ -103,20 +108,27 @@ def _located(results: ActionResults, target: Target) -> AfterAction:
     paths = [r.path for r in located.resources if r.size <= limit][:MAX_FETCHED_ENTRIES]
     if not paths:
         return Failed(Cause(reason=Reason.QUARANTINE_NOT_FOUND))
-    entries = [e.path for e in located.entries if e.size <= MAX_ENTRIES_BYTES][:MAX_ENTRIES_FILES]
+    entries = [e for e in located.entries if e.size <= MAX_ENTRIES_BYTES][:MAX_ENTRIES_FILES]
+    printed = [e for e in entries if e.data is not None]
+    selected, read = _matching_resources(_printed(printed), target)
     listed = f"{len(located.resources)} quarantine entries and {len(located.entries)} Entries files listed"
-    if entries:
-        note = f"{listed} ({located.language_mode}); fetching {len(entries)} Entries files"
-        return NextStage("entries", entries, ("located", note), listed=paths)
-    note = f"{listed} ({located.language_mode}); listing fallback: fetching {len(paths)}"
-    return NextStage("fetch", paths, ("located", note))
+    listed += f" ({located.language_mode})"
+    if selected:
+        note = f"{listed}; entries matched: {read} Entries files read; fetching {len(selected)}"
+        return NextStage("fetch", selected, ("located", note))
+    unread = [e.path for e in entries if e.data is None]
+    if unread:
+        note = f"{listed}; {read} Entries files read, none names the evidence; fetching {len(unread)} Entries files"
+        return NextStage("entries", unread, ("located", note), listed=paths)
+    why = f"{read} of {len(entries)} Entries files read, none names the evidence" if entries else "no Entries files"
+    return NextStage("fetch", paths, ("located", f"{listed}; listing fallback ({why}); fetching {len(paths)}"))
 
 
 def _selected(results: ActionResults, target: Target, *, fetched: bool) -> AfterAction:
     """The Entries files came back (or not): GetFile the ResourceData files of the entries that
     name the evidence, else (none fetched, readable or matching) the newest listed ones."""
     attempt = target.attempt
-    selected, read = _matching_resources(results, target) if fetched else ([], 0)
+    selected, read = _matching_resources(_fetched(results, len(attempt.fetch_paths)) if fetched else [], target)
     if selected:
         note = f"entries matched: {read} Entries files read; fetching {len(selected)}"
         return NextStage("fetch", selected, ("selected", note))
@@ -126,19 +138,36 @@ def _selected(results: ActionResults, target: Target, *, fetched: bool) -> After
     return NextStage("fetch", attempt.listed_paths, ("selected", note))
 
 
-def _matching_resources(results: ActionResults, target: Target) -> tuple[list[str], int]:
-    """The ResourceData paths the fetched Entries files give for the evidence's path (or, when it
-    has none, its file name), at most MAX_FETCHED_ENTRIES; and how many Entries were read."""
+def _printed(entries: list[LocatedResource]) -> Iterator[QuarantineEntry | None]:
+    """The Entries files the locator printed, each read (None: damaged)."""
+    for entry in entries:
+        assert entry.data is not None
+        try:
+            yield parse_entries(entry.data)
+        except QuarantineFormatError:
+            yield None
+
+
+def _fetched(results: ActionResults, count: int) -> Iterator[QuarantineEntry | None]:
+    """The Entries files the action fetched, each read (None: damaged, or not there)."""
+    for index in range(count):
+        try:
+            with results.stream(index, max_bytes=MAX_ENTRIES_BYTES) as chunks:
+                yield parse_entries(b"".join(chunks))
+        except (QuarantineFormatError, NotFound, Rejected):
+            yield None  # the others may still name the evidence
+
+
+def _matching_resources(entries: Iterable[QuarantineEntry | None], target: Target) -> tuple[list[str], int]:
+    """The ResourceData paths the Entries files give for the evidence's path (or, when it has
+    none, its file name), at most MAX_FETCHED_ENTRIES; and how many Entries files were read."""
     candidate = target.candidate
     name = candidate.file_name or target.job.file_name
     paths: list[str] = []
     read = 0
-    for index in range(len(target.attempt.fetch_paths)):
-        try:
-            with results.stream(index, max_bytes=MAX_ENTRIES_BYTES) as chunks:
-                entry = parse_entries(b"".join(chunks))
-        except (QuarantineFormatError, NotFound, Rejected):
-            continue  # damaged, or not there: the others may still name the evidence
+    for entry in entries:
+        if entry is None:
+            continue
         read += 1
         for resource in entry.resources:
             if _holds(resource, candidate.path, name, target.max_sample_bytes):

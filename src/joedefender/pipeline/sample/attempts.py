@@ -54,10 +54,8 @@ class Attempts:
         """Save the intent (with the history line `note`), then start the attempt's (next)
         action; `HELD_ELSEWHERE` when Defender says another live response session holds the machine."""
         ctx, job = self.ctx, stored.record
-        with ctx.changes() as changes:  # the intent, so a crash after the call can find the action
-            self._ledger.save(changes, stored)
-            if note is not None:
-                changes.record(job.key, "collect", *note)
+        # The intent, so a crash after the call can find the action.
+        self._ledger.saved(stored, *(("collect", *note) if note is not None else ()))
         strategy, target = self._strategy(attempt), self._target(job, attempt)
         sample = job.sha256 or job.key  # a file named by its path: the job's key, not the path
         comment = f"{mark(attempt.nonce)}: collect {sample} for Joe Sandbox ({strategy.stage_label(attempt)})"
@@ -88,9 +86,8 @@ class Attempts:
 
     def _not_allowed(self, stored: Versioned[SampleJob], attempt: Attempt, exc: NotAllowed) -> Outcome:
         cause = Cause(reason=Reason.LIVE_RESPONSE_NOT_ALLOWED, detail=exc.message)
-        with self.ctx.changes() as changes:
-            _forget(stored, attempt)
-            outcome = self._ledger.fail(stored, cause, changes)
+        _forget(stored, attempt)
+        outcome = self._ledger.fail(stored, cause)
         self.runner.release(attempt.machine_id, stored.record.key)
         return outcome
 
@@ -145,9 +142,7 @@ class Attempts:
             self.withdraw(stored, attempt)
             return again(0)
         attempt.action_id = action.id
-        with self.ctx.changes() as changes:
-            self._ledger.save(changes, stored)
-            changes.record(stored.record.key, "collect", "recovered", f"action {action.id} found by its nonce")
+        self._ledger.saved(stored, "collect", "recovered", f"action {action.id} found by its nonce")
         return again(0)
 
     def take_sample(self, stored: Versioned[SampleJob], attempt: Attempt) -> Result:
@@ -219,23 +214,23 @@ class Attempts:
         attempt.failure = cause
         attempt.ended_at = ctx.now()
         job.move_to(JobState.COLLECT)
-        with ctx.changes() as changes:
+
+        def write(changes: Changes) -> None:
             if attempt.action_id is not None and by_name(attempt.strategy, self.strategies) is not None:
                 self._schedule_cleanup(changes, attempt)
             self._ledger.save(changes, stored)
             changes.record(
                 job.key, "collect", "attempt failed", f"{attempt.strategy} on {attempt.machine_id}: {cause.text}"
             )
+
+        self._ledger.commit(stored, write)
         self.runner.release(attempt.machine_id, job.key)
         return again(0)
 
     def withdraw(self, stored: Versioned[SampleJob], attempt: Attempt, note: tuple[str, str] | None = None) -> None:
         """Forget an attempt that never reached the endpoint (busy, throttled, or lost in a crash)."""
-        with self.ctx.changes() as changes:
-            _forget(stored, attempt)
-            self._ledger.save(changes, stored)
-            if note is not None:
-                changes.record(stored.record.key, "collect", *note)
+        _forget(stored, attempt)
+        self._ledger.saved(stored, *(("collect", *note) if note is not None else ()))
         self.runner.release(attempt.machine_id, stored.record.key)
 
     def _schedule_cleanup(self, changes: Changes, attempt: Attempt) -> None:

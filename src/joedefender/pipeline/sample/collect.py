@@ -21,7 +21,7 @@ from joedefender.pipeline.collection.registry import by_name
 from joedefender.pipeline.collection.strategy import CollectionStrategy
 from joedefender.pipeline.context import Outcome, again
 from joedefender.pipeline.pacing import StartPace
-from joedefender.pipeline.records import Versioned
+from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.sample.attempts import HELD_ELSEWHERE, Attempts
 from joedefender.pipeline.sample.handler import Result
 from joedefender.pipeline.sample.ledger import JobLedger
@@ -53,8 +53,7 @@ class Collect:
         collected = [a for a in stored.record.attempts if a.outcome == "collected"]
         if not collected or by_name(collected[-1].strategy, self._strategies) is None:
             stored.record.move_to(JobState.COLLECT)
-            with self._ctx.changes() as changes:
-                self._ledger.save(changes, stored)
+            self._ledger.saved(stored)
             return again(0)
         return self._attempts.take_sample(stored, collected[-1])
 
@@ -96,10 +95,13 @@ class Collect:
         """Decide the platform of the machines listed for the first time for this job, and say how."""
         lines = decide(stored.record, machines)
         if lines:
-            with self._ctx.changes() as changes:
+
+            def write(changes: Changes) -> None:
                 self._ledger.save(changes, stored)
                 for line in lines:
                     changes.record(stored.record.key, "collect", "platform", line)
+
+            self._ledger.commit(stored, write)
 
     def _start(
         self, stored: Versioned[SampleJob], candidate: Candidate, strategy: CollectionStrategy
@@ -132,25 +134,28 @@ class Collect:
         if ours:
             if job.waiting_since is not None:
                 job.waiting_since, job.poll_interval = None, None
-                with ctx.changes() as changes:
-                    self._ledger.save(changes, stored)
+                self._ledger.saved(stored)
             return ctx.later(ctx.config.busy_retry)
-        with ctx.changes() as changes:
-            if job.waiting_since is None:
-                job.waiting_since = ctx.now()
-                job.poll_interval = None
-                waiting = ("machines busy; " if busy else "") + (f"offline: {', '.join(offline)}" if offline else "")
-                changes.record(job.key, "collect", "waiting", waiting)
-            if ctx.clock.since(job.waiting_since) > ctx.config.machine_wait_limit:
-                minutes = str(round(ctx.config.machine_wait_limit / 60))
-                return self._ledger.fail(stored, Cause(reason=Reason.MACHINES_UNAVAILABLE, detail=minutes), changes)
-            if busy:
-                delay = ctx.config.busy_retry
-            else:
+        waiting = None
+        if job.waiting_since is None:
+            job.waiting_since, job.poll_interval = ctx.now(), None
+            waiting = ("machines busy; " if busy else "") + (f"offline: {', '.join(offline)}" if offline else "")
+        if ctx.clock.since(job.waiting_since) > ctx.config.machine_wait_limit:
+            cause = Cause(reason=Reason.MACHINES_UNAVAILABLE, detail=str(round(ctx.config.machine_wait_limit / 60)))
+        else:
+            cause = None
+            if not busy:
                 job.poll_interval = ctx.config.machine_recheck(job.poll_interval)
-                delay = job.poll_interval
+
+        def write(changes: Changes) -> Outcome:
+            if waiting is not None:
+                changes.record(job.key, "collect", "waiting", waiting)
+            if cause is not None:
+                return self._ledger.fail(stored, cause, changes)
             self._ledger.save(changes, stored)
-        return ctx.later(delay)
+            return ctx.later(ctx.config.busy_retry if busy else job.poll_interval or 0.0)
+
+        return self._ledger.commit(stored, write)
 
 
 def _up(machine: Machine | None) -> bool:

@@ -16,6 +16,7 @@ from joedefender.domain.reasons import Cause
 from joedefender.pipeline.collection.actions import ActionRunner
 from joedefender.pipeline.collection.strategy import CollectionStrategy
 from joedefender.pipeline.context import DONE, Context, Outcome, again
+from joedefender.pipeline.dimensions import bound
 from joedefender.pipeline.quota import parked_until, waits_for_quota
 from joedefender.pipeline.records import Versioned
 from joedefender.pipeline.sample.analysis import Analysis
@@ -75,12 +76,13 @@ class SampleWork:
             parked = self._parked(stored.record)
             if parked is not None:
                 return parked
-            result = self.handlers[stored.record.state].advance(stored)
-            while isinstance(result, Staged | Refetch):
-                if isinstance(result, Refetch):
-                    result = self._collect.refetch(stored)
-                else:
-                    result = self._submit.file(stored, result.staging, result.file_name)
+            with bound(**_attempt_ids(stored.record)):
+                result = self.handlers[stored.record.state].advance(stored)
+                while isinstance(result, Staged | Refetch):
+                    if isinstance(result, Refetch):
+                        result = self._collect.refetch(stored)
+                    else:
+                        result = self._submit.file(stored, result.staging, result.file_name)
             if not isinstance(result, Proceed):
                 return result
             stored = self._ctx.jobs.get(key)
@@ -98,3 +100,16 @@ class SampleWork:
             return None
         until = parked_until(self._ctx.store, self._ctx.now())
         return None if until is None else again(until - self._ctx.now())
+
+
+def _attempt_ids(job: SampleJob) -> dict[str, str | None]:
+    """The machine and action of the job's current (or last) attempt, for its step's log lines."""
+    attempt = job.attempts[-1] if job.attempts else None
+    return (
+        {"machine_id": None, "action_id": None}
+        if attempt is None
+        else {
+            "machine_id": attempt.machine_id,
+            "action_id": attempt.action_id,
+        }
+    )

@@ -1,10 +1,11 @@
 """The sample job's ledger: every write a job's handlers make, and its submission bookkeeping.
 
 Side effects are recorded as intents first (an attempt's nonce, a submission's nonce) so a
-retried step finds what a crashed one did instead of doing it twice. What a call to Defender or
-Joe did is committed rebased (`commit`): in an outbreak, triage saves the job for every alert
-that joins it, and such a save only adds candidates, so the job is rebased on it and the commit
-tried again, instead of the step running again to find its own effect by its marker.
+retried step finds what a crashed one did instead of doing it twice. Every write of the job is
+committed rebased (`commit`): in an outbreak, triage saves the job for every alert that joins
+it, and such a save only adds candidates, so the job is rebased on it and the commit tried
+again, instead of the step running again (its looks, downloads and lookups with it) to find its
+own effect by its marker.
 """
 
 from __future__ import annotations
@@ -37,16 +38,28 @@ class JobLedger:
         changes.save(stored)
 
     def commit(self, stored: Versioned[SampleJob], write: Callable[[Changes], T]) -> T:
-        """Commit what a call to Defender or Joe did (`write` puts it into the unit of work),
-        rebased on joins that came meanwhile."""
-        for _ in range(_REBASES):
-            self._rebase(stored)
+        """Commit what a step did to the job (`write` puts it into the unit of work, and may be
+        asked again), rebased on joins that came meanwhile: the job is read again only when the
+        commit found it changed."""
+        for attempt in range(_REBASES):
+            if attempt:
+                self._rebase(stored)
             try:
                 with self._ctx.changes() as changes:
                     return write(changes)
             except VersionConflict:
                 continue
         raise VersionConflict("job", stored.record.key, stored.doc.version)
+
+    def saved(self, stored: Versioned[SampleJob], *note: str) -> None:
+        """Save the job as it is, with a history line (step, outcome, detail) when given."""
+
+        def write(changes: Changes) -> None:
+            self.save(changes, stored)
+            if note:
+                changes.record(stored.record.key, *note)
+
+        self.commit(stored, write)
 
     def _rebase(self, stored: Versioned[SampleJob]) -> None:
         """Take the stored job's version, candidates and incidents if only joins changed it since `stored`."""
@@ -68,8 +81,7 @@ class JobLedger:
     def fail(self, stored: Versioned[SampleJob], cause: Cause, changes: Changes | None = None) -> Outcome:
         """End the job as failed (in `changes`, when given, else in a unit of work of its own)."""
         if changes is None:
-            with self._ctx.changes() as own:
-                return self.fail(stored, cause, own)
+            return self.commit(stored, lambda own: self.fail(stored, cause, own))
         job = stored.record
         job.move_to(JobState.FAILED)
         job.failure = cause
@@ -82,12 +94,15 @@ class JobLedger:
         """End the job with the verdict its handler set, ask for its comments and indicators."""
         job = stored.record
         job.move_to(JobState.DONE)
-        with self._ctx.changes() as changes:
+
+        def write(changes: Changes) -> Outcome:
             self.save(changes, stored)
             changes.record(job.key, step, outcome, detail)
             self.announce(changes, stored)
             schedule_indicators(self._ctx, changes, job)
-        return DONE
+            return DONE
+
+        return self.commit(stored, write)
 
     def collected(self, changes: Changes, stored: Versioned[SampleJob], sha256: str) -> None:
         """The file is collected and hashed: submit it; or, for a file named by its path, learn
@@ -103,11 +118,8 @@ class JobLedger:
 
     def resolved(self, stored: Versioned[SampleJob], sample_key: str) -> Outcome:
         """The job of the file's hash took this path job's alerts over: nothing is left to do here."""
-        job = stored.record
-        job.move_to(JobState.RESOLVED)
-        with self._ctx.changes() as changes:
-            self.save(changes, stored)
-            changes.record(job.key, "resolve", "resolved", f"{sample_key} carries on")
+        stored.record.move_to(JobState.RESOLVED)
+        self.saved(stored, "resolve", "resolved", f"{sample_key} carries on")
         return DONE
 
     def start_submission(self, changes: Changes, stored: Versioned[SampleJob]) -> None:
@@ -139,9 +151,12 @@ class JobLedger:
         job.submission.webid = webid
         job.submission.submitted_at = job.submission.submitted_at or self._ctx.now()
         job.move_to(JobState.ANALYSING)
-        with self._ctx.changes() as changes:
+
+        def write(changes: Changes) -> Outcome:
             changes.record(job.key, "submit", "recovered", f"analysis {webid} found by its marker")
             return self._first_look(changes, stored)
+
+        return self.commit(stored, write)
 
     def _first_look(self, changes: Changes, stored: Versioned[SampleJob]) -> Outcome:
         """The first look at a new analysis (the job, saved in `changes`, records the gap)."""

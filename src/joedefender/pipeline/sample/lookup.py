@@ -35,7 +35,5 @@ class Lookup:
         # A URL, or a file collected already (by its path, before its hash had this job): submit.
         in_hand = job.kind == "url" or any(a.outcome == "collected" for a in job.attempts)
         job.move_to(JobState.SUBMIT if in_hand else JobState.COLLECT)
-        with ctx.changes() as changes:
-            self._ledger.save(changes, stored)
-            changes.record(job.key, "lookup", "analyse", detail)
+        self._ledger.saved(stored, "lookup", "analyse", detail)
         return Proceed()

@@ -31,8 +31,7 @@ class Submit:
             return Refetch()  # the bytes are not kept: fetch them again from Defender
         assert job.url is not None
         if job.submission is None:
-            with ctx.changes() as changes:
-                self._ledger.start_submission(changes, stored)
+            self._ledger.commit(stored, lambda changes: self._ledger.start_submission(changes, stored))
         submission_id = ctx.sandbox.submit_url(job.url, tags=submission_tags(job), comments=submission_marker(job))
         return self._ledger.submitted(stored, submission_id)
 

@@ -24,6 +24,18 @@ from joedefender.pipeline.pacing import StartPace
 from joedefender.pipeline.records import Versioned
 from joedefender.pipeline.verdicts.classify import wants_classification
 
+# Nominal seconds that alerts joining a sample after its comment went out wait for each other:
+# they are written together, one batchUpdate a sample per minute at the most (of the budget's
+# ten), however late they come and whichever instance triages them, instead of one PATCH each
+# from the alerts' own budget.
+LATE_JOINERS_WAIT = 60.0
+
+
+def late_joiners_wait(ctx: Context) -> float:
+    """How long (nominal seconds) a write-back for an alert joining a final job waits for
+    others to join it; none when the alert source writes comments one by one anyway."""
+    return LATE_JOINERS_WAIT if ctx.defender.batches_comments else 0.0
+
 
 def comment_text(job: SampleJob, link: AlertSampleLink) -> str:
     file_name = next((c.file_name for c in job.candidates if c.alert_id == link.alert_id), None)
