@@ -27,6 +27,7 @@ from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseA
 from joedefender.domain.platforms import Platform
 from joedefender.domain.verdicts import Detection, IocSet, SubmissionStatus, Verdict
 from joedefender.endpoint import contract
+from joedefender.pipeline.ports import Start
 from joedefender_emulators.mde import quarantine as encrypted
 
 
@@ -98,11 +99,15 @@ class FakeDefender(_Faults):
         self.refuse_quarantine_getfile = False
         self.unprinted_entries = False
         self.decode_fails: set[str] = set()
+        self.turns: dict[Start, float] = {}  # real seconds until the tenant's budget admits a start
         self.restored: list[tuple[str, str]] = []  # (machine, sha256) taken out by MpCmdRun -Restore
         self.action_polls = action_polls
         self._ids = itertools.count(1)
 
     # -- setting up -------------------------------------------------------------------------
+
+    def start_turn(self, start: Start) -> float:
+        return self.turns.get(start, 0.0)
 
     def add_machine(self, machine_id: str, *, online: bool = True) -> None:
         self.machines[machine_id] = Machine(machine_id, online)
@@ -132,8 +137,6 @@ class FakeDefender(_Faults):
     def get_alerts(self, alert_ids: Sequence[str]) -> list[Alert]:
         self.enter("get_alerts")
         return [self.alerts[i] for i in dict.fromkeys(alert_ids) if i in self.alerts]
-
-    batches_comments = True
 
     def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
         self.enter("comment_alerts")

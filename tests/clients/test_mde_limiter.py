@@ -56,6 +56,21 @@ def test_a_minute_allows_the_rate_then_waits_for_the_oldest_slot():
     assert sum(clock.sleeps) == pytest.approx(50.0)
 
 
+def test_the_wait_for_a_slot_is_told_without_sleeping_or_taking_one():
+    clock = FakeClock()
+    limiter = _limiter(clock)
+    assert limiter.wait_needed(Family.LIVE_RESPONSE) == 0.0
+    for _ in range(10):
+        limiter.acquire(Family.LIVE_RESPONSE)
+    clock.now += 20.0
+    assert limiter.wait_needed(Family.LIVE_RESPONSE) == pytest.approx(40.0)
+    assert limiter.wait_needed(Family.LIVE_RESPONSE) == pytest.approx(40.0)  # asking took nothing
+    limiter.hold(Family.LIVE_RESPONSE, 55.0)
+    assert limiter.wait_needed(Family.LIVE_RESPONSE) == pytest.approx(55.0)
+    assert limiter.wait_needed("not-limited") == 0.0
+    assert clock.sleeps == []
+
+
 def test_the_hour_window_binds_after_fifteen_full_minutes():
     clock = FakeClock()
     limiter = _limiter(clock)

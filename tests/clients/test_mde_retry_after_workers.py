@@ -58,6 +58,9 @@ class _Noting:
     def slot(self, family: str) -> AbstractContextManager[None]:
         return self._inner.slot(family)
 
+    def wait_needed(self, family: str) -> float:
+        return self._inner.wait_needed(family)
+
     def held(self, family: str) -> float:
         """Asked right before a request's first byte: 0 means it goes out now."""
         seconds = self._inner.held(family)

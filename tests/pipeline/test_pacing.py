@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from joedefender.domain.liveresponse import Command, LiveResponseAction
 from joedefender.pipeline.config import PipelineConfig
 from joedefender.pipeline.pacing import PollPlan, StartPace
+from joedefender.pipeline.ports import Start
 from tests.fakes import FakeDefender, file_alert
 from tests.pipeline.test_steps import M1, M2, Clock, Rig
 
@@ -58,6 +59,51 @@ def test_starts_get_appointments_inside_the_budget_without_waiting_in_line_toget
     assert pace.wait("job-12", 1030.0, minute) == 30.0  # back early: its appointment still stands
     assert pace.wait("job-12", 1060.0, minute) == 0.0  # its turn: it starts
     assert pace.wait("job-99", 1060.0, minute) == 60.0  # a newcomer: the next minute has room
+
+
+def test_a_start_the_shared_budget_has_no_turn_for_gets_an_appointment_then() -> None:
+    """Another instance used the tenant's starts: the job is put off to the shared turn (not
+    started into a limiter that would hold its worker), then starts at its appointment."""
+    pace = StartPace(per_minute=10)
+    asked: list[str] = []
+
+    def elsewhere(turn: float) -> Callable[[], float]:
+        def ask() -> float:
+            asked.append("asked")
+            return turn
+
+        return ask
+
+    assert pace.wait("job-1", 1000.0, 60.0, elsewhere(25.0)) == 25.0
+    assert pace.wait("job-1", 1010.0, 60.0, elsewhere(0.0)) == 15.0  # not its time yet: not asked
+    assert len(asked) == 1
+    assert pace.wait("job-1", 1025.0, 60.0, elsewhere(5.0)) == 5.0  # its time, but no turn yet: later
+    assert pace.wait("job-1", 1030.0, 60.0, elsewhere(0.0)) == 0.0  # its turn: it starts
+    assert pace.wait("job-2", 1030.0, 60.0, elsewhere(0.0)) == 0.0
+    for n in range(3, 11):
+        assert pace.wait(f"job-{n}", 1030.0, 60.0) == 0.0
+    asked.clear()
+    assert pace.wait("job-11", 1030.0, 60.0, elsewhere(0.0)) == 60.0  # our own ten: not asked
+    assert not asked
+
+
+def test_the_collect_step_does_not_start_before_the_tenants_turn() -> None:
+    rig = Rig()
+    rig.defender.add_machine(M1)
+    rig.defender.files[(M1, "C:\\Users\\u\\x.exe")] = b"MZ turn"
+    rig.defender.turns[Start.LIVE_RESPONSE] = 30.0
+    rig.receive(file_alert("a1", M1, b"MZ turn"))
+    for _ in range(50):  # every step due now (intake, triage, the lookup, the collect step)
+        if not rig.app.run_next("worker"):
+            break
+    assert not rig.defender.actions  # put off: no live response, no worker held
+    (item,) = [i for i in rig.store.items() if i.key.startswith("sample:")]
+    assert item.due_at >= rig.clock() + 29.0
+    rig.defender.turns[Start.LIVE_RESPONSE] = 0.0
+    rig.drain()
+    (job,) = [j.record for j in rig.ctx.jobs.list()]
+    assert job.state.value == "done"
+    assert len(rig.defender.actions) == 1
 
 
 class _SlowActions(FakeDefender):

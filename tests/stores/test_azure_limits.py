@@ -223,3 +223,21 @@ def test_a_step_whose_lease_was_lost_while_it_waited_its_turn_takes_no_slot(stor
     second.join(timeout=30)
     assert [type(o) for o in outcome] == [LeaseLost]
     assert _answered(store, "alerts") == [60.0]  # the first taker's, a minute on: none for the lost step
+
+
+def test_an_instance_learns_when_its_turn_comes_without_waiting_or_taking_a_slot(store: AzureStore) -> None:
+    """The collect step asks for the tenant's turn before it starts a live response: a budget
+    the other instances used up is seen (from the table) as a wait, nobody sleeps, nothing is taken."""
+    clock = SharedClock()
+    first, second = _instances(store, clock, 2, runliveresponse=(10, None))
+    assert second.wait_needed("runliveresponse") == 0.0
+    for _ in range(10):
+        first.acquire("runliveresponse")
+    clock.now += 15.0
+    assert first.wait_needed("runliveresponse") == pytest.approx(45.0, abs=0.05)
+    assert second.wait_needed("runliveresponse") == pytest.approx(45.0, abs=0.05)  # read from the table
+    first.hold("runliveresponse", 50.0)
+    assert second.wait_needed("runliveresponse") == pytest.approx(50.0, abs=0.05)  # a 429's hold counts too
+    assert clock.slept == 0.0
+    assert len(_answered(store, "runliveresponse")) == 10  # asking took no slot
+    assert first.wait_needed("not-limited") == 0.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import deque
+from collections.abc import Callable
 
 MIN_GAP = 0.5  # nominal seconds between two looks at the same thing, at the least
 FRACTION = 0.05  # of the elapsed time: the most a look may come after the service finished
@@ -72,24 +73,43 @@ class StartPace:
         self._by_job: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def wait(self, job: str, now: float, minute: float) -> float:
+    def wait(self, job: str, now: float, minute: float, elsewhere: Callable[[], float] = lambda: 0.0) -> float:
         """0 when `job` may start now (its appointment has come, or a start is free), else the
-        real seconds until its appointment. `minute` is one nominal minute in real seconds."""
+        real seconds until its appointment. `minute` is one nominal minute in real seconds.
+        `elsewhere`: real seconds until the budget this process shares with others (the client's
+        limiter: on Azure, every instance's starts) has a turn; a start it has no turn for gets
+        an appointment then, instead of a worker held in the limiter (asked only when this
+        process would start now, and outside the lock: it may read the shared budget)."""
+        with self._lock:
+            would_start = self._would_start(job, now, minute)
+        later = elsewhere() if would_start else 0.0
         with self._lock:
             del self._booked[: bisect.bisect_right(self._booked, now - minute)]
-            booked = self._by_job.get(job)
+            booked = self._by_job.pop(job, None)
             if booked is not None and booked > now:
-                return booked - now
+                return self._book(job, booked, now)
             if booked is not None and booked > now - minute:
-                del self._by_job[job]  # this is its start
-                return 0.0
+                if later <= 0:
+                    return 0.0  # its appointment: this is its start
+                self._booked.remove(booked)
             when = now
             if len(self._booked) >= self._per_minute:
                 when = max(now, self._booked[-self._per_minute] + minute)
-            bisect.insort(self._booked, when)
             if when <= now:
-                return 0.0
-            self._by_job[job] = when
-            while len(self._by_job) > 10 * self._per_minute + 1000:  # jobs that never came back
-                self._by_job.pop(next(iter(self._by_job)))
-            return when - now
+                when = now + later
+            bisect.insort(self._booked, when)
+            return 0.0 if when <= now else self._book(job, when, now)
+
+    def _would_start(self, job: str, now: float, minute: float) -> bool:
+        booked = self._by_job.get(job)
+        if booked is not None:
+            return now - minute < booked <= now
+        recent = len(self._booked) - bisect.bisect_right(self._booked, now - minute)
+        return recent < self._per_minute or self._booked[-self._per_minute] + minute <= now
+
+    def _book(self, job: str, when: float, now: float) -> float:
+        """Keep `job`'s appointment at `when`; the real seconds until it."""
+        self._by_job[job] = when
+        while len(self._by_job) > 10 * self._per_minute + 1000:  # jobs that never came back
+            self._by_job.pop(next(iter(self._by_job)))
+        return when - now

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, BinaryIO, Protocol
 
 from joedefender.domain.alerts import Alert
@@ -29,6 +30,13 @@ from joedefender.domain.verdicts import IocSet, SubmissionStatus, Verdict
 # --- Defender and the sandbox ----------------------------------------------------------------
 
 
+class Start(StrEnum):
+    """A call whose budget is small enough that the workflow paces it: it asks when its turn is."""
+
+    LIVE_RESPONSE = "live response"  # runliveresponse: 10 a minute
+    COMMENT_BATCH = "comment batch"  # alerts/batchUpdate: 10 a minute
+
+
 class DefenderPort(Protocol):
     """Defender for Endpoint. Raises `joedefender.domain.errors` types."""
 
@@ -36,6 +44,12 @@ class DefenderPort(Protocol):
     # API's batchUpdate, 10 a minute), which write-back paces; False: one call per alert, paced
     # by the alert source's own budget (Graph), so write-back waits for no batch turn.
     batches_comments: bool
+
+    def start_turn(self, start: Start) -> float:
+        """Real seconds until the tenant's budget admits `start` (0: now), as the client's
+        limiter knows it (on Azure, the budget every instance shares): asks Defender nothing and
+        never blocks, so a step can be put off rather than hold a worker in the limiter."""
+        ...
 
     def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
         """Alerts whose lastUpdateTime lies in [since, until), with their evidence."""

@@ -57,6 +57,12 @@ class Limiter(Protocol):
         """The service answered 429 with `Retry-After: seconds`: nobody sends to `family` before then."""
         ...
 
+    def wait_needed(self, family: str) -> float:
+        """Seconds until `family` may have a free slot (0: now), as far as this limiter knows
+        (a shared one: every instance's slots); takes nothing and never blocks, so a caller can
+        put its work off instead of holding a worker in `acquire`."""
+        ...
+
     def held(self, family: str) -> float:
         """Seconds a 429 this process met still holds `family` (0 when it is free): asked right
         before a request's first byte goes out, so one that took its slot before the 429 came
@@ -176,6 +182,12 @@ class RateLimiter:
         with self._lock:
             window = self._windows.get(family)
             return 0.0 if window is None else max(0.0, window.held_until - self._monotonic())
+
+    def wait_needed(self, family: str) -> float:
+        self._refresh_shared()
+        with self._lock:
+            window = self._windows.get(family)
+            return 0.0 if window is None else max(0.0, window.wait_needed(self._monotonic(), self._minute, self._hour))
 
     def _refresh_shared(self) -> None:
         """Adopt the holds other processes set, at most every `_shared_ttl` seconds."""

@@ -134,6 +134,26 @@ class TableRateLimiter:
         """Seconds a 429 this instance met still holds `family` (0 when it is free)."""
         return max(0.0, self._held_here(family, self._clock()))
 
+    def wait_needed(self, family: str) -> float:
+        """Seconds until `family` may have a free slot in the budget every instance shares (0:
+        now), as stored: one read (what is known here may miss the other instances' slots)."""
+        rate = self._rates.get(str(family))
+        if rate is None:
+            return 0.0
+        budget, _ = self._read(family)
+        return max(0.0, self._wait(family, rate, budget))
+
+    def _wait(self, family: str, rate: tuple[int, int | None], budget: _Budget) -> float:
+        """How long `budget` (pruned here) says to wait for a slot of `family`, holds included."""
+        per_minute, per_hour = rate
+        minute, hour = MINUTE * self._scale, HOUR * self._scale
+        now = self._clock()
+        budget.prune(now, hour if per_hour is not None else minute, STALE_AFTER * self._scale)
+        wait = max(self._held_here(family, now), budget.held_until - now, budget.wait(now, minute, per_minute))
+        if per_hour is not None:
+            wait = max(wait, budget.wait(now, hour, per_hour))
+        return wait
+
     def _held_here(self, family: str, now: float) -> float:
         """How long this instance's own hold on `family` still runs."""
         with self._known_lock:
@@ -150,21 +170,16 @@ class TableRateLimiter:
     def _take_turn(self, family: str, rate: tuple[int, int | None], *, in_flight: bool) -> str:
         """Take a slot (this thread's turn for `family` in this process): write against the
         budget as known here; read it when that is stale, or says to wait (it may be outdated)."""
-        per_minute, per_hour = rate
-        minute, hour = MINUTE * self._scale, HOUR * self._scale
         slot = uuid.uuid4().hex
         fresh = False
         while True:
             budget, tag = self._read(family) if fresh else self._cached(family)
             now = self._clock()
-            budget.prune(now, hour if per_hour is not None else minute, STALE_AFTER * self._scale)
             here = self._held_here(family, now)
             if here > 0:  # a 429 this instance met, on its way to the table
                 self._sleep(here)
                 continue
-            wait = max(budget.held_until - now, budget.wait(now, minute, per_minute))
-            if per_hour is not None:
-                wait = max(wait, budget.wait(now, hour, per_hour))
+            wait = self._wait(family, rate, budget)
             if wait > 0 and not fresh:
                 fresh = True  # as known here: others may have answered since; look before waiting
                 continue

@@ -23,6 +23,7 @@ from datetime import datetime
 
 from joedefender.adapters._microsoft.errors import translated as translated_as
 from joedefender.adapters.defender.client import DefenderClient
+from joedefender.adapters.defender.limiter import Family
 from joedefender.adapters.defender.models import Alert as WireAlert
 from joedefender.adapters.defender.models import Evidence as WireEvidence
 from joedefender.adapters.defender.models import Indicator as WireIndicator
@@ -32,10 +33,12 @@ from joedefender.domain.alerts import Alert, Evidence
 from joedefender.domain.errors import Transient
 from joedefender.domain.indicators import APPLICATION, ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import ActionStatus, Command, LiveResponseAction, Machine
-from joedefender.pipeline.ports import DefenderPort
+from joedefender.pipeline.ports import DefenderPort, Start
 
 SERVICE = "defender"
 _ACTION_STATUSES = {status.value.lower(): status for status in ActionStatus}
+
+_FAMILIES = {Start.LIVE_RESPONSE: Family.LIVE_RESPONSE, Start.COMMENT_BATCH: Family.ALERTS_BATCH_UPDATE}
 
 
 def translated() -> AbstractContextManager[None]:
@@ -57,6 +60,9 @@ class DefenderAdapter:
     def close(self) -> None:
         self.client.close()
 
+    def start_turn(self, start: Start) -> float:
+        return self.client.limiter.wait_needed(_FAMILIES[start])
+
     # --- alerts -------------------------------------------------------------------------------------
 
     def list_alerts(self, since: datetime, until: datetime) -> Iterator[Alert]:
@@ -75,8 +81,6 @@ class DefenderAdapter:
     def add_comment(self, alert_id: str, text: str) -> None:
         with translated():
             self.client.add_comment(alert_id, text)
-
-    batches_comments = True  # POST alerts/batchUpdate
 
     def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
         with translated():

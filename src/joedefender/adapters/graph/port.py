@@ -21,7 +21,7 @@ from joedefender.domain.alerts import Alert
 from joedefender.domain.incidents import Incident, with_verdict_tag
 from joedefender.domain.indicators import ExistingIndicator, ImportResult, Indicator
 from joedefender.domain.liveresponse import Command, LiveResponseAction, Machine
-from joedefender.pipeline.ports import DefenderPort, IncidentPort
+from joedefender.pipeline.ports import DefenderPort, IncidentPort, Start
 
 SERVICE = "graph"
 
@@ -67,8 +67,6 @@ class GraphAlertSource:
         with translated():
             self.client.add_comment(alert_id, text)
 
-    batches_comments = False
-
     def comment_alerts(self, alert_ids: Sequence[str], text: str) -> None:
         """Graph has no batch: one POST per alert, paced by the limiter. The first failure ends
         the call; the alerts before it have their comment (a read-back finds them)."""
@@ -96,6 +94,10 @@ class GraphAlertSource:
 
     def cancel_action(self, action_id: str, comment: str) -> None:
         self.mde.cancel_action(action_id, comment)
+
+    def start_turn(self, start: Start) -> float:
+        # Comments go one POST per alert (no batch turn); live response is the MDE API's.
+        return 0.0 if start == Start.COMMENT_BATCH else self.mde.start_turn(start)
 
     def run_live_response(self, machine_id: str, commands: Sequence[Command], comment: str) -> LiveResponseAction:
         return self.mde.run_live_response(machine_id, commands, comment)

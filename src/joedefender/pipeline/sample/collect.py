@@ -21,6 +21,7 @@ from joedefender.pipeline.collection.registry import by_name
 from joedefender.pipeline.collection.strategy import CollectionStrategy
 from joedefender.pipeline.context import Outcome, again
 from joedefender.pipeline.pacing import StartPace
+from joedefender.pipeline.ports import Start
 from joedefender.pipeline.records import Changes, Versioned
 from joedefender.pipeline.sample.attempts import HELD_ELSEWHERE, Attempts
 from joedefender.pipeline.sample.handler import Result
@@ -62,9 +63,10 @@ class Collect:
         pairs = plan(job, self._strategies, ctx.config)
         if not pairs:
             return self._give_up(stored)
-        # Our own budget for starts: wait for this job's turn without holding a worker (and
-        # without asking for the machines' health before it is worth knowing).
-        turn = self._starts.wait(job.key, ctx.now(), ctx.clock.real(_MINUTE))
+        # The budget for starts (ours, and the tenant's every instance shares): wait for this
+        # job's turn without holding a worker (and without asking for the machines' health
+        # before it is worth knowing).
+        turn = self._starts.wait(job.key, ctx.now(), ctx.clock.real(_MINUTE), self._tenant_turn)
         if turn > 0:
             return again(turn)
         machines = self._health.machines(c.machine_id for c, _ in pairs)
@@ -87,6 +89,9 @@ class Collect:
             else:
                 ours = True
         return self._wait_for_machines(stored, ours, elsewhere, offline)
+
+    def _tenant_turn(self) -> float:
+        return self._ctx.defender.start_turn(Start.LIVE_RESPONSE)
 
     def _give_up(self, stored: Versioned[SampleJob]) -> Outcome:
         return self._ledger.fail(stored, give_up_cause(stored.record, self._strategies, self._ctx.config))

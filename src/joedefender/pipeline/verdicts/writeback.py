@@ -21,6 +21,7 @@ from joedefender.domain.keys import alert_subject, classify_key, link_prefix
 from joedefender.domain.reasons import Cause
 from joedefender.pipeline.context import DONE, Context, Outcome, again
 from joedefender.pipeline.pacing import StartPace
+from joedefender.pipeline.ports import Start
 from joedefender.pipeline.records import Versioned
 from joedefender.pipeline.verdicts.classify import wants_classification
 
@@ -79,12 +80,16 @@ class WriteBack:
         for text, group in sorted(groups.items(), key=lambda item: -len(item[1])):
             if len(group) > 1 and ctx.defender.batches_comments:
                 # batchUpdate's own budget: wait for this sample's turn without holding a worker.
-                turn = self._batches.wait(sample_key, ctx.now(), ctx.clock.real(60))
+                turn = self._batches.wait(sample_key, ctx.now(), ctx.clock.real(60), self._batch_turn)
                 if turn > 0:
                     return again(turn)
             if (settles := self._write(job.record, group, text)) is not None:
                 unsettled.append(settles)
         return again(max(0.0, min(unsettled) - ctx.now())) if unsettled else DONE
+
+    def _batch_turn(self) -> float:
+        """The turn of batchUpdate in the tenant's budget (other instances' batches included)."""
+        return self._ctx.defender.start_turn(Start.COMMENT_BATCH)
 
     def _read_back(self, job: SampleJob, waiting: list[Versioned[AlertSampleLink]]) -> list[Versioned[AlertSampleLink]]:
         """Mark the `writing` links whose comment is on the alert already; the links left to write."""
