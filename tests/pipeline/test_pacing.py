@@ -77,13 +77,13 @@ def test_a_start_the_shared_budget_has_no_turn_for_gets_an_appointment_then() ->
     assert pace.wait("job-1", 1000.0, 60.0, elsewhere(25.0)) == 25.0
     assert pace.wait("job-1", 1010.0, 60.0, elsewhere(0.0)) == 15.0  # not its time yet: not asked
     assert len(asked) == 1
-    assert pace.wait("job-1", 1025.0, 60.0, elsewhere(5.0)) == 5.0  # its time, but no turn yet: later
-    assert pace.wait("job-1", 1030.0, 60.0, elsewhere(0.0)) == 0.0  # its turn: it starts
-    assert pace.wait("job-2", 1030.0, 60.0, elsewhere(0.0)) == 0.0
+    assert pace.wait("job-1", 1025.0, 60.0, elsewhere(15.0)) == 15.0  # its time, but no turn yet: later
+    assert pace.wait("job-1", 1040.0, 60.0, elsewhere(5.0)) == 0.0  # a turn this near is waited for in the limiter
+    assert pace.wait("job-2", 1040.0, 60.0, elsewhere(0.0)) == 0.0
     for n in range(3, 11):
-        assert pace.wait(f"job-{n}", 1030.0, 60.0) == 0.0
+        assert pace.wait(f"job-{n}", 1040.0, 60.0) == 0.0
     asked.clear()
-    assert pace.wait("job-11", 1030.0, 60.0, elsewhere(0.0)) == 60.0  # our own ten: not asked
+    assert pace.wait("job-11", 1040.0, 60.0, elsewhere(0.0)) == 60.0  # our own ten: not asked
     assert not asked
 
 

@@ -24,6 +24,7 @@ MIN_GAP = 0.5  # nominal seconds between two looks at the same thing, at the lea
 FRACTION = 0.05  # of the elapsed time: the most a look may come after the service finished
 NEAR = 0.02  # of the elapsed time: the gap near the end that the shortest recent run foretells
 _RECENT = 20  # runs remembered per kind for the shortest recent duration
+_SHORT = 1 / 6  # of a minute: a wait for the shared budget's turn this short is not put off
 
 
 class PollPlan:
@@ -83,6 +84,10 @@ class StartPace:
         with self._lock:
             would_start = self._would_start(job, now, minute)
         later = elsewhere() if would_start else 0.0
+        if later <= minute * _SHORT:
+            # Waited in the limiter instead: a job put off goes behind every item due before its
+            # new time (in an outbreak, thousands of triages), which costs more than a short wait.
+            later = 0.0
         with self._lock:
             del self._booked[: bisect.bisect_right(self._booked, now - minute)]
             booked = self._by_job.pop(job, None)
