@@ -97,9 +97,7 @@ class StartPace:
                 if later <= 0:
                     return 0.0  # its appointment: this is its start
                 self._booked.remove(booked)
-            when = now
-            if len(self._booked) >= self._per_minute:
-                when = max(now, self._booked[-self._per_minute] + minute)
+            when = self._next_free(now, minute)
             if when <= now:
                 when = now + later
             bisect.insort(self._booked, when)
@@ -109,8 +107,13 @@ class StartPace:
         booked = self._by_job.get(job)
         if booked is not None:
             return now - minute < booked <= now
+        return self._next_free(now, minute) <= now
+
+    def _next_free(self, now: float, minute: float) -> float:
+        """When this process's own budget next has a start free: now, or the minute after the
+        start `per_minute` places back."""
         recent = len(self._booked) - bisect.bisect_right(self._booked, now - minute)
-        return recent < self._per_minute or self._booked[-self._per_minute] + minute <= now
+        return now if recent < self._per_minute else max(now, self._booked[-self._per_minute] + minute)
 
     def _book(self, job: str, when: float, now: float) -> float:
         """Keep `job`'s appointment at `when`; the real seconds until it."""
